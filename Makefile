@@ -1,0 +1,41 @@
+# The two commands a newcomer needs: `make run` and `make test`. Everything else is set-up they trigger.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+INSTALLED := $(VENV)/.installed
+TEST_INSTALLED := $(VENV)/.test-installed
+
+.PHONY: run test unit lint clean
+
+## run: create the venv, install, and start the router (demo on http://127.0.0.1:8080)
+run: $(INSTALLED)
+	$(BIN)/crossbar start --cbdir .crossbar
+
+## test: install the test dependencies and run the whole suite
+test: $(TEST_INSTALLED)
+	$(BIN)/ruff check authenticator tests
+	$(BIN)/pytest
+
+## unit: only the pure-core tests (no router, no browser)
+unit: $(TEST_INSTALLED)
+	$(BIN)/pytest tests/unit
+
+lint: $(TEST_INSTALLED)
+	$(BIN)/ruff check authenticator tests
+	$(BIN)/ruff format --check authenticator tests
+
+$(INSTALLED): pyproject.toml constraints.txt
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
+		{ echo "Crossbar 26 needs Python 3.11 or newer; run: make PYTHON=python3.11 ..." >&2; exit 1; }
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e .
+	touch $@
+
+$(TEST_INSTALLED): $(INSTALLED)
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[test]'
+	touch $@
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info

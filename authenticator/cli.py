@@ -1,0 +1,130 @@
+"""``python -m authenticator``: mint, check and explain, with the router's own configuration."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import click
+import jwt
+
+from .policy import ACTIONS, MATCHES
+from .reasons import Rejected
+from .settings import ConfigError, Settings, component_extra, load_settings
+from .tokens import TokenVerifier
+
+
+def _settings(cbdir: str, *, generate_secret: bool = False) -> Settings:
+    path = Path(cbdir)
+    try:
+        return load_settings(component_extra(path / "config.json"), path, generate_secret=generate_secret)
+    except ConfigError as error:
+        raise click.ClickException(f"configuration: {error}") from error
+
+
+cbdir_option = click.option(
+    "--cbdir",
+    default=lambda: os.environ.get("CROSSBAR_DIR", ".crossbar"),
+    show_default=".crossbar",
+    help="The Crossbar node directory whose config.json configures the authenticator.",
+)
+
+
+@click.group()
+def main() -> None:
+    """Mint, check and explain tokens with the router's own configuration."""
+
+
+@main.command()
+@click.option("--sub", required=True, help="The user id (authid).")
+@click.option("--roles", default="user", show_default=True, help="Comma-separated roles.")
+@click.option("--ttl", default=300, show_default=True, type=int, help="Lifetime in seconds.")
+@click.option("--kid", default=None, help="Sign with the key of this kid.")
+@click.option("--jti/--no-jti", default=True, show_default=True, help="Add a unique token id.")
+@click.option(
+    "--claim",
+    "extra_claims",
+    multiple=True,
+    metavar="NAME=JSON",
+    help="An extra claim; the value is parsed as JSON when it can be.",
+)
+@cbdir_option
+def token(sub, roles, ttl, kid, jti, extra_claims, cbdir) -> None:
+    """Print a token signed with the configured shared secret."""
+    settings = _settings(cbdir, generate_secret=True)
+    try:
+        key = settings.keys.signing_key(kid)
+    except ValueError as error:
+        raise click.ClickException(str(error)) from error
+    now = int(time.time())
+    claims: dict = {"sub": sub, "roles": [r for r in roles.split(",") if r], "iat": now, "exp": now + ttl}
+    if jti:
+        claims["jti"] = uuid.uuid4().hex
+    for item in extra_claims:
+        name, _, value = item.partition("=")
+        try:
+            claims[name] = json.loads(value)
+        except json.JSONDecodeError:
+            claims[name] = value
+    algorithm = sorted(key.algorithms)[0]
+    headers = {"kid": key.kid} if key.kid else None
+    click.echo(jwt.encode(claims, key.material, algorithm=algorithm, headers=headers))
+
+
+@main.command()
+@click.argument("token", required=False)
+@cbdir_option
+def decode(token, cbdir) -> None:
+    """Verify TOKEN (or stdin) as the router would, and print its claims or the refusal."""
+    token = token if token is not None else sys.stdin.read().strip()
+    try:
+        identity = TokenVerifier(_settings(cbdir)).verify(token)
+    except Rejected as rejection:
+        click.echo(f"REFUSED {rejection.reason.uri}\n{rejection.message}", err=True)
+        sys.exit(1)
+    click.echo(f"ACCEPTED authid={identity.authid} role={identity.role} roles={','.join(identity.roles)}")
+    click.echo(json.dumps(dict(identity.claims), indent=2, sort_keys=True))
+
+
+@main.command()
+@click.option("--authid", default=None, help="The session's authid.")
+@click.option("--role", default=None, help="The session's role (or give --token).")
+@click.option("--token", "token_value", default=None, help="Take authid and roles from this token.")
+@click.option(
+    "--match",
+    type=click.Choice(MATCHES),
+    default="exact",
+    show_default=True,
+    help="The subscription or registration's match policy.",
+)
+@click.argument("action", type=click.Choice(ACTIONS))
+@click.argument("uri")
+@cbdir_option
+def explain(authid, role, token_value, match, action, uri, cbdir) -> None:
+    """Say whether ACTION on URI is allowed, which step and rule decided, and if it is cacheable."""
+    settings = _settings(cbdir)
+    roles: tuple[str, ...] = ()
+    if token_value:
+        try:
+            identity = TokenVerifier(settings).verify(token_value)
+        except Rejected as rejection:
+            raise click.ClickException(f"the token would be refused: {rejection}") from rejection
+        authid, role, roles = identity.authid, identity.role, identity.roles
+    if not role:
+        raise click.UsageError("give --role (and --authid), or --token")
+    decision = settings.policy.decide(
+        authrole=role, authid=authid, action=action, uri=uri, match=match, session_roles=roles
+    )
+    click.echo(
+        f"{'ALLOW' if decision.allow else 'DENY'} {action} {match} '{uri}' for authid={authid} role={role}"
+    )
+    click.echo(f"decided at step {decision.step}: {decision.reason}")
+    click.echo(
+        f"cacheable by Crossbar: {'yes' if decision.cacheable else 'no'}"
+        + ("; publisher/caller disclosed" if decision.disclose else "")
+    )
+    sys.exit(0 if decision.allow else 1)

@@ -1,0 +1,116 @@
+"""Verification keys: where they come from, and which key checks which token.
+
+Each key is bound to the algorithms it may verify. Binding matters: a key ring that let any
+configured algorithm use any key would let an attacker "sign" an HS256 token with a public key
+as the HMAC secret (algorithm confusion).
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+from .reasons import Reason, Rejected
+
+HMAC_ALGORITHMS = frozenset({"HS256", "HS384", "HS512"})
+# RFC 7518 §3.2: an HMAC key must be at least as long as the hash output.
+MIN_HMAC_SECRET_BYTES = 32
+GENERATED_SECRET_BYTES = 32
+
+
+class KeyConfigError(ValueError):
+    """A key cannot be loaded; the message says which and how to fix it."""
+
+
+@dataclass(frozen=True)
+class VerificationKey:
+    kid: str | None
+    algorithms: frozenset[str]
+    material: bytes
+    source: str  # where it came from (an env var name or a file path), for messages; never the key
+
+    @property
+    def can_sign(self) -> bool:
+        return bool(self.algorithms & HMAC_ALGORITHMS)
+
+
+class KeyRing:
+    """Picks the key for a token from its header's ``kid`` and ``alg``."""
+
+    def __init__(self, keys: list[VerificationKey]) -> None:
+        if not keys:
+            raise KeyConfigError(
+                "no verification key is configured: add one to 'keys' in the component extra"
+            )
+        self.keys = tuple(keys)
+        self.algorithms = frozenset().union(*(k.algorithms for k in keys))
+        self._by_kid = {k.kid: k for k in keys if k.kid is not None}
+        self._default = next((k for k in keys if k.kid is None), None)
+
+    def select(self, kid: object, alg: str) -> VerificationKey:
+        if kid is None:
+            key = self._default
+            if key is None:
+                raise Rejected(Reason.UNKNOWN_KEY, "the token has no kid and no default key is configured")
+        elif not isinstance(kid, str):
+            raise Rejected(Reason.MALFORMED_TOKEN, "the header's kid is not a string")
+        else:
+            key = self._by_kid.get(kid)
+            if key is None:
+                raise Rejected(Reason.UNKNOWN_KEY, "no key is configured for the token's kid")
+        if alg not in key.algorithms:
+            raise Rejected(
+                Reason.ALGORITHM_NOT_ALLOWED,
+                f"the key the token names accepts {', '.join(sorted(key.algorithms))}, not {alg}",
+            )
+        return key
+
+    def signing_key(self, kid: str | None = None) -> VerificationKey:
+        """The shared secret the CLI signs demo tokens with (only HMAC keys can sign here)."""
+        for key in self.keys:
+            if key.can_sign and (kid is None or key.kid == kid):
+                return key
+        raise KeyConfigError("no HMAC secret is configured to sign with (public keys cannot sign)")
+
+
+def load_hmac_secret(env_name: str | None, secret_file: Path | None, *, generate: bool) -> tuple[bytes, str]:
+    """The secret from the environment, else from its file, else a new one written to that file.
+
+    Returns (secret, source). The secret is used exactly as given (its text bytes), the way
+    PHP, Node and Python JWT libraries use a string secret, so one JWT_SECRET serves them all.
+    """
+    if env_name and os.environ.get(env_name):
+        return _checked(os.environ[env_name].encode(), f"environment variable {env_name}"), env_name
+    if secret_file is None:
+        raise KeyConfigError(f"environment variable {env_name} is not set and no secret_file is configured")
+    if secret_file.exists():
+        _refuse_loose_permissions(secret_file)
+        text = secret_file.read_text(encoding="utf-8").strip()
+        return _checked(text.encode(), str(secret_file)), str(secret_file)
+    if not generate:
+        raise KeyConfigError(f"set {env_name} or create {secret_file} (mode 0600) holding the shared secret")
+    secret = base64.urlsafe_b64encode(secrets.token_bytes(GENERATED_SECRET_BYTES)).rstrip(b"=")
+    secret_file.parent.mkdir(parents=True, exist_ok=True)
+    # O_EXCL: two processes starting at once must not overwrite each other's secret.
+    fd = os.open(secret_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as out:
+        out.write(secret + b"\n")
+    return secret, str(secret_file)
+
+
+def _checked(secret: bytes, source: str) -> bytes:
+    if len(secret) < MIN_HMAC_SECRET_BYTES:
+        raise KeyConfigError(
+            f"the HMAC secret from {source} is {len(secret)} bytes; at least {MIN_HMAC_SECRET_BYTES} are "
+            "needed. Generate one with: python -c 'import secrets; print(secrets.token_urlsafe(32))'"
+        )
+    return secret
+
+
+def _refuse_loose_permissions(path: Path) -> None:
+    mode = path.stat().st_mode & 0o777
+    if mode & 0o077:
+        raise KeyConfigError(f"{path} is readable by other users (mode {mode:04o}); run: chmod 600 {path}")

@@ -1,0 +1,87 @@
+"""Real Autobahn Python clients for router tests (run under pytest-twisted's reactor)."""
+
+from __future__ import annotations
+
+from autobahn.twisted.wamp import ApplicationSession
+from autobahn.twisted.websocket import WampWebSocketClientFactory
+from autobahn.wamp.types import ComponentConfig
+from twisted.internet import defer, reactor
+
+REALM = "realm1"
+CONNECT_TIMEOUT = 15
+
+
+class Refused(Exception):
+    """The router ended the session before it joined (ABORT): reason URI and message."""
+
+    def __init__(self, reason: str, message: str | None) -> None:
+        super().__init__(f"{reason}: {message}")
+        self.reason = reason
+        self.message = message
+
+
+class Client(ApplicationSession):
+    """A session that joins with a ticket (or anonymously) and records how it ends."""
+
+    def __init__(self, config, ticket, authmethods, authid, authextra, joined):
+        super().__init__(config)
+        self._ticket = ticket
+        self._authmethods = authmethods
+        self._authid = authid
+        self._authextra = authextra
+        self.joined = joined
+        self.left: defer.Deferred = defer.Deferred()
+        self.details = None
+
+    def onConnect(self):
+        self.join(
+            self.config.realm, authmethods=self._authmethods, authid=self._authid, authextra=self._authextra
+        )
+
+    def onChallenge(self, challenge):
+        return self._ticket
+
+    def onJoin(self, details):
+        self.details = details
+        self.joined.callback(self)
+
+    def onLeave(self, details):
+        if not self.joined.called:
+            self.joined.errback(Refused(details.reason, details.message))
+        elif not self.left.called:
+            self.left.callback(details)
+        self.disconnect()
+
+    def onDisconnect(self):
+        if not self.joined.called:
+            self.joined.errback(Refused("transport_closed", "connection lost before joining"))
+
+
+def connect(
+    url: str, ticket: str | None = None, *, authmethods=None, authid=None, authextra=None, headers=None
+) -> defer.Deferred:
+    """Connect and join; fires with the joined Client, or fails with Refused."""
+    if authmethods is None:
+        authmethods = ["ticket"] if ticket is not None else ["anonymous"]
+    joined: defer.Deferred = defer.Deferred()
+    config = ComponentConfig(realm=REALM)
+
+    def make():
+        return Client(config, ticket, authmethods, authid, authextra, joined)
+
+    factory = WampWebSocketClientFactory(make, url=url, headers=headers)
+    host, port = url.split("//")[1].split("/")[0].split(":")
+    reactor.connectTCP(host, int(port), factory)
+    return joined.addTimeout(CONNECT_TIMEOUT, reactor)
+
+
+async def refusal(url: str, ticket, **kwargs) -> Refused:
+    """Connect expecting a refusal; returns it (fails the test if the session joins)."""
+    try:
+        client = await connect(url, ticket, **kwargs)
+    except Refused as refused:
+        return refused
+    client.leave()
+    raise AssertionError(
+        f"expected a refusal, but joined as {client.details.authid}/{client.details.authrole}"
+    )

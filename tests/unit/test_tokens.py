@@ -1,0 +1,189 @@
+"""The pure verifier: one test per rejection reason, plus the happy path (injected clock)."""
+
+import base64
+import json
+
+import jwt
+import pytest
+
+from authenticator.reasons import Reason, Rejected
+from tests.support.tokens import TEST_SECRET, mint
+from tests.unit.conftest import NOW
+
+
+def token(**kwargs):
+    kwargs.setdefault("now", NOW)
+    return mint(**kwargs)
+
+
+def reason_of(verifier, value):
+    with pytest.raises(Rejected) as caught:
+        verifier.verify(value)
+    return caught.value
+
+
+def b64(data) -> str:
+    raw = data if isinstance(data, bytes) else json.dumps(data).encode()
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def test_a_good_token_gives_its_subject_role_and_expiry(verifier):
+    identity = verifier.verify(token(sub="alice", roles=["user"], ttl=60))
+    assert (identity.authid, identity.role, identity.roles) == ("alice", "user", ("user",))
+    assert identity.expires_at == int(NOW + 60)
+    assert identity.authextra() == {"roles": ["user"], "exp": int(NOW + 60)}
+
+
+def test_a_single_role_string_is_accepted(verifier):
+    assert verifier.verify(token(roles=None, role="admin")).role == "admin"
+
+
+def test_the_most_privileged_role_is_the_session_role_and_all_go_to_authextra(verifier):
+    identity = verifier.verify(token(roles=["user", "admin"]))
+    assert identity.role == "admin"
+    assert identity.roles == ("user", "admin")
+
+
+def test_unknown_roles_are_ignored_when_a_known_one_remains(verifier):
+    identity = verifier.verify(token(roles=["billing", "user"]))
+    assert (identity.role, identity.roles) == ("user", ("user",))
+
+
+@pytest.mark.parametrize("value", [None, ""])
+def test_no_token_is_missing_token(verifier, value):
+    assert reason_of(verifier, value).reason is Reason.MISSING_TOKEN
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["not-a-jwt", "a.b", "a.b.c.d", "!!!.###.$$$", b64(b"[1]") + ".e30.x", 42],
+)
+def test_garbage_is_malformed_token(verifier, value):
+    assert reason_of(verifier, value).reason is Reason.MALFORMED_TOKEN
+
+
+def test_an_oversized_token_is_refused_before_it_is_parsed(verifier):
+    rejection = reason_of(verifier, "a" * 9000 + ".b.c")
+    assert rejection.reason is Reason.MALFORMED_TOKEN
+    assert "8192 bytes" in rejection.message
+
+
+@pytest.mark.parametrize("alg", ["none", "None", "NONE", "nOnE", "HS512", "RS256"])
+def test_algorithms_outside_the_allow_list_are_refused(verifier, alg):
+    forged = (
+        b64({"alg": alg, "typ": "JWT"})
+        + "."
+        + b64({"sub": "alice", "roles": ["admin"], "exp": NOW + 60})
+        + "."
+    )
+    assert reason_of(verifier, forged).reason is Reason.ALGORITHM_NOT_ALLOWED
+
+
+def test_a_token_signed_with_another_secret_is_invalid_signature(verifier):
+    other = token(secret="another-secret-that-is-long-enough-0123456789")
+    assert reason_of(verifier, other).reason is Reason.INVALID_SIGNATURE
+
+
+def test_a_token_with_its_signature_cut_off_is_invalid_signature(verifier):
+    header, payload, _ = token().split(".")
+    assert reason_of(verifier, f"{header}.{payload}.").reason is Reason.INVALID_SIGNATURE
+
+
+def test_a_tampered_payload_is_invalid_signature(verifier):
+    header, _, signature = token(roles=["user"]).split(".")
+    tampered = ".".join((header, b64({"sub": "alice", "roles": ["admin"], "exp": NOW + 60}), signature))
+    assert reason_of(verifier, tampered).reason is Reason.INVALID_SIGNATURE
+
+
+def test_a_kid_no_key_has_is_unknown_key(verifier):
+    assert reason_of(verifier, token(headers={"kid": "2019"})).reason is Reason.UNKNOWN_KEY
+
+
+def test_an_expired_token_is_expired(verifier):
+    rejection = reason_of(verifier, token(now=NOW - 100, ttl=60))
+    assert rejection.reason is Reason.EXPIRED
+    assert "40 s ago" in rejection.message
+
+
+def test_expiry_within_the_leeway_is_still_accepted(verifier):
+    verifier.verify(token(now=NOW - 65, ttl=60))  # 5 s past exp, leeway is 10 s
+
+
+def test_a_token_used_before_nbf_is_not_yet_valid(verifier):
+    assert reason_of(verifier, token(nbf=int(NOW + 120))).reason is Reason.NOT_YET_VALID
+
+
+def test_a_token_issued_in_the_future_is_not_yet_valid(verifier):
+    assert reason_of(verifier, token(now=NOW + 300)).reason is Reason.NOT_YET_VALID
+
+
+def test_a_token_without_exp_is_missing_claim(verifier):
+    rejection = reason_of(verifier, token(exp=None))
+    assert rejection.reason is Reason.MISSING_CLAIM
+    assert "'exp'" in rejection.message
+
+
+def test_a_token_without_subject_is_missing_claim(verifier):
+    assert reason_of(verifier, token(sub=None)).reason is Reason.MISSING_CLAIM
+
+
+def test_a_token_without_roles_is_missing_claim(verifier):
+    assert reason_of(verifier, token(roles=None)).reason is Reason.MISSING_CLAIM
+
+
+@pytest.mark.parametrize(
+    "claims",
+    [
+        {"exp": "tomorrow"},
+        {"exp": True},
+        {"roles": {"admin": True}},
+        {"roles": ["user", 7]},
+        {"sub": 42},
+    ],
+)
+def test_claims_of_the_wrong_type_are_invalid_claim(verifier, claims):
+    assert reason_of(verifier, token(**claims)).reason is Reason.INVALID_CLAIM
+
+
+@pytest.mark.parametrize("authid", ["", "al.ice", "al*", "a#b", "al ice", "al\tice", "a\x00b", "x" * 65])
+def test_authids_that_could_change_a_uri_are_invalid_claim(verifier, authid):
+    assert reason_of(verifier, token(sub=authid)).reason is Reason.INVALID_CLAIM
+
+
+def test_a_token_with_only_undefined_roles_is_unknown_role(verifier):
+    rejection = reason_of(verifier, token(roles=["superuser", "root"]))
+    assert rejection.reason is Reason.UNKNOWN_ROLE
+    assert rejection.authid == "alice"
+
+
+def test_the_authid_can_come_from_a_nested_claim(shipped_extra, monkeypatch, tmp_path):
+    from authenticator.settings import load_settings
+    from authenticator.tokens import TokenVerifier
+
+    monkeypatch.setenv("JWT_SECRET", TEST_SECRET)
+    shipped_extra["claims"] = {**shipped_extra["claims"], "authid": "user.username", "required": ["exp"]}
+    verifier = TokenVerifier(load_settings(shipped_extra, tmp_path), clock=lambda: NOW)
+    assert verifier.verify(token(sub=None, user={"username": "carol"})).authid == "carol"
+
+
+def test_no_message_ever_contains_the_token_or_the_secret(verifier):
+    samples = [token(now=NOW - 999), token(exp=None), token(roles=["root"]), token(secret="x" * 40), "a.b.c"]
+    for sample in samples:
+        rejection = reason_of(verifier, sample)
+        for text in (rejection.message, str(rejection), rejection.detail):
+            assert sample not in text and TEST_SECRET not in text
+            assert sample.split(".")[-1] not in text or sample == "a.b.c"
+
+
+def test_every_reason_has_a_stable_uri_and_a_message_that_says_what_to_do():
+    codes = [reason.code for reason in Reason]
+    assert len(codes) == len(set(codes))
+    for reason in Reason:
+        assert reason.uri == f"authenticator.error.{reason.code}"
+        assert reason.what and reason.todo.endswith(".")
+
+
+def test_pyjwt_agrees_the_minted_test_tokens_are_valid():
+    # guards the helper itself: a broken minting helper would make the refusal tests vacuous
+    claims = jwt.decode(mint(), TEST_SECRET, algorithms=["HS256"])
+    assert claims["sub"] == "alice"
