@@ -119,9 +119,7 @@ def explain(authid, role, token_value, match, action, uri, cbdir) -> None:
     decision = settings.policy.decide(
         authrole=role, authid=authid, action=action, uri=uri, match=match, session_roles=roles
     )
-    click.echo(
-        f"{'ALLOW' if decision.allow else 'DENY'} {action} {match} '{uri}' for authid={authid} role={role}"
-    )
+    click.echo(f"{'ALLOW' if decision.allow else 'DENY'} {action} {match} '{uri}' for authid={authid} role={role}")
     click.echo(f"decided at step {decision.step}: {decision.reason}")
     click.echo(
         f"cacheable by Crossbar: {'yes' if decision.cacheable else 'no'}"

@@ -12,7 +12,7 @@ from autobahn.twisted.wamp import ApplicationSession
 from autobahn.wamp.exception import ApplicationError
 
 from .reasons import Reason, Rejected
-from .settings import load_settings
+from .settings import ConfigError, load_settings
 from .tokens import TokenVerifier
 
 AUTHENTICATE = "authenticator.authenticate"
@@ -25,7 +25,10 @@ class AuthenticatorComponent(ApplicationSession):
         extra = dict(config.extra or {})
         cbdir = Path(extra.pop("cbdir", "."))
         # Read once and validated: a bad configuration stops the router's start with its message.
-        self.settings = load_settings(extra, cbdir)
+        try:
+            self.settings = load_settings(extra, cbdir)
+        except ConfigError as error:
+            raise ConfigError(f"authenticator extra in {cbdir / 'config.json'}: {error}") from None
         self.verifier = TokenVerifier(self.settings)
         for key in self.settings.keys.keys:
             self.log.info(

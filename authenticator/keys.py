@@ -42,9 +42,7 @@ class KeyRing:
 
     def __init__(self, keys: list[VerificationKey]) -> None:
         if not keys:
-            raise KeyConfigError(
-                "no verification key is configured: add one to 'keys' in the component extra"
-            )
+            raise KeyConfigError("no verification key is configured: add one to 'keys' in the component extra")
         self.keys = tuple(keys)
         self.algorithms = frozenset().union(*(k.algorithms for k in keys))
         self._by_kid = {k.kid: k for k in keys if k.kid is not None}

@@ -54,9 +54,7 @@ class Rule:
         return f"role '{self.role}' rule #{self.index + 1} ({self.match} '{self.uri}')"
 
     def discloses(self, action: str) -> bool:
-        return (action == "publish" and self.disclose_publisher) or (
-            action == "call" and self.disclose_caller
-        )
+        return (action == "publish" and self.disclose_publisher) or (action == "call" and self.disclose_caller)
 
 
 @dataclass(frozen=True)
@@ -149,9 +147,7 @@ class Policy:
                             rule,
                         )
 
-        return Decision(
-            False, False, False, 4, f"no rule of role '{authrole}' allows {action} on {match} '{uri}'"
-        )
+        return Decision(False, False, False, 4, f"no rule of role '{authrole}' allows {action} on {match} '{uri}'")
 
     def _definition_order(self, names: frozenset[str]) -> list[str]:
         return [name for name in self.roles if name in names]
@@ -300,9 +296,7 @@ def _check_uri(where: str, uri: str, match: str) -> None:
     parts = uri.split(".")
     for i, part in enumerate(parts):
         if AUTHID_PLACEHOLDER in part and part != AUTHID_PLACEHOLDER:
-            raise PolicyError(
-                f"{where}: '{{authid}}' must be a whole URI component, as in 'app.user.{{authid}}.x'"
-            )
+            raise PolicyError(f"{where}: '{{authid}}' must be a whole URI component, as in 'app.user.{{authid}}.x'")
         last = i == len(parts) - 1
         empty_ok = (match == "prefix" and last) or match == "wildcard"
         if part == "" and not empty_ok:

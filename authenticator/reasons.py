@@ -114,9 +114,7 @@ class Reason(Enum):
 class Rejected(Exception):
     """A refusal with its reason. ``detail`` is shown to the client and logged: keep it secret-free."""
 
-    def __init__(
-        self, reason: Reason, detail: str = "", *, authid: str | None = None, jti: str | None = None
-    ):
+    def __init__(self, reason: Reason, detail: str = "", *, authid: str | None = None, jti: str | None = None):
         super().__init__(reason.code, detail)
         self.reason = reason
         self.detail = detail

@@ -118,9 +118,7 @@ def _load_keys(spec: object, cbdir: Path, generate_secret: bool) -> KeyRing:
             secret, source = load_hmac_secret(key_spec.get("secret_env"), path, generate=generate_secret)
         except KeyConfigError as error:
             raise ConfigError(f"{where}: {error}") from error
-        keys.append(
-            VerificationKey(kid=kid, algorithms=frozenset(algorithms), material=secret, source=source)
-        )
+        keys.append(VerificationKey(kid=kid, algorithms=frozenset(algorithms), material=secret, source=source))
     kids = [k.kid for k in keys if k.kid is not None]
     if len(kids) != len(set(kids)):
         raise ConfigError("two keys share a kid; every kid must be unique")
@@ -138,9 +136,7 @@ def component_extra(config_file: Path) -> dict:
     try:
         config = json.loads(config_file.read_text(encoding="utf-8"))
     except FileNotFoundError as error:
-        raise ConfigError(
-            f"{config_file} does not exist; pass --cbdir pointing at your .crossbar folder"
-        ) from error
+        raise ConfigError(f"{config_file} does not exist; pass --cbdir pointing at your .crossbar folder") from error
     except json.JSONDecodeError as error:
         raise ConfigError(f"{config_file} is not valid JSON: {error}") from error
     for worker in config.get("workers", []):

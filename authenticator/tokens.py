@@ -79,9 +79,7 @@ class TokenVerifier:
         token_roles = self._read_roles(claims, authid, jti)
         role, known = self.settings.policy.session_role(token_roles)
         if role is None:
-            raise Rejected(
-                Reason.UNKNOWN_ROLE, f"the token names {len(token_roles)} role(s)", authid=authid, jti=jti
-            )
+            raise Rejected(Reason.UNKNOWN_ROLE, f"the token names {len(token_roles)} role(s)", authid=authid, jti=jti)
         exp = claims.get("exp")
         return Identity(authid=authid, role=role, roles=known, expires_at=exp, jti=jti, claims=claims)
 
@@ -125,9 +123,7 @@ class TokenVerifier:
         for name in _TIME_CLAIMS:
             value = claims.get(name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
-                raise Rejected(
-                    Reason.INVALID_CLAIM, f"'{name}' must be a number (seconds since the epoch)", jti=jti
-                )
+                raise Rejected(Reason.INVALID_CLAIM, f"'{name}' must be a number (seconds since the epoch)", jti=jti)
         now, leeway = self.clock(), self.settings.claims.leeway_seconds
         if "exp" in claims and now >= claims["exp"] + leeway:
             raise Rejected(Reason.EXPIRED, f"{int(now - claims['exp'])} s ago", jti=jti)

@@ -69,6 +69,7 @@ class RouterProcess:
         (self.cbdir / "config.json").write_text(json.dumps(config, indent=2))
 
     def start(self) -> RouterProcess:
+        self._log_offset = self.log_size()  # a restart appends: only look at what this run writes
         with self.log_file.open("ab") as log:
             self.process = subprocess.Popen(
                 [str(CROSSBAR), "start", "--cbdir", str(self.cbdir), "--loglevel", "info"],
@@ -77,14 +78,14 @@ class RouterProcess:
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
-        self._log_offset = 0
         wait_for(self._ready_or_dead, START_TIMEOUT, f"crossbar to start (log: {self.log_file})")
         if self.process.poll() is not None:
-            raise RuntimeError(f"crossbar exited with {self.process.returncode}:\n{self.log()[-4000:]}")
+            tail = self.log()[self._log_offset :][-6000:]
+            raise RuntimeError(f"crossbar exited with {self.process.returncode}:\n{tail}")
         return self
 
     def _ready_or_dead(self) -> bool:
-        return self.process.poll() is not None or READY_LINE in self.log()
+        return self.process.poll() is not None or READY_LINE in self.log()[self._log_offset :]
 
     def stop(self) -> int | None:
         if self.process is None or self.process.poll() is not None:

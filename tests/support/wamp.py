@@ -34,9 +34,7 @@ class Client(ApplicationSession):
         self.details = None
 
     def onConnect(self):
-        self.join(
-            self.config.realm, authmethods=self._authmethods, authid=self._authid, authextra=self._authextra
-        )
+        self.join(self.config.realm, authmethods=self._authmethods, authid=self._authid, authextra=self._authextra)
 
     def onChallenge(self, challenge):
         return self._ticket
@@ -82,6 +80,37 @@ async def refusal(url: str, ticket, **kwargs) -> Refused:
     except Refused as refused:
         return refused
     client.leave()
-    raise AssertionError(
-        f"expected a refusal, but joined as {client.details.authid}/{client.details.authrole}"
-    )
+    raise AssertionError(f"expected a refusal, but joined as {client.details.authid}/{client.details.authrole}")
+
+
+class Inbox:
+    """Collects events of one subscription; `next()` waits for the next one (with a deadline)."""
+
+    def __init__(self) -> None:
+        self.events: list = []
+        self._waiting: list[defer.Deferred] = []
+
+    def __call__(self, *args, **kwargs) -> None:
+        event = (args, kwargs)
+        if self._waiting:
+            self._waiting.pop(0).callback(event)
+        else:
+            self.events.append(event)
+
+    def next(self, timeout: float = 5) -> defer.Deferred:
+        if self.events:
+            return defer.succeed(self.events.pop(0))
+        waiting: defer.Deferred = defer.Deferred()
+        self._waiting.append(waiting)
+        return waiting.addTimeout(timeout, reactor)
+
+
+async def wamp_error(deferred) -> str:
+    """Await a WAMP call/subscribe/publish expected to fail; returns its error URI."""
+    from autobahn.wamp.exception import ApplicationError
+
+    try:
+        await deferred
+    except ApplicationError as error:
+        return error.error
+    raise AssertionError("expected a WAMP error, but the request succeeded")
