@@ -1,22 +1,38 @@
 """The Autobahn component that wires the pure core to the router.
 
 It runs inside the router worker (a router component), so its procedures are registered before
-the transports open. Every handler here is CPU-only and short: nothing blocks the reactor.
+the transports open. Verification and policy run on the reactor (CPU only, microseconds); the
+token store and JWKS fetches run on the component's own I/O thread, never on the reactor.
 """
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from autobahn.twisted.wamp import ApplicationSession
 from autobahn.wamp.exception import ApplicationError
+from autobahn.wamp.types import RegisterOptions
+from twisted.internet import reactor, task
+from twisted.internet.defer import Deferred
+from twisted.internet.threads import deferToThreadPool
+from twisted.python.threadpool import ThreadPool
 
+from .carriers import token_from_headers
+from .keys import fetch_jwks
 from .reasons import Reason, Rejected
+from .sessions import LiveSession, LiveSessions
 from .settings import ConfigError, load_settings
-from .tokens import TokenVerifier
+from .store import StoreUnavailable, open_store
+from .tokens import Identity, TokenVerifier
 
 AUTHENTICATE = "authenticator.authenticate"
+AUTHENTICATE_HEADERS = "authenticator.authenticate_headers"
 AUTHORIZE = "authenticator.authorize"
+REFRESH = "authenticator.refresh"
+REVOKE = "authenticator.revoke"
+# Our own procedures need to know who calls them, so their callers are always disclosed to us.
+OWN_PROCEDURES = frozenset({REFRESH, REVOKE})
 
 
 class AuthenticatorComponent(ApplicationSession):
@@ -27,54 +43,220 @@ class AuthenticatorComponent(ApplicationSession):
         # Read once and validated: a bad configuration stops the router's start with its message.
         try:
             self.settings = load_settings(extra, cbdir)
-        except ConfigError as error:
+            self.store = open_store(self.settings.store)
+        except (ConfigError, StoreUnavailable) as error:
             raise ConfigError(f"authenticator extra in {cbdir / 'config.json'}: {error}") from None
         self.verifier = TokenVerifier(self.settings)
+        self.live = LiveSessions()
+        self._io = ThreadPool(minthreads=1, maxthreads=1, name="authenticator-io")
+        self._jwks_fetch: Deferred | None = None
+        self._jwks_fetched_at = float("-inf")
+        self._jwks_loop: task.LoopingCall | None = None
         for key in self.settings.keys.keys:
             self.log.info(
                 "authenticator: key kid={kid} for {algs} from {source}",
-                kid=key.kid,
-                algs=",".join(sorted(key.algorithms)),
-                source=key.source,
-            )
+                kid=key.kid, algs=",".join(sorted(key.algorithms)), source=key.source,
+            )  # fmt: skip
 
     async def onJoin(self, details):
+        self._io.start()
+        reactor.addSystemEventTrigger("during", "shutdown", self._io.stop)
+        caller = RegisterOptions(details_arg="details")
         await self.register(self.authenticate, AUTHENTICATE)
+        await self.register(self.authenticate_headers, AUTHENTICATE_HEADERS)
         await self.register(self.authorize, AUTHORIZE)
-        self.log.info("authenticator: ready ({procs})", procs=", ".join((AUTHENTICATE, AUTHORIZE)))
+        await self.register(self.refresh, REFRESH, options=caller)
+        await self.register(self.revoke, REVOKE, options=caller)
+        await self.subscribe(self._on_leave, "wamp.session.on_leave")
+        if self.settings.jwks_urls:
+            interval = min(u.refresh_seconds for u in self.settings.jwks_urls)
+            self._jwks_loop = task.LoopingCall(self._refresh_jwks)
+            self._jwks_loop.start(interval, now=True)
+        self.log.info("authenticator: ready")
+
+    def _io_call(self, function, *args, **kwargs) -> Deferred:
+        return deferToThreadPool(reactor, self._io, function, *args, **kwargs)
 
     # -- authentication ----------------------------------------------------------------------
 
-    def authenticate(self, realm, authid, details):
-        peer = (details.get("transport") or {}).get("peer")
+    async def authenticate(self, realm, authid, details):
+        """WAMP-ticket: the ticket is the token."""
+        return await self._login(details.get("ticket"), "ticket", details)
+
+    async def authenticate_headers(self, realm, authid, details):
+        """WAMP-anonymous, dynamic: a token in the upgrade's headers, else the anonymous role."""
+        peer = _peer(details)
         try:
-            identity = self.verifier.verify(details.get("ticket"))
+            token, carrier = token_from_headers(_headers(details), self.settings)
         except Rejected as rejection:
-            self._log_refusal(rejection, peer)
-            raise ApplicationError(rejection.reason.uri, rejection.message) from None
+            raise self._refuse(rejection, peer, "cookie") from None
+        if token is not None:
+            return await self._login(token, carrier, details)
+        anonymous = self.settings.policy.anonymous_role
+        if anonymous is None:
+            raise self._refuse(Rejected(Reason.MISSING_TOKEN, "anonymous access is off"), peer, "none") from None
+        # Always return extra: without it Crossbar would hand on the client's own HELLO authextra.
+        return {"role": anonymous, "extra": {"roles": [anonymous], "exp": None}}
+
+    async def _login(self, token, carrier: str, details) -> dict:
+        peer = _peer(details)
+        try:
+            identity = await self._verify(token)
+            await self._admit(identity)
+        except Rejected as rejection:
+            raise self._refuse(rejection, peer, carrier) from None
         except Exception as error:  # noqa: BLE001 - any failure must become a clean refusal
             # The type only: a message or traceback could quote the token.
-            rejection = Rejected(Reason.INTERNAL_ERROR, type(error).__name__)
-            self._log_refusal(rejection, peer)
-            raise ApplicationError(rejection.reason.uri, Rejected(Reason.INTERNAL_ERROR).message) from None
+            raise self._refuse(Rejected(Reason.INTERNAL_ERROR, type(error).__name__), peer, carrier) from None
+        live = self.live.add(details.get("session"), identity, self.settings.expiry_grace_seconds)
+        self._schedule_expiry(live)
         self.log.info(
-            "authentication accepted: authid={authid} role={role} peer={peer} jti={jti}",
-            authid=identity.authid,
-            role=identity.role,
-            peer=peer,
-            jti=identity.jti,
-        )
+            "authentication accepted: authid={authid} role={role} via={via} peer={peer} jti={jti}",
+            authid=identity.authid, role=identity.role, via=carrier, peer=peer, jti=identity.jti,
+        )  # fmt: skip
         return {"authid": identity.authid, "role": identity.role, "extra": identity.authextra()}
 
-    def _log_refusal(self, rejection: Rejected, peer) -> None:
+    async def _verify(self, token) -> Identity:
+        try:
+            return self.verifier.verify(token)
+        except Rejected as rejection:
+            if rejection.reason is not Reason.UNKNOWN_KEY or not self._may_refetch_jwks():
+                raise
+        await self._refresh_jwks()  # a rotated key at the identity provider: fetch once, then retry
+        return self.verifier.verify(token)
+
+    async def _admit(self, identity: Identity) -> None:
+        try:
+            verdict = await self._io_call(
+                self.store.admit, authid=identity.authid, jti=identity.jti, issued_at=identity.issued_at,
+                expires_at=identity.expires_at, single_use=self.settings.single_use, now=time.time(),
+            )  # fmt: skip
+        except StoreUnavailable as error:
+            self.log.warn("authenticator: {error}", error=str(error))
+            raise Rejected(Reason.STORE_UNAVAILABLE, authid=identity.authid, jti=identity.jti) from None
+        if verdict is not None:
+            raise Rejected(verdict, authid=identity.authid, jti=identity.jti)
+
+    def _refuse(self, rejection: Rejected, peer, carrier: str) -> ApplicationError:
         self.log.info(
-            "authentication refused: reason={reason} detail={detail} authid={authid} peer={peer} jti={jti}",
-            reason=rejection.reason.code,
-            detail=rejection.detail or "-",
-            authid=rejection.authid,
-            peer=peer,
-            jti=rejection.jti,
-        )
+            "authentication refused: reason={reason} detail={detail} authid={authid} via={via} peer={peer} jti={jti}",
+            reason=rejection.reason.code, detail=rejection.detail or "-", authid=rejection.authid,
+            via=carrier, peer=peer, jti=rejection.jti,
+        )  # fmt: skip
+        message = Rejected(Reason.INTERNAL_ERROR).message if rejection.reason is Reason.INTERNAL_ERROR else None
+        return ApplicationError(rejection.reason.uri, message or rejection.message)
+
+    # -- JWKS --------------------------------------------------------------------------------
+
+    def _may_refetch_jwks(self) -> bool:
+        if not self.settings.jwks_urls:
+            return False
+        spacing = min(u.min_refetch_seconds for u in self.settings.jwks_urls)
+        return self._jwks_fetch is not None or time.monotonic() - self._jwks_fetched_at >= spacing
+
+    def _refresh_jwks(self) -> Deferred:
+        """One fetch at a time; concurrent logins with the new kid wait for the same fetch."""
+        if self._jwks_fetch is None:
+            self._jwks_fetched_at = time.monotonic()
+            self._jwks_fetch = self._io_call(self._fetch_all_jwks)
+            self._jwks_fetch.addCallbacks(self._install_jwks, self._jwks_failed)
+            self._jwks_fetch.addBoth(self._jwks_done)
+        waiter: Deferred = Deferred()
+        self._jwks_fetch.addBoth(lambda result: (waiter.callback(None), result)[1])
+        return waiter
+
+    def _fetch_all_jwks(self):
+        return [key for u in self.settings.jwks_urls for key in fetch_jwks(u.url, u.algorithms, u.timeout_seconds)]
+
+    def _install_jwks(self, keys) -> None:
+        self.settings.keys.replace_remote(keys)
+        self.log.info("authenticator: JWKS fetched, {n} key(s): {kids}", n=len(keys), kids=[k.kid for k in keys])
+
+    def _jwks_failed(self, failure) -> None:
+        # Keep the keys we have: an identity provider outage must not log everyone out.
+        self.log.warn("authenticator: JWKS fetch failed ({error}); keeping cached keys", error=failure.value)
+
+    def _jwks_done(self, result):
+        self._jwks_fetch = None
+        return result
+
+    # -- expiry, refresh, revocation ---------------------------------------------------------
+
+    def _schedule_expiry(self, live: LiveSession) -> None:
+        if live.deadline is None:
+            return
+        delay = max(0.0, live.deadline - time.time())
+        if live.timer is not None and live.timer.active():
+            live.timer.reset(delay)
+        else:
+            live.timer = reactor.callLater(delay, self._end_expired, live.session_id)
+
+    def _end_expired(self, session_id: int) -> None:
+        live = self.live.pop(session_id)
+        if live is not None:
+            self.log.info("session ended: reason=expired authid={authid} session={sid}", authid=live.authid,
+                          sid=session_id)  # fmt: skip
+            self._kill(session_id, Reason.EXPIRED, "the session's token expired; fetch a fresh token and reconnect")
+
+    def _kill(self, session_id: int, reason: Reason, message: str) -> Deferred:
+        d = self.call("wamp.session.kill", session_id, reason=reason.uri, message=message)
+        d.addErrback(lambda failure: None)  # already gone, or never joined: nothing to end
+        return d
+
+    def _on_leave(self, session_id, *args, **kwargs) -> None:
+        if isinstance(session_id, dict):
+            session_id = session_id.get("session")
+        live = self.live.pop(session_id)
+        if live is not None and live.timer is not None and live.timer.active():
+            live.timer.cancel()
+
+    async def refresh(self, token, details=None):
+        """A connected client presents a newer token; its session's deadline moves, no reconnect."""
+        live = self.live.get(details.caller if details else None)
+        if live is None:
+            raise ApplicationError(
+                Reason.REFRESH_REFUSED.uri, "Only a session that logged in with a token can refresh."
+            )
+        try:
+            identity = await self._verify(token)
+            if identity.authid != live.authid:
+                raise Rejected(Reason.REFRESH_REFUSED, "it is for another user", authid=live.authid, jti=identity.jti)
+            if not set(identity.roles) <= live.roles:
+                raise Rejected(Reason.REFRESH_REFUSED, "it grants more roles", authid=live.authid, jti=identity.jti)
+            await self._admit(identity)
+        except Rejected as rejection:
+            self.log.info("refresh refused: reason={reason} detail={detail} authid={authid} session={sid}",
+                          reason=rejection.reason.code, detail=rejection.detail or "-", authid=live.authid,
+                          sid=live.session_id)  # fmt: skip
+            raise ApplicationError(rejection.reason.uri, rejection.message) from None
+        live.jti, live.issued_at = identity.jti, identity.issued_at
+        if identity.expires_at is not None:
+            live.deadline = identity.expires_at + self.settings.expiry_grace_seconds
+            self._schedule_expiry(live)
+        self.log.info("session refreshed: authid={authid} session={sid} exp={exp}", authid=live.authid,
+                      sid=live.session_id, exp=identity.expires_at)  # fmt: skip
+        return {"exp": identity.expires_at}
+
+    async def revoke(self, authid=None, jti=None, details=None):
+        """Refuse a user's tokens issued until now (authid=...) or one token (jti=...), and end the
+        live sessions they cover."""
+        if (authid is None and jti is None) or not all(isinstance(v, str | None) for v in (authid, jti)):
+            raise ApplicationError("wamp.error.invalid_argument", "Call revoke with authid='...' or jti='...'.")
+        lifetime = self.settings.claims.max_lifetime_seconds
+        keep = None if lifetime is None else lifetime + self.settings.claims.leeway_seconds
+        try:
+            await self._io_call(self.store.revoke, authid=authid, jti=jti, now=time.time(), keep_seconds=keep)
+        except StoreUnavailable as error:
+            self.log.warn("authenticator: {error}", error=str(error))
+            raise ApplicationError(Reason.STORE_UNAVAILABLE.uri, Rejected(Reason.STORE_UNAVAILABLE).message) from None
+        ended = self.live.covered_by(authid=authid, jti=jti)
+        for live in ended:
+            self._on_leave(live.session_id)
+            self._kill(live.session_id, Reason.REVOKED, "access for this user or token has been revoked")
+        by = details.caller_authid if details else None
+        self.log.info("revoked: authid={authid} jti={jti} by={by} sessions_ended={n}", authid=authid, jti=jti,
+                      by=by, n=len(ended))  # fmt: skip
+        return {"sessions_ended": len(ended)}
 
     # -- authorization -----------------------------------------------------------------------
 
@@ -90,23 +272,36 @@ class AuthenticatorComponent(ApplicationSession):
         if not decision.allow:
             self.log.info(
                 "authorization denied: {action} {uri} authid={authid} role={role} reason={reason}",
-                action=action,
-                uri=uri,
-                authid=session.get("authid"),
-                role=session.get("authrole"),
+                action=action, uri=uri, authid=session.get("authid"), role=session.get("authrole"),
                 reason=decision.reason,
-            )
-        return decision.as_crossbar_answer()
+            )  # fmt: skip
+        answer = decision.as_crossbar_answer()
+        if decision.allow and action == "call" and uri in OWN_PROCEDURES:
+            answer["disclose"] = True
+        return answer
+
+    def onLeave(self, details):
+        if self._jwks_loop is not None and self._jwks_loop.running:
+            self._jwks_loop.stop()
+        super().onLeave(details)
+
+
+def _peer(details) -> str | None:
+    return (details.get("transport") or {}).get("peer")
+
+
+def _headers(details) -> dict:
+    return (details.get("transport") or {}).get("http_headers_received") or {}
 
 
 def _verified_roles(session: dict) -> list:
     """The token roles this component put in the session's authextra, or none.
 
-    Only a dynamic-ticket session's authextra is ours: for anonymous (and static) sessions
-    Crossbar passes on the authextra the *client* sent in HELLO, so trusting it there would let
-    any visitor claim {"roles": ["admin"]}. Such a session gets exactly its authrole's rules.
+    Only a dynamic session's authextra is ours (we always return one): for static anonymous
+    sessions Crossbar passes on the authextra the *client* sent in HELLO, so trusting it there would
+    let any visitor claim {"roles": ["admin"]}. Such a session gets exactly its authrole's rules.
     """
-    if session.get("authmethod") != "ticket" or session.get("authprovider") != "dynamic":
+    if session.get("authprovider") != "dynamic" or session.get("authmethod") not in ("ticket", "anonymous"):
         return []
     roles = (session.get("authextra") or {}).get("roles")
     return roles if isinstance(roles, list) else []

@@ -10,12 +10,22 @@ from __future__ import annotations
 import base64
 import os
 import secrets
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+import jwt
+from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
+from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
 from .reasons import Reason, Rejected
 
 HMAC_ALGORITHMS = frozenset({"HS256", "HS384", "HS512"})
+RSA_ALGORITHMS = frozenset({"RS256", "RS384", "RS512", "PS256", "PS384", "PS512"})
+EC_ALGORITHMS_BY_CURVE = {"secp256r1": "ES256", "secp384r1": "ES384", "secp521r1": "ES512"}
+ASYMMETRIC_ALGORITHMS = RSA_ALGORITHMS | frozenset(EC_ALGORITHMS_BY_CURVE.values()) | {"EdDSA"}
+SUPPORTED_ALGORITHMS = HMAC_ALGORITHMS | ASYMMETRIC_ALGORITHMS
 # RFC 7518 §3.2: an HMAC key must be at least as long as the hash output.
 MIN_HMAC_SECRET_BYTES = 32
 GENERATED_SECRET_BYTES = 32
@@ -29,7 +39,7 @@ class KeyConfigError(ValueError):
 class VerificationKey:
     kid: str | None
     algorithms: frozenset[str]
-    material: bytes
+    material: Any  # the HMAC secret (bytes) or a public key object
     source: str  # where it came from (an env var name or a file path), for messages; never the key
 
     @property
@@ -40,13 +50,19 @@ class VerificationKey:
 class KeyRing:
     """Picks the key for a token from its header's ``kid`` and ``alg``."""
 
-    def __init__(self, keys: list[VerificationKey]) -> None:
-        if not keys:
+    def __init__(self, keys: list[VerificationKey], remote_algorithms: Iterable[str] = ()) -> None:
+        """``keys`` are configured locally; ``remote_algorithms`` are those a JWKS URL may bring."""
+        if not keys and not remote_algorithms:
             raise KeyConfigError("no verification key is configured: add one to 'keys' in the component extra")
         self.keys = tuple(keys)
-        self.algorithms = frozenset().union(*(k.algorithms for k in keys))
+        self.algorithms = frozenset(remote_algorithms).union(*(k.algorithms for k in keys))
         self._by_kid = {k.kid: k for k in keys if k.kid is not None}
         self._default = next((k for k in keys if k.kid is None), None)
+        self._remote: dict[str, VerificationKey] = {}
+
+    def replace_remote(self, keys: Iterable[VerificationKey]) -> None:
+        """Swap in the keys of a freshly fetched JWKS (keys removed at the server disappear)."""
+        self._remote = {k.kid: k for k in keys if k.kid is not None and k.kid not in self._by_kid}
 
     def select(self, kid: object, alg: str) -> VerificationKey:
         if kid is None:
@@ -56,7 +72,7 @@ class KeyRing:
         elif not isinstance(kid, str):
             raise Rejected(Reason.MALFORMED_TOKEN, "the header's kid is not a string")
         else:
-            key = self._by_kid.get(kid)
+            key = self._by_kid.get(kid) or self._remote.get(kid)
             if key is None:
                 raise Rejected(Reason.UNKNOWN_KEY, "no key is configured for the token's kid")
         if alg not in key.algorithms:
@@ -72,6 +88,62 @@ class KeyRing:
             if key.can_sign and (kid is None or key.kid == kid):
                 return key
         raise KeyConfigError("no HMAC secret is configured to sign with (public keys cannot sign)")
+
+
+def algorithms_for(public_key: object) -> frozenset[str]:
+    """The algorithms a public key can verify, from its type (and curve)."""
+    if isinstance(public_key, rsa.RSAPublicKey):
+        return RSA_ALGORITHMS
+    if isinstance(public_key, ec.EllipticCurvePublicKey):
+        alg = EC_ALGORITHMS_BY_CURVE.get(public_key.curve.name)
+        return frozenset({alg}) if alg else frozenset()
+    if isinstance(public_key, ed25519.Ed25519PublicKey | ed448.Ed448PublicKey):
+        return frozenset({"EdDSA"})
+    return frozenset()
+
+
+def bind(public_key: object, wanted: Iterable[str] | None, where: str) -> frozenset[str]:
+    """The configured algorithms for a key, checked against what the key can do."""
+    possible = algorithms_for(public_key)
+    if not possible:
+        raise KeyConfigError(f"{where}: unsupported public key type {type(public_key).__name__}")
+    if wanted is None:
+        return possible
+    wrong = set(wanted) - possible
+    if wrong:
+        raise KeyConfigError(
+            f"{where}: this key cannot verify {', '.join(sorted(wrong))}; it can verify {', '.join(sorted(possible))}"
+        )
+    return frozenset(wanted)
+
+
+def load_public_key_file(path: Path, kid: str | None, wanted: Iterable[str] | None, where: str) -> VerificationKey:
+    try:
+        public_key = load_pem_public_key(path.read_bytes())
+    except FileNotFoundError as error:
+        raise KeyConfigError(f"{where}: {path} does not exist") from error
+    except ValueError as error:
+        raise KeyConfigError(f"{where}: {path} is not a PEM public key ({error})") from error
+    return VerificationKey(kid=kid, algorithms=bind(public_key, wanted, where), material=public_key, source=str(path))
+
+
+def keys_from_jwks(jwks: dict, wanted: Iterable[str] | None, source: str) -> list[VerificationKey]:
+    """Verification keys from a JWKS document. Private and symmetric ("oct") keys are skipped:
+    a JWKS is published, so a shared secret in it would be no secret."""
+    keys = []
+    for entry in jwks.get("keys", []) if isinstance(jwks, dict) else []:
+        if not isinstance(entry, dict) or entry.get("kty") == "oct" or "d" in entry or entry.get("use") == "enc":
+            continue
+        try:
+            jwk = jwt.PyJWK.from_dict(entry)
+        except jwt.PyJWTError:
+            continue
+        possible = algorithms_for(jwk.key)
+        declared = {entry["alg"]} if isinstance(entry.get("alg"), str) else possible
+        allowed = possible & declared & (set(wanted) if wanted is not None else possible)
+        if allowed:
+            keys.append(VerificationKey(kid=jwk.key_id, algorithms=frozenset(allowed), material=jwk.key, source=source))
+    return keys
 
 
 def load_hmac_secret(env_name: str | None, secret_file: Path | None, *, generate: bool) -> tuple[bytes, str]:
@@ -112,3 +184,10 @@ def _refuse_loose_permissions(path: Path) -> None:
     mode = path.stat().st_mode & 0o777
     if mode & 0o077:
         raise KeyConfigError(f"{path} is readable by other users (mode {mode:04o}); run: chmod 600 {path}")
+
+
+def fetch_jwks(url: str, algorithms: Iterable[str] | None, timeout: float) -> list[VerificationKey]:
+    """Fetch a JWKS over http(s) with PyJWT's client (no redirects, no other schemes). Blocking:
+    call it off the reactor thread."""
+    client = jwt.PyJWKClient(url, cache_jwk_set=False, timeout=timeout)
+    return keys_from_jwks(client.fetch_data(), algorithms, url)

@@ -90,6 +90,16 @@ class Reason(Enum):
         "Access for this token or user has been revoked",
         "Sign in again; if it persists, ask an administrator.",
     )
+    ORIGIN_NOT_ALLOWED = (
+        "origin_not_allowed",
+        "The token cookie was sent from a page whose origin is not allowed",
+        "Open the connection from an allowed origin, or send the token as the WAMP ticket.",
+    )
+    REFRESH_REFUSED = (
+        "refresh_refused",
+        "The new token cannot extend this session",
+        "Refresh with a token for the same user and the same or fewer roles, or reconnect.",
+    )
     STORE_UNAVAILABLE = (
         "store_unavailable",
         "The router cannot check replay and revocation state right now",

@@ -6,14 +6,22 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-from .keys import HMAC_ALGORITHMS, KeyConfigError, KeyRing, VerificationKey, load_hmac_secret
+from .keys import (
+    HMAC_ALGORITHMS,
+    SUPPORTED_ALGORITHMS,
+    KeyConfigError,
+    KeyRing,
+    VerificationKey,
+    keys_from_jwks,
+    load_hmac_secret,
+    load_public_key_file,
+)
 from .policy import Policy, PolicyError, load_policy
 
 COMPONENT_CLASS = "authenticator.component.AuthenticatorComponent"
-SUPPORTED_ALGORITHMS = HMAC_ALGORITHMS
 DEFAULT_EXTRA: dict = {
     "keys": [{"algorithms": ["HS256"], "secret_env": "JWT_SECRET", "secret_file": "jwt-secret.key"}],
 }
@@ -30,6 +38,30 @@ class ClaimRules:
     required: tuple[str, ...] = ("exp",)
     leeway_seconds: float = 10.0
     authid_max_length: int = 64
+    issuers: tuple[str, ...] = ()  # empty: any issuer
+    audiences: tuple[str, ...] = ()  # empty: tokens that name an audience are refused (RFC 7519 4.1.3)
+    max_lifetime_seconds: int | None = None
+
+
+@dataclass(frozen=True)
+class JwksUrl:
+    url: str
+    algorithms: tuple[str, ...] | None
+    refresh_seconds: float = 300.0
+    min_refetch_seconds: float = 30.0
+    timeout_seconds: float = 5.0
+
+
+@dataclass(frozen=True)
+class StoreSpec:
+    sqlite_path: Path | None = None
+    redis_url: str | None = None
+
+
+@dataclass(frozen=True)
+class CookieRule:
+    name: str
+    allowed_origins: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -38,33 +70,92 @@ class Settings:
     claims: ClaimRules
     policy: Policy
     max_token_bytes: int = 8192
+    jwks_urls: tuple[JwksUrl, ...] = ()
+    single_use: bool = False
+    store: StoreSpec = StoreSpec()
+    expiry_grace_seconds: float = 5.0
+    bearer_header: bool = True
+    cookie: CookieRule | None = None
 
 
 def load_settings(extra: Mapping, cbdir: Path, *, generate_secret: bool = True) -> Settings:
-    known = {"keys", "claims", "policy", "anonymous_role", "max_token_bytes", "cbdir"}
+    known = {
+        "keys", "claims", "policy", "anonymous_role", "max_token_bytes", "single_use", "store", "session",
+        "bearer_header", "cookie", "cbdir",
+    }  # fmt: skip
     unknown = set(extra) - known
     if unknown:
         raise ConfigError(f"unknown keys in the authenticator's extra: {', '.join(sorted(unknown))}")
     try:
-        keys = _load_keys(extra.get("keys", DEFAULT_EXTRA["keys"]), cbdir, generate_secret)
+        keys, jwks_urls = _load_keys(extra.get("keys", DEFAULT_EXTRA["keys"]), cbdir, generate_secret)
         policy = load_policy(extra.get("policy"), anonymous_role=extra.get("anonymous_role", "anonymous"))
     except (KeyConfigError, PolicyError) as error:
         raise ConfigError(str(error)) from error
     max_token_bytes = extra.get("max_token_bytes", 8192)
     if not isinstance(max_token_bytes, int) or max_token_bytes < 256:
         raise ConfigError("'max_token_bytes' must be a whole number of at least 256")
+    single_use = extra.get("single_use", False)
+    if not isinstance(single_use, bool):
+        raise ConfigError("'single_use' must be true or false")
+    claims = _load_claims(extra.get("claims", {}))
+    if single_use and "jti" not in claims.required:
+        claims = replace(claims, required=(*claims.required, "jti"))
+    session = extra.get("session", {})
+    grace = session.get("expiry_grace_seconds", 5) if isinstance(session, Mapping) else None
+    if not isinstance(grace, int | float) or not 0 <= grace <= 3600:
+        raise ConfigError("'session.expiry_grace_seconds' must be a number from 0 to 3600")
+    bearer = extra.get("bearer_header", True)
+    if not isinstance(bearer, bool):
+        raise ConfigError("'bearer_header' must be true or false")
     return Settings(
         keys=keys,
-        claims=_load_claims(extra.get("claims", {})),
+        claims=claims,
         policy=policy,
         max_token_bytes=max_token_bytes,
+        jwks_urls=jwks_urls,
+        single_use=single_use,
+        store=_load_store(extra.get("store", {}), cbdir),
+        expiry_grace_seconds=float(grace),
+        bearer_header=bearer,
+        cookie=_load_cookie(extra.get("cookie")),
     )
+
+
+def _load_store(spec: object, cbdir: Path) -> StoreSpec:
+    if not isinstance(spec, Mapping) or set(spec) - {"sqlite", "redis_url"}:
+        raise ConfigError("'store' takes 'sqlite' (a file in the node directory) or 'redis_url'")
+    if spec.get("redis_url"):
+        url = spec["redis_url"]
+        if not isinstance(url, str) or not url.startswith(("redis://", "rediss://", "unix://")):
+            raise ConfigError("'store.redis_url' must be a redis://, rediss:// or unix:// URL")
+        return StoreSpec(redis_url=url)
+    name = spec.get("sqlite", "tokens.sqlite")
+    if not isinstance(name, str) or not name:
+        raise ConfigError("'store.sqlite' must be a file name")
+    return StoreSpec(sqlite_path=cbdir / name)
+
+
+def _load_cookie(spec: object) -> CookieRule | None:
+    if spec is None:
+        return None
+    if not isinstance(spec, Mapping) or set(spec) - {"name", "allowed_origins"}:
+        raise ConfigError("'cookie' takes 'name' and 'allowed_origins'")
+    name, origins = spec.get("name", "cbjwt"), spec.get("allowed_origins")
+    if not isinstance(name, str) or not name:
+        raise ConfigError("'cookie.name' must be a cookie name")
+    if not _is_list_of_names(origins):
+        # Without an Origin allow-list any site could open a socket with the user's cookie.
+        raise ConfigError("'cookie.allowed_origins' must list the origins allowed to use the cookie")
+    return CookieRule(name=name, allowed_origins=tuple(o.rstrip("/") for o in origins))
 
 
 def _load_claims(spec: object) -> ClaimRules:
     if not isinstance(spec, Mapping):
         raise ConfigError("'claims' must be an object")
-    unknown = set(spec) - {"authid", "roles", "required", "leeway_seconds", "authid_max_length"}
+    unknown = set(spec) - {
+        "authid", "roles", "required", "leeway_seconds", "authid_max_length", "issuers", "audience",
+        "max_lifetime_seconds",
+    }  # fmt: skip
     if unknown:
         raise ConfigError(f"unknown keys in 'claims': {', '.join(sorted(unknown))}")
     defaults = ClaimRules()
@@ -85,46 +176,108 @@ def _load_claims(spec: object) -> ClaimRules:
         raise ConfigError("'claims.leeway_seconds' must be a number from 0 to 300")
     if not isinstance(max_length, int) or not 1 <= max_length <= 1024:
         raise ConfigError("'claims.authid_max_length' must be a whole number from 1 to 1024")
-    return ClaimRules(authid, tuple(roles), tuple(required), float(leeway), max_length)
+    issuers = spec.get("issuers", [])
+    audience = spec.get("audience", [])
+    audience = [audience] if isinstance(audience, str) else (audience or [])
+    lifetime = spec.get("max_lifetime_seconds")
+    if issuers != [] and not _is_list_of_names(issuers):
+        raise ConfigError("'claims.issuers' must be a list of trusted iss values")
+    if audience != [] and not _is_list_of_names(audience):
+        raise ConfigError("'claims.audience' must be an audience or a list of them")
+    if lifetime is not None and (not isinstance(lifetime, int) or lifetime < 1):
+        raise ConfigError("'claims.max_lifetime_seconds' must be a whole number of seconds, or null")
+    return ClaimRules(
+        authid, tuple(roles), tuple(required), float(leeway), max_length, tuple(issuers), tuple(audience), lifetime
+    )
 
 
-def _load_keys(spec: object, cbdir: Path, generate_secret: bool) -> KeyRing:
+def _load_keys(spec: object, cbdir: Path, generate_secret: bool) -> tuple[KeyRing, tuple[JwksUrl, ...]]:
     if not isinstance(spec, list) or not spec:
         raise ConfigError("'keys' must be a non-empty list of keys")
-    keys = []
+    keys: list[VerificationKey] = []
+    jwks_urls: list[JwksUrl] = []
     for i, key_spec in enumerate(spec):
         where = f"keys[{i}]"
         if not isinstance(key_spec, Mapping):
             raise ConfigError(f"{where} must be an object")
-        unknown = set(key_spec) - {"kid", "algorithms", "secret_env", "secret_file"}
+        unknown = set(key_spec) - {
+            "kid", "algorithms", "secret_env", "secret_file", "public_key_file", "jwks_file", "jwks_url",
+            "refresh_seconds", "min_refetch_seconds", "timeout_seconds",
+        }  # fmt: skip
         if unknown:
             raise ConfigError(f"{where} has unknown keys: {', '.join(sorted(unknown))}")
-        algorithms = key_spec.get("algorithms", ["HS256"])
-        if not _is_list_of_names(algorithms):
-            raise ConfigError(f'{where}.algorithms must be a non-empty list, e.g. ["HS256"]')
-        unsupported = set(algorithms) - SUPPORTED_ALGORITHMS
-        if unsupported:
-            # 'none' lands here too: an unsigned token is never accepted.
-            raise ConfigError(
-                f"{where}: {', '.join(sorted(unsupported))} cannot verify with a shared secret; "
-                f"use {', '.join(sorted(SUPPORTED_ALGORITHMS))}"
-            )
+        algorithms = key_spec.get("algorithms")
+        if algorithms is not None:
+            if not _is_list_of_names(algorithms):
+                raise ConfigError(f'{where}.algorithms must be a non-empty list, e.g. ["HS256"]')
+            unsupported = set(algorithms) - SUPPORTED_ALGORITHMS
+            if unsupported:
+                # 'none' lands here too: an unsigned token is never accepted.
+                raise ConfigError(
+                    f"{where}: unsupported algorithm {', '.join(sorted(unsupported))}; "
+                    f"use {', '.join(sorted(SUPPORTED_ALGORITHMS))}"
+                )
         kid = key_spec.get("kid")
         if kid is not None and (not isinstance(kid, str) or not kid):
             raise ConfigError(f"{where}.kid must be a non-empty string")
-        secret_file = key_spec.get("secret_file")
-        path = (cbdir / secret_file) if isinstance(secret_file, str) else None
         try:
-            secret, source = load_hmac_secret(key_spec.get("secret_env"), path, generate=generate_secret)
+            if "public_key_file" in key_spec:
+                keys.append(load_public_key_file(cbdir / key_spec["public_key_file"], kid, algorithms, where))
+            elif "jwks_file" in key_spec:
+                path = cbdir / key_spec["jwks_file"]
+                loaded = keys_from_jwks(_read_json(path, where), algorithms, str(path))
+                if not loaded:
+                    raise ConfigError(f"{where}: {path} holds no usable public key")
+                keys.extend(loaded)
+            elif "jwks_url" in key_spec:
+                jwks_urls.append(_load_jwks_url(key_spec, algorithms, where))
+            else:
+                keys.append(_load_secret(key_spec, kid, algorithms, cbdir, generate_secret, where))
         except KeyConfigError as error:
-            raise ConfigError(f"{where}: {error}") from error
-        keys.append(VerificationKey(kid=kid, algorithms=frozenset(algorithms), material=secret, source=source))
+            raise ConfigError(str(error)) from error
     kids = [k.kid for k in keys if k.kid is not None]
     if len(kids) != len(set(kids)):
         raise ConfigError("two keys share a kid; every kid must be unique")
     if sum(1 for k in keys if k.kid is None) > 1:
         raise ConfigError("only one key may go without a kid (it checks tokens that name no kid)")
-    return KeyRing(keys)
+    remote_algorithms = {a for u in jwks_urls for a in (u.algorithms or SUPPORTED_ALGORITHMS - HMAC_ALGORITHMS)}
+    return KeyRing(keys, remote_algorithms), tuple(jwks_urls)
+
+
+def _load_secret(spec: Mapping, kid, algorithms, cbdir: Path, generate: bool, where: str) -> VerificationKey:
+    algorithms = algorithms or ["HS256"]
+    if set(algorithms) - HMAC_ALGORITHMS:
+        raise ConfigError(f"{where}: a shared secret verifies only {', '.join(sorted(HMAC_ALGORITHMS))}")
+    secret_file = spec.get("secret_file")
+    path = (cbdir / secret_file) if isinstance(secret_file, str) else None
+    try:
+        secret, source = load_hmac_secret(spec.get("secret_env"), path, generate=generate)
+    except KeyConfigError as error:
+        raise ConfigError(f"{where}: {error}") from error
+    return VerificationKey(kid=kid, algorithms=frozenset(algorithms), material=secret, source=source)
+
+
+def _load_jwks_url(spec: Mapping, algorithms, where: str) -> JwksUrl:
+    url = spec["jwks_url"]
+    if not isinstance(url, str) or not url.startswith(("https://", "http://")):
+        raise ConfigError(f"{where}.jwks_url must be an http(s) URL")
+    numbers = {
+        name: spec.get(name, default)
+        for name, default in (("refresh_seconds", 300), ("min_refetch_seconds", 30), ("timeout_seconds", 5))
+    }
+    for name, value in numbers.items():
+        if not isinstance(value, int | float) or value <= 0:
+            raise ConfigError(f"{where}.{name} must be a positive number of seconds")
+    return JwksUrl(url, tuple(algorithms) if algorithms else None, **{k: float(v) for k, v in numbers.items()})
+
+
+def _read_json(path: Path, where: str) -> dict:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as error:
+        raise ConfigError(f"{where}: {path} does not exist") from error
+    except json.JSONDecodeError as error:
+        raise ConfigError(f"{where}: {path} is not JSON ({error})") from error
 
 
 def _is_list_of_names(value: object) -> bool:

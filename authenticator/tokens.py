@@ -2,7 +2,9 @@
 
 The checks run in one order, top to bottom in :meth:`TokenVerifier.verify` (docs/tokens.md lists
 it): presence, size, header, algorithm allow-list, key, signature, exp/nbf/iat, required claims,
-authid, roles. The clock is injected so expiry is tested without sleeping.
+iss, aud, lifetime, authid, roles. The clock is injected so expiry is tested without sleeping.
+Replay and revocation need the store, so the component checks them after this, last: a token
+reaches the store only once everything that costs no I/O has passed.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ class Identity:
     role: str
     roles: tuple[str, ...]
     expires_at: int | None
+    issued_at: int | None
     jti: str | None
     claims: Mapping[str, Any] = field(repr=False)
 
@@ -69,6 +72,9 @@ class TokenVerifier:
             if _claim(claims, name) is None:
                 raise Rejected(Reason.MISSING_CLAIM, f"'{name}'", jti=jti)
 
+        self._check_issuer_and_audience(claims, jti)
+        self._check_lifetime(claims, jti)
+
         authid = _claim(claims, claims_rules.authid_claim)
         if authid is None:
             raise Rejected(Reason.MISSING_CLAIM, f"'{claims_rules.authid_claim}' (the user id)", jti=jti)
@@ -80,8 +86,15 @@ class TokenVerifier:
         role, known = self.settings.policy.session_role(token_roles)
         if role is None:
             raise Rejected(Reason.UNKNOWN_ROLE, f"the token names {len(token_roles)} role(s)", authid=authid, jti=jti)
-        exp = claims.get("exp")
-        return Identity(authid=authid, role=role, roles=known, expires_at=exp, jti=jti, claims=claims)
+        return Identity(
+            authid=authid,
+            role=role,
+            roles=known,
+            expires_at=claims.get("exp"),
+            issued_at=claims.get("iat"),
+            jti=jti,
+            claims=claims,
+        )
 
     # -- steps ---------------------------------------------------------------------------------
 
@@ -131,6 +144,35 @@ class TokenVerifier:
             raise Rejected(Reason.NOT_YET_VALID, f"nbf is {int(claims['nbf'] - now)} s ahead", jti=jti)
         if "iat" in claims and now < claims["iat"] - leeway:
             raise Rejected(Reason.NOT_YET_VALID, f"iat is {int(claims['iat'] - now)} s ahead", jti=jti)
+
+    def _check_issuer_and_audience(self, claims: Mapping[str, Any], jti: str | None) -> None:
+        rules = self.settings.claims
+        if rules.issuers:
+            if "iss" not in claims:
+                raise Rejected(Reason.MISSING_CLAIM, "'iss'", jti=jti)
+            if claims["iss"] not in rules.issuers:
+                raise Rejected(Reason.INVALID_ISSUER, f"trusted issuers: {', '.join(rules.issuers)}", jti=jti)
+        aud = claims.get("aud")
+        if rules.audiences and aud is None:
+            raise Rejected(Reason.MISSING_CLAIM, "'aud'", jti=jti)
+        if aud is not None:
+            named = [aud] if isinstance(aud, str) else aud
+            if not isinstance(named, list) or not all(isinstance(a, str) for a in named):
+                raise Rejected(Reason.INVALID_CLAIM, "'aud' must be a string or a list of strings", jti=jti)
+            if not set(named) & set(rules.audiences):
+                # RFC 7519 4.1.3: a recipient not named in a present 'aud' must refuse the token.
+                expected = ", ".join(rules.audiences) or "none configured (set claims.audience)"
+                raise Rejected(Reason.INVALID_AUDIENCE, f"this router accepts: {expected}", jti=jti)
+
+    def _check_lifetime(self, claims: Mapping[str, Any], jti: str | None) -> None:
+        limit = self.settings.claims.max_lifetime_seconds
+        if limit is None:
+            return
+        for name in ("iat", "exp"):
+            if name not in claims:
+                raise Rejected(Reason.MISSING_CLAIM, f"'{name}' (needed to check the token's lifetime)", jti=jti)
+        if claims["exp"] - claims["iat"] > limit:
+            raise Rejected(Reason.LIFETIME_TOO_LONG, f"{int(claims['exp'] - claims['iat'])} s > {limit} s", jti=jti)
 
     def _read_roles(self, claims: Mapping[str, Any], authid: str, jti: str | None) -> tuple[str, ...]:
         for name in self.settings.claims.roles_claims:

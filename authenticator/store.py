@@ -1,0 +1,165 @@
+"""Replay and revocation state: SQLite in the node directory by default, Redis for several routers.
+
+Synchronous and Twisted-free; the component calls it on its own I/O thread, never on the
+reactor. Any failure to reach the state raises StoreUnavailable, which refuses the login: an
+unchecked token is never accepted.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from pathlib import Path
+from typing import Protocol
+
+from .reasons import Reason
+from .settings import StoreSpec
+
+PURGE_EVERY = 500  # logins between purges of expired single-use entries
+
+
+class StoreUnavailable(Exception):
+    """The state cannot be read or written; the message names the store, never a token."""
+
+
+class TokenStore(Protocol):
+    def admit(
+        self, *, authid: str, jti: str | None, issued_at: float | None, expires_at: float | None,
+        single_use: bool, now: float,
+    ) -> Reason | None:  # fmt: skip
+        """REVOKED or REPLAYED when the token may not be used, else None (and it is now used)."""
+
+    def revoke(self, *, authid: str | None, jti: str | None, now: float, keep_seconds: float | None) -> None:
+        """Refuse from now on: every token of authid issued at or before now, and the token jti."""
+
+    def close(self) -> None: ...
+
+
+def open_store(spec: StoreSpec) -> TokenStore:
+    if spec.redis_url:
+        return RedisStore(spec.redis_url)
+    assert spec.sqlite_path is not None
+    return SqliteStore(spec.sqlite_path)
+
+
+class SqliteStore:
+    """One connection, used from one thread at a time (the component's I/O thread)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+        self._admitted = 0
+        try:
+            self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=2)
+            self._db.executescript(
+                """
+                PRAGMA journal_mode = WAL;
+                CREATE TABLE IF NOT EXISTS used_jti (jti TEXT PRIMARY KEY, expires_at REAL NOT NULL);
+                CREATE TABLE IF NOT EXISTS revoked_authid (
+                    authid TEXT PRIMARY KEY, revoked_at REAL NOT NULL, keep_until REAL);
+                CREATE TABLE IF NOT EXISTS revoked_jti (jti TEXT PRIMARY KEY, keep_until REAL);
+                """
+            )
+            path.chmod(0o600)
+        except sqlite3.Error as error:
+            raise StoreUnavailable(f"cannot open the token store {path}: {error}") from error
+
+    def admit(self, *, authid, jti, issued_at, expires_at, single_use, now):
+        try:
+            with self._lock:
+                return self._admit(authid, jti, issued_at, expires_at, single_use, now)
+        except sqlite3.Error as error:
+            raise StoreUnavailable(f"token store {self.path}: {error}") from error
+
+    def _admit(self, authid, jti, issued_at, expires_at, single_use, now):
+        row = self._db.execute(
+            "SELECT revoked_at FROM revoked_authid WHERE authid = ? AND (keep_until IS NULL OR keep_until > ?)",
+            (authid, now),
+        ).fetchone()
+        # A token without iat cannot prove it was issued after the revocation.
+        if row is not None and (issued_at is None or issued_at <= row[0]):
+            return Reason.REVOKED
+        if (
+            jti is not None
+            and self._db.execute(
+                "SELECT 1 FROM revoked_jti WHERE jti = ? AND (keep_until IS NULL OR keep_until > ?)", (jti, now)
+            ).fetchone()
+        ):
+            return Reason.REVOKED
+        if not single_use:
+            return None
+        self._admitted += 1
+        if self._admitted % PURGE_EVERY == 0:
+            self._db.execute("DELETE FROM used_jti WHERE expires_at <= ?", (now,))
+        keep_until = expires_at if expires_at is not None else now + 86400
+        cursor = self._db.execute(
+            "INSERT INTO used_jti (jti, expires_at) VALUES (?, ?) "
+            "ON CONFLICT (jti) DO UPDATE SET expires_at = excluded.expires_at WHERE used_jti.expires_at <= ?",
+            (jti, keep_until, now),
+        )
+        return None if cursor.rowcount == 1 else Reason.REPLAYED
+
+    def revoke(self, *, authid, jti, now, keep_seconds):
+        keep_until = None if keep_seconds is None else now + keep_seconds
+        try:
+            with self._lock:
+                if authid is not None:
+                    self._db.execute(
+                        "INSERT INTO revoked_authid (authid, revoked_at, keep_until) VALUES (?, ?, ?) "
+                        "ON CONFLICT (authid) DO UPDATE SET revoked_at = excluded.revoked_at, "
+                        "keep_until = excluded.keep_until",
+                        (authid, now, keep_until),
+                    )
+                if jti is not None:
+                    self._db.execute(
+                        "INSERT OR REPLACE INTO revoked_jti (jti, keep_until) VALUES (?, ?)", (jti, keep_until)
+                    )
+        except sqlite3.Error as error:
+            raise StoreUnavailable(f"token store {self.path}: {error}") from error
+
+    def close(self) -> None:
+        self._db.close()
+
+
+class RedisStore:
+    """Shared by every router that names the same Redis: a token used on one is used on all."""
+
+    PREFIX = "crossbar-jwt:"
+
+    def __init__(self, url: str) -> None:
+        import redis  # only deployments that configure Redis need the client
+
+        self._errors = (redis.RedisError,)
+        self.url_shown = url.split("@")[-1]  # never log a password from the URL
+        self._redis = redis.Redis.from_url(url, socket_timeout=1.0, socket_connect_timeout=1.0)
+
+    def admit(self, *, authid, jti, issued_at, expires_at, single_use, now):
+        p = self.PREFIX
+        try:
+            revoked_at, jti_revoked = self._redis.mget(
+                [f"{p}revoked:authid:{authid}", f"{p}revoked:jti:{jti}" if jti else f"{p}-"]
+            )
+            if revoked_at is not None and (issued_at is None or issued_at <= float(revoked_at)):
+                return Reason.REVOKED
+            if jti_revoked is not None:
+                return Reason.REVOKED
+            if not single_use:
+                return None
+            ttl = max(1, int((expires_at if expires_at is not None else now + 86400) - now) + 1)
+            first = self._redis.set(f"{p}used:{jti}", b"1", nx=True, ex=ttl)
+            return None if first else Reason.REPLAYED
+        except self._errors as error:
+            raise StoreUnavailable(f"Redis token store at {self.url_shown}: {type(error).__name__}") from error
+
+    def revoke(self, *, authid, jti, now, keep_seconds):
+        ex = None if keep_seconds is None else max(1, int(keep_seconds))
+        try:
+            if authid is not None:
+                self._redis.set(f"{self.PREFIX}revoked:authid:{authid}", repr(now), ex=ex)
+            if jti is not None:
+                self._redis.set(f"{self.PREFIX}revoked:jti:{jti}", b"1", ex=ex)
+        except self._errors as error:
+            raise StoreUnavailable(f"Redis token store at {self.url_shown}: {type(error).__name__}") from error
+
+    def close(self) -> None:
+        self._redis.close()
