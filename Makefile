@@ -6,14 +6,21 @@ BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 TEST_INSTALLED := $(VENV)/.test-installed
 
-.PHONY: run test unit lint clean
+.PHONY: run test unit lint clean system-deps
+
+# Debian packages the tests need; installed only when missing (as root, or through sudo).
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+system-deps:
+	@command -v redis-server >/dev/null || { \
+		echo "installing Debian's redis-server for the store tests"; \
+		$(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q redis-server; }
 
 ## run: create the venv, install, and start the router (demo on http://127.0.0.1:8080)
 run: $(INSTALLED)
 	$(BIN)/crossbar start --cbdir .crossbar
 
-## test: install the test dependencies and run the whole suite
-test: $(TEST_INSTALLED)
+## test: install the test dependencies (and Debian's redis-server when missing), run the whole suite
+test: $(TEST_INSTALLED) system-deps
 	$(BIN)/ruff check authenticator tests
 	$(BIN)/pytest
 

@@ -14,7 +14,7 @@ import jwt
 
 from .policy import ACTIONS, MATCHES
 from .reasons import Rejected
-from .settings import ConfigError, Settings, component_extra, load_settings
+from .settings import ConfigError, Settings, component_extra, load_settings, router_url
 from .tokens import TokenVerifier
 
 
@@ -126,3 +126,42 @@ def explain(authid, role, token_value, match, action, uri, cbdir) -> None:
         + ("; publisher/caller disclosed" if decision.disclose else "")
     )
     sys.exit(0 if decision.allow else 1)
+
+
+@main.command()
+@click.option("--authid", default=None, help="Revoke every token of this user issued until now.")
+@click.option("--jti", default=None, help="Revoke the one token with this jti.")
+@click.option("--url", default=None, help="The router's WebSocket URL (default: from config.json).")
+@click.option(
+    "--token",
+    "admin_token",
+    default=None,
+    envvar="AUTHENTICATOR_ADMIN_TOKEN",
+    help="A token allowed to call authenticator.revoke (default: one minted with the configured secret).",
+)
+@click.option("--role", default="admin", show_default=True, help="The role of the minted admin token.")
+@cbdir_option
+def revoke(authid, jti, url, admin_token, role, cbdir) -> None:
+    """Revoke on a running router: live sessions covered end now, later logins are refused."""
+    if not authid and not jti:
+        raise click.UsageError("give --authid or --jti")
+    config_file = Path(cbdir) / "config.json"
+    try:
+        url = url or router_url(config_file)
+    except ConfigError as error:
+        raise click.ClickException(str(error)) from error
+    if admin_token is None:
+        settings = _settings(cbdir)
+        key = settings.keys.signing_key()
+        now = int(time.time())
+        claims = {"sub": "authenticator-cli", "roles": [role], "iat": now, "exp": now + 60, "jti": uuid.uuid4().hex}
+        admin_token = jwt.encode(claims, key.material, algorithm=sorted(key.algorithms)[0],
+                                 headers={"kid": key.kid} if key.kid else None)  # fmt: skip
+    kwargs = {k: v for k, v in (("authid", authid), ("jti", jti)) if v}
+    from .admin_client import call_once
+
+    try:
+        answer = call_once(url, admin_token, "authenticator.revoke", **kwargs)
+    except RuntimeError as error:
+        raise click.ClickException(str(error)) from error
+    click.echo(f"revoked {kwargs}; live sessions ended: {answer['sessions_ended']}")

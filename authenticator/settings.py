@@ -297,3 +297,17 @@ def component_extra(config_file: Path) -> dict:
             if component.get("classname") == COMPONENT_CLASS:
                 return dict(component.get("extra", {}))
     raise ConfigError(f"{config_file} has no component with classname {COMPONENT_CLASS}")
+
+
+def router_url(config_file: Path) -> str:
+    """ws://host:port/path of the first web transport's WebSocket path in a node config."""
+    config = json.loads(config_file.read_text(encoding="utf-8"))
+    for worker in config.get("workers", []):
+        for transport in worker.get("transports", []):
+            endpoint = transport.get("endpoint", {})
+            for path, service in transport.get("paths", {}).items():
+                if service.get("type") == "websocket":
+                    host = endpoint.get("interface", "127.0.0.1")
+                    host = "127.0.0.1" if host in ("0.0.0.0", "") else host  # noqa: S104 - mapping, not binding
+                    return f"ws://{host}:{endpoint.get('port')}/{path}"
+    raise ConfigError(f"{config_file} has no websocket path; pass --url")

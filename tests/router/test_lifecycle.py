@@ -1,0 +1,165 @@
+"""A token's limits hold for the whole life of its session: expiry, refresh, revocation, and the
+other ways to carry a token (Bearer header, Origin-checked cookie). Real router, real clients."""
+
+import itertools
+import subprocess
+import sys
+import time
+
+import pytest_twisted
+from autobahn.wamp.exception import ApplicationError
+from twisted.internet import reactor, task, threads
+
+from tests.support.tokens import mint
+from tests.support.wamp import connect, refusal, wamp_error
+
+_unique = itertools.count()
+
+
+def unique(name: str) -> str:
+    return f"{name}{next(_unique)}"
+
+
+async def admin(router):
+    return await connect(router.url, mint("root", ["admin"]))
+
+
+@pytest_twisted.ensureDeferred
+async def test_revoking_a_user_ends_their_live_session_within_a_second_and_refuses_the_token(router):
+    name = unique("bob")
+    token = mint(name, ["user"])
+    bob, root = await connect(router.url, token), await admin(router)
+    try:
+        started = time.monotonic()
+        answer = await root.call("authenticator.revoke", authid=name)
+        goodbye = await bob.left.addTimeout(1, reactor)
+        assert time.monotonic() - started < 1.0
+        assert goodbye.reason == "authenticator.error.revoked"
+        assert answer == {"sessions_ended": 1}
+        assert (await refusal(router.url, token)).reason == "authenticator.error.revoked"
+    finally:
+        root.leave()
+
+
+@pytest_twisted.ensureDeferred
+async def test_revoking_one_token_by_jti_spares_the_users_other_sessions(router):
+    name = unique("bob")
+    one, other = mint(name, ["user"], jti=f"{name}-1"), mint(name, ["user"], jti=f"{name}-2")
+    first, second, root = await connect(router.url, one), await connect(router.url, other), await admin(router)
+    try:
+        assert await root.call("authenticator.revoke", jti=f"{name}-1") == {"sessions_ended": 1}
+        assert (await first.left).reason == "authenticator.error.revoked"
+        assert not second.left.called
+        assert (await refusal(router.url, one)).reason == "authenticator.error.revoked"
+    finally:
+        second.leave()
+        root.leave()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_token_issued_after_the_revocation_logs_in_again(router):
+    name = unique("bob")
+    root = await admin(router)
+    await root.call("authenticator.revoke", authid=name)
+    root.leave()
+    later = mint(name, ["user"], now=time.time() + 2, iat=int(time.time()) + 2)
+    client = await connect(router.url, later)
+    client.leave()
+
+
+@pytest_twisted.ensureDeferred
+async def test_revoke_needs_an_authid_or_a_jti(router):
+    root = await admin(router)
+    try:
+        assert await wamp_error(root.call("authenticator.revoke")) == "wamp.error.invalid_argument"
+    finally:
+        root.leave()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_two_second_tokens_session_ends_at_expiry_plus_grace(router):
+    client = await connect(router.url, mint(unique("eve"), ["user"], ttl=2))
+    started = time.monotonic()
+    goodbye = await client.left.addTimeout(15, reactor)
+    elapsed = time.monotonic() - started
+    assert goodbye.reason == "authenticator.error.expired"
+    assert 1.0 <= elapsed <= 9.0  # exp (~2 s) + the 5 s grace
+
+
+@pytest_twisted.ensureDeferred
+async def test_refresh_moves_the_deadline_without_a_reconnect(router):
+    name = unique("frank")
+    client = await connect(router.url, mint(name, ["user"], ttl=2))
+    answer = await client.call("authenticator.refresh", mint(name, ["user"], ttl=60))
+    assert answer["exp"] > time.time() + 50
+    # the old deadline (exp + 5 s grace) passes; the session is still there and working
+    deadline = time.monotonic() + 9
+    while time.monotonic() < deadline:
+        assert not client.left.called
+        await client.call("authenticator.refresh", mint(name, ["user"], ttl=60))
+        await task.deferLater(reactor, 1, lambda: None)
+    client.leave()
+
+
+@pytest_twisted.ensureDeferred
+async def test_refresh_with_another_users_or_a_wider_token_is_refused(router):
+    name = unique("grace")
+    client = await connect(router.url, mint(name, ["user"]))
+    try:
+        for token in (mint("mallory", ["user"]), mint(name, ["user", "admin"]), mint(name, ["user"], ttl=-60)):
+            try:
+                await client.call("authenticator.refresh", token)
+            except ApplicationError as error:
+                assert error.error in ("authenticator.error.refresh_refused", "authenticator.error.expired")
+            else:
+                raise AssertionError("refresh accepted a token it must refuse")
+        assert not client.left.called
+    finally:
+        client.leave()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_bearer_header_on_the_upgrade_logs_in_a_non_browser_client(router):
+    name = unique("svc")
+    client = await connect(router.url, headers={"Authorization": f"Bearer {mint(name, ['user'])}"})
+    try:
+        assert (client.details.authid, client.details.authrole) == (name, "user")
+    finally:
+        client.leave()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_bad_bearer_token_is_refused_with_its_reason(router):
+    refused = await refusal(router.url, None, headers={"Authorization": f"Bearer {mint(ttl=-60)}"})
+    assert refused.reason == "authenticator.error.expired"
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_token_cookie_works_from_an_allowed_origin(router):
+    name = unique("web")
+    headers = {"Cookie": f"theme=dark; cbjwt={mint(name, ['user'])}", "Origin": "http://127.0.0.1:8080"}
+    client = await connect(router.url, headers=headers)
+    try:
+        assert client.details.authid == name
+    finally:
+        client.leave()
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_token_cookie_is_refused_from_another_origin(router):
+    headers = {"Cookie": f"cbjwt={mint('web', ['user'])}", "Origin": "https://evil.example"}
+    refused = await refusal(router.url, None, headers=headers)
+    assert refused.reason == "authenticator.error.origin_not_allowed"
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_cli_revokes_against_a_running_router(router):
+    name = unique("bob")
+    bob = await connect(router.url, mint(name, ["user"]))
+    command = [sys.executable, "-m", "authenticator", "revoke", "--authid", name, "--cbdir", str(router.cbdir)]
+    result = await threads.deferToThread(
+        subprocess.run, command, env=router.env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert "live sessions ended: 1" in result.stdout
+    assert (await bob.left.addTimeout(5, reactor)).reason == "authenticator.error.revoked"
