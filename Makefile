@@ -11,18 +11,30 @@ TEST_INSTALLED := $(VENV)/.test-installed
 # Debian packages the tests need; installed only when missing (as root, or through sudo).
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 system-deps:
-	@command -v redis-server >/dev/null || { \
-		echo "installing Debian's redis-server for the store tests"; \
-		$(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q redis-server; }
+	@missing=""; \
+	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
+	[ -x /usr/bin/chromium ] || missing="$$missing chromium"; \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian packages for the tests:$$missing"; \
+		$(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q $$missing; \
+	fi
+
+# AutobahnJS for the page, from npm at the version and checksum package-lock.json pins.
+$(WEB_DEPS): web/package.json web/package-lock.json
+	npm ci --prefix web --no-audit --no-fund --loglevel=error
+
+WEB_DEPS := web/node_modules/.package-lock.json
+ISSUER_DEPS := docs/issuers/node_modules/.package-lock.json
 
 ## run: create the venv, install, and start the router (demo on http://127.0.0.1:8080)
-run: $(INSTALLED)
+run: $(INSTALLED) $(WEB_DEPS)
 	$(BIN)/crossbar start --cbdir .crossbar
 
 ## test: install the test dependencies (and Debian's redis-server when missing), run the whole suite
-test: $(TEST_INSTALLED) system-deps
+test: $(TEST_INSTALLED) $(WEB_DEPS) $(ISSUER_DEPS) system-deps
 	$(BIN)/ruff check authenticator tests
-	$(BIN)/pytest
+	$(BIN)/pytest tests/unit tests/component tests/router
+	$(BIN)/pytest -p no:twisted tests/web
 
 ## unit: only the pure-core tests (no router, no browser)
 unit: $(TEST_INSTALLED)
@@ -46,3 +58,7 @@ $(TEST_INSTALLED): $(INSTALLED)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info
+
+# jsonwebtoken for the README's Node issuer example, which the tests run.
+$(ISSUER_DEPS): docs/issuers/package.json docs/issuers/package-lock.json
+	npm ci --prefix docs/issuers --no-audit --no-fund --loglevel=error

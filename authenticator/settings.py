@@ -81,7 +81,7 @@ class Settings:
 def load_settings(extra: Mapping, cbdir: Path, *, generate_secret: bool = True) -> Settings:
     known = {
         "keys", "claims", "policy", "anonymous_role", "max_token_bytes", "single_use", "store", "session",
-        "bearer_header", "cookie", "cbdir",
+        "bearer_header", "cookie", "issuer", "cbdir",
     }  # fmt: skip
     unknown = set(extra) - known
     if unknown:

@@ -61,6 +61,7 @@ class RouterProcess:
             link = self.workdir / name
             if not link.exists():
                 link.symlink_to(REPO / name)
+        (self.cbdir / "users.json").write_text((REPO / ".crossbar" / "users.json").read_text())
         config = json.loads((REPO / ".crossbar" / "config.json").read_text())
         router = config["workers"][0]
         router["transports"][0]["endpoint"]["port"] = self.port

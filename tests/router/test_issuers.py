@@ -1,0 +1,66 @@
+"""The token issuers: the README's Node and Python examples and the demo Flask issuer, each
+against the real router."""
+
+import http.cookiejar
+import json
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+
+import pytest
+import pytest_twisted
+from twisted.internet import threads
+
+from tests.support.router import REPO
+from tests.support.tokens import TEST_SECRET
+from tests.support.wamp import connect
+
+EXAMPLES = REPO / "docs" / "issuers"
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["node", str(EXAMPLES / "mint_token.js")], [sys.executable, str(EXAMPLES / "mint_token.py")]],
+    ids=["node-jsonwebtoken", "python-pyjwt"],
+)
+@pytest_twisted.ensureDeferred
+async def test_the_documented_issuer_examples_mint_tokens_the_router_accepts(router, command):
+    result = await threads.deferToThread(
+        subprocess.run, [*command, "carol", "user"], env={"JWT_SECRET": TEST_SECRET, "PATH": "/usr/bin:/bin"},
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    client = await connect(router.url, result.stdout.strip())
+    assert (client.details.authid, client.details.authrole) == ("carol", "user")
+    client.leave()
+
+
+def _http(router, opener, method, path, body=None):
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{router.port}{path}", data=data, method=method,
+        headers={"Content-Type": "application/json"},
+    )  # fmt: skip
+    try:
+        with opener.open(request, timeout=10) as response:
+            return response.status, json.loads(response.read()), response.headers
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read()), error.headers
+
+
+def test_the_demo_issuer_gives_tokens_only_to_a_logged_in_session(router):
+    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
+    status, body, _ = _http(router, opener, "GET", "/auth/token")
+    assert status == 401 and "log" in body["error"].lower()
+    status, body, _ = _http(router, opener, "POST", "/auth/login", {"username": "alice", "password": "wrong"})
+    assert status == 401
+    status, body, headers = _http(router, opener, "POST", "/auth/login",
+                                  {"username": "alice", "password": "alice-demo-password"})  # fmt: skip
+    assert status == 200 and body == {"authid": "alice", "roles": ["user"]}
+    assert "httponly" in headers["Set-Cookie"].lower() and "samesite=lax" in headers["Set-Cookie"].lower()
+    status, body, headers = _http(router, opener, "GET", "/auth/token")
+    assert status == 200 and body["token"].count(".") == 2
+    assert headers["Cache-Control"] == "no-store"
+    status, body, _ = _http(router, opener, "POST", "/auth/logout")
+    assert _http(router, opener, "GET", "/auth/token")[0] == 401

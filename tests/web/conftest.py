@@ -1,0 +1,75 @@
+"""Headless Debian Chromium driven by Playwright against a real router serving the demo page.
+
+Never `playwright install`: the browser is Debian's /usr/bin/chromium (`make test` installs it).
+On a failure the page's screenshot and browser console are kept in tests/artifacts/.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import sync_playwright
+
+from tests.support.router import REPO, RouterProcess
+from tests.support.tokens import TEST_SECRET
+
+CHROMIUM = "/usr/bin/chromium"
+ARTIFACTS = REPO / "tests" / "artifacts"
+CHROMIUM_ARGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-sync",
+    "--disable-background-networking", "--disable-component-update",
+]  # fmt: skip
+
+
+def web_router(workdir: Path, **issuer) -> RouterProcess:
+    def configure(config):
+        extra = config["workers"][0]["components"][0]["extra"]
+        extra["issuer"].update(issuer)
+        if "token_ttl_seconds" in issuer:
+            extra["session"]["expiry_grace_seconds"] = 1
+
+    return RouterProcess(workdir, env={"JWT_SECRET": TEST_SECRET}, edit_config=configure).start()
+
+
+@pytest.fixture(scope="session")
+def browser():
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: run `make test`, which installs Debian's chromium")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def open_page(browser, request):
+    """open_page(router) -> a page in a fresh browser context (its own cookies: one user each)."""
+    pages = []
+
+    def opener(router: RouterProcess):
+        context = browser.new_context()
+        page = context.new_page()
+        page.console = []
+        page.on("console", lambda message: page.console.append(f"{message.type}: {message.text}"))
+        page.goto(f"http://127.0.0.1:{router.port}/")
+        pages.append(page)
+        return page
+
+    yield opener
+    failed = getattr(request.node, "rep_call", None) is not None and request.node.rep_call.failed
+    for i, page in enumerate(pages):
+        if failed:
+            ARTIFACTS.mkdir(parents=True, exist_ok=True)
+            stem = ARTIFACTS / f"{re.sub(r'[^A-Za-z0-9_.-]', '_', request.node.name)}-{i}"
+            page.screenshot(path=f"{stem}.png", full_page=True)
+            Path(f"{stem}.console.txt").write_text("\n".join(page.console))
+        page.context.close()
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item, call):
+    report = yield
+    setattr(item, f"rep_{report.when}", report)
+    return report

@@ -1,0 +1,115 @@
+"""The demo page in a real browser: people log in, chat, get their own notifications, are revoked,
+and the page reconnects by itself with fresh tokens after expiry and router restarts."""
+
+import pytest
+from playwright.sync_api import expect
+
+from tests.web.conftest import web_router
+
+PASSWORDS = {"alice": "alice-demo-password", "bob": "bob-demo-password", "root": "root-demo-password"}
+
+
+@pytest.fixture(scope="module")
+def router(tmp_path_factory):
+    node = web_router(tmp_path_factory.mktemp("web"))
+    yield node
+    node.stop()
+
+
+def log_in(page, name):
+    page.fill("#username", name)
+    page.fill("#password", PASSWORDS[name])
+    page.click("#login-form button")
+    expect(page.locator("#identity")).to_have_text(f"{name} ({'admin' if name == 'root' else 'user'})")
+    expect(page.locator("#state")).to_have_text("connected")
+
+
+def session_id(page):
+    return page.evaluate("connection.session && connection.session.id")
+
+
+def test_two_users_chat_and_see_each_others_names(router, open_page):
+    alice, bob = open_page(router), open_page(router)
+    log_in(alice, "alice")
+    log_in(bob, "bob")
+    alice.fill("#chat-text", "hello bob")
+    alice.click("#chat-form button")
+    expect(bob.locator("#chat li").last).to_have_text("alice hello bob")
+    bob.fill("#chat-text", "hi alice")
+    bob.click("#chat-form button")
+    expect(alice.locator("#chat li").last).to_have_text("bob hi alice")
+
+
+def test_bob_never_sees_alices_notification(router, open_page):
+    alice, bob, root = open_page(router), open_page(router), open_page(router)
+    for page, name in ((alice, "alice"), (bob, "bob"), (root, "root")):
+        log_in(page, name)
+    root.fill("#notify-user", "alice")
+    root.fill("#notify-text", "for alice only")
+    root.click("#notify-form button")
+    expect(alice.locator("#notifications li")).to_have_text(["for alice only"])
+    root.fill("#notify-user", "bob")
+    root.fill("#notify-text", "for bob")
+    root.click("#notify-form button")
+    expect(bob.locator("#notifications li")).to_have_text(["for bob"])  # bob's arrived; alice's never did
+    # bob cannot subscribe to alice's topic even by hand
+    error = bob.evaluate(
+        "connection.session.subscribe('app.user.alice.notifications', () => {}).then(() => 'ok', e => e.error)"
+    )
+    assert error == "wamp.error.not_authorized"
+
+
+def test_a_logged_out_visitor_sees_the_public_feed_and_cannot_chat(router, open_page):
+    visitor, root = open_page(router), open_page(router)
+    expect(visitor.locator("#state")).to_have_text("connected")
+    expect(visitor.locator("#identity")).to_contain_text("(anonymous)")
+    log_in(root, "root")
+    root.fill("#announce-text", "doors open at nine")
+    root.click("#announce-form button")
+    expect(visitor.locator("#public-feed li").last).to_have_text("doors open at nine")
+    expect(visitor.locator("#chat-panel")).to_be_hidden()
+    error = visitor.evaluate(
+        "connection.session.publish('app.chat.lobby', ['spam'], {}, {acknowledge: true}).then(() => 'ok', e => e.error)"
+    )
+    assert error == "wamp.error.not_authorized"
+
+
+def test_an_admin_revokes_bob_and_bobs_page_shows_why_and_stays_closed(router, open_page):
+    bob, root = open_page(router), open_page(router)
+    log_in(bob, "bob")
+    log_in(root, "root")
+    root.fill("#revoke-user", "bob")
+    root.click("#revoke-form button")
+    expect(root.locator("#admin-result")).to_contain_text("live sessions ended: 1")
+    expect(bob.locator("#reason")).to_have_attribute("data-reason", "authenticator.error.revoked")
+    expect(bob.locator("#state")).to_have_text("closed")
+    assert bob.evaluate("connection.isRetrying") is False
+
+
+def test_after_the_token_expires_the_page_reconnects_with_a_fresh_token(tmp_path, open_page):
+    short = web_router(tmp_path, token_ttl_seconds=3)
+    try:
+        page = open_page(short)
+        log_in(page, "alice")
+        first = session_id(page)
+        offset = short.log_size()
+        short.wait_for_log("session ended: reason=expired authid=alice", timeout=20, after=0)
+        page.wait_for_function(
+            f"connection.session && connection.session.isOpen && connection.session.id !== {first}", timeout=20000
+        )
+        expect(page.locator("#state")).to_have_text("connected")
+        short.wait_for_log("authentication accepted: authid=alice", after=offset)
+    finally:
+        short.stop()
+
+
+def test_after_a_router_restart_the_page_reconnects_by_itself(router, open_page):
+    page = open_page(router)
+    log_in(page, "alice")
+    first = session_id(page)
+    router.restart()
+    page.wait_for_function(
+        f"connection.session && connection.session.isOpen && connection.session.id !== {first}", timeout=30000
+    )
+    expect(page.locator("#state")).to_have_text("connected")
+    expect(page.locator("#identity")).to_have_text("alice (user)")
