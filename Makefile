@@ -5,6 +5,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 TEST_INSTALLED := $(VENV)/.test-installed
+WEB_DEPS := web/node_modules/.package-lock.json
+ISSUER_DEPS := docs/issuers/node_modules/.package-lock.json
 
 .PHONY: run test unit lint clean system-deps
 
@@ -22,9 +24,6 @@ system-deps:
 # AutobahnJS for the page, from npm at the version and checksum package-lock.json pins.
 $(WEB_DEPS): web/package.json web/package-lock.json
 	npm ci --prefix web --no-audit --no-fund --loglevel=error
-
-WEB_DEPS := web/node_modules/.package-lock.json
-ISSUER_DEPS := docs/issuers/node_modules/.package-lock.json
 
 ## run: create the venv, install, and start the router (demo on http://127.0.0.1:8080)
 run: $(INSTALLED) $(WEB_DEPS)
