@@ -9,6 +9,7 @@ WEB_DEPS := web/node_modules/.package-lock.json
 ISSUER_DEPS := docs/issuers/node_modules/.package-lock.json
 
 .PHONY: run test unit lint clean system-deps
+.DEFAULT_GOAL := run
 
 # Debian packages the tests need; installed only when missing (as root, or through sudo).
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)

@@ -145,7 +145,7 @@ adminAction("notify-form", async () => {
   return "notification sent";
 });
 adminAction("announce-form", async () => {
-  await session.publish("app.public.feed", [$("announce-text").value], {}, { acknowledge: true });
+  await session.publish("app.public.feed", [$("announce-text").value], {}, { acknowledge: true, exclude_me: false });
   return "announced";
 });
 adminAction("revoke-form", async () => {
