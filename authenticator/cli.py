@@ -5,17 +5,14 @@ from __future__ import annotations
 import json
 import os
 import sys
-import time
-import uuid
 from pathlib import Path
 
 import click
-import jwt
 
 from .policy import ACTIONS, MATCHES
 from .reasons import Rejected
 from .settings import ConfigError, Settings, component_extra, load_settings, router_url
-from .tokens import TokenVerifier
+from .tokens import TokenVerifier, user_claims
 
 
 def _settings(cbdir: str, *, generate_secret: bool = False) -> Settings:
@@ -60,19 +57,14 @@ def token(sub, roles, ttl, kid, jti, extra_claims, cbdir) -> None:
         key = settings.keys.signing_key(kid)
     except ValueError as error:
         raise click.ClickException(str(error)) from error
-    now = int(time.time())
-    claims: dict = {"sub": sub, "roles": [r for r in roles.split(",") if r], "iat": now, "exp": now + ttl}
-    if jti:
-        claims["jti"] = uuid.uuid4().hex
+    claims = user_claims(sub, [r for r in roles.split(",") if r], ttl, jti=jti)
     for item in extra_claims:
         name, _, value = item.partition("=")
         try:
             claims[name] = json.loads(value)
         except json.JSONDecodeError:
             claims[name] = value
-    algorithm = sorted(key.algorithms)[0]
-    headers = {"kid": key.kid} if key.kid else None
-    click.echo(jwt.encode(claims, key.material, algorithm=algorithm, headers=headers))
+    click.echo(key.sign(claims))
 
 
 @main.command()
@@ -152,11 +144,7 @@ def revoke(authid, jti, url, admin_token, role, cbdir) -> None:
         raise click.ClickException(str(error)) from error
     if admin_token is None:
         settings = _settings(cbdir)
-        key = settings.keys.signing_key()
-        now = int(time.time())
-        claims = {"sub": "authenticator-cli", "roles": [role], "iat": now, "exp": now + 60, "jti": uuid.uuid4().hex}
-        admin_token = jwt.encode(claims, key.material, algorithm=sorted(key.algorithms)[0],
-                                 headers={"kid": key.kid} if key.kid else None)  # fmt: skip
+        admin_token = settings.keys.signing_key().sign(user_claims("authenticator-cli", [role], 60))
     kwargs = {k: v for k, v in (("authid", authid), ("jti", jti)) if v}
     from .admin_client import call_once
 

@@ -13,16 +13,14 @@ from __future__ import annotations
 
 import json
 import os
-import time
-import uuid
 from pathlib import Path
 
-import jwt
 from flask import Flask, jsonify, request, session
 from werkzeug.security import check_password_hash
 
 from .keys import load_hmac_secret
 from .settings import component_extra, load_settings
+from .tokens import user_claims
 
 TOKEN_TTL_SECONDS = 60
 # Checked against when a username is unknown, so both paths cost one hash check (no user probing).
@@ -34,7 +32,6 @@ def create_app(cbdir: Path) -> Flask:
     issuer_config = extra.pop("issuer", {})
     settings = load_settings(extra, cbdir)
     key = settings.keys.signing_key()
-    algorithm = sorted(key.algorithms)[0]
     users = json.loads((cbdir / issuer_config.get("users_file", "users.json")).read_text(encoding="utf-8"))
     ttl = int(issuer_config.get("token_ttl_seconds", TOKEN_TTL_SECONDS))
     cookie_name = settings.cookie.name if settings.cookie else None
@@ -75,10 +72,8 @@ def create_app(cbdir: Path) -> Flask:
         authid = session.get("authid")
         if authid not in users:
             return jsonify(error="Not logged in: POST /auth/login first."), 401
-        now = int(time.time())
-        claims = {"sub": authid, "roles": users[authid]["roles"], "iat": now, "exp": now + ttl, "jti": uuid.uuid4().hex}
-        headers = {"kid": key.kid} if key.kid else None
-        encoded = jwt.encode(claims, key.material, algorithm=algorithm, headers=headers)
+        claims = user_claims(authid, users[authid]["roles"], ttl)
+        encoded = key.sign(claims)
         response = jsonify(token=encoded, exp=claims["exp"])
         response.headers["Cache-Control"] = "no-store"
         if cookie_name:  # for clients that carry the token in the cookie instead of the ticket

@@ -46,6 +46,13 @@ class VerificationKey:
     def can_sign(self) -> bool:
         return bool(self.algorithms & HMAC_ALGORITHMS)
 
+    def sign(self, claims: dict) -> str:
+        """A token signed with this shared secret (its first algorithm), naming its kid."""
+        headers = {"kid": self.kid} if self.kid else None
+        return jwt.encode(
+            claims, self.material, algorithm=sorted(self.algorithms & HMAC_ALGORITHMS)[0], headers=headers
+        )
+
 
 class KeyRing:
     """Picks the key for a token from its header's ``kid`` and ``alg``."""

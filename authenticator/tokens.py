@@ -10,7 +10,8 @@ reaches the store only once everything that costs no I/O has passed.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+import uuid
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,6 +39,15 @@ class Identity:
     def authextra(self) -> dict:
         """What the client sees in WELCOME.authextra."""
         return {"roles": list(self.roles), "exp": self.expires_at}
+
+
+def user_claims(sub: str, roles: Iterable[str], ttl: int, *, now: float | None = None, jti: bool = True) -> dict:
+    """The claims this project's own issuers (CLI, demo issuer) put in a token."""
+    issued = int(time.time() if now is None else now)
+    claims: dict[str, Any] = {"sub": sub, "roles": list(roles), "iat": issued, "exp": issued + ttl}
+    if jti:
+        claims["jti"] = uuid.uuid4().hex
+    return claims
 
 
 class TokenVerifier:
