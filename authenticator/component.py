@@ -204,8 +204,6 @@ class AuthenticatorComponent(ApplicationSession):
         return d
 
     def _on_leave(self, session_id, *args, **kwargs) -> None:
-        if isinstance(session_id, dict):
-            session_id = session_id.get("session")
         live = self.live.pop(session_id)
         if live is not None and live.timer is not None and live.timer.active():
             live.timer.cancel()

@@ -1,21 +1,13 @@
 """Authorization through a real crossbar node: per-role rules, per-user topics, the role cache."""
 
-import itertools
-
 import pytest_twisted
 from autobahn.wamp.types import PublishOptions, SubscribeOptions
 
-from tests.support.tokens import mint
+from tests.support.tokens import mint, unique
 from tests.support.wamp import Inbox, connect, wamp_error
 
 NOT_AUTHORIZED = "wamp.error.not_authorized"
 ACK = PublishOptions(acknowledge=True)
-_unique = itertools.count()
-
-
-def unique(name: str) -> str:
-    """A fresh authid per test: Crossbar's authorization cache lives as long as the node."""
-    return f"{name}{next(_unique)}"
 
 
 async def user(router, name, roles=("user",)):

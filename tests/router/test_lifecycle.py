@@ -1,7 +1,6 @@
 """A token's limits hold for the whole life of its session: expiry, refresh, revocation, and the
 other ways to carry a token (Bearer header, Origin-checked cookie). Real router, real clients."""
 
-import itertools
 import subprocess
 import sys
 import time
@@ -10,14 +9,8 @@ import pytest_twisted
 from autobahn.wamp.exception import ApplicationError
 from twisted.internet import reactor, task, threads
 
-from tests.support.tokens import mint
+from tests.support.tokens import mint, unique
 from tests.support.wamp import connect, refusal, wamp_error
-
-_unique = itertools.count()
-
-
-def unique(name: str) -> str:
-    return f"{name}{next(_unique)}"
 
 
 async def admin(router):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import secrets
 import time
 
@@ -30,3 +31,11 @@ def mint(
     payload.update(claims)
     payload = {k: v for k, v in payload.items() if v is not None}
     return jwt.encode(payload, secret, algorithm=algorithm, headers=headers)
+
+
+_serial = itertools.count()
+
+
+def unique(name: str) -> str:
+    """A fresh authid per test: Crossbar's authorization cache and the revocation store outlive a test."""
+    return f"{name}{next(_serial)}"

@@ -28,6 +28,14 @@ def session_id(page):
     return page.evaluate("connection.session && connection.session.id")
 
 
+def wait_for_new_session(page, previous_id, timeout_ms):
+    page.wait_for_function(
+        f"connection.session && connection.session.isOpen && connection.session.id !== {previous_id}",
+        timeout=timeout_ms,
+    )
+    expect(page.locator("#state")).to_have_text("connected")
+
+
 def test_two_users_chat_and_see_each_others_names(router, open_page):
     alice, bob = open_page(router), open_page(router)
     log_in(alice, "alice")
@@ -94,10 +102,7 @@ def test_after_the_token_expires_the_page_reconnects_with_a_fresh_token(tmp_path
         first = session_id(page)
         offset = short.log_size()
         short.wait_for_log("session ended: reason=expired authid=alice", timeout=20, after=0)
-        page.wait_for_function(
-            f"connection.session && connection.session.isOpen && connection.session.id !== {first}", timeout=20000
-        )
-        expect(page.locator("#state")).to_have_text("connected")
+        wait_for_new_session(page, first, 20000)
         short.wait_for_log("authentication accepted: authid=alice", after=offset)
     finally:
         short.stop()
@@ -108,8 +113,5 @@ def test_after_a_router_restart_the_page_reconnects_by_itself(router, open_page)
     log_in(page, "alice")
     first = session_id(page)
     router.restart()
-    page.wait_for_function(
-        f"connection.session && connection.session.isOpen && connection.session.id !== {first}", timeout=30000
-    )
-    expect(page.locator("#state")).to_have_text("connected")
+    wait_for_new_session(page, first, 30000)
     expect(page.locator("#identity")).to_have_text("alice (user)")
