@@ -7,8 +7,10 @@ INSTALLED := $(VENV)/.installed
 TEST_INSTALLED := $(VENV)/.test-installed
 WEB_DEPS := web/node_modules/.package-lock.json
 ISSUER_DEPS := docs/issuers/node_modules/.package-lock.json
+BENCH_INSTALLED := $(VENV)/.bench-installed
+BENCH_DEPS := bench/node_modules/.package-lock.json
 
-.PHONY: run test unit lint clean system-deps
+.PHONY: run test unit lint bench clean system-deps
 .DEFAULT_GOAL := run
 
 # Debian packages the tests need; installed only when missing (as root, or through sudo).
@@ -26,23 +28,41 @@ system-deps:
 $(WEB_DEPS): web/package.json web/package-lock.json
 	npm ci --prefix web --no-audit --no-fund --loglevel=error
 
+# warn: refusals, denials, revocations and problems, each with its reason. Crossbar logs ~5 info
+# lines per session, which costs ~30 % of the session rate (docs/benchmarks.md); LOGLEVEL=info shows them.
+LOGLEVEL ?= warn
+
 ## run: create the venv, install, and start the router (demo on http://127.0.0.1:8080)
 run: $(INSTALLED) $(WEB_DEPS)
-	$(BIN)/crossbar start --cbdir .crossbar
+	@echo "crossbar-jwt: starting the router, demo on http://127.0.0.1:8080 (log level $(LOGLEVEL); make run LOGLEVEL=info logs every session)"
+	$(BIN)/crossbar start --cbdir .crossbar --loglevel $(LOGLEVEL)
 
 ## test: install the test dependencies (and Debian's redis-server when missing), run the whole suite
 test: $(TEST_INSTALLED) $(WEB_DEPS) $(ISSUER_DEPS) system-deps
-	$(BIN)/ruff check authenticator tests
+	$(BIN)/ruff check authenticator tests bench
 	$(BIN)/pytest tests/unit tests/component tests/router
 	$(BIN)/pytest -p no:twisted tests/web
+
+## bench: measure sessions/s, latency, fan-out, verification cost and memory against the static-ticket
+## ceiling, stock Crossbar and socket.io (a report in docs/benchmarks.md, never a test); ~6 min
+bench: $(BENCH_INSTALLED) $(BENCH_DEPS)
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
+
+$(BENCH_INSTALLED): $(INSTALLED)
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[bench]'
+	touch $@
+
+# AutobahnJS, socket.io and jsonwebtoken for the load generator and the comparison server.
+$(BENCH_DEPS): bench/package.json bench/package-lock.json
+	npm ci --prefix bench --no-audit --no-fund --loglevel=error
 
 ## unit: only the pure-core tests (no router, no browser)
 unit: $(TEST_INSTALLED)
 	$(BIN)/pytest tests/unit
 
 lint: $(TEST_INSTALLED)
-	$(BIN)/ruff check authenticator tests
-	$(BIN)/ruff format --check authenticator tests
+	$(BIN)/ruff check authenticator tests bench
+	$(BIN)/ruff format --check authenticator tests bench
 
 $(INSTALLED): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \

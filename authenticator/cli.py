@@ -153,3 +153,19 @@ def revoke(authid, jti, url, admin_token, role, cbdir) -> None:
     except RuntimeError as error:
         raise click.ClickException(str(error)) from error
     click.echo(f"revoked {kwargs}; live sessions ended: {answer['sessions_ended']}")
+
+
+@main.command("proxy-config")
+@click.option("--proxies", type=click.IntRange(1, 64), default=2, show_default=True,
+              help="Proxy workers sharing the public port; one per core is a good start.")  # fmt: skip
+@cbdir_option
+def proxy_config_command(proxies, cbdir) -> None:
+    """Print the scale-out node config (proxy workers in front of the router) derived from config.json."""
+    from .scaleout import proxy_config
+
+    path = Path(cbdir) / "config.json"
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as error:
+        raise click.ClickException(f"cannot read {path}: {error}") from error
+    click.echo(json.dumps(proxy_config(config, proxies), indent=4))

@@ -79,11 +79,11 @@ class AuthenticatorComponent(ApplicationSession):
 
     # -- authentication ----------------------------------------------------------------------
 
-    async def authenticate(self, realm, authid, details):
+    def authenticate(self, realm, authid, details):
         """WAMP-ticket: the ticket is the token."""
-        return await self._login(details.get("ticket"), "ticket", details)
+        return self._login(details.get("ticket"), "ticket", details)
 
-    async def authenticate_headers(self, realm, authid, details):
+    def authenticate_headers(self, realm, authid, details):
         """WAMP-anonymous, dynamic: a token in the upgrade's headers, else the anonymous role."""
         peer = _peer(details)
         try:
@@ -91,23 +91,49 @@ class AuthenticatorComponent(ApplicationSession):
         except Rejected as rejection:
             raise self._refuse(rejection, peer, "cookie") from None
         if token is not None:
-            return await self._login(token, carrier, details)
+            return self._login(token, carrier, details)
         anonymous = self.settings.policy.anonymous_role
         if anonymous is None:
             raise self._refuse(Rejected(Reason.MISSING_TOKEN, "anonymous access is off"), peer, "none") from None
         # Always return extra: without it Crossbar would hand on the client's own HELLO authextra.
         return {"role": anonymous, "extra": {"roles": [anonymous], "exp": None}}
 
-    async def _login(self, token, carrier: str, details) -> dict:
+    def _login(self, token, carrier: str, details, *, may_refetch: bool = True):
+        """The login hot path. Plain calls, no coroutine: with reusable tokens and the SQLite store
+        every check is answered on the reactor in microseconds and the answer returns at once; only
+        single-use tokens, Redis and an unknown JWKS kid make it a Deferred (I/O on our thread)."""
         peer = _peer(details)
         try:
-            identity = await self._verify(token)
-            await self._admit(identity)
+            identity = self.verifier.verify(token)
+            answered_in_memory = self.store.revocations_in_memory and not self.settings.single_use
+            if answered_in_memory:
+                verdict = self.store.revoked(
+                    authid=identity.authid, jti=identity.jti, issued_at=identity.issued_at, now=time.time()
+                )
         except Rejected as rejection:
+            if rejection.reason is Reason.UNKNOWN_KEY and may_refetch and self._may_refetch_jwks():
+                # A rotated key at the identity provider: fetch once, then verify again.
+                return self._refresh_jwks().addCallback(
+                    lambda _: self._login(token, carrier, details, may_refetch=False)
+                )
             raise self._refuse(rejection, peer, carrier) from None
         except Exception as error:  # noqa: BLE001 - any failure must become a clean refusal
-            # The type only: a message or traceback could quote the token.
-            raise self._refuse(Rejected(Reason.INTERNAL_ERROR, type(error).__name__), peer, carrier) from None
+            raise self._refuse(_internal_error(error), peer, carrier) from None
+        if answered_in_memory:
+            return self._admitted(identity, verdict, carrier, details)
+        checked = self._io_call(
+            self.store.admit, authid=identity.authid, jti=identity.jti, issued_at=identity.issued_at,
+            expires_at=identity.expires_at, single_use=self.settings.single_use, now=time.time(),
+        )  # fmt: skip
+        checked.addErrback(self._store_failed, identity)
+        checked.addCallback(lambda verdict: self._admitted(identity, verdict, carrier, details))
+        checked.addErrback(self._refuse_failure, peer, carrier)
+        return checked
+
+    def _admitted(self, identity: Identity, verdict: Reason | None, carrier: str, details) -> dict:
+        peer = _peer(details)
+        if verdict is not None:
+            raise self._refuse(Rejected(verdict, authid=identity.authid, jti=identity.jti), peer, carrier)
         live = self.live.add(details.get("session"), identity, self.settings.expiry_grace_seconds)
         self._schedule_expiry(live)
         self.log.info(
@@ -115,6 +141,17 @@ class AuthenticatorComponent(ApplicationSession):
             authid=identity.authid, role=identity.role, via=carrier, peer=peer, jti=identity.jti,
         )  # fmt: skip
         return {"authid": identity.authid, "role": identity.role, "extra": identity.authextra()}
+
+    def _store_failed(self, failure, identity: Identity):
+        failure.trap(StoreUnavailable)
+        self.log.warn("authenticator: {error}", error=str(failure.value))
+        raise Rejected(Reason.STORE_UNAVAILABLE, authid=identity.authid, jti=identity.jti)
+
+    def _refuse_failure(self, failure, peer, carrier: str):
+        if failure.check(ApplicationError):
+            return failure  # already a refusal, already logged
+        rejection = failure.value if failure.check(Rejected) else _internal_error(failure.value)
+        raise self._refuse(rejection, peer, carrier)
 
     async def _verify(self, token) -> Identity:
         try:
@@ -138,7 +175,7 @@ class AuthenticatorComponent(ApplicationSession):
             raise Rejected(verdict, authid=identity.authid, jti=identity.jti)
 
     def _refuse(self, rejection: Rejected, peer, carrier: str) -> ApplicationError:
-        self.log.info(
+        self.log.warn(
             "authentication refused: reason={reason} detail={detail} authid={authid} via={via} peer={peer} jti={jti}",
             reason=rejection.reason.code, detail=rejection.detail or "-", authid=rejection.authid,
             via=carrier, peer=peer, jti=rejection.jti,
@@ -223,7 +260,7 @@ class AuthenticatorComponent(ApplicationSession):
                 raise Rejected(Reason.REFRESH_REFUSED, "it grants more roles", authid=live.authid, jti=identity.jti)
             await self._admit(identity)
         except Rejected as rejection:
-            self.log.info("refresh refused: reason={reason} detail={detail} authid={authid} session={sid}",
+            self.log.warn("refresh refused: reason={reason} detail={detail} authid={authid} session={sid}",
                           reason=rejection.reason.code, detail=rejection.detail or "-", authid=live.authid,
                           sid=live.session_id)  # fmt: skip
             raise ApplicationError(rejection.reason.uri, rejection.message) from None
@@ -252,7 +289,7 @@ class AuthenticatorComponent(ApplicationSession):
             self._on_leave(live.session_id)
             self._kill(live.session_id, Reason.REVOKED, "access for this user or token has been revoked")
         by = details.caller_authid if details else None
-        self.log.info("revoked: authid={authid} jti={jti} by={by} sessions_ended={n}", authid=authid, jti=jti,
+        self.log.warn("revoked: authid={authid} jti={jti} by={by} sessions_ended={n}", authid=authid, jti=jti,
                       by=by, n=len(ended))  # fmt: skip
         return {"sessions_ended": len(ended)}
 
@@ -268,7 +305,7 @@ class AuthenticatorComponent(ApplicationSession):
             session_roles=_verified_roles(session),
         )
         if not decision.allow:
-            self.log.info(
+            self.log.warn(
                 "authorization denied: {action} {uri} authid={authid} role={role} reason={reason}",
                 action=action, uri=uri, authid=session.get("authid"), role=session.get("authrole"),
                 reason=decision.reason,
@@ -282,6 +319,11 @@ class AuthenticatorComponent(ApplicationSession):
         if self._jwks_loop is not None and self._jwks_loop.running:
             self._jwks_loop.stop()
         super().onLeave(details)
+
+
+def _internal_error(error: BaseException) -> Rejected:
+    # The type only: a message or traceback could quote the token.
+    return Rejected(Reason.INTERNAL_ERROR, type(error).__name__)
 
 
 def _peer(details) -> str | None:

@@ -23,6 +23,14 @@ class StoreUnavailable(Exception):
 
 
 class TokenStore(Protocol):
+    # True when every revocation this store will ever see goes through this process (SQLite: one
+    # node), so revocations can be answered from memory without I/O; False when other routers
+    # write to it (Redis).
+    revocations_in_memory: bool
+
+    def revoked(self, *, authid: str, jti: str | None, issued_at: float | None, now: float) -> Reason | None:
+        """REVOKED from memory (only when revocations_in_memory), else None."""
+
     def admit(
         self, *, authid: str, jti: str | None, issued_at: float | None, expires_at: float | None,
         single_use: bool, now: float,
@@ -43,12 +51,22 @@ def open_store(spec: StoreSpec) -> TokenStore:
 
 
 class SqliteStore:
-    """One connection, used from one thread at a time (the component's I/O thread)."""
+    """One connection, used from one thread at a time (the component's I/O thread).
+
+    Revocations are also kept in memory (loaded at start, updated by revoke): checking a reusable
+    token then costs no I/O and no thread hop, which keeps the login hot path on the reactor.
+    """
+
+    revocations_in_memory = True
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self._lock = threading.Lock()
         self._admitted = 0
+        # authid -> (revoked_at, keep_until); jti -> keep_until. Written on the I/O thread, read on
+        # the reactor: single dict operations are atomic under the GIL.
+        self._revoked_authids: dict[str, tuple[float, float | None]] = {}
+        self._revoked_jtis: dict[str, float | None] = {}
         try:
             self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=2)
             self._db.executescript(
@@ -61,8 +79,23 @@ class SqliteStore:
                 """
             )
             path.chmod(0o600)
+            for authid, revoked_at, keep_until in self._db.execute("SELECT * FROM revoked_authid"):
+                self._revoked_authids[authid] = (revoked_at, keep_until)
+            self._revoked_jtis.update(self._db.execute("SELECT jti, keep_until FROM revoked_jti"))
         except sqlite3.Error as error:
             raise StoreUnavailable(f"cannot open the token store {path}: {error}") from error
+
+    def revoked(self, *, authid, jti, issued_at, now):
+        entry = self._revoked_authids.get(authid)
+        if entry is not None and (entry[1] is None or entry[1] > now):
+            # A token without iat cannot prove it was issued after the revocation.
+            if issued_at is None or issued_at <= entry[0]:
+                return Reason.REVOKED
+        if jti is not None and jti in self._revoked_jtis:
+            keep_until = self._revoked_jtis[jti]
+            if keep_until is None or keep_until > now:
+                return Reason.REVOKED
+        return None
 
     def admit(self, *, authid, jti, issued_at, expires_at, single_use, now):
         try:
@@ -72,20 +105,9 @@ class SqliteStore:
             raise StoreUnavailable(f"token store {self.path}: {error}") from error
 
     def _admit(self, authid, jti, issued_at, expires_at, single_use, now):
-        row = self._db.execute(
-            "SELECT revoked_at FROM revoked_authid WHERE authid = ? AND (keep_until IS NULL OR keep_until > ?)",
-            (authid, now),
-        ).fetchone()
-        # A token without iat cannot prove it was issued after the revocation.
-        if row is not None and (issued_at is None or issued_at <= row[0]):
-            return Reason.REVOKED
-        if (
-            jti is not None
-            and self._db.execute(
-                "SELECT 1 FROM revoked_jti WHERE jti = ? AND (keep_until IS NULL OR keep_until > ?)", (jti, now)
-            ).fetchone()
-        ):
-            return Reason.REVOKED
+        verdict = self.revoked(authid=authid, jti=jti, issued_at=issued_at, now=now)
+        if verdict is not None:
+            return verdict
         if not single_use:
             return None
         self._admitted += 1
@@ -114,6 +136,11 @@ class SqliteStore:
                     self._db.execute(
                         "INSERT OR REPLACE INTO revoked_jti (jti, keep_until) VALUES (?, ?)", (jti, keep_until)
                     )
+                # Memory follows the file, never leads it: a revocation counts once it is durable.
+                if authid is not None:
+                    self._revoked_authids[authid] = (now, keep_until)
+                if jti is not None:
+                    self._revoked_jtis[jti] = keep_until
         except sqlite3.Error as error:
             raise StoreUnavailable(f"token store {self.path}: {error}") from error
 
@@ -125,6 +152,10 @@ class RedisStore:
     """Shared by every router that names the same Redis: a token used on one is used on all."""
 
     PREFIX = "crossbar-jwt:"
+    revocations_in_memory = False  # other routers revoke too: ask Redis on every login
+
+    def revoked(self, *, authid, jti, issued_at, now):
+        raise NotImplementedError("RedisStore answers revocations through admit, on the I/O thread")
 
     def __init__(self, url: str) -> None:
         import redis  # only deployments that configure Redis need the client

@@ -1,10 +1,13 @@
 """The Autobahn component's handlers, called directly (no router): failure paths that a real
 router cannot be made to produce on demand."""
 
+import time
+
 import pytest
 import pytest_twisted
 from autobahn.wamp.exception import ApplicationError
 from autobahn.wamp.types import ComponentConfig
+from twisted.internet.defer import Deferred, maybeDeferred
 
 from authenticator.component import AuthenticatorComponent
 from authenticator.settings import component_extra
@@ -34,17 +37,36 @@ async def test_an_unexpected_error_in_verification_is_a_clean_refusal(component,
 
     monkeypatch.setattr(component.verifier, "verify", explode)
     with pytest.raises(ApplicationError) as caught:
-        await component.authenticate("realm1", None, {**DETAILS, "ticket": token})
+        await maybeDeferred(component.authenticate, "realm1", None, {**DETAILS, "ticket": token})
     assert caught.value.error == "authenticator.error.internal_error"
     assert token not in str(caught.value.args) and "boom" not in str(caught.value.args)
 
 
 @pytest_twisted.ensureDeferred
 async def test_a_good_ticket_returns_one_role_and_the_roles_in_extra(component):
-    answer = await component.authenticate("realm1", None, {**DETAILS, "ticket": mint("alice", ["user", "admin"])})
+    details = {**DETAILS, "ticket": mint("alice", ["user", "admin"])}
+    answer = await maybeDeferred(component.authenticate, "realm1", None, details)
     assert answer["authid"] == "alice"
     assert answer["role"] == "admin"  # a string: a list would hang the client
     assert answer["extra"]["roles"] == ["user", "admin"]
+
+
+def test_a_reusable_token_is_answered_on_the_spot_without_the_io_thread(component):
+    answer = component.authenticate("realm1", None, {**DETAILS, "ticket": mint("carol")})
+    assert not isinstance(answer, Deferred) and answer["authid"] == "carol"
+
+
+def test_a_revocation_is_seen_by_the_in_memory_check_and_survives_reopening(component, tmp_path):
+    from authenticator.store import SqliteStore
+
+    token = mint("dave")
+    component.store.revoke(authid="dave", jti=None, now=time.time() + 1, keep_seconds=None)
+    with pytest.raises(ApplicationError) as caught:
+        component.authenticate("realm1", None, {**DETAILS, "ticket": token})
+    assert caught.value.error == "authenticator.error.revoked"
+    reopened = SqliteStore(component.store.path)
+    assert reopened.revoked(authid="dave", jti=None, issued_at=time.time(), now=time.time()) is not None
+    assert reopened.revoked(authid="erin", jti=None, issued_at=time.time(), now=time.time()) is None
 
 
 def test_an_anonymous_session_cannot_borrow_roles_through_its_hello_authextra(component):
@@ -80,6 +102,7 @@ async def test_an_unreachable_store_refuses_the_login_instead_of_accepting_it_un
         raise StoreUnavailable("token store: disk I/O error")
 
     monkeypatch.setattr(component.store, "admit", down)
+    monkeypatch.setattr(component.store, "revocations_in_memory", False)  # a store that must be asked, like Redis
     with pytest.raises(ApplicationError) as caught:
-        await component.authenticate("realm1", None, {**DETAILS, "ticket": mint()})
+        await maybeDeferred(component.authenticate, "realm1", None, {**DETAILS, "ticket": mint()})
     assert caught.value.error == "authenticator.error.store_unavailable"

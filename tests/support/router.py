@@ -37,8 +37,14 @@ def wait_for(condition, timeout: float, what: str, interval: float = 0.05):
 
 
 class RouterProcess:
-    def __init__(self, workdir: Path, *, env: dict[str, str] | None = None, edit_config=None) -> None:
+    def __init__(
+        self, workdir: Path, *, env: dict[str, str] | None = None, edit_config=None, loglevel: str = "info",
+        cpus: str | None = None, proxies: int = 0,
+    ) -> None:  # fmt: skip
         self.workdir = workdir
+        self.proxies = proxies  # > 0: the scale-out config, that many proxy workers in front of the router
+        self.loglevel = loglevel
+        self.cpus = cpus  # e.g. "0": pin the node and its workers to that core (taskset), as the benchmark does
         self.cbdir = workdir / ".crossbar"
         self.port = free_port()
         self.env = {**os.environ, **(env or {})}
@@ -68,12 +74,19 @@ class RouterProcess:
         if edit_config is not None:
             edit_config(config)
         (self.cbdir / "config.json").write_text(json.dumps(config, indent=2))
+        if self.proxies:
+            from authenticator.scaleout import proxy_config
+
+            scaled = proxy_config(config, self.proxies)
+            (self.cbdir / "config-proxies.json").write_text(json.dumps(scaled, indent=2))
 
     def start(self) -> RouterProcess:
         self._log_offset = self.log_size()  # a restart appends: only look at what this run writes
         with self.log_file.open("ab") as log:
+            pin = ["taskset", "-c", self.cpus] if self.cpus else []
             self.process = subprocess.Popen(
-                [str(CROSSBAR), "start", "--cbdir", str(self.cbdir), "--loglevel", "info"],
+                [*pin, str(CROSSBAR), "start", "--cbdir", str(self.cbdir), "--loglevel", self.loglevel,
+                 *(["--config", "config-proxies.json"] if self.proxies else [])],  # fmt: skip
                 cwd=self.workdir,
                 env=self.env,
                 stdout=log,
@@ -86,7 +99,33 @@ class RouterProcess:
         return self
 
     def _ready_or_dead(self) -> bool:
-        return self.process.poll() is not None or READY_LINE in self.log()[self._log_offset :]
+        if self.process.poll() is not None:
+            return True
+        if self.loglevel in ("info", "debug", "trace"):
+            return READY_LINE in self.log()[self._log_offset :]
+        return self._websocket_path_answers()  # quieter levels do not log the ready line
+
+    def _websocket_path_answers(self) -> bool:
+        # The ws path comes up last; before that the web transport answers 404 (or nothing at all).
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=1) as s:
+                s.sendall(b"GET /ws HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+                status = s.recv(64).split(b" ", 2)
+        except OSError:
+            return False
+        return len(status) > 1 and status[1] != b"404"
+
+    def node_pids(self) -> list[int]:
+        """The controller and its workers: every process the node's CPU time is spent in."""
+        return [self.process.pid, *self.worker_pids()]
+
+    def worker_pids(self) -> list[int]:
+        """The node's worker processes (router, proxies), for CPU and memory figures."""
+        import psutil
+
+        # Crossbar retitles its processes: "crossbar-worker [crossbar.worker.router.RouterController]".
+        return [p.pid for p in psutil.Process(self.process.pid).children(recursive=True)
+                if p.cmdline() and p.cmdline()[0].startswith("crossbar-worker")]  # fmt: skip
 
     def stop(self) -> int | None:
         if self.process is None or self.process.poll() is not None:

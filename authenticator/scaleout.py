@@ -1,0 +1,85 @@
+"""The scale-out node configuration, derived from the single-worker one so the two cannot drift.
+
+Crossbar's own scale-out: N proxy workers share the public port (``"shared": true``) and run
+the WebSocket transport and authentication; the one router worker keeps the realm, the
+authenticator component and authorization. The proxies reach the router over a Unix socket with
+WAMP-anonymous-proxy (the router trusts what its local proxies authenticated).
+
+    python -m authenticator proxy-config --proxies 2 > .crossbar/config-proxies.json
+    crossbar start --cbdir .crossbar --config config-proxies.json
+"""
+
+from __future__ import annotations
+
+import copy
+
+# The role of the proxies' service session that calls the dynamic authenticators in the router.
+PROXY_AUTHENTICATOR_ROLE = "proxy-authenticator"
+ROUTER_SOCKET = "router.sock"
+BACKEND = "router"
+
+
+def proxy_config(config: dict, proxies: int) -> dict:
+    """The node config with `proxies` proxy workers in front of the router worker of `config`."""
+    if proxies < 1:
+        raise ValueError("at least one proxy worker")
+    config = copy.deepcopy(config)
+    router = config["workers"][0]
+    realm = router["realms"][0]
+    public = router["transports"]
+    router["transports"] = [
+        {
+            "type": "rawsocket",
+            "endpoint": {"type": "unix", "path": ROUTER_SOCKET},
+            "serializers": ["cbor"],
+            "auth": {"anonymous-proxy": {"type": "static"}},
+        }
+    ]
+    realm["roles"].append(
+        {
+            "name": PROXY_AUTHENTICATOR_ROLE,
+            "permissions": [
+                {
+                    "uri": "authenticator.authenticate",
+                    "match": "prefix",  # authenticate and authenticate_headers
+                    "allow": {"call": True, "register": False, "publish": False, "subscribe": False},
+                    "disclose": {"caller": False, "publisher": False},
+                    "cache": True,
+                }
+            ],
+        }
+    )
+    # Every role a client session can get must have a route to the router worker.
+    client_roles = [r["name"] for r in realm["roles"] if r["name"] != "authenticator"]
+    for i in range(proxies):
+        config["workers"].append(
+            {
+                "type": "proxy",
+                "id": f"proxy{i + 1}",
+                "options": copy.deepcopy(router.get("options", {})),
+                "routes": {realm["name"]: {role: [BACKEND] for role in client_roles}},
+                "connections": {
+                    BACKEND: {
+                        "realm": realm["name"],
+                        "transport": {
+                            "type": "rawsocket",
+                            "endpoint": {"type": "unix", "path": ROUTER_SOCKET},
+                            "serializer": "cbor",
+                            "url": "rs://localhost",
+                        },
+                        "auth": {"anonymous-proxy": {"type": "static"}},
+                    }
+                },
+                "transports": [_shared(t) for t in copy.deepcopy(public)],
+            }
+        )
+    return config
+
+
+def _shared(transport: dict) -> dict:
+    transport["endpoint"]["shared"] = True  # every proxy accepts on the same port (SO_REUSEPORT)
+    for path in transport.get("paths", {}).values():
+        for method in (path.get("auth") or {}).values():
+            if method.get("type") == "dynamic":
+                method["authenticator-role"] = PROXY_AUTHENTICATOR_ROLE
+    return transport

@@ -1,0 +1,133 @@
+// Load generator for make bench: one process, driven by bench/run.py with one JSON argument,
+// prints one JSON result line. Clients are the ones our users run: AutobahnJS (npm autobahn, the
+// same 22.11 release as the demo page) and socket.io-client 4.
+//   {"mode": "sessions", "target": T, "count": 1000, "inflight": 50}
+//   {"mode": "fanout", "target": T, "subscribers": 100, "events": 2000, "window": 20, "topic": "..."}
+//   {"mode": "idle", "target": T, "count": 1000, "inflight": 50}  -> prints {"ready": n}, closes on stdin end
+// T = {"kind": "wamp"|"socketio", "url": ..., "auth": {"type": "jwt", "sub", "roles"} | {"type": "static", "authid", "ticket"}}
+// JWT auth mints a fresh token (unique jti, 300 s) per session before the clock starts; the
+// secret comes from the environment (JWT_SECRET), never from the command line.
+"use strict";
+const crypto = require("crypto");
+// AutobahnJS warns on every close when retries are off; that would cost the generator CPU.
+const warn = console.warn;
+console.warn = (...args) => { if (!/auto-reconnect disabled|connection closed/.test(String(args[0]))) warn(...args); };
+const autobahn = require("autobahn");
+const jwt = require("jsonwebtoken");
+const { io } = require("socket.io-client");
+
+const job = JSON.parse(process.argv[2]);
+const key = process.env.JWT_SECRET ? crypto.createSecretKey(Buffer.from(process.env.JWT_SECRET, "utf8")) : null;
+
+function credential(auth) {
+  if (auth.type === "static") return auth.ticket;
+  const now = Math.floor(Date.now() / 1000);
+  const claims = { sub: auth.sub, roles: auth.roles, iat: now, exp: now + 300, jti: crypto.randomUUID() };
+  return jwt.sign(claims, key, { algorithm: "HS256" });
+}
+
+// One client connection: open(onJoined, onClosed) -> handle with close() and subscribe/publish.
+function wampClient(target, ticket, onJoined, onClosed) {
+  const connection = new autobahn.Connection({
+    url: target.url, realm: "realm1", authmethods: ["ticket"],
+    authid: target.auth.sub || target.auth.authid, onchallenge: () => ticket,
+    max_retries: 0, retry_if_unreachable: false,
+  });
+  const handle = {
+    close: () => { try { connection.close(); } catch (e) { /* already closed */ } },
+    subscribe: (topic, onEvent) => handle.session.subscribe(topic, () => onEvent()),
+    publish: (topic, i) => handle.session.publish(topic, [i], {}, { acknowledge: true }),
+  };
+  connection.onopen = (session) => { handle.session = session; onJoined(handle); };
+  connection.onclose = (reason, details) => { onClosed(reason === "closed" ? null : `${reason} ${details.reason || ""}`); return true; };
+  connection.open();
+  return handle;
+}
+
+function socketioClient(target, token, onJoined, onClosed) {
+  const socket = io(target.url, { auth: { token }, transports: ["websocket"], reconnection: false, forceNew: true });
+  let joined = false, closedByUs = false;
+  const handle = {
+    close: () => { closedByUs = true; socket.disconnect(); },
+    subscribe: (topic, onEvent) => new Promise((resolve, reject) => {
+      socket.on("event", () => onEvent());
+      socket.emit("subscribe", topic, (answer) => (answer.ok ? resolve() : reject(new Error(answer.error))));
+    }),
+    publish: (topic, i) => new Promise((resolve, reject) => {
+      socket.emit("publish", topic, i, (answer) => (answer.ok ? resolve() : reject(new Error(answer.error))));
+    }),
+  };
+  socket.on("connect", () => { joined = true; onJoined(handle); });
+  socket.on("connect_error", (error) => onClosed(`connect_error ${error.message}`));
+  socket.on("disconnect", (reason) => onClosed(closedByUs || !joined ? null : reason));
+  return handle;
+}
+
+const client = job.target.kind === "wamp" ? wampClient : socketioClient;
+
+// Opens `count` sessions, `inflight` at a time; keep=false closes each once joined.
+function openSessions(count, inflight, keep) {
+  const credentials = Array.from({ length: count }, () => credential(job.target.auth));
+  const latencies = [], errors = [], handles = [];
+  let started = 0, finished = 0;
+  return new Promise((resolve) => {
+    const cpu0 = process.cpuUsage(), t0 = process.hrtime.bigint();
+    const done = () => {
+      const seconds = Number(process.hrtime.bigint() - t0) / 1e9, cpu = process.cpuUsage(cpu0);
+      resolve({ seconds, latencies, errors, handles, cpu_percent: (100 * (cpu.user + cpu.system)) / 1e6 / seconds });
+    };
+    const startOne = () => {
+      const ticket = credentials[started++], t = process.hrtime.bigint();
+      let settled = false;
+      const settle = () => { if (settled) return; settled = true; finished++; if (started < count) startOne(); else if (finished === count) done(); };
+      client(job.target, ticket, (handle) => {
+        latencies.push(Number(process.hrtime.bigint() - t) / 1e6);
+        if (keep) { handles.push(handle); settle(); } else handle.close();
+      }, (error) => { if (error) errors.push(error); if (!keep || error) settle(); });
+    };
+    for (let i = 0; i < Math.min(inflight, count); i++) startOne();
+  });
+}
+
+function percentile(sorted, p) { return sorted.length ? sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))] : null; }
+
+async function sessions() {
+  const r = await openSessions(job.count, job.inflight, false);
+  const sorted = r.latencies.sort((a, b) => a - b);
+  return { sessions: sorted.length, errors: r.errors.length, first_error: r.errors[0] || null, seconds: r.seconds,
+    rate: sorted.length / r.seconds, p50_ms: percentile(sorted, 0.5), p99_ms: percentile(sorted, 0.99), generator_cpu_percent: r.cpu_percent };
+}
+
+async function fanout() {
+  const opened = await openSessions(job.subscribers + 1, 50, true);
+  if (opened.errors.length) throw new Error(`could not open the fan-out sessions: ${opened.errors[0]}`);
+  const [publisher, ...subscribers] = opened.handles;
+  const total = job.events * subscribers.length;
+  let received = 0, finish;
+  const allReceived = new Promise((resolve) => { finish = resolve; });
+  await Promise.all(subscribers.map((s) => s.subscribe(job.topic, () => { if (++received === total) finish(); })));
+  const cpu0 = process.cpuUsage(), t0 = process.hrtime.bigint();
+  let sent = 0;
+  const sendNext = () => { if (sent < job.events) return publisher.publish(job.topic, sent++).then(sendNext); };
+  await Promise.all(Array.from({ length: job.window }, sendNext));
+  await allReceived;
+  const seconds = Number(process.hrtime.bigint() - t0) / 1e9, cpu = process.cpuUsage(cpu0);
+  opened.handles.forEach((h) => h.close());
+  return { publishes: job.events, subscribers: subscribers.length, deliveries: received, seconds, rate: received / seconds,
+    generator_cpu_percent: (100 * (cpu.user + cpu.system)) / 1e6 / seconds };
+}
+
+async function idle() {
+  const opened = await openSessions(job.count, job.inflight, true);
+  console.log(JSON.stringify({ ready: opened.handles.length, errors: opened.errors.length, first_error: opened.errors[0] || null }));
+  process.stdin.resume();
+  await new Promise((resolve) => process.stdin.on("end", resolve));
+  opened.handles.forEach((h) => h.close());
+  return { closed: opened.handles.length };
+}
+
+const modes = { sessions, fanout, idle };
+const deadline = setTimeout(() => { console.error(`load.js: ${job.mode} did not finish within ${job.timeout_s || 120} s`); process.exit(2); }, 1000 * (job.timeout_s || 120));
+deadline.unref();
+modes[job.mode]().then((result) => { console.log(JSON.stringify(result)); process.exit(0); },
+  (error) => { console.error(`load.js: ${error.stack || error}`); process.exit(1); });

@@ -1,0 +1,193 @@
+"""Turns make bench's raw samples into the table and plot of docs/benchmarks.md."""
+
+from __future__ import annotations
+
+import statistics
+from pathlib import Path
+
+BEGIN, END = "<!-- bench:results:begin -->", "<!-- bench:results:end -->"
+README_BEGIN, README_END = "<!-- bench:summary:begin -->", "<!-- bench:summary:end -->"
+LABELS = {
+    "jwt": "crossbar-jwt (shipped config, JWT ticket)",
+    "ceiling": "same router, static ticket + static permissions (ceiling)",
+    "stock": "stock Crossbar, static ticket (default options, `--loglevel info`)",
+    "socketio": "socket.io 4 + jsonwebtoken",
+}
+
+
+def _spread(values: list[float]) -> dict:
+    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
+
+
+def _ratios(samples: dict, name: str, base: str, key: str = "rate") -> dict | None:
+    """Per-round ratios (alternated rounds share the machine's mood), then their spread."""
+    if base not in samples:
+        return None
+    return _spread([a[key] / b[key] for a, b in zip(samples[name], samples[base], strict=True)])
+
+
+def summarize(results: dict) -> dict:
+    sessions = results["sessions"]
+    summary = {"verify": {alg: _spread(v) for alg, v in results["verify"].items()}, "sessions": {}, "fanout": {}}
+    for name, rounds in sessions.items():
+        summary["sessions"][name] = {
+            "rate": _spread([r["rate"] for r in rounds]),
+            "p50_ms": _spread([r["p50_ms"] for r in rounds]),
+            "p99_ms": _spread([r["p99_ms"] for r in rounds]),
+            "errors": sum(r["errors"] for r in rounds),
+            "vs_ceiling": _ratios(sessions, name, "ceiling"),
+            "p99_vs_ceiling": _ratios(sessions, name, "ceiling", "p99_ms"),
+            "vs_stock": _ratios(sessions, name, "stock"),
+            "generator_cpu_percent": statistics.median(r["generator_cpu_percent"] for r in rounds),
+            "server_cpu_percent": statistics.median(r["server_cpu_percent"] for r in rounds),
+        }
+    for name, kinds in results["fanout"].items():
+        summary["fanout"][name] = {}
+        for kind, rounds in kinds.items():
+            base = results["fanout"].get("ceiling", {}).get(kind)
+            ratio = _spread([a["rate"] / b["rate"] for a, b in zip(rounds, base, strict=True)]) if base else None
+            summary["fanout"][name][kind] = {
+                "rate": _spread([r["rate"] for r in rounds]), "vs_static": ratio,
+                "generator_cpu_percent": statistics.median(r["generator_cpu_percent"] for r in rounds),
+            }  # fmt: skip
+    summary["memory"] = results["memory"]
+    return summary
+
+
+def _range(s: dict, fmt: str = "{:.0f}") -> str:
+    return f"{fmt.format(s['median'])} ({fmt.format(s['min'])}–{fmt.format(s['max'])})"
+
+
+def _ratio(s: dict | None) -> str:
+    return "—" if s is None else _range(s, "{:.2f}")
+
+
+def markdown(summary: dict, results: dict) -> str:
+    m = results["machine"]
+    lines = [
+        f"Measured {m['date']} on {m['cpu']}, {m['cores']} cores, Python {m['python']}, node {m['node']}, "
+        f"{results['rounds']} alternated rounds, `{results['command']}` ({results['seconds'] / 60:.1f} min). "
+        "Each cell: median (min–max over rounds); ratios are taken round by round, then summarized.",
+        "",
+        "### 1. Session establishment (fresh JWT per session, 50 in flight, connect → joined → close)",
+        "",
+        "| system | sessions/s | × ceiling | × stock | p50 ms | p99 ms | p99 × ceiling | server CPU | generator CPU |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, s in summary["sessions"].items():
+        lines.append(
+            f"| {LABELS.get(name, name)} | {_range(s['rate'])} | {_ratio(s['vs_ceiling'])} | {_ratio(s['vs_stock'])} "
+            f"| {_range(s['p50_ms'], '{:.1f}')} | {_range(s['p99_ms'], '{:.1f}')} | {_ratio(s['p99_vs_ceiling'])} "
+            f"| {s['server_cpu_percent']:.0f} % | {s['generator_cpu_percent']:.0f} % |"
+        )
+    lines += [
+        "",
+        "### 2. Fan-out: 1 publisher, 100 subscribers (delivered events/s)",
+        "",
+        "| system | topic | events/s | × static permissions | generator CPU |",
+        "|---|---|---|---|---|",
+    ]
+    for name, kinds in summary["fanout"].items():
+        for kind, s in kinds.items():
+            lines.append(f"| {LABELS.get(name, name)} | {kind} | {_range(s['rate'])} | {_ratio(s['vs_static'])} "
+                         f"| {s['generator_cpu_percent']:.0f} % |")  # fmt: skip
+    lines += ["", "### 3. Verification cost per token (pure core, µs)", "", "| algorithm | µs/token |", "|---|---|"]
+    for alg, s in summary["verify"].items():
+        lines.append(f"| {alg} | {_range(s, '{:.1f}')} |")
+    lines += ["", "### 4. Memory per idle authenticated session (server RSS growth)", "",
+              "| system | sessions | KiB/session |", "|---|---|---|"]  # fmt: skip
+    for name, s in summary["memory"].items():
+        lines.append(f"| {LABELS.get(name, name)} | {s['sessions']} | {s['kib_per_session']:.1f} |")
+    lines += ["", "![session rate, latency and fan-out](benchmarks.png)"]
+    return "\n".join(lines)
+
+
+def text_table(summary: dict) -> str:
+    rows = ["", f"{'system':10s} {'sessions/s':>11s} {'x ceiling':>9s} {'x stock':>8s} {'p50 ms':>7s} {'p99 ms':>7s}"]
+    for name, s in summary["sessions"].items():
+        rows.append(
+            f"{name:10s} {s['rate']['median']:11.0f} {_x(s['vs_ceiling']):>9s} {_x(s['vs_stock']):>8s} "
+            f"{s['p50_ms']['median']:7.1f} {s['p99_ms']['median']:7.1f}"
+        )
+    for name, kinds in summary["fanout"].items():
+        for kind, s in kinds.items():
+            rows.append(f"fan-out {name:9s} {kind:20s} {s['rate']['median']:8.0f}/s x static {_x(s['vs_static'])}")
+    return "\n".join(rows)
+
+
+def _x(s: dict | None) -> str:
+    return "-" if s is None else f"{s['median']:.2f}"
+
+
+def readme_summary(summary: dict, results: dict) -> str:
+    s = summary["sessions"]
+    f = summary["fanout"]
+    rows = [
+        f"`make bench`, {results['machine']['date']}, {results['machine']['cores']} cores; median of "
+        f"{results['rounds']} alternated rounds. Details, method and what limits each figure: "
+        "[docs/benchmarks.md](docs/benchmarks.md).",
+        "",
+        "| | sessions/s | × static-ticket ceiling | × stock Crossbar | p99 connect→joined |",
+        "|---|---|---|---|---|",
+    ]
+    for name in s:
+        rows.append(f"| {LABELS.get(name, name)} | {s[name]['rate']['median']:.0f} | {_x(s[name]['vs_ceiling'])} "
+                    f"| {_x(s[name]['vs_stock'])} | {s[name]['p99_ms']['median']:.0f} ms |")  # fmt: skip
+    if "jwt" in f:
+        kinds = list(f["jwt"])
+        rows += ["", "| fan-out, 100 subscribers | " + " | ".join(kinds) + " |", "|---" * (len(kinds) + 1) + "|"]
+        for name in f:
+            cells = " | ".join(f"{f[name][k]['rate']['median'] / 1000:.0f}k events/s (× {_x(f[name][k]['vs_static'])})"
+                               for k in kinds)  # fmt: skip
+            rows.append(f"| {LABELS.get(name, name)} | {cells} |")
+    rows += ["", "![session rate, latency and fan-out](docs/benchmarks.png)"]
+    return "\n".join(rows)
+
+
+def _replace_between(path: Path, begin: str, end: str, body: str) -> None:
+    text = path.read_text()
+    head, rest = text.split(begin, 1)
+    _, tail = rest.split(end, 1)
+    path.write_text(f"{head}{begin}\n{body}\n{end}{tail}")
+
+
+def write_docs(summary: dict, results: dict, doc: Path, png: Path, readme: Path) -> None:
+    _replace_between(doc, BEGIN, END, markdown(summary, results))
+    _replace_between(readme, README_BEGIN, README_END, readme_summary(summary, results))
+    plot(summary, png)
+
+
+def plot(summary: dict, png: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (rate_ax, latency_ax, fanout_ax) = plt.subplots(1, 3, figsize=(15, 4.5))
+    names = list(summary["sessions"])
+    s = summary["sessions"]
+    medians = [s[n]["rate"]["median"] for n in names]
+    errors = [[m - s[n]["rate"]["min"] for n, m in zip(names, medians, strict=True)],
+              [s[n]["rate"]["max"] - m for n, m in zip(names, medians, strict=True)]]  # fmt: skip
+    rate_ax.bar(names, medians, yerr=errors, capsize=4, color="#4c78a8")
+    rate_ax.set_title("session establishment (sessions/s)")
+    width = 0.38
+    xs = range(len(names))
+    latency_ax.bar([x - width / 2 for x in xs], [s[n]["p50_ms"]["median"] for n in names], width, label="p50")
+    latency_ax.bar([x + width / 2 for x in xs], [s[n]["p99_ms"]["median"] for n in names], width, label="p99")
+    latency_ax.set_xticks(list(xs), names)
+    latency_ax.set_title("connect → joined latency (ms)")
+    latency_ax.legend()
+    f = summary["fanout"]
+    systems = list(f)
+    kinds = list(next(iter(f.values())))
+    for i, kind in enumerate(kinds):
+        offset = (i - (len(kinds) - 1) / 2) * width
+        fanout_ax.bar([x + offset for x in range(len(systems))], [f[n][kind]["rate"]["median"] for n in systems],
+                      width, label=kind)  # fmt: skip
+    fanout_ax.set_xticks(list(range(len(systems))), systems)
+    fanout_ax.set_title("fan-out, 100 subscribers (events/s)")
+    fanout_ax.legend()
+    fig.tight_layout()
+    fig.savefig(png, dpi=90)
+    plt.close(fig)

@@ -1,0 +1,199 @@
+"""make bench: authentication and authorization cost, side by side with the alternatives.
+
+A script with a report, never a test. Systems run alternated round by round (A B C A B C ...) so
+that ratios hold on a noisy machine; servers are pinned to core 0, the node load generator to
+core 1, and the generator's own CPU use is reported. Writes bench/results/latest.json, the
+results sections of docs/benchmarks.md and README.md, and docs/benchmarks.png.
+
+    .venv/bin/python -m bench.run [--rounds 5] [--sessions 1000] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import secrets
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+
+from bench import report
+from bench.systems import NODE, make_systems
+from bench.verify_cost import verification_cost
+from tests.support.router import REPO
+
+LOAD_CPU = "1"
+RESULTS = REPO / "bench" / "results"
+
+
+def run_load(job: dict, secret: str) -> dict:
+    completed = subprocess.run(
+        ["taskset", "-c", LOAD_CPU, NODE, str(REPO / "bench" / "load.js"), json.dumps(job)],
+        env={**os.environ, "JWT_SECRET": secret}, capture_output=True, text=True,
+        timeout=job.get("timeout_s", 120) + 10,
+    )  # fmt: skip
+    if completed.returncode != 0:
+        raise RuntimeError(f"load generator failed ({job['mode']}): {completed.stderr[-2000:]}")
+    return json.loads(completed.stdout.strip().splitlines()[-1])
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    total = 0.0
+    for pid in pids:
+        times = psutil.Process(pid).cpu_times()
+        total += times.user + times.system
+    return total
+
+
+def sessions_benchmark(systems, rounds: int, count: int, secret: str) -> dict:
+    samples: dict[str, list[dict]] = {s.name: [] for s in systems}
+    for s in systems:  # warm-up: imports, caches, JIT-free but first-connection costs
+        run_load({"mode": "sessions", "target": s.target, "count": 100, "inflight": 50}, secret)
+    for r in range(rounds):
+        for s in systems:
+            pids = s.server_pids()
+            before = cpu_seconds(pids)
+            result = run_load({"mode": "sessions", "target": s.target, "count": count, "inflight": 50}, secret)
+            result["server_cpu_percent"] = 100 * (cpu_seconds(pids) - before) / result["seconds"]
+            samples[s.name].append(result)
+            print(f"  sessions round {r + 1}/{rounds} {s.name:9s} {result['rate']:7.0f}/s "
+                  f"p50 {result['p50_ms']:6.1f} ms p99 {result['p99_ms']:6.1f} ms "
+                  f"server CPU {result['server_cpu_percent']:3.0f} % errors {result['errors']}",
+                  flush=True)  # fmt: skip
+    return samples
+
+
+FANOUT_TOPICS = {"role-wide (cached)": "app.chat.bench", "per-user (uncached)": "app.user.alice.status"}
+
+
+def fanout_benchmark(systems, rounds: int, events: int, secret: str) -> dict:
+    samples: dict[str, dict[str, list[dict]]] = {s.name: {t: [] for t in FANOUT_TOPICS} for s in systems}
+    for r in range(rounds):
+        for kind, topic in FANOUT_TOPICS.items():
+            for s in systems:
+                job = {"mode": "fanout", "target": s.target, "subscribers": 100, "events": events, "window": 20,
+                       "topic": topic}  # fmt: skip
+                pids = s.server_pids()
+                before = cpu_seconds(pids)
+                result = run_load(job, secret)
+                result["server_cpu_percent"] = 100 * (cpu_seconds(pids) - before) / result["seconds"]
+                samples[s.name][kind].append(result)
+                print(f"  fan-out round {r + 1}/{rounds} {s.name:9s} {kind:20s} {result['rate']:8.0f} events/s "
+                      f"server CPU {result['server_cpu_percent']:3.0f} % generator CPU "
+                      f"{result['generator_cpu_percent']:3.0f} %", flush=True)  # fmt: skip
+    return samples
+
+
+def memory_benchmark(make, count: int, secret: str) -> dict:
+    """RSS growth of the server processes per idle authenticated session, each system freshly started."""
+    figures = {}
+    for s in make():
+        s.start()
+        try:
+            pids = s.session_pids()
+
+            def rss(pids=pids) -> int:
+                return sum(psutil.Process(p).memory_info().rss for p in pids)
+
+            run_load({"mode": "sessions", "target": s.target, "count": 50, "inflight": 50}, secret)  # warm-up
+            before = rss()
+            job = {"mode": "idle", "target": s.target, "count": count, "inflight": 50}
+            generator = subprocess.Popen(
+                ["taskset", "-c", LOAD_CPU, NODE, str(REPO / "bench" / "load.js"), json.dumps(job)],
+                env={**os.environ, "JWT_SECRET": secret}, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+            )  # fmt: skip
+            ready = json.loads(generator.stdout.readline())
+            time.sleep(1.0)  # let the last WELCOMEs' buffers settle; RSS is read once, not a timed wait
+            after = rss()
+            generator.stdin.close()
+            generator.wait(timeout=60)
+            figures[s.name] = {"sessions": ready["ready"], "errors": ready["errors"],
+                               "kib_per_session": (after - before) / 1024 / max(1, ready["ready"])}  # fmt: skip
+            print(f"  memory {s.name:9s} {figures[s.name]['kib_per_session']:6.1f} KiB/session", flush=True)
+        finally:
+            s.stop()
+    return figures
+
+
+def machine() -> dict:
+    return {
+        "cpu": platform.processor() or _cpu_model(), "cores": os.cpu_count(), "python": platform.python_version(),
+        "node": subprocess.run([NODE, "--version"], capture_output=True, text=True).stdout.strip(),
+        "kernel": platform.release(), "date": time.strftime("%Y-%m-%d"),
+    }  # fmt: skip
+
+
+def _cpu_model() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return "unknown"
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--sessions", type=int, default=1000, help="sessions per round and system")
+    parser.add_argument("--events", type=int, default=3000, help="publishes per fan-out round (x100 deliveries)")
+    parser.add_argument("--idle", type=int, default=1000, help="idle sessions for the memory figure")
+    parser.add_argument("--quick", action="store_true", help="2 rounds, smaller counts: a smoke run, not figures")
+    parser.add_argument("--only", choices=["verify", "sessions", "fanout", "memory"], help="one part, nothing written")
+    parser.add_argument("--no-write", action="store_true", help="print only; leave docs/ and bench/results/ alone")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.rounds, args.sessions, args.events, args.idle = 2, 200, 200, 200
+    if args.only:
+        args.no_write = True
+    if (os.cpu_count() or 1) < 2:
+        print("make bench needs 2 cores: the servers run on core 0, the load generator on core 1", file=sys.stderr)
+        return 2
+    secret = "bench-" + secrets.token_urlsafe(32)
+    started = time.monotonic()
+    results: dict = {"machine": machine(), "command": "make bench", "rounds": args.rounds}
+
+    wanted = lambda part: args.only in (None, part)  # noqa: E731
+
+    if wanted("verify"):
+        print("verification cost per token (pure core)", flush=True)
+        results["verify"] = verification_cost(rounds=args.rounds)
+    if wanted("sessions"):
+        print("session establishment", flush=True)
+        systems = [s.start() for s in make_systems(secret)]
+        try:
+            results["sessions"] = sessions_benchmark(systems, args.rounds, args.sessions, secret)
+        finally:
+            for s in systems:
+                s.stop()
+    if wanted("fanout"):
+        print("fan-out: 1 publisher, 100 subscribers", flush=True)
+        systems = [s.start() for s in make_systems(secret, fanout=True) if s.name != "stock"]
+        try:
+            results["fanout"] = fanout_benchmark(systems, args.rounds, args.events, secret)
+        finally:
+            for s in systems:
+                s.stop()
+    if wanted("memory"):
+        print(f"memory per idle session ({args.idle} sessions)", flush=True)
+        results["memory"] = memory_benchmark(lambda: make_systems(secret), args.idle, secret)
+    results["seconds"] = time.monotonic() - started
+    if args.only:
+        return 0
+
+    summary = report.summarize(results)
+    print(report.text_table(summary))
+    if not args.no_write:
+        RESULTS.mkdir(exist_ok=True)
+        (RESULTS / "latest.json").write_text(json.dumps(results, indent=1))
+        report.write_docs(summary, results, REPO / "docs" / "benchmarks.md", REPO / "docs" / "benchmarks.png",
+                          REPO / "README.md")  # fmt: skip
+        print("wrote bench/results/latest.json, docs/benchmarks.md and README.md (results), docs/benchmarks.png")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
