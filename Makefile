@@ -31,11 +31,13 @@ $(WEB_DEPS): web/package.json web/package-lock.json
 # warn: refusals, denials, revocations and problems, each with its reason. Crossbar logs ~5 info
 # lines per session, which costs ~30 % of the session rate (docs/benchmarks.md); LOGLEVEL=info shows them.
 LOGLEVEL ?= warn
+# config-proxies.json: the scale-out node (proxy workers in front of the router worker), docs/scaling.md
+CONFIG ?= config.json
 
 ## run: create the venv, install, and start the router (demo on http://127.0.0.1:8080)
 run: $(INSTALLED) $(WEB_DEPS)
 	@echo "crossbar-jwt: starting the router, demo on http://127.0.0.1:8080 (log level $(LOGLEVEL); make run LOGLEVEL=info logs every session)"
-	$(BIN)/crossbar start --cbdir .crossbar --loglevel $(LOGLEVEL)
+	$(BIN)/crossbar start --cbdir .crossbar --config $(CONFIG) --loglevel $(LOGLEVEL)
 
 ## test: install the test dependencies (and Debian's redis-server when missing), run the whole suite
 test: $(TEST_INSTALLED) $(WEB_DEPS) $(ISSUER_DEPS) system-deps

@@ -158,8 +158,10 @@ def revoke(authid, jti, url, admin_token, role, cbdir) -> None:
 @main.command("proxy-config")
 @click.option("--proxies", type=click.IntRange(1, 64), default=2, show_default=True,
               help="Proxy workers sharing the public port; one per core is a good start.")  # fmt: skip
+@click.option("--internal-port", type=click.IntRange(1, 65535), default=8081, show_default=True,
+              help="Loopback port where the router worker keeps the wsgi paths the proxies forward to.")  # fmt: skip
 @cbdir_option
-def proxy_config_command(proxies, cbdir) -> None:
+def proxy_config_command(proxies, internal_port, cbdir) -> None:
     """Print the scale-out node config (proxy workers in front of the router) derived from config.json."""
     from .scaleout import proxy_config
 
@@ -168,4 +170,4 @@ def proxy_config_command(proxies, cbdir) -> None:
         config = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as error:
         raise click.ClickException(f"cannot read {path}: {error}") from error
-    click.echo(json.dumps(proxy_config(config, proxies), indent=4))
+    click.echo(json.dumps(proxy_config(config, proxies, internal_port), indent=4))

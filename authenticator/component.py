@@ -7,6 +7,7 @@ token store and JWKS fetches run on the component's own I/O thread, never on the
 
 from __future__ import annotations
 
+import secrets
 import time
 from pathlib import Path
 
@@ -31,6 +32,8 @@ AUTHENTICATE_HEADERS = "authenticator.authenticate_headers"
 AUTHORIZE = "authenticator.authorize"
 REFRESH = "authenticator.refresh"
 REVOKE = "authenticator.revoke"
+# Behind proxies: the authextra key that links a login to the router session it becomes.
+LOGIN_KEY = "login"
 # Our own procedures need to know who calls them, so their callers are always disclosed to us.
 OWN_PROCEDURES = frozenset({REFRESH, REVOKE})
 
@@ -68,6 +71,15 @@ class AuthenticatorComponent(ApplicationSession):
         await self.register(self.refresh, REFRESH, options=caller)
         await self.register(self.revoke, REVOKE, options=caller)
         await self.subscribe(self._on_leave, "wamp.session.on_leave")
+        if self.settings.behind_proxies:
+            await self.subscribe(self._on_join, "wamp.session.on_join")
+        listen = getattr(self.store, "listen_for_revocations", None)
+        if listen is not None:  # several routers: end our sessions when another one revokes
+            self._revocations = listen(
+                lambda authid, jti: reactor.callFromThread(self._revoked_elsewhere, authid, jti),
+                lambda problem: reactor.callFromThread(self.log.warn, "authenticator: {problem}", problem=problem),
+            )
+            reactor.addSystemEventTrigger("during", "shutdown", self._revocations.set)
         if self.settings.jwks_urls:
             interval = min(u.refresh_seconds for u in self.settings.jwks_urls)
             self._jwks_loop = task.LoopingCall(self._refresh_jwks)
@@ -134,13 +146,20 @@ class AuthenticatorComponent(ApplicationSession):
         peer = _peer(details)
         if verdict is not None:
             raise self._refuse(Rejected(verdict, authid=identity.authid, jti=identity.jti), peer, carrier)
-        live = self.live.add(details.get("session"), identity, self.settings.expiry_grace_seconds)
+        extra = identity.authextra()
+        if self.settings.behind_proxies:
+            # The proxy's pending session id is not the router's: key the entry by a login key the
+            # session carries in its authextra until wamp.session.on_join tells us its real id.
+            key = extra[LOGIN_KEY] = f"login-{secrets.token_hex(8)}"
+        else:
+            key = details.get("session")
+        live = self.live.add(key, identity, self.settings.expiry_grace_seconds)
         self._schedule_expiry(live)
         self.log.info(
             "authentication accepted: authid={authid} role={role} via={via} peer={peer} jti={jti}",
             authid=identity.authid, role=identity.role, via=carrier, peer=peer, jti=identity.jti,
         )  # fmt: skip
-        return {"authid": identity.authid, "role": identity.role, "extra": identity.authextra()}
+        return {"authid": identity.authid, "role": identity.role, "extra": extra}
 
     def _store_failed(self, failure, identity: Identity):
         failure.trap(StoreUnavailable)
@@ -226,11 +245,11 @@ class AuthenticatorComponent(ApplicationSession):
         if live.timer is not None and live.timer.active():
             live.timer.reset(delay)
         else:
-            live.timer = reactor.callLater(delay, self._end_expired, live.session_id)
+            live.timer = reactor.callLater(delay, self._end_expired, live)
 
-    def _end_expired(self, session_id: int) -> None:
-        live = self.live.pop(session_id)
-        if live is not None:
+    def _end_expired(self, live: LiveSession) -> None:
+        session_id = live.session_id  # read when it fires: behind proxies it is bound after login
+        if self.live.pop(session_id) is not None:
             self.log.info("session ended: reason=expired authid={authid} session={sid}", authid=live.authid,
                           sid=session_id)  # fmt: skip
             self._kill(session_id, Reason.EXPIRED, "the session's token expired; fetch a fresh token and reconnect")
@@ -239,6 +258,11 @@ class AuthenticatorComponent(ApplicationSession):
         d = self.call("wamp.session.kill", session_id, reason=reason.uri, message=message)
         d.addErrback(lambda failure: None)  # already gone, or never joined: nothing to end
         return d
+
+    def _on_join(self, details, *args, **kwargs) -> None:
+        key = ((details or {}).get("authextra") or {}).get(LOGIN_KEY) if isinstance(details, dict) else None
+        if key is not None:
+            self.live.rekey(key, details.get("session"))
 
     def _on_leave(self, session_id, *args, **kwargs) -> None:
         live = self.live.pop(session_id)
@@ -284,14 +308,25 @@ class AuthenticatorComponent(ApplicationSession):
         except StoreUnavailable as error:
             self.log.warn("authenticator: {error}", error=str(error))
             raise ApplicationError(Reason.STORE_UNAVAILABLE.uri, Rejected(Reason.STORE_UNAVAILABLE).message) from None
-        ended = self.live.covered_by(authid=authid, jti=jti)
-        for live in ended:
-            self._on_leave(live.session_id)
-            self._kill(live.session_id, Reason.REVOKED, "access for this user or token has been revoked")
+        ended = self._end_revoked_sessions(authid, jti)
         by = details.caller_authid if details else None
         self.log.warn("revoked: authid={authid} jti={jti} by={by} sessions_ended={n}", authid=authid, jti=jti,
                       by=by, n=len(ended))  # fmt: skip
         return {"sessions_ended": len(ended)}
+
+    def _end_revoked_sessions(self, authid: str | None, jti: str | None) -> list[LiveSession]:
+        ended = self.live.covered_by(authid=authid, jti=jti)
+        for live in ended:
+            self._on_leave(live.session_id)
+            self._kill(live.session_id, Reason.REVOKED, "access for this user or token has been revoked")
+        return ended
+
+    def _revoked_elsewhere(self, authid: str | None, jti: str | None) -> None:
+        # Our own revocations come back too; their sessions are already gone from self.live.
+        ended = self._end_revoked_sessions(authid, jti)
+        if ended:
+            self.log.warn("revoked on another router: authid={authid} jti={jti} sessions_ended={n}", authid=authid,
+                          jti=jti, n=len(ended))  # fmt: skip
 
     # -- authorization -----------------------------------------------------------------------
 

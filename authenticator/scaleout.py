@@ -5,6 +5,10 @@ the WebSocket transport and authentication; the one router worker keeps the real
 authenticator component and authorization. The proxies reach the router over a Unix socket with
 WAMP-anonymous-proxy (the router trusts what its local proxies authenticated).
 
+Crossbar 26's proxy workers cannot host ``wsgi`` paths (the demo issuer at /auth): the router
+worker keeps them on a loopback-only web transport (``internal_port``) and the proxies forward
+those paths to it with Crossbar's ``reverseproxy`` path service.
+
     python -m authenticator proxy-config --proxies 2 > .crossbar/config-proxies.json
     crossbar start --cbdir .crossbar --config config-proxies.json
 """
@@ -17,9 +21,10 @@ import copy
 PROXY_AUTHENTICATOR_ROLE = "proxy-authenticator"
 ROUTER_SOCKET = "router.sock"
 BACKEND = "router"
+INTERNAL_PORT = 8081  # loopback only: the router worker's own web transport for wsgi paths
 
 
-def proxy_config(config: dict, proxies: int) -> dict:
+def proxy_config(config: dict, proxies: int, internal_port: int = INTERNAL_PORT) -> dict:
     """The node config with `proxies` proxy workers in front of the router worker of `config`."""
     if proxies < 1:
         raise ValueError("at least one proxy worker")
@@ -35,6 +40,22 @@ def proxy_config(config: dict, proxies: int) -> dict:
             "auth": {"anonymous-proxy": {"type": "static"}},
         }
     ]
+    hosted = _wsgi_paths(public)
+    if hosted:
+        router["transports"].append(
+            {
+                "type": "web",
+                "endpoint": {"type": "tcp", "interface": "127.0.0.1", "port": internal_port},
+                "paths": {"/": {"type": "static", "directory": "../web"}, **hosted},
+            }
+        )
+        for transport in public:
+            for name in hosted:
+                public_port = transport["endpoint"].get("port")
+                transport["paths"][name] = {
+                    "type": "reverseproxy", "host": "127.0.0.1", "port": internal_port, "path": f"/{name}",
+                    **({"forwarded_port": public_port} if isinstance(public_port, int) else {}),
+                }  # fmt: skip
     realm["roles"].append(
         {
             "name": PROXY_AUTHENTICATOR_ROLE,
@@ -49,6 +70,9 @@ def proxy_config(config: dict, proxies: int) -> dict:
             ],
         }
     )
+    for component in router.get("components", []):
+        if component.get("classname") == "authenticator.component.AuthenticatorComponent":
+            component.setdefault("extra", {}).setdefault("session", {})["behind_proxies"] = True
     # Every role a client session can get must have a route to the router worker.
     client_roles = [r["name"] for r in realm["roles"] if r["name"] != "authenticator"]
     for i in range(proxies):
@@ -74,6 +98,15 @@ def proxy_config(config: dict, proxies: int) -> dict:
             }
         )
     return config
+
+
+def _wsgi_paths(transports: list[dict]) -> dict:
+    return {
+        name: copy.deepcopy(path)
+        for transport in transports
+        for name, path in transport.get("paths", {}).items()
+        if path.get("type") == "wsgi"
+    }
 
 
 def _shared(transport: dict) -> dict:

@@ -13,7 +13,7 @@ from .tokens import Identity
 
 @dataclass
 class LiveSession:
-    session_id: int
+    session_id: int | str  # the router's session id (a login key until bound, behind proxies)
     authid: str
     roles: frozenset[str]
     jti: str | None
@@ -29,7 +29,7 @@ class LiveSessions:
     def __len__(self) -> int:
         return len(self._by_id)
 
-    def add(self, session_id: int, identity: Identity, grace: float) -> LiveSession:
+    def add(self, session_id: int | str, identity: Identity, grace: float) -> LiveSession:
         live = LiveSession(
             session_id=session_id,
             authid=identity.authid,
@@ -46,6 +46,14 @@ class LiveSessions:
 
     def pop(self, session_id: int) -> LiveSession | None:
         return self._by_id.pop(session_id, None)
+
+    def rekey(self, old_id, new_id: int) -> LiveSession | None:
+        """Behind proxies: move an entry from its login key to the router's session id."""
+        live = self._by_id.pop(old_id, None)
+        if live is not None:
+            live.session_id = new_id
+            self._by_id[new_id] = live
+        return live
 
     def covered_by(self, *, authid: str | None, jti: str | None) -> list[LiveSession]:
         """The sessions a revocation of authid (all its tokens so far) or of one jti ends."""

@@ -74,6 +74,8 @@ class Settings:
     single_use: bool = False
     store: StoreSpec = StoreSpec()
     expiry_grace_seconds: float = 5.0
+    # Behind Crossbar proxy workers the router session id differs from the one authentication saw.
+    behind_proxies: bool = False
     bearer_header: bool = True
     cookie: CookieRule | None = None
 
@@ -104,6 +106,9 @@ def load_settings(extra: Mapping, cbdir: Path, *, generate_secret: bool = True) 
     grace = session.get("expiry_grace_seconds", 5) if isinstance(session, Mapping) else None
     if not isinstance(grace, int | float) or not 0 <= grace <= 3600:
         raise ConfigError("'session.expiry_grace_seconds' must be a number from 0 to 3600")
+    behind_proxies = session.get("behind_proxies", False) if isinstance(session, Mapping) else False
+    if not isinstance(behind_proxies, bool):
+        raise ConfigError("'session.behind_proxies' must be true or false")
     bearer = extra.get("bearer_header", True)
     if not isinstance(bearer, bool):
         raise ConfigError("'bearer_header' must be true or false")
@@ -116,6 +121,7 @@ def load_settings(extra: Mapping, cbdir: Path, *, generate_secret: bool = True) 
         single_use=single_use,
         store=_load_store(extra.get("store", {}), cbdir),
         expiry_grace_seconds=float(grace),
+        behind_proxies=behind_proxies,
         bearer_header=bearer,
         cookie=_load_cookie(extra.get("cookie")),
     )

@@ -16,6 +16,8 @@ from .reasons import Reason
 from .settings import StoreSpec
 
 PURGE_EVERY = 500  # logins between purges of expired single-use entries
+RECONNECT_SECONDS = 1.0  # between attempts to reach Redis for revocation announcements
+BLOCK_SECONDS = 5.0  # one blocking read of the revocation stream
 
 
 class StoreUnavailable(Exception):
@@ -152,6 +154,10 @@ class RedisStore:
     """Shared by every router that names the same Redis: a token used on one is used on all."""
 
     PREFIX = "crossbar-jwt:"
+    # A Redis stream, not pub/sub: a router that lost its connection reads on from the last entry
+    # it saw, so no revocation is missed while it reconnects.
+    STREAM = PREFIX + "revocations"
+    STREAM_MAXLEN = 10_000
     revocations_in_memory = False  # other routers revoke too: ask Redis on every login
 
     def revoked(self, *, authid, jti, issued_at, now):
@@ -162,7 +168,10 @@ class RedisStore:
 
         self._errors = (redis.RedisError,)
         self.url_shown = url.split("@")[-1]  # never log a password from the URL
-        self._redis = redis.Redis.from_url(url, socket_timeout=1.0, socket_connect_timeout=1.0)
+        self._redis_factory = lambda socket_timeout=1.0: redis.Redis.from_url(
+            url, socket_timeout=socket_timeout, socket_connect_timeout=1.0
+        )
+        self._redis = self._redis_factory()
 
     def admit(self, *, authid, jti, issued_at, expires_at, single_use, now):
         p = self.PREFIX
@@ -189,8 +198,50 @@ class RedisStore:
                 self._redis.set(f"{self.PREFIX}revoked:authid:{authid}", repr(now), ex=ex)
             if jti is not None:
                 self._redis.set(f"{self.PREFIX}revoked:jti:{jti}", b"1", ex=ex)
+            # Stored first, then announced: a router that misses the announcement (disconnected
+            # from Redis) still refuses the token at its next login.
+            entry = {"authid": authid or "", "jti": jti or ""}
+            self._redis.xadd(self.STREAM, entry, maxlen=self.STREAM_MAXLEN, approximate=True)
         except self._errors as error:
             raise StoreUnavailable(f"Redis token store at {self.url_shown}: {type(error).__name__}") from error
 
+    def listen_for_revocations(self, on_revocation, on_problem) -> threading.Event:
+        """Call on_revocation(authid, jti) for every revocation any router announces from now on,
+        from a daemon thread (the caller hands it to its reactor). After a Redis error it
+        reconnects and reads on from the last entry it saw. Set the returned event to stop."""
+        stop = threading.Event()
+        # Blocking reads need a connection whose socket timeout outlasts the block.
+        reader = self._redis_factory(socket_timeout=BLOCK_SECONDS + 2)
+
+        def listen() -> None:
+            last_id = "$"  # only what is revoked after we start: earlier ones are checked at login
+            while not stop.is_set():
+                try:
+                    if last_id == "$":
+                        newest = reader.xinfo_stream(self.STREAM)["last-generated-id"] if reader.exists(
+                            self.STREAM) else b"0-0"  # fmt: skip
+                        last_id = newest.decode() if isinstance(newest, bytes) else newest
+                    for _, entries in reader.xread({self.STREAM: last_id}, block=int(BLOCK_SECONDS * 1000)) or []:
+                        for entry_id, fields in entries:
+                            last_id = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
+                            announced = _announcement(fields)
+                            if announced is not None:
+                                on_revocation(*announced)
+                except self._errors as error:
+                    on_problem(f"Redis revocation stream at {self.url_shown}: {type(error).__name__}; retrying")
+                    stop.wait(RECONNECT_SECONDS)
+
+        threading.Thread(target=listen, name="authenticator-revocations", daemon=True).start()
+        return stop
+
     def close(self) -> None:
         self._redis.close()
+
+
+def _announcement(fields: dict) -> tuple[str | None, str | None] | None:
+    """(authid, jti) from a revocation stream entry; None for anything else."""
+    try:
+        authid, jti = (fields.get(key, b"").decode() or None for key in (b"authid", b"jti"))
+    except (AttributeError, UnicodeDecodeError):
+        return None
+    return None if authid is None and jti is None else (authid, jti)

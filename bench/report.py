@@ -12,6 +12,8 @@ LABELS = {
     "ceiling": "same router, static ticket + static permissions (ceiling)",
     "stock": "stock Crossbar, static ticket (default options, `--loglevel info`)",
     "socketio": "socket.io 4 + jsonwebtoken",
+    "jwt-1proxy": "crossbar-jwt scale-out config, 1 proxy worker (both cores)",
+    "jwt-2proxy": "crossbar-jwt scale-out config, 2 proxy workers (both cores)",
 }
 
 

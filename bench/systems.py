@@ -6,6 +6,8 @@
 - stock:    Crossbar as it comes: the ceiling's realm and auth, but none of the shipped config's
             tuning and `crossbar start`'s default log level.
 - socketio: socket.io 4 with a jsonwebtoken middleware (bench/socketio_server.js).
+- jwt-1proxy, jwt-2proxy: the scale-out config (authenticator.scaleout) with 1 and 2 proxy workers
+  in front of the router worker, allowed both cores (session establishment only).
 
 The fan-out benchmark adds one per-user rule to the JWT policy (a user's devices share
 app.user.{authid}.status); the static systems allow the whole app.user. prefix instead, which is
@@ -25,6 +27,7 @@ from tests.support.router import REPO, RouterProcess, wait_for
 STATIC_TICKET = "static-bench-ticket"
 PER_USER_STATUS = "app.user.{authid}.status"
 SERVER_CPU = "0"
+ALL_CPUS = "0,1"
 NODE = "node"
 
 
@@ -75,8 +78,10 @@ def _make_stock(config: dict) -> None:
 
 
 class CrossbarSystem:
-    def __init__(self, name: str, edit, loglevel: str | None, auth: dict, secret: str, edit_extra=None) -> None:
-        self.name, self.auth, self.secret = name, auth, secret
+    def __init__(
+        self, name: str, edit, loglevel: str | None, auth: dict, secret: str, edit_extra=None, proxies: int = 0
+    ) -> None:  # fmt: skip
+        self.name, self.auth, self.secret, self.proxies = name, auth, secret, proxies
         self._edit, self._edit_extra, self._loglevel = edit, edit_extra, loglevel
         self.node: RouterProcess | None = None
 
@@ -90,7 +95,8 @@ class CrossbarSystem:
         workdir = Path(tempfile.mkdtemp(prefix=f"bench-{self.name}-"))
         self.node = RouterProcess(
             workdir, env={"JWT_SECRET": self.secret}, edit_config=edit, loglevel=self._loglevel or shipped_loglevel(),
-            cpus=SERVER_CPU,
+            # Proxy workers exist to use more cores: they get both (the generator shares core 1).
+            cpus=ALL_CPUS if self.proxies else SERVER_CPU, proxies=self.proxies,
         ).start()  # fmt: skip
         return self
 
@@ -152,16 +158,19 @@ def shipped_loglevel() -> str:
     raise RuntimeError("the Makefile no longer sets LOGLEVEL ?= ...; update bench/systems.py")
 
 
-def make_systems(secret: str, *, fanout: bool = False) -> list:
+def make_systems(secret: str, *, fanout: bool = False, proxies: bool = False) -> list:
     jwt_auth = {"type": "jwt", "sub": "alice", "roles": ["user"]}
     static_auth = {"type": "static", "authid": "alice", "ticket": STATIC_TICKET}
     extra = _add_per_user_status_rule if fanout else None
-    return [
+    systems = [
         CrossbarSystem("jwt", None, None, jwt_auth, secret, edit_extra=extra),
         CrossbarSystem("ceiling", _make_static, None, static_auth, secret),
         CrossbarSystem("stock", _make_stock, "info", static_auth, secret),
         SocketIoSystem(secret),
     ]
+    if proxies:  # the scale-out config (docs/scaling.md): 1 and 2 proxy workers
+        systems += [CrossbarSystem(f"jwt-{n}proxy", None, None, jwt_auth, secret, proxies=n) for n in (1, 2)]
+    return systems
 
 
 def shipped_config() -> dict:

@@ -27,7 +27,7 @@ async def test_revoking_a_user_ends_their_live_session_within_a_second_and_refus
         answer = await root.call("authenticator.revoke", authid=name)
         goodbye = await bob.left.addTimeout(1, reactor)
         assert time.monotonic() - started < 1.0
-        assert goodbye.reason == "authenticator.error.revoked"
+        assert goodbye.reason == router.close_reason("authenticator.error.revoked")
         assert answer == {"sessions_ended": 1}
         assert (await refusal(router.url, token)).reason == "authenticator.error.revoked"
     finally:
@@ -41,7 +41,7 @@ async def test_revoking_one_token_by_jti_spares_the_users_other_sessions(router)
     first, second, root = await connect(router.url, one), await connect(router.url, other), await admin(router)
     try:
         assert await root.call("authenticator.revoke", jti=f"{name}-1") == {"sessions_ended": 1}
-        assert (await first.left).reason == "authenticator.error.revoked"
+        assert (await first.left).reason == router.close_reason("authenticator.error.revoked")
         assert not second.left.called
         assert (await refusal(router.url, one)).reason == "authenticator.error.revoked"
     finally:
@@ -75,7 +75,7 @@ async def test_a_two_second_tokens_session_ends_at_expiry_plus_grace(router):
     started = time.monotonic()
     goodbye = await client.left.addTimeout(15, reactor)
     elapsed = time.monotonic() - started
-    assert goodbye.reason == "authenticator.error.expired"
+    assert goodbye.reason == router.close_reason("authenticator.error.expired")
     assert 1.0 <= elapsed <= 9.0  # exp (~2 s) + the 5 s grace
 
 
@@ -155,4 +155,4 @@ async def test_the_cli_revokes_against_a_running_router(router):
     )
     assert result.returncode == 0, result.stderr
     assert "live sessions ended: 1" in result.stdout
-    assert (await bob.left.addTimeout(5, reactor)).reason == "authenticator.error.revoked"
+    assert (await bob.left.addTimeout(5, reactor)).reason == router.close_reason("authenticator.error.revoked")

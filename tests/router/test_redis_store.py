@@ -5,6 +5,7 @@ import uuid
 
 import pytest
 import pytest_twisted
+from twisted.internet import reactor
 
 from tests.support.redis_server import RedisServer
 from tests.support.router import RouterProcess
@@ -71,3 +72,18 @@ async def test_an_unreachable_redis_fails_closed_and_the_router_recovers_when_it
         redis_server.start()
     client = await connect(first.url, token())
     client.leave()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_revocation_on_one_router_ends_the_users_live_session_on_the_other(two_routers):
+    first, second = two_routers
+    name = f"bob{uuid.uuid4().hex[:6]}"
+    bob = await connect(second.url, token(name))
+    root = await connect(first.url, token("root", roles=["admin"]))
+    try:
+        await root.call("authenticator.revoke", authid=name)
+        goodbye = await bob.left.addTimeout(5, reactor)
+        assert goodbye.reason == "authenticator.error.revoked"
+    finally:
+        root.leave()
+    second.wait_for_log(f"revoked on another router: authid={name}")

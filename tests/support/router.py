@@ -39,7 +39,7 @@ def wait_for(condition, timeout: float, what: str, interval: float = 0.05):
 class RouterProcess:
     def __init__(
         self, workdir: Path, *, env: dict[str, str] | None = None, edit_config=None, loglevel: str = "info",
-        cpus: str | None = None, proxies: int = 0,
+        cpus: str | None = None, proxies: int = 0, edit_scaled_config=None,
     ) -> None:  # fmt: skip
         self.workdir = workdir
         self.proxies = proxies  # > 0: the scale-out config, that many proxy workers in front of the router
@@ -50,7 +50,7 @@ class RouterProcess:
         self.env = {**os.environ, **(env or {})}
         self.log_file = workdir / "node.log"
         self.process: subprocess.Popen | None = None
-        self._prepare(edit_config)
+        self._prepare(edit_config, edit_scaled_config)
 
     @property
     def url(self) -> str:
@@ -60,7 +60,7 @@ class RouterProcess:
     def config(self) -> dict:
         return json.loads((self.cbdir / "config.json").read_text())
 
-    def _prepare(self, edit_config) -> None:
+    def _prepare(self, edit_config, edit_scaled_config) -> None:
         self.cbdir.mkdir(parents=True, exist_ok=True)
         # The config's relative paths ("../web", pythonpath "..") resolve beside the node dir.
         for name in ("web", "authenticator"):
@@ -77,7 +77,9 @@ class RouterProcess:
         if self.proxies:
             from authenticator.scaleout import proxy_config
 
-            scaled = proxy_config(config, self.proxies)
+            scaled = proxy_config(config, self.proxies, internal_port=free_port())
+            if edit_scaled_config is not None:
+                edit_scaled_config(scaled)
             (self.cbdir / "config-proxies.json").write_text(json.dumps(scaled, indent=2))
 
     def start(self) -> RouterProcess:
@@ -140,6 +142,15 @@ class RouterProcess:
     def restart(self) -> RouterProcess:
         self.stop()
         return self.start()
+
+    def close_reason(self, reason: str) -> str:
+        """The reason a client sees when the router ends its session (wamp.session.kill).
+
+        Crossbar 26's proxy workers drop it: the proxy answers the router's GOODBYE with an ABORT
+        (wamp.error.authentication_failed) to the joined client, which AutobahnPython reports as a
+        lost transport. The client learns the reason when it reconnects (docs/scaling.md).
+        """
+        return "wamp.close.transport_lost" if self.proxies else reason
 
     def log(self) -> str:
         return self.log_file.read_text(errors="replace") if self.log_file.exists() else ""

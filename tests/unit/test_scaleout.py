@@ -1,0 +1,62 @@
+"""The derived scale-out config and the pieces that keep sessions right behind proxies."""
+
+import json
+
+import pytest
+
+from authenticator.scaleout import PROXY_AUTHENTICATOR_ROLE, proxy_config
+from authenticator.sessions import LiveSessions
+from authenticator.store import _announcement
+from authenticator.tokens import Identity
+from tests.support.router import REPO
+
+SHIPPED = json.loads((REPO / ".crossbar" / "config.json").read_text())
+
+
+def test_proxies_share_the_public_port_and_authenticate_with_the_proxy_role():
+    config = proxy_config(SHIPPED, proxies=3)
+    proxies = [w for w in config["workers"] if w["type"] == "proxy"]
+    assert [p["id"] for p in proxies] == ["proxy1", "proxy2", "proxy3"]
+    for proxy in proxies:
+        web = proxy["transports"][0]
+        assert web["endpoint"]["shared"] is True and web["endpoint"]["port"] == 8080
+        assert web["paths"]["ws"]["auth"]["ticket"]["authenticator-role"] == PROXY_AUTHENTICATOR_ROLE
+        assert web["paths"]["auth"]["type"] == "reverseproxy"
+        assert set(proxy["routes"]["realm1"]) == {"anonymous", "user", "admin", PROXY_AUTHENTICATOR_ROLE}
+
+
+def test_the_router_keeps_authorization_and_listens_only_on_loopback_and_a_unix_socket():
+    router = proxy_config(SHIPPED, proxies=1)["workers"][0]
+    kinds = {(t["type"], t["endpoint"]["type"], t["endpoint"].get("interface")) for t in router["transports"]}
+    assert kinds == {("rawsocket", "unix", None), ("web", "tcp", "127.0.0.1")}
+    assert router["components"][0]["extra"]["session"]["behind_proxies"] is True
+    roles = {r["name"]: r for r in router["realms"][0]["roles"]}
+    assert roles["user"]["authorizer"] == "authenticator.authorize"
+    assert SHIPPED["workers"][0]["transports"][0]["endpoint"].get("shared") is None  # the input is not changed
+
+
+def test_zero_proxies_is_refused():
+    with pytest.raises(ValueError):
+        proxy_config(SHIPPED, proxies=0)
+
+
+def test_a_login_entry_moves_to_the_routers_session_id():
+    live = LiveSessions()
+    identity = Identity("alice", "user", ("user",), expires_at=2_000_000_000, issued_at=1, jti="j", claims={})
+    entry = live.add("login-abc", identity, grace=5)
+    assert live.rekey("login-abc", 42) is entry and entry.session_id == 42
+    assert live.get(42) is entry and live.rekey("login-abc", 43) is None
+
+
+@pytest.mark.parametrize(
+    ("fields", "expected"),
+    [
+        ({b"authid": b"bob", b"jti": b""}, ("bob", None)),
+        ({b"authid": b"", b"jti": b"j1"}, (None, "j1")),
+        ({b"authid": b"", b"jti": b""}, None),
+        ({b"other": b"x"}, None),
+        ({b"authid": b"\xff"}, None),
+    ],
+)
+def test_revocation_stream_entries_are_read_strictly(fields, expected):
+    assert _announcement(fields) == expected
