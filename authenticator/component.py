@@ -16,11 +16,13 @@ from autobahn.wamp.exception import ApplicationError
 from autobahn.wamp.types import RegisterOptions
 from twisted.internet import reactor, task
 from twisted.internet.defer import Deferred
-from twisted.internet.threads import deferToThreadPool
+from twisted.internet.threads import blockingCallFromThread, deferToThreadPool
 from twisted.python.threadpool import ThreadPool
 
+from . import metrics
 from .carriers import token_from_headers
 from .keys import fetch_jwks
+from .policy import ACTIONS
 from .reasons import Reason, Rejected
 from .sessions import LiveSession, LiveSessions
 from .settings import ConfigError, load_settings
@@ -73,6 +75,8 @@ class AuthenticatorComponent(ApplicationSession):
         await self.subscribe(self._on_leave, "wamp.session.on_leave")
         if self.settings.behind_proxies:
             await self.subscribe(self._on_join, "wamp.session.on_join")
+        metrics.ACTIVE_SESSIONS.roles = tuple(self.settings.policy.roles)
+        metrics.ACTIVE_SESSIONS.count = self._count_sessions
         listen = getattr(self.store, "listen_for_revocations", None)
         if listen is not None:  # several routers: end our sessions when another one revokes
             self._revocations = listen(
@@ -85,6 +89,12 @@ class AuthenticatorComponent(ApplicationSession):
             self._jwks_loop = task.LoopingCall(self._refresh_jwks)
             self._jwks_loop.start(interval, now=True)
         self.log.info("authenticator: ready")
+
+    def _count_sessions(self, role: str) -> int:
+        """For the /metrics scrape, on Crossbar's wsgi thread: ask the router, never guess."""
+        return blockingCallFromThread(
+            reactor, lambda: self.call("wamp.session.count", filter_authroles=[role]).addTimeout(2, reactor)
+        )
 
     def _io_call(self, function, *args, **kwargs) -> Deferred:
         return deferToThreadPool(reactor, self._io, function, *args, **kwargs)
@@ -107,6 +117,7 @@ class AuthenticatorComponent(ApplicationSession):
         anonymous = self.settings.policy.anonymous_role
         if anonymous is None:
             raise self._refuse(Rejected(Reason.MISSING_TOKEN, "anonymous access is off"), peer, "none") from None
+        metrics.AUTHENTICATIONS.labels("anonymous", "none").inc()
         # Always return extra: without it Crossbar would hand on the client's own HELLO authextra.
         return {"role": anonymous, "extra": {"roles": [anonymous], "exp": None}}
 
@@ -155,6 +166,7 @@ class AuthenticatorComponent(ApplicationSession):
             key = details.get("session")
         live = self.live.add(key, identity, self.settings.expiry_grace_seconds)
         self._schedule_expiry(live)
+        metrics.AUTHENTICATIONS.labels("accepted", "none").inc()
         self.log.info(
             "authentication accepted: authid={authid} role={role} via={via} peer={peer} jti={jti}",
             authid=identity.authid, role=identity.role, via=carrier, peer=peer, jti=identity.jti,
@@ -194,6 +206,7 @@ class AuthenticatorComponent(ApplicationSession):
             raise Rejected(verdict, authid=identity.authid, jti=identity.jti)
 
     def _refuse(self, rejection: Rejected, peer, carrier: str) -> ApplicationError:
+        metrics.AUTHENTICATIONS.labels("refused", rejection.reason.code).inc()
         self.log.warn(
             "authentication refused: reason={reason} detail={detail} authid={authid} via={via} peer={peer} jti={jti}",
             reason=rejection.reason.code, detail=rejection.detail or "-", authid=rejection.authid,
@@ -225,10 +238,12 @@ class AuthenticatorComponent(ApplicationSession):
         return [key for u in self.settings.jwks_urls for key in fetch_jwks(u.url, u.algorithms, u.timeout_seconds)]
 
     def _install_jwks(self, keys) -> None:
+        metrics.JWKS_FETCHES.labels("ok").inc()
         self.settings.keys.replace_remote(keys)
         self.log.info("authenticator: JWKS fetched, {n} key(s): {kids}", n=len(keys), kids=[k.kid for k in keys])
 
     def _jwks_failed(self, failure) -> None:
+        metrics.JWKS_FETCHES.labels("failed").inc()
         # Keep the keys we have: an identity provider outage must not log everyone out.
         self.log.warn("authenticator: JWKS fetch failed ({error}); keeping cached keys", error=failure.value)
 
@@ -250,6 +265,7 @@ class AuthenticatorComponent(ApplicationSession):
     def _end_expired(self, live: LiveSession) -> None:
         session_id = live.session_id  # read when it fires: behind proxies it is bound after login
         if self.live.pop(session_id) is not None:
+            metrics.SESSIONS_ENDED.labels("expired").inc()
             self.log.info("session ended: reason=expired authid={authid} session={sid}", authid=live.authid,
                           sid=session_id)  # fmt: skip
             self._kill(session_id, Reason.EXPIRED, "the session's token expired; fetch a fresh token and reconnect")
@@ -273,6 +289,7 @@ class AuthenticatorComponent(ApplicationSession):
         """A connected client presents a newer token; its session's deadline moves, no reconnect."""
         live = self.live.get(details.caller if details else None)
         if live is None:
+            metrics.REFRESHES.labels("refused", Reason.REFRESH_REFUSED.code).inc()
             raise ApplicationError(
                 Reason.REFRESH_REFUSED.uri, "Only a session that logged in with a token can refresh."
             )
@@ -284,10 +301,12 @@ class AuthenticatorComponent(ApplicationSession):
                 raise Rejected(Reason.REFRESH_REFUSED, "it grants more roles", authid=live.authid, jti=identity.jti)
             await self._admit(identity)
         except Rejected as rejection:
+            metrics.REFRESHES.labels("refused", rejection.reason.code).inc()
             self.log.warn("refresh refused: reason={reason} detail={detail} authid={authid} session={sid}",
                           reason=rejection.reason.code, detail=rejection.detail or "-", authid=live.authid,
                           sid=live.session_id)  # fmt: skip
             raise ApplicationError(rejection.reason.uri, rejection.message) from None
+        metrics.REFRESHES.labels("accepted", "none").inc()
         live.jti, live.issued_at = identity.jti, identity.issued_at
         if identity.expires_at is not None:
             live.deadline = identity.expires_at + self.settings.expiry_grace_seconds
@@ -308,6 +327,7 @@ class AuthenticatorComponent(ApplicationSession):
         except StoreUnavailable as error:
             self.log.warn("authenticator: {error}", error=str(error))
             raise ApplicationError(Reason.STORE_UNAVAILABLE.uri, Rejected(Reason.STORE_UNAVAILABLE).message) from None
+        _count_revocation(authid, jti, "here")
         ended = self._end_revoked_sessions(authid, jti)
         by = details.caller_authid if details else None
         self.log.warn("revoked: authid={authid} jti={jti} by={by} sessions_ended={n}", authid=authid, jti=jti,
@@ -316,6 +336,7 @@ class AuthenticatorComponent(ApplicationSession):
 
     def _end_revoked_sessions(self, authid: str | None, jti: str | None) -> list[LiveSession]:
         ended = self.live.covered_by(authid=authid, jti=jti)
+        metrics.SESSIONS_ENDED.labels("revoked").inc(len(ended))
         for live in ended:
             self._on_leave(live.session_id)
             self._kill(live.session_id, Reason.REVOKED, "access for this user or token has been revoked")
@@ -323,6 +344,7 @@ class AuthenticatorComponent(ApplicationSession):
 
     def _revoked_elsewhere(self, authid: str | None, jti: str | None) -> None:
         # Our own revocations come back too; their sessions are already gone from self.live.
+        _count_revocation(authid, jti, "elsewhere")
         ended = self._end_revoked_sessions(authid, jti)
         if ended:
             self.log.warn("revoked on another router: authid={authid} jti={jti} sessions_ended={n}", authid=authid,
@@ -345,15 +367,26 @@ class AuthenticatorComponent(ApplicationSession):
                 action=action, uri=uri, authid=session.get("authid"), role=session.get("authrole"),
                 reason=decision.reason,
             )  # fmt: skip
+        metrics.AUTHORIZATIONS.labels(
+            action if action in ACTIONS else "other", "allow" if decision.allow else "deny",
+            "yes" if decision.cacheable else "no",
+        ).inc()  # fmt: skip
         answer = decision.as_crossbar_answer()
         if decision.allow and action == "call" and uri in OWN_PROCEDURES:
             answer["disclose"] = True
         return answer
 
     def onLeave(self, details):
+        metrics.ACTIVE_SESSIONS.count = None
         if self._jwks_loop is not None and self._jwks_loop.running:
             self._jwks_loop.stop()
         super().onLeave(details)
+
+
+def _count_revocation(authid, jti, origin: str) -> None:
+    for kind, value in (("authid", authid), ("jti", jti)):
+        if value is not None:
+            metrics.REVOCATIONS.labels(kind, origin).inc()
 
 
 def _internal_error(error: BaseException) -> Rejected:

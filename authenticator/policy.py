@@ -19,6 +19,7 @@ session of the role may be the user a per-user rule names) are never cached.
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -28,6 +29,9 @@ AUTHID_PLACEHOLDER = "{authid}"
 # What an authid may not contain: URI separators and pattern characters could make ``{authid}``
 # address someone else's topics; whitespace and control characters only serve to deceive logs.
 _UNSAFE_AUTHID = re.compile(r"[.*#\s\x00-\x1f\x7f]")
+# Format (RTL overrides, zero-width), private-use, surrogate and separator characters make one
+# authid look like another in logs and UIs.
+_DECEPTIVE_CATEGORIES = frozenset({"Cc", "Cf", "Co", "Cs", "Zl", "Zp", "Zs"})
 _URI_COMPONENT = re.compile(r"^[^\s.#]+$")
 
 
@@ -198,6 +202,8 @@ def authid_problem(authid: object, max_length: int | None) -> str | None:
         return f"the authid is longer than {max_length} characters"
     if _UNSAFE_AUTHID.search(authid):
         return "the authid contains '.', '*', '#', whitespace or control characters"
+    if any(unicodedata.category(ch) in _DECEPTIVE_CATEGORIES for ch in authid):
+        return "the authid contains invisible or direction-changing characters (e.g. a right-to-left override)"
     return None
 
 

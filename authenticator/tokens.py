@@ -9,6 +9,8 @@ reaches the store only once everything that costs no I/O has passed.
 
 from __future__ import annotations
 
+import json
+import math
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
@@ -22,6 +24,61 @@ from .reasons import Reason, Rejected
 from .settings import Settings
 
 _TIME_CLAIMS = ("exp", "nbf", "iat")
+_JWS = jwt.PyJWS()
+
+
+class _DuplicateName(ValueError):
+    pass
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict:
+    seen: dict[str, Any] = {}
+    for name, value in pairs:
+        if name in seen:
+            raise _DuplicateName(f"duplicate name '{name[:32]}'")
+        seen[name] = value
+    return seen
+
+
+def _no_constants(name: str):
+    raise ValueError(f"{name} is not JSON")
+
+
+MAX_JSON_DEPTH = 16  # claims are flat in practice; deep nesting only serves to exhaust a parser
+
+
+def _strict_json(data: bytes) -> Any:
+    """JSON as RFC 8259 has it: no duplicate names, no NaN/Infinity; nesting deeper than
+    MAX_JSON_DEPTH refused (the same answer whatever the process's recursion limit is)."""
+    try:
+        value = json.loads(data, object_pairs_hook=_no_duplicates, parse_constant=_no_constants)
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
+    except UnicodeDecodeError:
+        raise ValueError("not UTF-8") from None
+    if not _shallow(value):
+        raise ValueError("nested too deeply")
+    return value
+
+
+def _shallow(value: Any) -> bool:
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict | list):
+            if depth > MAX_JSON_DEPTH:
+                return False
+            stack.extend((child, depth + 1) for child in (item.values() if isinstance(item, dict) else item))
+    return True
+
+
+def _why(error: Exception) -> str:
+    # Our own messages only: a parser's message could quote the token.
+    if isinstance(error, _DuplicateName) or str(error) in ("nested too deeply", "not UTF-8"):
+        return str(error)
+    if "is not JSON" in str(error):
+        return "NaN and Infinity are not JSON"
+    return "not JSON" if isinstance(error, json.JSONDecodeError) else "malformed"
 
 
 @dataclass(frozen=True)
@@ -83,7 +140,10 @@ class TokenVerifier:
         key = self.settings.keys.select(header.get("kid"), alg)
 
         claims = self._check_signature(token, key.material, alg)
-        jti = claims.get("jti") if isinstance(claims.get("jti"), str) else None
+        jti = claims.get("jti")
+        if jti is not None and (not isinstance(jti, str) or not jti):
+            # A jti that is not a string could slip past single-use checks keyed by string.
+            raise Rejected(Reason.INVALID_CLAIM, "'jti' must be a non-empty string")
         self._check_times(claims, jti)
         for name in claims_rules.required:
             if _claim(claims, name) is None:
@@ -120,33 +180,33 @@ class TokenVerifier:
     @staticmethod
     def _read_header(token: str) -> dict:
         try:
-            header = jwt.get_unverified_header(token)
-        except jwt.DecodeError as error:
-            raise Rejected(Reason.MALFORMED_TOKEN, "its header is not base64url-encoded JSON") from error
+            jwt.get_unverified_header(token)  # PyJWT's own checks of the compact form first
+            header = _strict_json(jwt.utils.base64url_decode(token.partition(".")[0]))
+        except (jwt.InvalidTokenError, ValueError) as error:  # DecodeError, and a kid that is not a string
+            raise Rejected(Reason.MALFORMED_TOKEN, f"its header is not a valid JSON object ({_why(error)})") from error
         if not isinstance(header, dict):
             raise Rejected(Reason.MALFORMED_TOKEN, "its header is not a JSON object")
+        if "enc" in header or "zip" in header:
+            # JWE parameters: a library that decides JWS-or-JWE by them would read it differently.
+            raise Rejected(Reason.MALFORMED_TOKEN, "its header has JWE parameters (enc, zip); send a signed JWT")
         return header
 
     @staticmethod
     def _check_signature(token: str, key: bytes, alg: str) -> dict:
-        # Signature only: time claims are checked against the injected clock below.
-        options = {
-            "verify_exp": False,
-            "verify_nbf": False,
-            "verify_iat": False,
-            "verify_aud": False,
-            "verify_iss": False,
-            "verify_sub": False,
-            "verify_jti": False,
-        }
+        """PyJWT checks the signature; the claims are then parsed strictly (RFC 7519 section 4:
+        duplicate claim names are refused, not resolved one way or another)."""
         try:
-            claims = jwt.decode(token, key, algorithms=[alg], options=options)
+            verified = _JWS.decode_complete(token, key, algorithms=[alg])
         except jwt.InvalidSignatureError as error:
             raise Rejected(Reason.INVALID_SIGNATURE) from error
         except jwt.InvalidAlgorithmError as error:
             raise Rejected(Reason.ALGORITHM_NOT_ALLOWED, f"'{alg}' cannot be used with this key") from error
         except jwt.DecodeError as error:
             raise Rejected(Reason.MALFORMED_TOKEN, "its payload or signature cannot be decoded") from error
+        try:
+            claims = _strict_json(verified["payload"])
+        except ValueError as error:
+            raise Rejected(Reason.MALFORMED_TOKEN, f"its payload is not valid JSON ({_why(error)})") from error
         if not isinstance(claims, dict):
             raise Rejected(Reason.MALFORMED_TOKEN, "its payload is not a JSON object")
         return claims
@@ -154,15 +214,20 @@ class TokenVerifier:
     def _check_times(self, claims: Mapping[str, Any], jti: str | None) -> None:
         for name in _TIME_CLAIMS:
             value = claims.get(name)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value)
+            ):
+                # An infinite exp (1e400 parses as inf) would be a token that never expires.
                 raise Rejected(Reason.INVALID_CLAIM, f"'{name}' must be a number (seconds since the epoch)", jti=jti)
+        # A null time claim counts as absent ("exp" is then a missing required claim).
         now, leeway = self.clock(), self.settings.claims.leeway_seconds
-        if "exp" in claims and now >= claims["exp"] + leeway:
-            raise Rejected(Reason.EXPIRED, f"{int(now - claims['exp'])} s ago", jti=jti)
-        if "nbf" in claims and now < claims["nbf"] - leeway:
-            raise Rejected(Reason.NOT_YET_VALID, f"nbf is {int(claims['nbf'] - now)} s ahead", jti=jti)
-        if "iat" in claims and now < claims["iat"] - leeway:
-            raise Rejected(Reason.NOT_YET_VALID, f"iat is {int(claims['iat'] - now)} s ahead", jti=jti)
+        exp, nbf, iat = (claims.get(name) for name in _TIME_CLAIMS)
+        if exp is not None and now >= exp + leeway:
+            raise Rejected(Reason.EXPIRED, f"{int(now - exp)} s ago", jti=jti)
+        if nbf is not None and now < nbf - leeway:
+            raise Rejected(Reason.NOT_YET_VALID, f"nbf is {int(nbf - now)} s ahead", jti=jti)
+        if iat is not None and now < iat - leeway:
+            raise Rejected(Reason.NOT_YET_VALID, f"iat is {int(iat - now)} s ahead", jti=jti)
 
     def _check_issuer_and_audience(self, claims: Mapping[str, Any], jti: str | None) -> None:
         rules = self.settings.claims
@@ -188,7 +253,7 @@ class TokenVerifier:
         if limit is None:
             return
         for name in ("iat", "exp"):
-            if name not in claims:
+            if claims.get(name) is None:
                 raise Rejected(Reason.MISSING_CLAIM, f"'{name}' (needed to check the token's lifetime)", jti=jti)
         if claims["exp"] - claims["iat"] > limit:
             raise Rejected(Reason.LIFETIME_TOO_LONG, f"{int(claims['exp'] - claims['iat'])} s > {limit} s", jti=jti)

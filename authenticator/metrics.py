@@ -1,0 +1,67 @@
+"""Prometheus metrics of the authenticator, served by the router at /metrics (prometheus-client).
+
+The component (reactor thread) counts; Crossbar's wsgi path service serves ``app`` from its
+thread pool in the same router worker process, so both see one registry. Labels are bounded
+sets (reasons, roles of the policy, actions) — never an authid, a token or a URI.
+
+Active sessions by role come from Crossbar itself (``wamp.session.count``) at scrape time, so
+they include anonymous sessions and are right behind proxies too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from prometheus_client import CollectorRegistry, Counter, ProcessCollector, make_wsgi_app
+from prometheus_client.core import GaugeMetricFamily
+
+REGISTRY = CollectorRegistry()
+ProcessCollector(registry=REGISTRY)  # the router worker's CPU, memory, open files
+
+AUTHENTICATIONS = Counter(
+    "crossbar_jwt_authentications", "Logins by outcome (accepted, refused) and refusal reason.",
+    ["outcome", "reason"], registry=REGISTRY,
+)  # fmt: skip
+AUTHORIZATIONS = Counter(
+    "crossbar_jwt_authorizations",
+    "Decisions the authorizer made, by action and outcome. Answers Crossbar serves from its cache "
+    "(cacheable role-wide allows) do not reach the authorizer and are not counted.",
+    ["action", "outcome", "cacheable"], registry=REGISTRY,
+)  # fmt: skip
+SESSIONS_ENDED = Counter(
+    "crossbar_jwt_sessions_ended", "Live sessions the authenticator ended, by reason (expired, revoked).",
+    ["reason"], registry=REGISTRY,
+)  # fmt: skip
+REVOCATIONS = Counter(
+    "crossbar_jwt_revocations",
+    "Revocations, by what they name (authid, jti) and where they were made (here, elsewhere).",
+    ["kind", "origin"], registry=REGISTRY,
+)  # fmt: skip
+REFRESHES = Counter(
+    "crossbar_jwt_refreshes", "Token refreshes of live sessions, by outcome and refusal reason.",
+    ["outcome", "reason"], registry=REGISTRY,
+)  # fmt: skip
+JWKS_FETCHES = Counter("crossbar_jwt_jwks_fetches", "JWKS fetches, by outcome (ok, failed).", ["outcome"],
+                       registry=REGISTRY)  # fmt: skip
+
+
+class ActiveSessions:
+    """Scrape-time gauge; `count(role)` is installed by the component once it has joined."""
+
+    def __init__(self) -> None:
+        self.count: Callable[[str], int] | None = None
+        self.roles: tuple[str, ...] = ()
+
+    def collect(self):
+        gauge = GaugeMetricFamily("crossbar_jwt_active_sessions", "Sessions on the realm, by role.", labels=["role"])
+        if self.count is not None:
+            for role in self.roles:
+                gauge.add_metric([role], self.count(role))
+        yield gauge
+
+
+ACTIVE_SESSIONS = ActiveSessions()
+REGISTRY.register(ACTIVE_SESSIONS)
+
+# Crossbar: "metrics": {"type": "wsgi", "module": "authenticator.metrics", "object": "app"}
+app = make_wsgi_app(REGISTRY)
