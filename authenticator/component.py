@@ -54,6 +54,8 @@ class AuthenticatorComponent(ApplicationSession):
         self.verifier = TokenVerifier(self.settings)
         self.live = LiveSessions()
         self._io = ThreadPool(minthreads=1, maxthreads=1, name="authenticator-io")
+        # Its own thread: a slow identity provider must not hold logins that wait for the store.
+        self._jwks_io = ThreadPool(minthreads=1, maxthreads=1, name="authenticator-jwks")
         self._jwks_fetch: Deferred | None = None
         self._jwks_fetched_at = float("-inf")
         self._jwks_loop: task.LoopingCall | None = None
@@ -64,8 +66,9 @@ class AuthenticatorComponent(ApplicationSession):
             )  # fmt: skip
 
     async def onJoin(self, details):
-        self._io.start()
-        reactor.addSystemEventTrigger("during", "shutdown", self._io.stop)
+        for pool in (self._io, self._jwks_io):
+            pool.start()
+            reactor.addSystemEventTrigger("during", "shutdown", pool.stop)
         caller = RegisterOptions(details_arg="details")
         await self.register(self.authenticate, AUTHENTICATE)
         await self.register(self.authenticate_headers, AUTHENTICATE_HEADERS)
@@ -227,7 +230,7 @@ class AuthenticatorComponent(ApplicationSession):
         """One fetch at a time; concurrent logins with the new kid wait for the same fetch."""
         if self._jwks_fetch is None:
             self._jwks_fetched_at = time.monotonic()
-            self._jwks_fetch = self._io_call(self._fetch_all_jwks)
+            self._jwks_fetch = deferToThreadPool(reactor, self._jwks_io, self._fetch_all_jwks)
             self._jwks_fetch.addCallbacks(self._install_jwks, self._jwks_failed)
             self._jwks_fetch.addBoth(self._jwks_done)
         waiter: Deferred = Deferred()

@@ -4,6 +4,7 @@
 //   {"mode": "sessions", "target": T, "count": 1000, "inflight": 50}
 //   {"mode": "fanout", "target": T, "subscribers": 100, "events": 2000, "window": 20, "topic": "..."}
 //   {"mode": "idle", "target": T, "count": 1000, "inflight": 50}  -> prints {"ready": n}, closes on stdin end
+//   {"mode": "reconnect", "url": ..., "fresh": 200, "stale": 20}  -> see reconnect() below
 // T = {"kind": "wamp"|"socketio", "url": ..., "auth": {"type": "jwt", "sub", "roles"} | {"type": "static", "authid", "ticket"}}
 // JWT auth mints a fresh token (unique jti, 300 s) per session before the clock starts; the
 // secret comes from the environment (JWT_SECRET), never from the command line.
@@ -63,7 +64,7 @@ function socketioClient(target, token, onJoined, onClosed) {
   return handle;
 }
 
-const client = job.target.kind === "wamp" ? wampClient : socketioClient;
+const client = job.target && job.target.kind === "socketio" ? socketioClient : wampClient;
 
 // Opens `count` sessions, `inflight` at a time; keep=false closes each once joined.
 function openSessions(count, inflight, keep) {
@@ -126,7 +127,46 @@ async function idle() {
   return { closed: opened.handles.length };
 }
 
-const modes = { sessions, fanout, idle };
+// Router restart under load (tests/router/test_faults.py): `fresh` clients mint a new single-use
+// token on every (re)connect, `stale` ones keep presenting their first token. Prints {"joined": n}
+// once all joined, waits for a "restarted" line on stdin, then reports who came back and who was refused.
+async function reconnect() {
+  const clients = [];
+  let onChange = () => {};
+  const make = (stale) => {
+    const state = { stale, joins: 0, refused: null };
+    const first = credential({ type: "jwt", sub: `load${clients.length}`, roles: ["user"] });
+    const connection = new autobahn.Connection({
+      url: job.url, realm: "realm1", authmethods: ["ticket"], authid: `load${clients.length}`,
+      onchallenge: () => (stale ? first : credential({ type: "jwt", sub: `load${clients.length}`, roles: ["user"] })),
+      max_retries: -1, initial_retry_delay: 0.3, max_retry_delay: 1.5, retry_delay_growth: 1.5,
+    });
+    connection.onopen = () => { state.joins++; onChange(); };
+    connection.onclose = (reason, details) => {
+      if (details && details.reason && details.reason.startsWith("authenticator.error.")) state.refused = details.reason;
+      onChange();
+      return false;  // keep AutobahnJS's own retry behaviour
+    };
+    state.connection = connection;
+    clients.push(state);
+    connection.open();
+  };
+  for (let i = 0; i < job.fresh; i++) make(false);
+  for (let i = 0; i < job.stale; i++) make(true);
+  const until = (condition) => new Promise((resolve) => { onChange = () => { if (condition()) resolve(); }; onChange(); });
+  await until(() => clients.every((c) => c.joins >= 1));
+  console.log(JSON.stringify({ joined: clients.length }));
+  await new Promise((resolve) => { process.stdin.once("data", resolve); });
+  await until(() => clients.every((c) => (c.stale ? c.refused || c.joins >= 2 : c.joins >= 2)));
+  const refused = {};
+  clients.filter((c) => c.refused).forEach((c) => { refused[c.refused] = (refused[c.refused] || 0) + 1; });
+  const result = { rejoined: clients.filter((c) => !c.stale && c.joins >= 2).length, refused,
+    rejoined_stale: clients.filter((c) => c.stale && c.joins >= 2).length };
+  clients.forEach((c) => { try { c.connection.close(); } catch (e) { /* already closed */ } });
+  return result;
+}
+
+const modes = { sessions, fanout, idle, reconnect };
 const deadline = setTimeout(() => { console.error(`load.js: ${job.mode} did not finish within ${job.timeout_s || 120} s`); process.exit(2); }, 1000 * (job.timeout_s || 120));
 deadline.unref();
 modes[job.mode]().then((result) => { console.log(JSON.stringify(result)); process.exit(0); },

@@ -44,11 +44,18 @@ class JwksServer:
     def __init__(self) -> None:
         self.keys: list[dict] = []
         self.requests = 0
+        self.fault: str | None = None  # "down": answers 503; "hang": holds the request until release is set
+        self.release = threading.Event()
         server = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self):  # noqa: N802
                 server.requests += 1
+                if server.fault == "hang":
+                    server.release.wait(30)
+                if server.fault == "down":
+                    self.send_error(503, "identity provider down")
+                    return
                 body = json.dumps({"keys": server.keys}).encode()
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")

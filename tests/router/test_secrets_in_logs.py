@@ -1,0 +1,89 @@
+"""The whole flow — good, bad, expired, revoked and refreshed tokens, a Bearer header, the demo
+login with passwords — then every file the node wrote is scanned: no token, secret or password."""
+
+import http.cookiejar
+import json
+import secrets
+import urllib.request
+
+import pytest
+import pytest_twisted
+from twisted.internet import threads
+
+from tests.support.router import RouterProcess
+from tests.support.tokens import mint
+from tests.support.wamp import connect, refusal, wamp_error
+
+SECRET = "log-scan-" + secrets.token_urlsafe(32)
+ISSUER_SECRET = "issuer-" + secrets.token_urlsafe(32)
+PASSWORDS = ["alice-demo-password", "root-demo-password", "wrong-password-" + secrets.token_hex(4)]
+
+
+@pytest.fixture(scope="module", params=["info", "warn"])
+def node(request, tmp_path_factory):
+    """At the level make run uses (warn) and at info (everything the authenticator logs). Not at
+    debug: Crossbar's own debug logging prints WAMP messages, tickets included (docs/operations.md)."""
+    router = RouterProcess(tmp_path_factory.mktemp(f"logscan-{request.param}"),
+                           env={"JWT_SECRET": SECRET, "ISSUER_SESSION_SECRET": ISSUER_SECRET},
+                           loglevel=request.param).start()  # fmt: skip
+    yield router
+    router.stop()
+
+
+def _demo_login_and_token(port: int) -> tuple[str, list[str]]:
+    """Log in through the demo issuer (one wrong password first); returns a token and the cookies."""
+    jar = http.cookiejar.CookieJar()
+    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
+
+    def call(method, path, body=None):
+        request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", method=method,
+                                         data=json.dumps(body).encode() if body else None,
+                                         headers={"Content-Type": "application/json"})  # fmt: skip
+        try:
+            with opener.open(request, timeout=10) as response:
+                return json.loads(response.read())
+        except urllib.error.HTTPError as error:
+            return json.loads(error.read())
+
+    call("POST", "/auth/login", {"username": "alice", "password": PASSWORDS[2]})
+    call("POST", "/auth/login", {"username": "alice", "password": PASSWORDS[0]})
+    token = call("GET", "/auth/token")["token"]
+    return token, [cookie.value for cookie in jar]
+
+
+@pytest_twisted.ensureDeferred
+async def test_no_token_secret_or_password_reaches_any_log(node):
+    used: list[str] = []
+
+    def token(*args, **kwargs):
+        used.append(mint(*args, secret=SECRET, **kwargs))
+        return used[-1]
+
+    demo_token, cookies = await threads.deferToThread(_demo_login_and_token, node.port)
+    used.append(demo_token)
+    alice = await connect(node.url, demo_token)
+    root = await connect(node.url, token("root", ["admin"]))
+    bearer = await connect(node.url, authmethods=["anonymous"],
+                           headers={"Authorization": f"Bearer {token('carol', ['user'])}"})  # fmt: skip
+    await refusal(node.url, token("alice", ["user"], ttl=-60))  # expired
+    await refusal(node.url, mint("alice", ["user"], secret="wrong-" + SECRET))  # bad signature
+    used.append(mint("alice", ["user"], secret="wrong-" + SECRET))
+    await refusal(node.url, token("alice", ["superuser"]))  # unknown role
+    await refusal(node.url, SECRET)  # a secret sent as the ticket
+    await alice.call("authenticator.refresh", token("alice", ["user"], ttl=600))
+    await wamp_error(alice.call("authenticator.refresh", token("bob", ["user"])))
+    await root.call("authenticator.revoke", authid="alice")
+    await refusal(node.url, used[0])
+    for client in (root, bearer):
+        client.leave()
+
+    text = "\n".join(p.read_text(errors="replace") for p in node.workdir.rglob("*.log"))
+    assert "authentication refused" in text  # the scan reads the log that has the refusals
+    needles = {"JWT secret": SECRET, "issuer session secret": ISSUER_SECRET}
+    needles.update({f"password {i}": p for i, p in enumerate(PASSWORDS)})
+    needles.update({f"token {i}": t for i, t in enumerate(used)})
+    needles.update({f"signature of token {i}": t.rsplit(".", 1)[1] for i, t in enumerate(used)})
+    needles.update({f"cookie {i}": c for i, c in enumerate(cookies)})
+    found = [name for name, needle in needles.items() if needle in text]
+    assert found == []
+    assert "eyJhbGci" not in text  # no JWT header of any token
