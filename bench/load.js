@@ -166,7 +166,68 @@ async function reconnect() {
   return result;
 }
 
-const modes = { sessions, fanout, idle, reconnect };
+// Entitlement under load (tests/router/test_load.py): `users` sessions u0..uN-1 subscribe to the
+// public feed, their chat room and their own notifications, and try someone else's notifications
+// (must be denied). Prints {"ready": ...}; on a stdin line, an admin publishes to the feed and to
+// every user, one user per room chats; reports what was lost and what went to the wrong user.
+async function entitlement() {
+  const N = job.users, ROOMS = job.rooms;
+  const user = (i) => `load${job.run}u${i}`;
+  const sessions = new Array(N);
+  const got = Array.from({ length: N }, () => ({ feed: 0, chat: 0, mine: 0, wrong: 0 }));
+  let leaks = 0, started = 0, joined = 0;
+  const cpu0 = process.cpuUsage(), t0 = process.hrtime.bigint();
+  const open = (sub, roles) => new Promise((resolve, reject) => {
+    const connection = new autobahn.Connection({ url: job.url, realm: "realm1", authmethods: ["ticket"], authid: sub,
+      onchallenge: () => credential({ type: "jwt", sub, roles }), max_retries: 0 });
+    connection.onopen = (session) => resolve(session);
+    connection.onclose = (reason, details) => { reject(new Error(`${sub}: ${reason} ${details.reason}`)); return true; };
+    connection.open();
+  });
+  await new Promise((resolve, reject) => {
+    const next = () => {
+      if (started >= N) return;
+      const i = started++;
+      open(user(i), ["user"]).then(async (session) => {
+        sessions[i] = session;
+        await session.subscribe("app.public.feed", () => { got[i].feed++; });
+        await session.subscribe(`app.chat.room${i % ROOMS}`, () => { got[i].chat++; });
+        await session.subscribe(`app.user.${user(i)}.notifications`, ([to]) => { if (to === user(i)) got[i].mine++; else got[i].wrong++; });
+        await session.subscribe(`app.user.${user((i + 1) % N)}.notifications`, () => { got[i].wrong++; })
+          .then(() => { leaks++; }, () => {});
+        if (++joined === N) resolve(); else next();
+      }, reject);
+    };
+    for (let k = 0; k < 50; k++) next();
+  });
+  const openSeconds = Number(process.hrtime.bigint() - t0) / 1e9;
+  console.log(JSON.stringify({ ready: joined, open_seconds: openSeconds }));
+  await new Promise((resolve) => { process.stdin.once("data", resolve); });
+  const admin = await open(`load${job.run}admin`, ["admin"]);
+  const t1 = process.hrtime.bigint();
+  const publishes = [];
+  const ack = { acknowledge: true, exclude_me: false };
+  const window = async (jobs) => { const queue = jobs.slice(); const worker = async () => { while (queue.length) await queue.shift()(); }; await Promise.all(Array.from({ length: 50 }, worker)); };
+  for (let e = 0; e < job.feed_events; e++) publishes.push(() => admin.publish("app.public.feed", [e], {}, ack));
+  for (let i = 0; i < N; i++) publishes.push(() => admin.publish(`app.user.${user(i)}.notifications`, [user(i)], {}, ack));
+  for (let r = 0; r < ROOMS; r++) for (let e = 0; e < job.chat_events; e++) publishes.push(() => sessions[r].publish(`app.chat.room${r}`, [e], {}, ack));
+  await window(publishes);
+  const perRoom = (r) => Math.floor(N / ROOMS) + (r < N % ROOMS ? 1 : 0);
+  const expected = N * job.feed_events + N * job.chat_events + N;
+  const delivered = () => got.reduce((sum, g) => sum + g.feed + g.chat + g.mine, 0);
+  const deadline = Date.now() + 1000 * (job.settle_s || 30);
+  while (delivered() < expected && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+  const seconds = Number(process.hrtime.bigint() - t1) / 1e9, cpu = process.cpuUsage(cpu0);
+  const lost = got.reduce((sum, g, i) => sum + Math.max(0, job.feed_events - g.feed) + Math.max(0, job.chat_events - g.chat) + Math.max(0, 1 - g.mine), 0);
+  const extra = got.reduce((sum, g) => sum + Math.max(0, g.feed - job.feed_events) + Math.max(0, g.chat - job.chat_events) + Math.max(0, g.mine - 1), 0);
+  sessions.forEach((s) => s.leave && s.leave());
+  return { sessions: N + 1, published: publishes.length, expected, delivered: delivered(), lost, duplicated: extra,
+    cross_user: got.reduce((sum, g) => sum + g.wrong, 0), foreign_subscriptions_allowed: leaks,
+    rooms: ROOMS, per_room: perRoom(0), publish_seconds: seconds, open_seconds: openSeconds,
+    generator_cpu_seconds: (cpu.user + cpu.system) / 1e6 };
+}
+
+const modes = { sessions, fanout, idle, reconnect, entitlement };
 const deadline = setTimeout(() => { console.error(`load.js: ${job.mode} did not finish within ${job.timeout_s || 120} s`); process.exit(2); }, 1000 * (job.timeout_s || 120));
 deadline.unref();
 modes[job.mode]().then((result) => { console.log(JSON.stringify(result)); process.exit(0); },

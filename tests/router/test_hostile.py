@@ -51,6 +51,8 @@ async def test_the_routers_memory_stays_bounded_under_the_corpus(router):
     for _ in range(3):
         assert await run_corpus(router.url) == {}
     growth = worker.memory_info().rss - before
+    mib = 2**20
+    print(f"\nhostile corpus: router worker {before / mib:.1f} MiB, +{growth / mib:.2f} MiB after 3 x {len(corpus())}")
     assert growth < 20 * 2**20, f"router worker grew {growth / 2**20:.1f} MiB over 3 x {len(corpus())} refusals"
 
 
