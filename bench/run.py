@@ -11,6 +11,7 @@ results sections of docs/benchmarks.md and README.md, and docs/benchmarks.png.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -123,6 +124,19 @@ def memory_benchmark(make, count: int, secret: str) -> dict:
     return figures
 
 
+@contextlib.contextmanager
+def running(systems: list):
+    """All systems started (and stopped again, whatever happens): rounds alternate between them."""
+    started = []
+    try:
+        for system in systems:
+            started.append(system.start())
+        yield started
+    finally:
+        for system in started:
+            system.stop()
+
+
 def machine() -> dict:
     return {
         "cpu": platform.processor() or _cpu_model(), "cores": os.cpu_count(), "python": platform.python_version(),
@@ -166,20 +180,12 @@ def main(argv=None) -> int:
         results["verify"] = verification_cost(rounds=args.rounds)
     if wanted("sessions"):
         print("session establishment", flush=True)
-        systems = [s.start() for s in make_systems(secret, proxies=True)]
-        try:
+        with running(make_systems(secret, proxies=True)) as systems:
             results["sessions"] = sessions_benchmark(systems, args.rounds, args.sessions, secret)
-        finally:
-            for s in systems:
-                s.stop()
     if wanted("fanout"):
         print("fan-out: 1 publisher, 100 subscribers", flush=True)
-        systems = [s.start() for s in make_systems(secret, fanout=True) if s.name != "stock"]
-        try:
+        with running([s for s in make_systems(secret, fanout=True) if s.name != "stock"]) as systems:
             results["fanout"] = fanout_benchmark(systems, args.rounds, args.events, secret)
-        finally:
-            for s in systems:
-                s.stop()
     if wanted("memory"):
         print(f"memory per idle session ({args.idle} sessions)", flush=True)
         results["memory"] = memory_benchmark(lambda: make_systems(secret), args.idle, secret)

@@ -10,6 +10,28 @@ const FINAL_REASONS = new Set(["authenticator.error.revoked", "authenticator.err
 let me = { authid: null, roles: [] };
 let connection = null;
 let session = null;
+let refreshTimer = null;
+// Refresh this long before the token's exp (never sooner than a second from now).
+const REFRESH_AHEAD_SECONDS = 10;
+
+// A fresh token for the live session before the old one runs out: no reconnect, no lost events.
+// If it fails (issuer down, logged out) the session ends at exp and the page reconnects as usual.
+function scheduleRefresh(exp) {
+  clearTimeout(refreshTimer);
+  if (!exp) return;
+  const delay = Math.max(1, exp - Date.now() / 1000 - REFRESH_AHEAD_SECONDS);
+  const forSession = session;
+  refreshTimer = setTimeout(async () => {
+    if (session !== forSession || !session) return;
+    try {
+      const answer = await session.call("authenticator.refresh", [await fetchToken()]);
+      $("refreshed").textContent = String(Number($("refreshed").textContent || 0) + 1);
+      scheduleRefresh(answer.exp);
+    } catch (error) {
+      console.warn("token refresh failed; the session will end at exp and reconnect", error.error || error);
+    }
+  }, delay * 1000);
+}
 
 function setState(state, identity) {
   $("state").textContent = state;
@@ -61,10 +83,12 @@ function connect() {
     showReason(null);
     setState("connected", `${details.authid} (${details.authrole})`);
     subscribe(s, details);
+    if (me.authid) scheduleRefresh(details.authextra && details.authextra.exp);
   };
   connection.onclose = (reason, details) => {
     if (mine !== connection) return true;
     session = null;
+    clearTimeout(refreshTimer);
     const why = details.reason || reason;
     setState(details.will_retry ? "reconnecting" : "closed");
     if (why && why.startsWith("authenticator.error.")) showReason(why, details.message);
