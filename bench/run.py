@@ -161,9 +161,17 @@ def main(argv=None) -> int:
     parser.add_argument("--quick", action="store_true", help="2 rounds, smaller counts: a smoke run, not figures")
     parser.add_argument("--only", choices=["verify", "sessions", "fanout", "memory"], help="one part, nothing written")
     parser.add_argument("--no-write", action="store_true", help="print only; leave docs/ and bench/results/ alone")
+    parser.add_argument("--report-only", action="store_true", help="rewrite the docs from bench/results/latest.json")
     args = parser.parse_args(argv)
     if args.quick:
         args.rounds, args.sessions, args.events, args.idle = 2, 200, 200, 200
+    if args.report_only:
+        results = json.loads((RESULTS / "latest.json").read_text())
+        summary = report.summarize(results)
+        report.write_docs(summary, results, REPO / "docs" / "benchmarks.md", REPO / "docs" / "benchmarks.png",
+                          REPO / "README.md")  # fmt: skip
+        print(report.text_table(summary))
+        return 0
     if args.only:
         args.no_write = True
     if (os.cpu_count() or 1) < 2:
