@@ -40,7 +40,7 @@ run: $(INSTALLED) $(WEB_DEPS)
 	$(BIN)/crossbar start --cbdir .crossbar --config $(CONFIG) --loglevel $(LOGLEVEL)
 
 ## test: install the test dependencies (and Debian's redis-server when missing), run the whole suite
-test: $(TEST_INSTALLED) $(WEB_DEPS) $(ISSUER_DEPS) system-deps
+test: $(TEST_INSTALLED) $(WEB_DEPS) $(ISSUER_DEPS) $(BENCH_DEPS) system-deps
 	$(BIN)/ruff check authenticator tests bench
 	$(BIN)/pytest tests/unit tests/component tests/router
 	$(BIN)/pytest -p no:twisted tests/web
@@ -54,7 +54,8 @@ $(BENCH_INSTALLED): $(INSTALLED)
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[bench]'
 	touch $@
 
-# AutobahnJS, socket.io and jsonwebtoken for the load generator and the comparison server.
+# AutobahnJS, socket.io and jsonwebtoken for the load generator (make bench, and the load and
+# restart tests) and the socket.io comparison server.
 $(BENCH_DEPS): bench/package.json bench/package-lock.json
 	npm ci --prefix bench --no-audit --no-fund --loglevel=error
 
