@@ -15,7 +15,7 @@ from autobahn.twisted.wamp import ApplicationSession
 from autobahn.wamp.exception import ApplicationError
 from autobahn.wamp.types import RegisterOptions
 from twisted.internet import reactor, task
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.threads import blockingCallFromThread, deferToThreadPool
 from twisted.python.threadpool import ThreadPool
 
@@ -127,15 +127,10 @@ class AuthenticatorComponent(ApplicationSession):
     def _login(self, token, carrier: str, details, *, may_refetch: bool = True):
         """The login hot path. Plain calls, no coroutine: with reusable tokens and the SQLite store
         every check is answered on the reactor in microseconds and the answer returns at once; only
-        single-use tokens, Redis and an unknown JWKS kid make it a Deferred (I/O on our thread)."""
+        single-use tokens, Redis and an unknown JWKS kid make it a Deferred (I/O on our threads)."""
         peer = _peer(details)
         try:
             identity = self.verifier.verify(token)
-            answered_in_memory = self.store.revocations_in_memory and not self.settings.single_use
-            if answered_in_memory:
-                verdict = self.store.revoked(
-                    authid=identity.authid, jti=identity.jti, issued_at=identity.issued_at, now=time.time()
-                )
         except Rejected as rejection:
             if rejection.reason is Reason.UNKNOWN_KEY and may_refetch and self._may_refetch_jwks():
                 # A rotated key at the identity provider: fetch once, then verify again.
@@ -145,16 +140,26 @@ class AuthenticatorComponent(ApplicationSession):
             raise self._refuse(rejection, peer, carrier) from None
         except Exception as error:  # noqa: BLE001 - any failure must become a clean refusal
             raise self._refuse(_internal_error(error), peer, carrier) from None
-        if answered_in_memory:
+        verdict = self._store_verdict(identity)
+        if not isinstance(verdict, Deferred):
             return self._admitted(identity, verdict, carrier, details)
+        verdict.addCallback(lambda found: self._admitted(identity, found, carrier, details))
+        verdict.addErrback(self._refuse_failure, peer, carrier)
+        return verdict
+
+    def _store_verdict(self, identity: Identity) -> Reason | None | Deferred:
+        """Revocation, then replay. From memory when the store keeps its revocations there and
+        tokens are reusable (no I/O); otherwise the store is asked on the I/O thread (a Deferred
+        that fails with Rejected(STORE_UNAVAILABLE) when it cannot be reached: fail closed)."""
+        if self.store.revocations_in_memory and not self.settings.single_use:
+            return self.store.revoked(
+                authid=identity.authid, jti=identity.jti, issued_at=identity.issued_at, now=time.time()
+            )
         checked = self._io_call(
             self.store.admit, authid=identity.authid, jti=identity.jti, issued_at=identity.issued_at,
             expires_at=identity.expires_at, single_use=self.settings.single_use, now=time.time(),
         )  # fmt: skip
-        checked.addErrback(self._store_failed, identity)
-        checked.addCallback(lambda verdict: self._admitted(identity, verdict, carrier, details))
-        checked.addErrback(self._refuse_failure, peer, carrier)
-        return checked
+        return checked.addErrback(self._store_failed, identity)
 
     def _admitted(self, identity: Identity, verdict: Reason | None, carrier: str, details) -> dict:
         peer = _peer(details)
@@ -197,14 +202,7 @@ class AuthenticatorComponent(ApplicationSession):
         return self.verifier.verify(token)
 
     async def _admit(self, identity: Identity) -> None:
-        try:
-            verdict = await self._io_call(
-                self.store.admit, authid=identity.authid, jti=identity.jti, issued_at=identity.issued_at,
-                expires_at=identity.expires_at, single_use=self.settings.single_use, now=time.time(),
-            )  # fmt: skip
-        except StoreUnavailable as error:
-            self.log.warn("authenticator: {error}", error=str(error))
-            raise Rejected(Reason.STORE_UNAVAILABLE, authid=identity.authid, jti=identity.jti) from None
+        verdict = await maybeDeferred(self._store_verdict, identity)
         if verdict is not None:
             raise Rejected(verdict, authid=identity.authid, jti=identity.jti)
 

@@ -16,7 +16,6 @@ what a static configuration has to do.
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import tempfile
@@ -171,8 +170,3 @@ def make_systems(secret: str, *, fanout: bool = False, proxies: bool = False) ->
     if proxies:  # the scale-out config (docs/scaling.md): 1 and 2 proxy workers
         systems += [CrossbarSystem(f"jwt-{n}proxy", None, None, jwt_auth, secret, proxies=n) for n in (1, 2)]
     return systems
-
-
-def shipped_config() -> dict:
-    return json.loads((REPO / ".crossbar" / "config.json").read_text())
-
