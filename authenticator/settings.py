@@ -103,10 +103,12 @@ def load_settings(extra: Mapping, cbdir: Path, *, generate_secret: bool = True) 
     if single_use and "jti" not in claims.required:
         claims = replace(claims, required=(*claims.required, "jti"))
     session = extra.get("session", {})
-    grace = session.get("expiry_grace_seconds", 5) if isinstance(session, Mapping) else None
+    if not isinstance(session, Mapping) or set(session) - {"expiry_grace_seconds", "behind_proxies"}:
+        raise ConfigError("'session' takes 'expiry_grace_seconds' and 'behind_proxies'")
+    grace = session.get("expiry_grace_seconds", 5)
     if not isinstance(grace, int | float) or not 0 <= grace <= 3600:
         raise ConfigError("'session.expiry_grace_seconds' must be a number from 0 to 3600")
-    behind_proxies = session.get("behind_proxies", False) if isinstance(session, Mapping) else False
+    behind_proxies = session.get("behind_proxies", False)
     if not isinstance(behind_proxies, bool):
         raise ConfigError("'session.behind_proxies' must be true or false")
     bearer = extra.get("bearer_header", True)
