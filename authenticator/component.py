@@ -21,7 +21,7 @@ from twisted.python.threadpool import ThreadPool
 
 from . import metrics
 from .carriers import token_from_headers
-from .keys import fetch_jwks
+from .keys import GENERATED, fetch_jwks
 from .policy import ACTIONS
 from .reasons import Reason, Rejected
 from .sessions import LiveSession, LiveSessions
@@ -60,10 +60,10 @@ class AuthenticatorComponent(ApplicationSession):
         self._jwks_fetched_at = float("-inf")
         self._jwks_loop: task.LoopingCall | None = None
         for key in self.settings.keys.keys:
-            self.log.info(
-                "authenticator: key kid={kid} for {algs} from {source}",
-                kid=key.kid, algs=",".join(sorted(key.algorithms)), source=key.source,
-            )  # fmt: skip
+            # A secret generated now is worth a warning: tokens signed with any other are refused.
+            log = self.log.warn if key.source.endswith(GENERATED) else self.log.info
+            log("authenticator: key kid={kid} for {algs} from {source}", kid=key.kid,
+                algs=",".join(sorted(key.algorithms)), source=key.source)  # fmt: skip
 
     async def onJoin(self, details):
         for pool in (self._io, self._jwks_io):

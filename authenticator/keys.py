@@ -153,6 +153,9 @@ def keys_from_jwks(jwks: dict, wanted: Iterable[str] | None, source: str) -> lis
     return keys
 
 
+GENERATED = " (generated at this start)"  # ends a key's source when load_hmac_secret created the secret
+
+
 def load_hmac_secret(env_name: str | None, secret_file: Path | None, *, generate: bool) -> tuple[bytes, str]:
     """The secret from the environment, else from its file, else a new one written to that file.
 
@@ -175,7 +178,7 @@ def load_hmac_secret(env_name: str | None, secret_file: Path | None, *, generate
     fd = os.open(secret_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as out:
         out.write(secret + b"\n")
-    return secret, str(secret_file)
+    return secret, f"{secret_file}{GENERATED}"
 
 
 def _checked(secret: bytes, source: str) -> bytes:
