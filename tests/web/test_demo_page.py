@@ -95,35 +95,35 @@ def test_an_admin_revokes_bob_and_bobs_page_shows_why_and_stays_closed(router, o
     assert bob.evaluate("connection.isRetrying") is False
 
 
-def test_the_page_refreshes_its_token_before_exp_and_keeps_its_session(tmp_path, open_page):
+@pytest.fixture
+def alice_with_short_tokens(tmp_path, open_page):
+    """A router whose issuer mints 3-second tokens, and alice's page logged in to it."""
     short = web_router(tmp_path, token_ttl_seconds=3)
     try:
         page = open_page(short)
         log_in(page, "alice")
-        first = session_id(page)
-        # 3-second tokens refreshed ~every second; the first token's exp + 5 s grace is ~8 s away.
-        page.wait_for_function("Number(document.getElementById('refreshed').textContent) >= 10", timeout=30000)
-        assert session_id(page) == first
-        short.wait_for_log("session refreshed: authid=alice")
-        assert "session ended: reason=expired authid=alice" not in short.log()
+        yield short, page, session_id(page)
     finally:
         short.stop()
 
 
-def test_when_refresh_fails_the_session_ends_at_exp_and_the_page_reconnects_with_a_fresh_token(tmp_path, open_page):
-    short = web_router(tmp_path, token_ttl_seconds=3)
-    try:
-        page = open_page(short)
-        log_in(page, "alice")
-        first = session_id(page)
-        page.route("**/auth/token", lambda route: route.fulfill(status=503, body="issuer down"))  # refresh fails
-        short.wait_for_log("session ended: reason=expired authid=alice", timeout=20)
-        offset = short.log_size()
-        page.unroute("**/auth/token")
-        wait_for_new_session(page, first, 20000)
-        short.wait_for_log("authentication accepted: authid=alice", after=offset)
-    finally:
-        short.stop()
+def test_the_page_refreshes_its_token_before_exp_and_keeps_its_session(alice_with_short_tokens):
+    short, page, first = alice_with_short_tokens
+    # 3-second tokens refreshed ~every second; the first token's exp + 5 s grace is ~8 s away.
+    page.wait_for_function("Number(document.getElementById('refreshed').textContent) >= 10", timeout=30000)
+    assert session_id(page) == first
+    short.wait_for_log("session refreshed: authid=alice")
+    assert "session ended: reason=expired authid=alice" not in short.log()
+
+
+def test_when_refresh_fails_the_session_ends_at_exp_and_the_page_reconnects_with_a_fresh_token(alice_with_short_tokens):
+    short, page, first = alice_with_short_tokens
+    page.route("**/auth/token", lambda route: route.fulfill(status=503, body="issuer down"))  # refresh fails
+    short.wait_for_log("session ended: reason=expired authid=alice", timeout=20)
+    offset = short.log_size()
+    page.unroute("**/auth/token")
+    wait_for_new_session(page, first, 20000)
+    short.wait_for_log("authentication accepted: authid=alice", after=offset)
 
 
 def test_after_a_router_restart_the_page_reconnects_by_itself(router, open_page):
