@@ -132,8 +132,7 @@ class AuthenticatorComponent(ApplicationSession):
         try:
             identity = self.verifier.verify(token)
         except Rejected as rejection:
-            if rejection.reason is Reason.UNKNOWN_KEY and may_refetch and self._may_refetch_jwks():
-                # A rotated key at the identity provider: fetch once, then verify again.
+            if may_refetch and self._worth_a_jwks_refetch(rejection):
                 return self._refresh_jwks().addCallback(
                     lambda _: self._login(token, carrier, details, may_refetch=False)
                 )
@@ -196,9 +195,9 @@ class AuthenticatorComponent(ApplicationSession):
         try:
             return self.verifier.verify(token)
         except Rejected as rejection:
-            if rejection.reason is not Reason.UNKNOWN_KEY or not self._may_refetch_jwks():
+            if not self._worth_a_jwks_refetch(rejection):
                 raise
-        await self._refresh_jwks()  # a rotated key at the identity provider: fetch once, then retry
+        await self._refresh_jwks()
         return self.verifier.verify(token)
 
     async def _admit(self, identity: Identity) -> None:
@@ -217,6 +216,10 @@ class AuthenticatorComponent(ApplicationSession):
         return ApplicationError(rejection.reason.uri, message or rejection.message)
 
     # -- JWKS --------------------------------------------------------------------------------
+
+    def _worth_a_jwks_refetch(self, rejection: Rejected) -> bool:
+        """An unknown kid may be a key rotated at the identity provider: fetch once, then verify again."""
+        return rejection.reason is Reason.UNKNOWN_KEY and self._may_refetch_jwks()
 
     def _may_refetch_jwks(self) -> bool:
         if not self.settings.jwks_urls:
@@ -277,7 +280,7 @@ class AuthenticatorComponent(ApplicationSession):
         return d
 
     def _on_join(self, details, *args, **kwargs) -> None:
-        key = ((details or {}).get("authextra") or {}).get(LOGIN_KEY) if isinstance(details, dict) else None
+        key = (details.get("authextra") or {}).get(LOGIN_KEY) if isinstance(details, dict) else None
         if key is not None:
             self.live.rekey(key, details.get("session"))
 
@@ -344,7 +347,6 @@ class AuthenticatorComponent(ApplicationSession):
         return ended
 
     def _revoked_elsewhere(self, authid: str | None, jti: str | None) -> None:
-        # Our own revocations come back too; their sessions are already gone from self.live.
         _count_revocation(authid, jti, "elsewhere")
         ended = self._end_revoked_sessions(authid, jti)
         if ended:

@@ -7,6 +7,7 @@ unchecked token is never accepted.
 
 from __future__ import annotations
 
+import secrets
 import sqlite3
 import threading
 from pathlib import Path
@@ -172,6 +173,8 @@ class RedisStore:
             url, socket_timeout=socket_timeout, socket_connect_timeout=1.0
         )
         self._redis = self._redis_factory()
+        # Marks this store's own stream entries: the router that revoked has ended its sessions already.
+        self._origin = secrets.token_hex(8)
 
     def admit(self, *, authid, jti, issued_at, expires_at, single_use, now):
         p = self.PREFIX
@@ -200,7 +203,7 @@ class RedisStore:
                 self._redis.set(f"{self.PREFIX}revoked:jti:{jti}", b"1", ex=ex)
             # Stored first, then announced: a router that misses the announcement (disconnected
             # from Redis) still refuses the token at its next login.
-            entry = {"authid": authid or "", "jti": jti or ""}
+            entry = {"authid": authid or "", "jti": jti or "", "origin": self._origin}
             self._redis.xadd(self.STREAM, entry, maxlen=self.STREAM_MAXLEN, approximate=True)
         except self._errors as error:
             raise StoreUnavailable(f"Redis token store at {self.url_shown}: {type(error).__name__}") from error
@@ -225,7 +228,7 @@ class RedisStore:
                         for entry_id, fields in entries:
                             last_id = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
                             announced = _announcement(fields)
-                            if announced is not None:
+                            if announced is not None and fields.get(b"origin") != self._origin.encode():
                                 on_revocation(*announced)
                 except self._errors as error:
                     on_problem(f"Redis revocation stream at {self.url_shown}: {type(error).__name__}; retrying")

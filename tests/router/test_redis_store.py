@@ -1,14 +1,16 @@
 """The Redis store through real routers and a real redis-server: several routers share single-use
 and revocation state, and an unreachable store fails closed and recovers."""
 
+import time
 import uuid
 
 import pytest
 import pytest_twisted
 from twisted.internet import reactor
 
+from authenticator.store import RedisStore
 from tests.support.redis_server import RedisServer
-from tests.support.router import RouterProcess
+from tests.support.router import RouterProcess, wait_for
 from tests.support.tokens import TEST_SECRET, mint
 from tests.support.wamp import connect, refusal
 
@@ -87,3 +89,29 @@ async def test_a_revocation_on_one_router_ends_the_users_live_session_on_the_oth
     finally:
         root.leave()
     second.wait_for_log(f"revoked on another router: authid={name}")
+
+
+
+def test_the_revocation_stream_reaches_other_routers_and_not_the_one_that_revoked(redis_server):
+    here, there, third = (RedisStore(redis_server.url) for _ in range(3))
+    heard: dict = {"here": [], "there": []}
+    stops = [here.listen_for_revocations(lambda authid, jti: heard["here"].append(authid), print),
+             there.listen_for_revocations(lambda authid, jti: heard["there"].append(authid), print)]  # fmt: skip
+    tag = uuid.uuid4().hex[:6]
+
+    def revoke(store, authid):
+        store.revoke(authid=authid, jti=None, now=time.time(), keep_seconds=60)
+
+    def both_listening():  # each listener starts at the stream's end once it has connected
+        revoke(third, f"warmup-{tag}")
+        return all(f"warmup-{tag}" in names for names in heard.values())
+
+    try:
+        wait_for(both_listening, 10, "both listeners to read the revocation stream")
+        revoke(here, f"carol-{tag}")
+        revoke(third, f"marker-{tag}")  # read after carol's entry: once here has it, it has passed carol's
+        wait_for(lambda: f"marker-{tag}" in heard["here"] and f"carol-{tag}" in heard["there"], 10, "the entries")
+        assert f"carol-{tag}" not in heard["here"]
+    finally:
+        for stop in stops:
+            stop.set()
