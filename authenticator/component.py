@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import secrets
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from autobahn.twisted.wamp import ApplicationSession
@@ -21,8 +22,9 @@ from twisted.python.threadpool import ThreadPool
 
 from . import metrics
 from .carriers import token_from_headers
+from .hardening import clip, harden_router_worker
 from .keys import GENERATED, fetch_jwks
-from .policy import ACTIONS
+from .policy import ACTIONS, Decision, request_problem
 from .reasons import Reason, Rejected
 from .sessions import LiveSession, LiveSessions
 from .settings import ConfigError, load_settings
@@ -43,6 +45,8 @@ OWN_PROCEDURES = frozenset({REFRESH, REVOKE})
 class AuthenticatorComponent(ApplicationSession):
     def __init__(self, config=None):
         super().__init__(config)
+        # First: Crossbar parses client bytes in this process as soon as its transports open.
+        harden_router_worker(self.log.warn)
         extra = dict(config.extra or {})
         cbdir = Path(extra.pop("cbdir", "."))
         # Read once and validated: a bad configuration stops the router's start with its message.
@@ -53,6 +57,7 @@ class AuthenticatorComponent(ApplicationSession):
             raise ConfigError(f"authenticator extra in {cbdir / 'config.json'}: {error}") from None
         self.verifier = TokenVerifier(self.settings)
         self.live = LiveSessions()
+        self._cache_budget = self.settings.limits.authorization_cache_entries
         self._io = ThreadPool(minthreads=1, maxthreads=1, name="authenticator-io")
         # Its own thread: a slow identity provider must not hold logins that wait for the store.
         self._jwks_io = ThreadPool(minthreads=1, maxthreads=1, name="authenticator-jwks")
@@ -356,19 +361,29 @@ class AuthenticatorComponent(ApplicationSession):
     # -- authorization -----------------------------------------------------------------------
 
     def authorize(self, session, uri, action, options):
-        decision = self.settings.policy.decide(
-            authrole=session.get("authrole"),
-            authid=session.get("authid"),
-            action=action,
-            uri=uri,
-            match=(options or {}).get("match", "exact"),
-            session_roles=_verified_roles(session),
-        )
+        problem = request_problem(action, uri, options, self.settings.limits.max_uri_length)
+        if problem is not None:
+            decision = Decision(False, False, False, 0, problem)
+        else:
+            decision = self.settings.policy.decide(
+                authrole=session.get("authrole"),
+                authid=session.get("authid"),
+                action=action,
+                uri=uri,
+                match=(options or {}).get("match", "exact"),
+                session_roles=_verified_roles(session),
+                retain=bool((options or {}).get("retain")),
+            )
+        if decision.cacheable:
+            if self._cache_budget <= 0:
+                decision = replace(decision, cacheable=False)
+            else:
+                self._cache_budget -= 1
         if not decision.allow:
             self.log.warn(
                 "authorization denied: {action} {uri} authid={authid} role={role} reason={reason}",
-                action=action, uri=uri, authid=session.get("authid"), role=session.get("authrole"),
-                reason=decision.reason,
+                action=clip(action, 20), uri=clip(uri, 200), authid=session.get("authid"),
+                role=session.get("authrole"), reason=clip(decision.reason, 500),
             )  # fmt: skip
         metrics.AUTHORIZATIONS.labels(
             action if action in ACTIONS else "other", "allow" if decision.allow else "deny",

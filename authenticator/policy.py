@@ -10,10 +10,18 @@ Rules are written in Crossbar's permission vocabulary (uri, match, allow, disclo
 4. Otherwise DENY (deny by default).
 
 Crossbar caches an authorizer's answer under (realm, authrole, uri, action) -- without the
-authid -- and hands it to every later session of that role. So only an ALLOW that every session
-with that authrole would get is cacheable: one from a role-wide rule of the authrole or a role it
-inherits. Per-user answers, answers that came from a session's extra roles, and denials (another
-session of the role may be the user a per-user rule names) are never cached.
+authid, the match type or the request's options -- hands it to every later session of that role,
+and never evicts it. So an ALLOW is cacheable only when all of these hold (:meth:`Policy.decide`):
+
+- the action is subscribe or register: a cached publish or call ALLOW would let a later request
+  with other options through unchecked (``forward_for`` naming another publisher or caller,
+  ``retain``);
+- a role-wide rule of the authrole or a role it inherits allows it, for every match type of that
+  URI: then every session of the role gets the same answer, whatever its authid, its extra token
+  roles or its match type. Per-user answers, answers from extra roles, and denials (another
+  session of the role may be the user a per-user rule names) are never cached;
+- the component still has room in its cache budget: Crossbar's cache grows with every distinct
+  URI, so the component stops marking answers cacheable after a bounded number of them.
 """
 
 from __future__ import annotations
@@ -25,6 +33,8 @@ from dataclasses import dataclass, field
 
 ACTIONS = ("subscribe", "publish", "call", "register")
 MATCHES = ("exact", "prefix", "wildcard")
+# Actions whose answers Crossbar may cache: their options cannot change who the client is.
+CACHEABLE_ACTIONS = frozenset({"subscribe", "register"})
 AUTHID_PLACEHOLDER = "{authid}"
 # What an authid may not contain: URI separators and pattern characters could make ``{authid}``
 # address someone else's topics; whitespace and control characters only serve to deceive logs.
@@ -48,6 +58,9 @@ class Rule:
     allow: frozenset[str]
     disclose_publisher: bool = False
     disclose_caller: bool = False
+    # Whether a publish under this rule may ask Crossbar to retain the event. Off unless the rule
+    # says so: every retained event stays in the router's memory until replaced.
+    retain: bool = False
 
     @property
     def per_user(self) -> bool:
@@ -56,6 +69,9 @@ class Rule:
     @property
     def label(self) -> str:
         return f"role '{self.role}' rule #{self.index + 1} ({self.match} '{self.uri}')"
+
+    def grants(self, action: str, retain: bool) -> bool:
+        return action in self.allow and (not retain or self.retain)
 
     def discloses(self, action: str) -> bool:
         return (action == "publish" and self.disclose_publisher) or (action == "call" and self.disclose_caller)
@@ -122,6 +138,7 @@ class Policy:
         uri: str,
         match: str = "exact",
         session_roles: Sequence[str] = (),
+        retain: bool = False,
     ) -> Decision:
         if action not in ACTIONS:
             return Decision(False, False, False, 1, f"unknown action '{action}'")
@@ -133,13 +150,17 @@ class Policy:
         rules = [rule for name in self._definition_order(all_roles) for rule in self.roles[name].rules]
 
         for rule in rules:
-            if not rule.per_user and action in rule.allow and covers(rule.match, rule.uri, match, uri):
-                cacheable = rule.role in authrole_roles
+            if not rule.per_user and rule.grants(action, retain) and covers(rule.match, rule.uri, match, uri):
+                cacheable = (
+                    action in CACHEABLE_ACTIONS
+                    and rule.role in authrole_roles
+                    and all(self._role_wide_allow(authrole_roles, action, uri, m) for m in MATCHES)
+                )
                 return Decision(True, cacheable, rule.discloses(action), 2, f"allowed by {rule.label}", rule)
 
         if authid is not None and authid_problem(authid, None) is None:
             for rule in rules:
-                if rule.per_user and action in rule.allow:
+                if rule.per_user and rule.grants(action, retain):
                     concrete = rule.uri.replace(AUTHID_PLACEHOLDER, authid)
                     if covers(rule.match, concrete, match, uri):
                         return Decision(
@@ -151,7 +172,15 @@ class Policy:
                             rule,
                         )
 
-        return Decision(False, False, False, 4, f"no rule of role '{authrole}' allows {action} on {match} '{uri}'")
+        what = f"{action} with retain" if retain else action
+        return Decision(False, False, False, 4, f"no rule of role '{authrole}' allows {what} on {match} '{uri}'")
+
+    def _role_wide_allow(self, roles: frozenset[str], action: str, uri: str, match: str) -> bool:
+        return any(
+            not rule.per_user and rule.grants(action, False) and covers(rule.match, rule.uri, match, uri)
+            for name in roles
+            for rule in self.roles[name].rules
+        )
 
     def _definition_order(self, names: frozenset[str]) -> list[str]:
         return [name for name in self.roles if name in names]
@@ -183,6 +212,27 @@ def covers(rule_match: str, rule_uri: str, request_match: str, request_uri: str)
             return all(r == "" or r == q for r, q in zip(rule_parts, request_parts, strict=True))
         return all(r == "" or (q != "" and r == q) for r, q in zip(rule_parts, request_parts, strict=True))
     return False
+
+
+def request_problem(action: str, uri: object, options: Mapping | None, max_uri_length: int) -> str | None:
+    """Why a request is refused before any rule is consulted, or None. Checked for every action."""
+    if not isinstance(uri, str) or len(uri) > max_uri_length:
+        # Crossbar keeps every distinct URI it was asked about (subscriptions, its authorization
+        # cache) and logs it: a long one costs memory and log volume out of proportion.
+        return f"the URI is longer than {max_uri_length} characters"
+    options = options or {}
+    if options.get("forward_for") is not None:
+        # Crossbar takes the first forward_for entry as the publisher (or caller) it discloses:
+        # from a client session that would be any identity it cares to name. Only router links
+        # (static roles, not this authorizer) may forward.
+        return "forward_for is reserved for router links; a client cannot act for another session"
+    if action == "publish" and options.get("retain") and any(
+        options.get(key) for key in ("eligible", "eligible_authid", "eligible_authrole", "exclude",
+                                     "exclude_authid", "exclude_authrole")
+    ):  # fmt: skip
+        # With eligible/exclude Crossbar appends retained events instead of replacing them.
+        return "retain cannot be combined with eligible or exclude options"
+    return None
 
 
 def _wildcard_fixed_head(uri: str) -> str:
@@ -270,7 +320,7 @@ def _load_rule(role: str, index: int, spec: object) -> Rule:
         raise PolicyError(f"{where} must be an object with 'uri', 'match' and 'allow'")
     if "cache" in spec:
         raise PolicyError(f"{where}: remove 'cache'; the authorizer decides what Crossbar may cache")
-    unknown = set(spec) - {"uri", "match", "allow", "disclose"}
+    unknown = set(spec) - {"uri", "match", "allow", "disclose", "retain"}
     if unknown:
         raise PolicyError(f"{where} has unknown keys: {', '.join(sorted(unknown))}")
     uri, match = spec.get("uri"), spec.get("match", "exact")
@@ -287,6 +337,14 @@ def _load_rule(role: str, index: int, spec: object) -> Rule:
     disclose = spec.get("disclose", {})
     if not isinstance(disclose, Mapping) or set(disclose) - {"publisher", "caller"}:
         raise PolicyError(f"{where}: 'disclose' maps publisher/caller to true/false")
+    retain = spec.get("retain", False)
+    if not isinstance(retain, bool):
+        raise PolicyError(f"{where}: 'retain' must be true or false")
+    if retain and (match != "exact" or not allow.get("publish")):
+        # One retained event per exact URI keeps the router's memory bounded by the policy (per
+        # user for an {authid} rule); a prefix or wildcard rule would let a client pin an event
+        # on every URI it can invent.
+        raise PolicyError(f"{where}: 'retain' needs an exact rule that allows publish")
     return Rule(
         role=role,
         index=index,
@@ -295,6 +353,7 @@ def _load_rule(role: str, index: int, spec: object) -> Rule:
         allow=frozenset(a for a, v in allow.items() if v),
         disclose_publisher=bool(disclose.get("publisher", False)),
         disclose_caller=bool(disclose.get("caller", False)),
+        retain=retain,
     )
 
 

@@ -65,6 +65,16 @@ class CookieRule:
 
 
 @dataclass(frozen=True)
+class Limits:
+    """Bounds on what one client can make the router hold or do (docs/reliability.md, hostile clients)."""
+
+    max_uri_length: int = 512
+    # Distinct (role, URI, action) answers the component lets Crossbar cache: its cache never
+    # evicts, so past this budget answers are given uncached (correct, one authorizer call each).
+    authorization_cache_entries: int = 10000
+
+
+@dataclass(frozen=True)
 class Settings:
     keys: KeyRing
     claims: ClaimRules
@@ -78,12 +88,13 @@ class Settings:
     behind_proxies: bool = False
     bearer_header: bool = True
     cookie: CookieRule | None = None
+    limits: Limits = Limits()
 
 
 def load_settings(extra: Mapping, cbdir: Path, *, generate_secret: bool = True) -> Settings:
     known = {
         "keys", "claims", "policy", "anonymous_role", "max_token_bytes", "single_use", "store", "session",
-        "bearer_header", "cookie", "issuer", "cbdir",
+        "bearer_header", "cookie", "issuer", "cbdir", "limits",
     }  # fmt: skip
     unknown = set(extra) - known
     if unknown:
@@ -126,7 +137,22 @@ def load_settings(extra: Mapping, cbdir: Path, *, generate_secret: bool = True) 
         behind_proxies=behind_proxies,
         bearer_header=bearer,
         cookie=_load_cookie(extra.get("cookie")),
+        limits=_load_limits(extra.get("limits", {})),
     )
+
+
+def _load_limits(spec: object) -> Limits:
+    defaults = Limits()
+    bounds = {"max_uri_length": (16, 65536), "authorization_cache_entries": (0, 1_000_000)}
+    if not isinstance(spec, Mapping) or set(spec) - set(bounds):
+        raise ConfigError(f"'limits' takes {', '.join(bounds)}")
+    values = {}
+    for name, (low, high) in bounds.items():
+        value = spec.get(name, getattr(defaults, name))
+        if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+            raise ConfigError(f"'limits.{name}' must be a whole number from {low} to {high}")
+        values[name] = value
+    return Limits(**values)
 
 
 def _load_store(spec: object, cbdir: Path) -> StoreSpec:

@@ -2,7 +2,7 @@
 
 import pytest
 
-from authenticator.policy import PolicyError, covers, load_policy
+from authenticator.policy import PolicyError, covers, load_policy, request_problem
 
 ALLOW, DENY = True, False
 CACHED, UNCACHED = True, False
@@ -16,7 +16,7 @@ MATRIX = [
     ("anonymous", None, "call", "exact", "authenticator.refresh", DENY, UNCACHED),
     ("user", "alice", "subscribe", "exact", "app.public.news", ALLOW, CACHED),  # inherited
     ("user", "alice", "subscribe", "exact", "app.chat.lobby", ALLOW, CACHED),
-    ("user", "alice", "publish", "exact", "app.chat.lobby", ALLOW, CACHED),
+    ("user", "alice", "publish", "exact", "app.chat.lobby", ALLOW, UNCACHED),  # publish: never cached
     ("user", "alice", "subscribe", "wildcard", "app.chat..typing", ALLOW, CACHED),
     ("user", "alice", "subscribe", "exact", "app.user.alice.notifications", ALLOW, UNCACHED),
     ("user", "bob", "subscribe", "exact", "app.user.alice.notifications", DENY, UNCACHED),
@@ -27,14 +27,14 @@ MATRIX = [
     ("user", "alice", "subscribe", "wildcard", "app.user..notifications", DENY, UNCACHED),
     ("user", "alice", "subscribe", "wildcard", "app.user.alice.", DENY, UNCACHED),
     ("user", "alice", "subscribe", "prefix", "app.", DENY, UNCACHED),
-    ("user", "alice", "call", "exact", "authenticator.refresh", ALLOW, CACHED),
+    ("user", "alice", "call", "exact", "authenticator.refresh", ALLOW, UNCACHED),  # call: never cached
     ("user", "alice", "call", "exact", "authenticator.revoke", DENY, UNCACHED),
     ("user", "alice", "register", "exact", "app.chat.lobby", DENY, UNCACHED),
     ("admin", "root", "subscribe", "prefix", "app.", ALLOW, CACHED),
     ("admin", "root", "subscribe", "exact", "app.user.alice.notifications", ALLOW, CACHED),
-    ("admin", "root", "publish", "exact", "app.user.alice.notifications", ALLOW, CACHED),
-    ("admin", "root", "publish", "exact", "app.public.news", ALLOW, CACHED),
-    ("admin", "root", "call", "exact", "authenticator.revoke", ALLOW, CACHED),
+    ("admin", "root", "publish", "exact", "app.user.alice.notifications", ALLOW, UNCACHED),
+    ("admin", "root", "publish", "exact", "app.public.news", ALLOW, UNCACHED),
+    ("admin", "root", "call", "exact", "authenticator.revoke", ALLOW, UNCACHED),
     ("admin", "root", "call", "exact", "wamp.session.kill", DENY, UNCACHED),
     ("admin", "root", "subscribe", "prefix", "", DENY, UNCACHED),
     ("nobody", "alice", "subscribe", "exact", "app.public.news", DENY, UNCACHED),
@@ -49,7 +49,7 @@ def test_policy_matrix(settings, role, authid, action, match, uri, allow, cachea
 
 def test_chat_publications_disclose_the_publisher(settings):
     decision = settings.policy.decide(authrole="user", authid="alice", action="publish", uri="app.chat.lobby")
-    assert decision.disclose and decision.as_crossbar_answer() == {"allow": True, "cache": True, "disclose": True}
+    assert decision.disclose and decision.as_crossbar_answer() == {"allow": True, "cache": False, "disclose": True}
 
 
 def test_every_answer_carries_disclose_for_crossbar(settings):
@@ -93,19 +93,77 @@ def test_between_unrelated_roles_the_later_defined_wins_and_permissions_are_the_
     policy = load_policy(
         {
             "roles": [
-                {"name": "editor", "rules": [{"uri": "app.docs.", "match": "prefix", "allow": {"publish": True}}]},
-                {"name": "billing", "rules": [{"uri": "app.invoices.", "match": "prefix", "allow": {"publish": True}}]},
+                {"name": "editor", "rules": [{"uri": "app.docs.", "match": "prefix", "allow": {"subscribe": True}}]},
+                {
+                    "name": "billing",
+                    "rules": [{"uri": "app.invoices.", "match": "prefix", "allow": {"subscribe": True}}],
+                },
                 {"name": "anonymous"},
             ]
         }
     )
     role, known = policy.session_role(["editor", "billing"])
     assert role == "billing" and known == ("editor", "billing")
-    via_extra = policy.decide(authrole=role, authid="x", action="publish", uri="app.docs.a", session_roles=known)
-    own = policy.decide(authrole=role, authid="x", action="publish", uri="app.invoices.a", session_roles=known)
+    via_extra = policy.decide(authrole=role, authid="x", action="subscribe", uri="app.docs.a", session_roles=known)
+    own = policy.decide(authrole=role, authid="x", action="subscribe", uri="app.invoices.a", session_roles=known)
     # allowed through the extra role, but not cacheable: another 'billing' session may lack 'editor'
     assert (via_extra.allow, via_extra.cacheable) == (True, False)
     assert (own.allow, own.cacheable) == (True, True)
+
+
+def test_an_exact_rule_answer_is_not_cacheable_because_crossbar_would_reuse_it_for_a_prefix_request():
+    policy = load_policy(
+        {"roles": [{"name": "anonymous", "rules": [
+            {"uri": "app.news", "match": "exact", "allow": {"subscribe": True, "register": True}},
+            {"uri": "app.feed.", "match": "prefix", "allow": {"subscribe": True}},
+        ]}]}
+    )  # fmt: skip
+    for action in ("subscribe", "register"):
+        exact = policy.decide(authrole="anonymous", authid=None, action=action, uri="app.news")
+        prefix = policy.decide(authrole="anonymous", authid=None, action=action, uri="app.news", match="prefix")
+        assert (exact.allow, exact.cacheable, prefix.allow) == (True, False, False)
+    # a prefix rule allows every match type of a URI under it: that answer may be cached
+    feed = policy.decide(authrole="anonymous", authid=None, action="subscribe", uri="app.feed.x")
+    assert (feed.allow, feed.cacheable) == (True, True)
+
+
+# -- request checks and retain --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("action", "uri", "options", "problem"),
+    [
+        ("publish", "app.chat.x", {"acknowledge": True}, None),
+        ("subscribe", "app." + "x" * 508, {"match": "prefix"}, None),
+        ("subscribe", "app." + "x" * 509, {}, "longer than 512 characters"),
+        ("publish", "app.chat.x", {"forward_for": [{"session": 1, "authid": "alice", "authrole": "user"}]},
+         "forward_for is reserved for router links"),
+        ("call", "authenticator.refresh", {"forward_for": []}, "forward_for is reserved for router links"),
+        ("subscribe", "app.chat.x", {"forward_for": [{}]}, "forward_for is reserved for router links"),
+        ("publish", "app.chat.x", {"retain": True}, None),
+        ("publish", "app.chat.x", {"retain": True, "eligible_authid": ["bob"]}, "retain cannot be combined"),
+        ("publish", "app.chat.x", {"retain": True, "exclude": [1]}, "retain cannot be combined"),
+    ],
+)  # fmt: skip
+def test_requests_a_client_may_never_make_are_refused_by_name(action, uri, options, problem):
+    found = request_problem(action, uri, options, max_uri_length=512)
+    assert found == problem if problem is None else problem in found
+
+
+def test_retain_needs_a_rule_that_allows_it():
+    policy = load_policy(
+        {"roles": [{"name": "anonymous", "rules": [
+            {"uri": "app.status.{authid}", "match": "exact", "allow": {"publish": True}, "retain": True},
+            {"uri": "app.chat.", "match": "prefix", "allow": {"publish": True}},
+        ]}]}
+    )  # fmt: skip
+
+    def publish(uri, retain):
+        return policy.decide(authrole="anonymous", authid="alice", action="publish", uri=uri, retain=retain).allow
+
+    assert publish("app.status.alice", retain=True) and publish("app.chat.x", retain=False)
+    assert not publish("app.chat.x", retain=True)
+    assert not publish("app.status.bob", retain=True)
 
 
 # -- pattern coverage -----------------------------------------------------------------------------
@@ -149,6 +207,18 @@ def test_a_pattern_request_is_covered_only_if_every_uri_it_matches_is(rule, aske
         ({"roles": [{"name": "a", "rules": [{"uri": "x", "cache": True}]}]}, "remove 'cache'"),
         ({"roles": [{"name": "a"}, {"name": "a"}]}, "defined twice"),
         ({"roles": [{"name": "user"}]}, "anonymous role 'anonymous' is not defined"),
+        (
+            {
+                "roles": [
+                    {
+                        "name": "a",
+                        "rules": [{"uri": "x.", "match": "prefix", "allow": {"publish": True}, "retain": True}],
+                    }
+                ]
+            },
+            "'retain' needs an exact rule that allows publish",
+        ),
+        ({"roles": [{"name": "a", "rules": [{"uri": "x", "retain": True}]}]}, "'retain' needs an exact rule"),
     ],
 )
 def test_a_bad_policy_is_refused_with_a_message_naming_the_rule(policy, message):

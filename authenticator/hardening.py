@@ -1,0 +1,117 @@
+"""What Crossbar and its dependencies leave open in the router worker, closed from inside it.
+
+The component calls :func:`harden_router_worker` from its constructor, which Crossbar runs in the
+router worker before the transports open, so no client byte is parsed before it holds; proxy
+workers, which load no component, get :func:`harden_worker_at_interpreter_start`. Each step
+checks what it changes and says so in the log when it cannot (an upgrade of Crossbar or Autobahn
+must not silently take a protection away).
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from collections.abc import Callable, Sized
+
+# Python's own default. Crossbar imports py_ecc (through its XBR dependencies), which runs
+# sys.setrecursionlimit(100000) on import: with that limit the C parsers of WAMP messages
+# (ubjson, cbor, ...) overflow the C stack on a deeply nested message and the worker dies with
+# SIGSEGV (taking the node with it), and the JSON parser's RecursionError arrives 100,000 frames
+# deep, whose traceback Autobahn formats into a log line of many megabytes.
+RECURSION_LIMIT = 1000
+# Modules that raise the limit when first imported: imported here first, so that the side effect
+# is spent before the limit is restored, and a later import by Crossbar is a no-op.
+_RAISES_THE_LIMIT = ("py_ecc",)
+# The longest value a log event may carry into the node log. Client-controlled text (a URI, a
+# protocol error quoting a message, a traceback of a parse) must not make a log line large: the
+# controller relays worker lines in time quadratic in their length while the worker blocks on
+# the full pipe.
+MAX_LOGGED_VALUE = 2000
+
+
+def harden_router_worker(warn: Callable[[str], None]) -> None:
+    restore_recursion_limit()
+    if not bound_log_values():
+        warn("authenticator: Crossbar's worker log observer was not found; log lines are not bounded")
+
+
+def harden_worker_at_interpreter_start() -> None:
+    """For workers that do not load the component (Crossbar's proxy workers): run by Python itself
+    at the worker's start through ``authenticator/worker_site/sitecustomize.py``, which the derived
+    proxy config puts on the worker's PYTHONPATH, before Crossbar imports anything."""
+    restore_recursion_limit()
+    import crossbar._logging as crossbar_logging  # the worker's main imports its observer factory later
+
+    make_json_observer = crossbar_logging.make_JSON_observer
+    crossbar_logging.make_JSON_observer = lambda out_file: _BoundedObserver(make_json_observer(out_file))
+
+
+def restore_recursion_limit() -> int:
+    for name in _RAISES_THE_LIMIT:
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            pass
+    sys.setrecursionlimit(RECURSION_LIMIT)
+    return sys.getrecursionlimit()
+
+
+def clip(value: object, limit: int = MAX_LOGGED_VALUE) -> str:
+    """Client-controlled text for a log line: at most `limit` characters, and says it was cut."""
+    text = value if isinstance(value, str) else repr(value)
+    if len(text) <= limit:
+        return text
+    return f"{text[: limit // 2]}...[{len(text) - limit} characters cut]...{text[-limit // 2 :]}"
+
+
+def bound_log_values() -> bool:
+    """Wrap Crossbar's worker log observer so that no event value is longer than MAX_LOGGED_VALUE.
+
+    Crossbar's worker writes every log event as JSON to its controller through one observer on
+    Twisted's global log publisher (crossbar._logging.make_JSON_observer). Returns whether it was
+    found (and is now wrapped, once).
+    """
+    from twisted.logger import globalLogPublisher
+
+    observers = list(getattr(globalLogPublisher, "_observers", ()))
+    found = False
+    for observer in observers:
+        if getattr(observer, "__qualname__", "") == _BoundedObserver.__qualname__:
+            return True  # already wrapped
+        if getattr(observer, "__qualname__", "") == "make_JSON_observer.<locals>._make_json":
+            globalLogPublisher.removeObserver(observer)
+            globalLogPublisher.addObserver(_BoundedObserver(observer))
+            found = True
+    return found
+
+
+class _BoundedObserver:
+    def __init__(self, inner) -> None:
+        self._inner = inner
+
+    def __call__(self, event: dict) -> None:
+        if any(_too_long(value) for value in event.values()):
+            event = {key: clip(value) if _too_long(value) else value for key, value in event.items()}
+        failure = event.get("log_failure")
+        if failure is not None:
+            event = {**event, "log_failure": _ClippedFailure(failure)}
+        self._inner(event)
+
+
+def _too_long(value: object) -> bool:
+    if isinstance(value, str | bytes):
+        return len(value) > MAX_LOGGED_VALUE
+    return isinstance(value, Sized) and not isinstance(value, dict) and len(value) > MAX_LOGGED_VALUE
+
+
+class _ClippedFailure:
+    """Stands in for a Failure in a log event: Crossbar's observer only renders its traceback."""
+
+    def __init__(self, failure) -> None:
+        self._failure = failure
+
+    def getTraceback(self, *args, **kwargs) -> str:  # noqa: N802 - Twisted's name
+        return clip(self._failure.getTraceback(*args, **kwargs), 4 * MAX_LOGGED_VALUE)
+
+    def __getattr__(self, name):
+        return getattr(self._failure, name)
