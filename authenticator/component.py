@@ -38,6 +38,7 @@ REFRESH = "authenticator.refresh"
 REVOKE = "authenticator.revoke"
 # Behind proxies: the authextra key that links a login to the router session it becomes.
 LOGIN_KEY = "login"
+REVOKED_MESSAGE = "access for this user or token has been revoked"
 # Our own procedures need to know who calls them, so their callers are always disclosed to us.
 OWN_PROCEDURES = frozenset({REFRESH, REVOKE})
 
@@ -64,6 +65,7 @@ class AuthenticatorComponent(ApplicationSession):
         self._jwks_fetch: Deferred | None = None
         self._jwks_fetched_at = float("-inf")
         self._jwks_loop: task.LoopingCall | None = None
+        self._unjoined_sweep: task.LoopingCall | None = None
         for key in self.settings.keys.keys:
             # A secret generated now is worth a warning: tokens signed with any other are refused.
             log = self.log.warn if key.source.endswith(GENERATED) else self.log.info
@@ -80,9 +82,10 @@ class AuthenticatorComponent(ApplicationSession):
         await self.register(self.authorize, AUTHORIZE)
         await self.register(self.refresh, REFRESH, options=caller)
         await self.register(self.revoke, REVOKE, options=caller)
+        await self.subscribe(self._on_join, "wamp.session.on_join")
         await self.subscribe(self._on_leave, "wamp.session.on_leave")
-        if self.settings.behind_proxies:
-            await self.subscribe(self._on_join, "wamp.session.on_join")
+        self._unjoined_sweep = task.LoopingCall(self._drop_unjoined_logins)
+        self._unjoined_sweep.start(self.settings.join_timeout_seconds, now=False)
         metrics.ACTIVE_SESSIONS.roles = tuple(self.settings.policy.roles)
         metrics.ACTIVE_SESSIONS.count = self._count_sessions
         listen = getattr(self.store, "listen_for_revocations", None)
@@ -176,7 +179,7 @@ class AuthenticatorComponent(ApplicationSession):
             key = extra[LOGIN_KEY] = f"login-{secrets.token_hex(8)}"
         else:
             key = details.get("session")
-        live = self.live.add(key, identity, self.settings.expiry_grace_seconds)
+        live = self.live.add(key, identity, self.settings.expiry_grace_seconds, now=time.monotonic())
         self._schedule_expiry(live)
         metrics.AUTHENTICATIONS.labels("accepted", "none").inc()
         self.log.info(
@@ -273,30 +276,54 @@ class AuthenticatorComponent(ApplicationSession):
 
     def _end_expired(self, live: LiveSession) -> None:
         session_id = live.session_id  # read when it fires: behind proxies it is bound after login
-        if self.live.pop(session_id) is not None:
-            metrics.SESSIONS_ENDED.labels("expired").inc()
+        if not live.joined:
+            self.live.pop(session_id)  # a login that never joined: nothing to end
+        elif self.live.get(session_id) is live:
             self.log.info("session ended: reason=expired authid={authid} session={sid}", authid=live.authid,
                           sid=session_id)  # fmt: skip
-            self._kill(session_id, Reason.EXPIRED, "the session's token expired; fetch a fresh token and reconnect")
+            self._end(live, Reason.EXPIRED, "the session's token expired; fetch a fresh token and reconnect")
 
     def _kill(self, session_id: int, reason: Reason, message: str) -> Deferred:
         d = self.call("wamp.session.kill", session_id, reason=reason.uri, message=message)
-        d.addErrback(lambda failure: None)  # already gone, or never joined: nothing to end
+        d.addErrback(lambda failure: None)  # already gone: nothing to end
         return d
 
+    def _end(self, live: LiveSession, reason: Reason, message: str) -> None:
+        self._forget(live.session_id)
+        metrics.SESSIONS_ENDED.labels(reason.code).inc()
+        self._kill(live.session_id, reason, message)
+
     def _on_join(self, details, *args, **kwargs) -> None:
-        key = (details.get("authextra") or {}).get(LOGIN_KEY) if isinstance(details, dict) else None
-        if key is not None:
-            self.live.rekey(key, details.get("session"))
+        if not isinstance(details, dict):
+            return
+        session_id = details.get("session")
+        # Behind proxies the login was keyed by a login key it carries in its authextra.
+        key = (details.get("authextra") or {}).get(LOGIN_KEY) if self.settings.behind_proxies else session_id
+        live = self.live.join(key, session_id) if key is not None else None
+        if live is not None and live.revoked:
+            self.log.warn("session ended: reason=revoked (revoked while it was joining) authid={authid} session={sid}",
+                          authid=live.authid, sid=session_id)  # fmt: skip
+            self._end(live, Reason.REVOKED, REVOKED_MESSAGE)
 
     def _on_leave(self, session_id, *args, **kwargs) -> None:
+        self._forget(session_id)
+
+    def _forget(self, session_id) -> None:
         live = self.live.pop(session_id)
         if live is not None and live.timer is not None and live.timer.active():
             live.timer.cancel()
 
+    def _drop_unjoined_logins(self) -> None:
+        dropped = self.live.drop_unjoined(admitted_before=time.monotonic() - self.settings.join_timeout_seconds)
+        for live in dropped:
+            if live.timer is not None and live.timer.active():
+                live.timer.cancel()
+        if dropped:
+            self.log.info("authenticator: dropped {n} login(s) that never joined", n=len(dropped))
+
     async def refresh(self, token, details=None):
         """A connected client presents a newer token; its session's deadline moves, no reconnect."""
-        live = self.live.get(details.caller if details else None)
+        live = self.live.get(_caller(details))
         if live is None:
             metrics.REFRESHES.labels("refused", Reason.REFRESH_REFUSED.code).inc()
             raise ApplicationError(
@@ -327,6 +354,7 @@ class AuthenticatorComponent(ApplicationSession):
     async def revoke(self, authid=None, jti=None, details=None):
         """Refuse a user's tokens issued until now (authid=...) or one token (jti=...), and end the
         live sessions they cover."""
+        _caller(details)  # refuses a forwarded call: the log names who revoked
         if (authid is None and jti is None) or not all(isinstance(v, str | None) for v in (authid, jti)):
             raise ApplicationError("wamp.error.invalid_argument", "Call revoke with authid='...' or jti='...'.")
         lifetime = self.settings.claims.max_lifetime_seconds
@@ -344,11 +372,14 @@ class AuthenticatorComponent(ApplicationSession):
         return {"sessions_ended": len(ended)}
 
     def _end_revoked_sessions(self, authid: str | None, jti: str | None) -> list[LiveSession]:
-        ended = self.live.covered_by(authid=authid, jti=jti)
-        metrics.SESSIONS_ENDED.labels("revoked").inc(len(ended))
-        for live in ended:
-            self._on_leave(live.session_id)
-            self._kill(live.session_id, Reason.REVOKED, "access for this user or token has been revoked")
+        """End the joined sessions a revocation covers; logins still joining are ended when they join."""
+        ended = []
+        for live in self.live.covered_by(authid=authid, jti=jti):
+            if live.joined:
+                self._end(live, Reason.REVOKED, REVOKED_MESSAGE)
+                ended.append(live)
+            else:
+                live.revoked = True
         return ended
 
     def _revoked_elsewhere(self, authid: str | None, jti: str | None) -> None:
@@ -396,9 +427,20 @@ class AuthenticatorComponent(ApplicationSession):
 
     def onLeave(self, details):
         metrics.ACTIVE_SESSIONS.count = None
+        if self._unjoined_sweep is not None and self._unjoined_sweep.running:
+            self._unjoined_sweep.stop()
         if self._jwks_loop is not None and self._jwks_loop.running:
             self._jwks_loop.stop()
         super().onLeave(details)
+
+
+def _caller(details) -> int | None:
+    """The calling session of one of our procedures. A call that carries forward_for names another
+    session as its caller (Crossbar believes the first entry): refused, even if the authorizer's
+    check was skipped."""
+    if details is not None and details.forward_for:
+        raise ApplicationError("wamp.error.not_authorized", "Calls with forward_for are reserved for router links.")
+    return details.caller if details is not None else None
 
 
 def _count_revocation(authid, jti, origin: str) -> None:

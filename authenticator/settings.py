@@ -84,6 +84,8 @@ class Settings:
     single_use: bool = False
     store: StoreSpec = StoreSpec()
     expiry_grace_seconds: float = 5.0
+    # A login the router has not announced as joined after this long was abandoned by its client.
+    join_timeout_seconds: float = 30.0
     # Behind Crossbar proxy workers the router session id differs from the one authentication saw.
     behind_proxies: bool = False
     bearer_header: bool = True
@@ -114,11 +116,18 @@ def load_settings(extra: Mapping, cbdir: Path, *, generate_secret: bool = True) 
     if single_use and "jti" not in claims.required:
         claims = replace(claims, required=(*claims.required, "jti"))
     session = extra.get("session", {})
-    if not isinstance(session, Mapping) or set(session) - {"expiry_grace_seconds", "behind_proxies"}:
-        raise ConfigError("'session' takes 'expiry_grace_seconds' and 'behind_proxies'")
+    if not isinstance(session, Mapping) or set(session) - {
+        "expiry_grace_seconds",
+        "behind_proxies",
+        "join_timeout_seconds",
+    }:
+        raise ConfigError("'session' takes 'expiry_grace_seconds', 'join_timeout_seconds' and 'behind_proxies'")
     grace = session.get("expiry_grace_seconds", 5)
     if not isinstance(grace, int | float) or not 0 <= grace <= 3600:
         raise ConfigError("'session.expiry_grace_seconds' must be a number from 0 to 3600")
+    join_timeout = session.get("join_timeout_seconds", 30)
+    if not isinstance(join_timeout, int | float) or not 1 <= join_timeout <= 600:
+        raise ConfigError("'session.join_timeout_seconds' must be a number from 1 to 600")
     behind_proxies = session.get("behind_proxies", False)
     if not isinstance(behind_proxies, bool):
         raise ConfigError("'session.behind_proxies' must be true or false")
@@ -134,6 +143,7 @@ def load_settings(extra: Mapping, cbdir: Path, *, generate_secret: bool = True) 
         single_use=single_use,
         store=_load_store(extra.get("store", {}), cbdir),
         expiry_grace_seconds=float(grace),
+        join_timeout_seconds=float(join_timeout),
         behind_proxies=behind_proxies,
         bearer_header=bearer,
         cookie=_load_cookie(extra.get("cookie")),

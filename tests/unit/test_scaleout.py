@@ -5,9 +5,7 @@ import json
 import pytest
 
 from authenticator.scaleout import PROXY_AUTHENTICATOR_ROLE, proxy_config
-from authenticator.sessions import LiveSessions
 from authenticator.store import _announcement
-from authenticator.tokens import Identity
 from tests.support.router import REPO
 
 SHIPPED = json.loads((REPO / ".crossbar" / "config.json").read_text())
@@ -38,14 +36,6 @@ def test_the_router_keeps_authorization_and_listens_only_on_loopback_and_a_unix_
 def test_zero_proxies_is_refused():
     with pytest.raises(ValueError):
         proxy_config(SHIPPED, proxies=0)
-
-
-def test_a_login_entry_moves_to_the_routers_session_id():
-    live = LiveSessions()
-    identity = Identity("alice", "user", ("user",), expires_at=2_000_000_000, issued_at=1, jti="j", claims={})
-    entry = live.add("login-abc", identity, grace=5)
-    assert live.rekey("login-abc", 42) is entry and entry.session_id == 42
-    assert live.get(42) is entry and live.rekey("login-abc", 43) is None
 
 
 @pytest.mark.parametrize(
