@@ -38,6 +38,8 @@ REFRESH = "authenticator.refresh"
 REVOKE = "authenticator.revoke"
 # Behind proxies: the authextra key that links a login to the router session it becomes.
 LOGIN_KEY = "login"
+# The longest authid or jti revoke accepts (tokens are at most max_token_bytes anyway).
+MAX_ID = 1024
 REVOKED_MESSAGE = "access for this user or token has been revoked"
 # Our own procedures need to know who calls them, so their callers are always disclosed to us.
 OWN_PROCEDURES = frozenset({REFRESH, REVOKE})
@@ -333,8 +335,13 @@ class AuthenticatorComponent(ApplicationSession):
             identity = await self._verify(token)
             if identity.authid != live.authid:
                 raise Rejected(Reason.REFRESH_REFUSED, "it is for another user", authid=live.authid, jti=identity.jti)
-            if not set(identity.roles) <= live.roles:
-                raise Rejected(Reason.REFRESH_REFUSED, "it grants more roles", authid=live.authid, jti=identity.jti)
+            if frozenset(identity.roles) != live.roles:
+                # Crossbar cannot change a live session's role: a token with other roles (fewer, for
+                # a demoted user) needs a new session, and the old deadline stays.
+                raise Rejected(
+                    Reason.REFRESH_REFUSED, "its roles differ from the session's; reconnect with it",
+                    authid=live.authid, jti=identity.jti,
+                )  # fmt: skip
             await self._admit(identity)
         except Rejected as rejection:
             metrics.REFRESHES.labels("refused", rejection.reason.code).inc()
@@ -342,6 +349,9 @@ class AuthenticatorComponent(ApplicationSession):
                           reason=rejection.reason.code, detail=rejection.detail or "-", authid=live.authid,
                           sid=live.session_id)  # fmt: skip
             raise ApplicationError(rejection.reason.uri, rejection.message) from None
+        except Exception as error:  # noqa: BLE001 - the same rule as logins: the type only, never the message
+            metrics.REFRESHES.labels("refused", Reason.INTERNAL_ERROR.code).inc()
+            raise self._internal(error, "refresh") from None
         metrics.REFRESHES.labels("accepted", "none").inc()
         live.jti, live.issued_at = identity.jti, identity.issued_at
         if identity.expires_at is not None:
@@ -351,12 +361,33 @@ class AuthenticatorComponent(ApplicationSession):
                       sid=live.session_id, exp=identity.expires_at)  # fmt: skip
         return {"exp": identity.expires_at}
 
+    def _internal(self, error: BaseException, what: str) -> ApplicationError:
+        """An unexpected failure: the log gets the exception type, the client a fixed message
+        (an exception's message or traceback could quote a token)."""
+        self.log.warn("{what} failed: internal error {kind}", what=what, kind=type(error).__name__)
+        return ApplicationError(Reason.INTERNAL_ERROR.uri, Rejected(Reason.INTERNAL_ERROR).message)
+
     async def revoke(self, authid=None, jti=None, details=None):
         """Refuse a user's tokens issued until now (authid=...) or one token (jti=...), and end the
         live sessions they cover."""
         _caller(details)  # refuses a forwarded call: the log names who revoked
-        if (authid is None and jti is None) or not all(isinstance(v, str | None) for v in (authid, jti)):
-            raise ApplicationError("wamp.error.invalid_argument", "Call revoke with authid='...' or jti='...'.")
+        if (authid is None and jti is None) or not all(_bounded_text(v) for v in (authid, jti)):
+            raise ApplicationError(
+                "wamp.error.invalid_argument",
+                f"Call revoke with authid='...' or jti='...' (at most {MAX_ID} characters).",
+            )
+        try:
+            ended = await self._revoke(authid, jti)
+        except ApplicationError:
+            raise
+        except Exception as error:  # noqa: BLE001 - the same rule as logins: the type only, never the message
+            raise self._internal(error, "revoke") from None
+        by = details.caller_authid if details else None
+        self.log.warn("revoked: authid={authid} jti={jti} by={by} sessions_ended={n}", authid=authid, jti=jti,
+                      by=by, n=len(ended))  # fmt: skip
+        return {"sessions_ended": len(ended)}
+
+    async def _revoke(self, authid: str | None, jti: str | None) -> list[LiveSession]:
         lifetime = self.settings.claims.max_lifetime_seconds
         keep = None if lifetime is None else lifetime + self.settings.claims.leeway_seconds
         try:
@@ -365,11 +396,7 @@ class AuthenticatorComponent(ApplicationSession):
             self.log.warn("authenticator: {error}", error=str(error))
             raise ApplicationError(Reason.STORE_UNAVAILABLE.uri, Rejected(Reason.STORE_UNAVAILABLE).message) from None
         _count_revocation(authid, jti, "here")
-        ended = self._end_revoked_sessions(authid, jti)
-        by = details.caller_authid if details else None
-        self.log.warn("revoked: authid={authid} jti={jti} by={by} sessions_ended={n}", authid=authid, jti=jti,
-                      by=by, n=len(ended))  # fmt: skip
-        return {"sessions_ended": len(ended)}
+        return self._end_revoked_sessions(authid, jti)
 
     def _end_revoked_sessions(self, authid: str | None, jti: str | None) -> list[LiveSession]:
         """End the joined sessions a revocation covers; logins still joining are ended when they join."""
@@ -441,6 +468,10 @@ def _caller(details) -> int | None:
     if details is not None and details.forward_for:
         raise ApplicationError("wamp.error.not_authorized", "Calls with forward_for are reserved for router links.")
     return details.caller if details is not None else None
+
+
+def _bounded_text(value) -> bool:
+    return value is None or (isinstance(value, str) and 0 < len(value) <= MAX_ID)
 
 
 def _count_revocation(authid, jti, origin: str) -> None:

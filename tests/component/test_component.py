@@ -106,3 +106,41 @@ async def test_an_unreachable_store_refuses_the_login_instead_of_accepting_it_un
     with pytest.raises(ApplicationError) as caught:
         await maybeDeferred(component.authenticate, "realm1", None, {**DETAILS, "ticket": mint()})
     assert caught.value.error == "authenticator.error.store_unavailable"
+
+
+def call_details(caller: int, **kwargs):
+    from autobahn.wamp.request import Registration
+    from autobahn.wamp.types import CallDetails
+
+    registration = Registration(None, 1, "authenticator.refresh", None)
+    return CallDetails(registration, caller=caller, caller_authid="root", **kwargs)
+
+
+@pytest_twisted.ensureDeferred
+async def test_an_unexpected_error_in_refresh_or_revoke_is_internal_error_without_its_message(component, monkeypatch):
+    token = mint("alice")
+    component.authenticate("realm1", None, {**DETAILS, "ticket": token, "session": 7})
+    component._on_join({"session": 7})
+
+    def explode(*args, **kwargs):
+        raise RuntimeError(f"boom while reading {token}")
+
+    monkeypatch.setattr(component.verifier, "verify", explode)
+    monkeypatch.setattr(component.store, "revoke", explode)
+    for call in (
+        component.refresh(token, details=call_details(7)),
+        component.revoke(authid="alice", details=call_details(8)),
+    ):
+        with pytest.raises(ApplicationError) as caught:
+            await call
+        assert caught.value.error == "authenticator.error.internal_error"
+        assert token not in str(caught.value.args) and "boom" not in str(caught.value.args)
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_forwarded_call_to_our_procedures_is_refused(component):
+    forged = call_details(7, forward_for=[{"session": 7, "authid": "alice", "authrole": "user"}])
+    for call in (component.refresh(mint("alice"), details=forged), component.revoke(authid="bob", details=forged)):
+        with pytest.raises(ApplicationError) as caught:
+            await call
+        assert caught.value.error == "wamp.error.not_authorized"
