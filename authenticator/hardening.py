@@ -31,6 +31,7 @@ MAX_LOGGED_VALUE = 2000
 
 def harden_router_worker(warn: Callable[[str], None]) -> None:
     restore_recursion_limit()
+    keep_crossbar_details_out_of_welcome()
     if not bound_log_values():
         warn("authenticator: Crossbar's worker log observer was not found; log lines are not bounded")
 
@@ -40,6 +41,7 @@ def harden_worker_at_interpreter_start() -> None:
     at the worker's start through ``authenticator/worker_site/sitecustomize.py``, which the derived
     proxy config puts on the worker's PYTHONPATH, before Crossbar imports anything."""
     restore_recursion_limit()
+    keep_crossbar_details_out_of_welcome()
     import crossbar._logging as crossbar_logging  # the worker's main imports its observer factory later
 
     make_json_observer = crossbar_logging.make_JSON_observer
@@ -54,6 +56,39 @@ def restore_recursion_limit() -> int:
             pass
     sys.setrecursionlimit(RECURSION_LIMIT)
     return sys.getrecursionlimit()
+
+
+def keep_crossbar_details_out_of_welcome() -> None:
+    """What a client's WELCOME.authextra may carry: what the authenticator returned, not Crossbar's
+    additions.
+
+    Crossbar 26 writes ``x_cb_node`` (the host name unless the node config names the node),
+    ``x_cb_worker``, ``x_cb_peer`` and ``x_cb_pid`` into every session's authextra
+    (router/session.py, welcome()), proxy workers add ``x_cb_proxy_*``, and behind proxies the
+    router's session gets ``transport``: the frontend connection's details with **every HTTP header
+    the client sent**, so a page's script could read its own HttpOnly token cookie back from
+    WELCOME. Crossbar has no option to leave them out. They stay in the router's own view of the
+    session (meta API, authorizer); only the WELCOME message on the wire leaves them out.
+    """
+    from autobahn.wamp.message import Welcome
+
+    if getattr(Welcome.marshal, "_keeps_crossbar_details_out", False):
+        return
+    marshal = Welcome.marshal
+
+    def marshal_for_the_client(self):
+        raw = marshal(self)
+        extra = raw[2].get("authextra") if len(raw) > 2 and isinstance(raw[2], dict) else None
+        if isinstance(extra, dict) and any(_crossbar_detail(key) for key in extra):
+            raw[2] = {**raw[2], "authextra": {k: v for k, v in extra.items() if not _crossbar_detail(k)}}
+        return raw
+
+    marshal_for_the_client._keeps_crossbar_details_out = True
+    Welcome.marshal = marshal_for_the_client
+
+
+def _crossbar_detail(key: object) -> bool:
+    return key == "transport" or (isinstance(key, str) and key.startswith("x_cb_"))
 
 
 def clip(value: object, limit: int = MAX_LOGGED_VALUE) -> str:

@@ -7,7 +7,8 @@ import time
 import pytest
 import pytest_twisted
 
-from tests.support.tokens import mint
+from authenticator.reasons import Reason
+from tests.support.tokens import mint, unique
 from tests.support.wamp import connect, refusal
 
 
@@ -94,3 +95,16 @@ async def test_each_login_writes_one_log_line_with_its_jti_and_never_the_token(r
     for token in (good, bad):
         for part in token.split("."):
             assert part not in log
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_refused_login_is_logged_once_with_its_reason(router):
+    """One line per refusal (ours); Autobahn's onUserError would add the client's message again."""
+    offset = router.log_size()
+    name, marker = unique("erin"), unique("marker")
+    await refusal(router.url, mint(name, ["superuser"]))
+    await refusal(router.url, mint(marker, ["superuser"]))  # logged after every line of the first
+    router.wait_for_log(f"authid={marker}", after=offset)
+    message = Reason.UNKNOWN_ROLE.value[1]
+    lines = [line for line in router.log()[offset:].splitlines() if name in line or message in line]
+    assert len(lines) == 1 and "authentication refused: reason=unknown_role" in lines[0], lines

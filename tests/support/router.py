@@ -87,8 +87,16 @@ class RouterProcess:
         with self.log_file.open("ab") as log:
             pin = ["taskset", "-c", self.cpus] if self.cpus else []
             self.process = subprocess.Popen(
-                [*pin, str(CROSSBAR), "start", "--cbdir", str(self.cbdir), "--loglevel", self.loglevel,
-                 *(["--config", "config-proxies.json"] if self.proxies else [])],  # fmt: skip
+                [
+                    *pin,
+                    str(CROSSBAR),
+                    "start",
+                    "--cbdir",
+                    str(self.cbdir),
+                    "--loglevel",
+                    self.loglevel,
+                    *(["--config", "config-proxies.json"] if self.proxies else []),
+                ],  # fmt: skip
                 cwd=self.workdir,
                 env=self.env,
                 stdout=log,
@@ -128,6 +136,25 @@ class RouterProcess:
         # Crossbar retitles its processes: "crossbar-worker [crossbar.worker.router.RouterController]".
         return [p.pid for p in psutil.Process(self.process.pid).children(recursive=True)
                 if p.cmdline() and p.cmdline()[0].startswith("crossbar-worker")]  # fmt: skip
+
+    def worker_holding(self, client) -> int:
+        """The pid of the worker that holds a connected client's TCP connection (behind proxies:
+        which proxy serves it; Crossbar's x_cb_proxy_worker never reaches clients, see hardening.py)."""
+        import psutil
+
+        client_port = client._transport.transport.getHost().port
+        for pid in self.worker_pids():
+            if any(c.raddr and c.raddr.port == client_port for c in psutil.Process(pid).net_connections("tcp")):
+                return pid
+        raise LookupError(f"no worker holds the connection from port {client_port}")
+
+    def worker_listening_on(self, port: int) -> int:
+        import psutil
+
+        for pid in self.worker_pids():
+            if any(c.status == "LISTEN" and c.laddr.port == port for c in psutil.Process(pid).net_connections("tcp")):
+                return pid
+        raise LookupError(f"no worker listens on port {port}")
 
     def stop(self) -> int | None:
         if self.process is None or self.process.poll() is not None:
