@@ -1,13 +1,13 @@
-"""The Autobahn component that wires the pure core to the router.
+"""The Autobahn component that wires the pure core to the router: a thin adapter.
 
 It runs inside the router worker (a router component), so its procedures are registered before
 the transports open. Verification and policy run on the reactor (CPU only, microseconds); the
-token store and JWKS fetches run on the component's own I/O thread, never on the reactor.
+token store runs on the component's I/O threads, JWKS fetches on their own (authenticator/jwks.py);
+the live-session keeper (authenticator/keeper.py) ends sessions at expiry and on revocation.
 """
 
 from __future__ import annotations
 
-import secrets
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -15,7 +15,7 @@ from pathlib import Path
 from autobahn.twisted.wamp import ApplicationSession
 from autobahn.wamp.exception import ApplicationError
 from autobahn.wamp.types import RegisterOptions
-from twisted.internet import reactor, task
+from twisted.internet import reactor
 from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.threads import blockingCallFromThread, deferToThreadPool
 from twisted.python.threadpool import ThreadPool
@@ -23,10 +23,11 @@ from twisted.python.threadpool import ThreadPool
 from . import metrics
 from .carriers import token_from_headers
 from .hardening import clip, harden_router_worker
-from .keys import GENERATED, fetch_jwks
+from .hello_timeout import install_hello_timeout
+from .jwks import JwksRefresher
+from .keeper import SessionKeeper
 from .policy import ACTIONS, Decision, request_problem
 from .reasons import Reason, Rejected
-from .sessions import LiveSession, LiveSessions
 from .settings import ConfigError, load_settings
 from .store import StoreUnavailable, open_store
 from .tokens import Identity, TokenVerifier
@@ -36,13 +37,13 @@ AUTHENTICATE_HEADERS = "authenticator.authenticate_headers"
 AUTHORIZE = "authenticator.authorize"
 REFRESH = "authenticator.refresh"
 REVOKE = "authenticator.revoke"
-# Behind proxies: the authextra key that links a login to the router session it becomes.
-LOGIN_KEY = "login"
-# The longest authid or jti revoke accepts (tokens are at most max_token_bytes anyway).
-MAX_ID = 1024
-REVOKED_MESSAGE = "access for this user or token has been revoked"
 # Our own procedures need to know who calls them, so their callers are always disclosed to us.
 OWN_PROCEDURES = frozenset({REFRESH, REVOKE})
+# Store calls in flight at once: one call waiting out its timeout does not hold the others (a
+# revocation, the one retry of a store that was down); the GuardedStore refuses the rest at once.
+IO_THREADS = 4
+# The longest authid or jti revoke accepts (tokens are at most max_token_bytes anyway).
+MAX_ID = 1024
 
 
 class AuthenticatorComponent(ApplicationSession):
@@ -58,59 +59,44 @@ class AuthenticatorComponent(ApplicationSession):
             self.store = open_store(self.settings.store)
         except (ConfigError, StoreUnavailable) as error:
             raise ConfigError(f"authenticator extra in {cbdir / 'config.json'}: {error}") from None
+        install_hello_timeout(self.settings.limits.hello_timeout_seconds)
         self.verifier = TokenVerifier(self.settings)
-        self.live = LiveSessions()
+        self.keeper = SessionKeeper(
+            grace_seconds=self.settings.expiry_grace_seconds, join_timeout_seconds=self.settings.join_timeout_seconds,
+            behind_proxies=self.settings.behind_proxies, kill=self._kill, log=self.log,
+        )  # fmt: skip
+        self.jwks = JwksRefresher(self.settings, self.log)
+        self._io = ThreadPool(minthreads=1, maxthreads=IO_THREADS, name="authenticator-io")
         self._cache_budget = self.settings.limits.authorization_cache_entries
-        self._io = ThreadPool(minthreads=1, maxthreads=1, name="authenticator-io")
-        # Its own thread: a slow identity provider must not hold logins that wait for the store.
-        self._jwks_io = ThreadPool(minthreads=1, maxthreads=1, name="authenticator-jwks")
-        self._jwks_fetch: Deferred | None = None
-        self._jwks_fetched_at = float("-inf")
-        self._jwks_loop: task.LoopingCall | None = None
-        self._unjoined_sweep: task.LoopingCall | None = None
         for key in self.settings.keys.keys:
             # A secret generated now is worth a warning: tokens signed with any other are refused.
-            log = self.log.warn if key.source.endswith(GENERATED) else self.log.info
+            log = self.log.warn if key.generated else self.log.info
             log("authenticator: key kid={kid} for {algs} from {source}", kid=key.kid,
                 algs=",".join(sorted(key.algorithms)), source=key.source)  # fmt: skip
 
     async def onJoin(self, details):
-        for pool in (self._io, self._jwks_io):
-            pool.start()
-            reactor.addSystemEventTrigger("during", "shutdown", pool.stop)
+        self._io.start()
+        reactor.addSystemEventTrigger("during", "shutdown", self._io.stop)
         caller = RegisterOptions(details_arg="details")
         await self.register(self.authenticate, AUTHENTICATE)
         await self.register(self.authenticate_headers, AUTHENTICATE_HEADERS)
         await self.register(self.authorize, AUTHORIZE)
         await self.register(self.refresh, REFRESH, options=caller)
         await self.register(self.revoke, REVOKE, options=caller)
-        await self.subscribe(self._on_join, "wamp.session.on_join")
-        await self.subscribe(self._on_leave, "wamp.session.on_leave")
-        self._unjoined_sweep = task.LoopingCall(self._drop_unjoined_logins)
-        self._unjoined_sweep.start(self.settings.join_timeout_seconds, now=False)
+        await self.subscribe(self.keeper.joined, "wamp.session.on_join")
+        await self.subscribe(self.keeper.left, "wamp.session.on_leave")
+        self.keeper.start()
+        self.jwks.start()
         metrics.ACTIVE_SESSIONS.roles = tuple(self.settings.policy.roles)
         metrics.ACTIVE_SESSIONS.count = self._count_sessions
         listen = getattr(self.store, "listen_for_revocations", None)
         if listen is not None:  # several routers: end our sessions when another one revokes
-            self._revocations = listen(
+            stop = listen(
                 lambda authid, jti: reactor.callFromThread(self._revoked_elsewhere, authid, jti),
                 lambda problem: reactor.callFromThread(self.log.warn, "authenticator: {problem}", problem=problem),
             )
-            reactor.addSystemEventTrigger("during", "shutdown", self._revocations.set)
-        if self.settings.jwks_urls:
-            interval = min(u.refresh_seconds for u in self.settings.jwks_urls)
-            self._jwks_loop = task.LoopingCall(self._refresh_jwks)
-            self._jwks_loop.start(interval, now=True)
+            reactor.addSystemEventTrigger("during", "shutdown", stop.set)
         self.log.info("authenticator: ready")
-
-    def _count_sessions(self, role: str) -> int:
-        """For the /metrics scrape, on Crossbar's wsgi thread: ask the router, never guess."""
-        return blockingCallFromThread(
-            reactor, lambda: self.call("wamp.session.count", filter_authroles=[role]).addTimeout(2, reactor)
-        )
-
-    def _io_call(self, function, *args, **kwargs) -> Deferred:
-        return deferToThreadPool(reactor, self._io, function, *args, **kwargs)
 
     # -- authentication ----------------------------------------------------------------------
 
@@ -134,27 +120,34 @@ class AuthenticatorComponent(ApplicationSession):
         # Always return extra: without it Crossbar would hand on the client's own HELLO authextra.
         return {"role": anonymous, "extra": {"roles": [anonymous], "exp": None}}
 
-    def _login(self, token, carrier: str, details, *, may_refetch: bool = True):
-        """The login hot path. Plain calls, no coroutine: with reusable tokens and the SQLite store
-        every check is answered on the reactor in microseconds and the answer returns at once; only
-        single-use tokens, Redis and an unknown JWKS kid make it a Deferred (I/O on our threads)."""
+    def _login(self, token, carrier: str, details):
+        """The login hot path: plain calls while no I/O is needed, so that with reusable tokens and
+        the SQLite store the answer returns at once, on the reactor."""
         peer = _peer(details)
+        try:
+            checked = self._check_token(token)
+        except Exception as error:  # noqa: BLE001 - any failure must become a clean refusal
+            raise self._refuse(_as_rejection(error), peer, carrier) from None
+        if isinstance(checked, Deferred):
+            return checked.addCallbacks(
+                self._admitted, self._refuse_failure, callbackArgs=(carrier, details), errbackArgs=(peer, carrier)
+            )
+        return self._admitted(checked, carrier, details)
+
+    def _check_token(self, token, *, may_refetch: bool = True) -> Identity | Deferred:
+        """The one sequence for logins and refreshes: verify (an unknown kid: fetch the JWKS once
+        and verify again), then revocation and replay in the store. Raises (or fails with) Rejected;
+        a Deferred only when I/O is needed (single-use tokens, Redis, a JWKS fetch)."""
         try:
             identity = self.verifier.verify(token)
         except Rejected as rejection:
-            if may_refetch and self._worth_a_jwks_refetch(rejection):
-                return self._refresh_jwks().addCallback(
-                    lambda _: self._login(token, carrier, details, may_refetch=False)
-                )
-            raise self._refuse(rejection, peer, carrier) from None
-        except Exception as error:  # noqa: BLE001 - any failure must become a clean refusal
-            raise self._refuse(_internal_error(error), peer, carrier) from None
+            if may_refetch and self.jwks.worth_a_refetch(rejection):
+                return self.jwks.refresh().addCallback(lambda _: self._check_token(token, may_refetch=False))
+            raise
         verdict = self._store_verdict(identity)
-        if not isinstance(verdict, Deferred):
-            return self._admitted(identity, verdict, carrier, details)
-        verdict.addCallback(lambda found: self._admitted(identity, found, carrier, details))
-        verdict.addErrback(self._refuse_failure, peer, carrier)
-        return verdict
+        if isinstance(verdict, Deferred):
+            return verdict.addCallback(_applied, identity)
+        return _applied(verdict, identity)
 
     def _store_verdict(self, identity: Identity) -> Reason | None | Deferred:
         """Revocation, then replay. From memory when the store keeps its revocations there and
@@ -164,59 +157,35 @@ class AuthenticatorComponent(ApplicationSession):
             return self.store.revoked(
                 authid=identity.authid, jti=identity.jti, issued_at=identity.issued_at, now=time.time()
             )
-        checked = self._io_call(
-            self.store.admit, authid=identity.authid, jti=identity.jti, issued_at=identity.issued_at,
-            expires_at=identity.expires_at, single_use=self.settings.single_use, now=time.time(),
+        if self.store.known_down:
+            # It failed within its retry interval (GuardedStore): refuse now, on the reactor,
+            # without a thread hop or a wait for its timeout. Fail closed, and fast.
+            raise Rejected(Reason.STORE_UNAVAILABLE, authid=identity.authid, jti=identity.jti)
+        checked = deferToThreadPool(
+            reactor, self._io, self.store.admit, authid=identity.authid, jti=identity.jti,
+            issued_at=identity.issued_at, expires_at=identity.expires_at, single_use=self.settings.single_use,
+            now=time.time(),
         )  # fmt: skip
         return checked.addErrback(self._store_failed, identity)
-
-    def _admitted(self, identity: Identity, verdict: Reason | None, carrier: str, details) -> dict:
-        peer = _peer(details)
-        if verdict is not None:
-            raise self._refuse(Rejected(verdict, authid=identity.authid, jti=identity.jti), peer, carrier)
-        extra = identity.authextra()
-        if self.settings.behind_proxies:
-            # The proxy's pending session id is not the router's: key the entry by a login key the
-            # session carries in its authextra until wamp.session.on_join tells us its real id.
-            key = extra[LOGIN_KEY] = f"login-{secrets.token_hex(8)}"
-        else:
-            key = details.get("session")
-        live = self.live.add(key, identity, self.settings.expiry_grace_seconds, now=time.monotonic())
-        self._schedule_expiry(live)
-        metrics.AUTHENTICATIONS.labels("accepted", "none").inc()
-        self.log.info(
-            "authentication accepted: authid={authid} role={role} via={via} peer={peer} jti={jti}",
-            authid=identity.authid, role=identity.role, via=carrier, peer=peer, jti=identity.jti,
-        )  # fmt: skip
-        return {"authid": identity.authid, "role": identity.role, "extra": extra}
 
     def _store_failed(self, failure, identity: Identity):
         failure.trap(StoreUnavailable)
         self.log.warn("authenticator: {error}", error=str(failure.value))
         raise Rejected(Reason.STORE_UNAVAILABLE, authid=identity.authid, jti=identity.jti)
 
+    def _admitted(self, identity: Identity, carrier: str, details) -> dict:
+        extra = self.keeper.admitted(identity, details.get("session"))
+        metrics.AUTHENTICATIONS.labels("accepted", "none").inc()
+        self.log.info(
+            "authentication accepted: authid={authid} role={role} via={via} peer={peer} jti={jti}",
+            authid=identity.authid, role=identity.role, via=carrier, peer=_peer(details), jti=identity.jti,
+        )  # fmt: skip
+        return {"authid": identity.authid, "role": identity.role, "extra": extra}
+
     def _refuse_failure(self, failure, peer, carrier: str):
-        if failure.check(ApplicationError):
-            return failure  # already a refusal, already logged
-        rejection = failure.value if failure.check(Rejected) else _internal_error(failure.value)
-        raise self._refuse(rejection, peer, carrier)
-
-    async def _verify(self, token) -> Identity:
-        try:
-            return self.verifier.verify(token)
-        except Rejected as rejection:
-            if not self._worth_a_jwks_refetch(rejection):
-                raise
-        await self._refresh_jwks()
-        return self.verifier.verify(token)
-
-    async def _admit(self, identity: Identity) -> None:
-        verdict = await maybeDeferred(self._store_verdict, identity)
-        if verdict is not None:
-            raise Rejected(verdict, authid=identity.authid, jti=identity.jti)
+        raise self._refuse(_as_rejection(failure.value), peer, carrier)
 
     def _refuse(self, rejection: Rejected, peer, carrier: str) -> ApplicationError:
-        _TMP_LEAK.append(b"x" * 2048)  # TEMPORARY LEAK
         metrics.AUTHENTICATIONS.labels("refused", rejection.reason.code).inc()
         self.log.warn(
             "authentication refused: reason={reason} detail={detail} authid={authid} via={via} peer={peer} jti={jti}",
@@ -226,114 +195,18 @@ class AuthenticatorComponent(ApplicationSession):
         message = Rejected(Reason.INTERNAL_ERROR).message if rejection.reason is Reason.INTERNAL_ERROR else None
         return ApplicationError(rejection.reason.uri, message or rejection.message)
 
-    # -- JWKS --------------------------------------------------------------------------------
-
-    def _worth_a_jwks_refetch(self, rejection: Rejected) -> bool:
-        """An unknown kid may be a key rotated at the identity provider: fetch once, then verify again."""
-        return rejection.reason is Reason.UNKNOWN_KEY and self._may_refetch_jwks()
-
-    def _may_refetch_jwks(self) -> bool:
-        if not self.settings.jwks_urls:
-            return False
-        spacing = min(u.min_refetch_seconds for u in self.settings.jwks_urls)
-        return self._jwks_fetch is not None or time.monotonic() - self._jwks_fetched_at >= spacing
-
-    def _refresh_jwks(self) -> Deferred:
-        """One fetch at a time; concurrent logins with the new kid wait for the same fetch."""
-        if self._jwks_fetch is None:
-            self._jwks_fetched_at = time.monotonic()
-            self._jwks_fetch = deferToThreadPool(reactor, self._jwks_io, self._fetch_all_jwks)
-            self._jwks_fetch.addCallbacks(self._install_jwks, self._jwks_failed)
-            self._jwks_fetch.addBoth(self._jwks_done)
-        waiter: Deferred = Deferred()
-        self._jwks_fetch.addBoth(lambda result: (waiter.callback(None), result)[1])
-        return waiter
-
-    def _fetch_all_jwks(self):
-        return [key for u in self.settings.jwks_urls for key in fetch_jwks(u.url, u.algorithms, u.timeout_seconds)]
-
-    def _install_jwks(self, keys) -> None:
-        metrics.JWKS_FETCHES.labels("ok").inc()
-        self.settings.keys.replace_remote(keys)
-        self.log.info("authenticator: JWKS fetched, {n} key(s): {kids}", n=len(keys), kids=[k.kid for k in keys])
-
-    def _jwks_failed(self, failure) -> None:
-        metrics.JWKS_FETCHES.labels("failed").inc()
-        # Keep the keys we have: an identity provider outage must not log everyone out.
-        self.log.warn("authenticator: JWKS fetch failed ({error}); keeping cached keys", error=failure.value)
-
-    def _jwks_done(self, result):
-        self._jwks_fetch = None
-        return result
-
-    # -- expiry, refresh, revocation ---------------------------------------------------------
-
-    def _schedule_expiry(self, live: LiveSession) -> None:
-        if live.deadline is None:
-            return
-        delay = max(0.0, live.deadline - time.time())
-        if live.timer is not None and live.timer.active():
-            live.timer.reset(delay)
-        else:
-            live.timer = reactor.callLater(delay, self._end_expired, live)
-
-    def _end_expired(self, live: LiveSession) -> None:
-        session_id = live.session_id  # read when it fires: behind proxies it is bound after login
-        if not live.joined:
-            self.live.pop(session_id)  # a login that never joined: nothing to end
-        elif self.live.get(session_id) is live:
-            self.log.info("session ended: reason=expired authid={authid} session={sid}", authid=live.authid,
-                          sid=session_id)  # fmt: skip
-            self._end(live, Reason.EXPIRED, "the session's token expired; fetch a fresh token and reconnect")
-
-    def _kill(self, session_id: int, reason: Reason, message: str) -> Deferred:
-        d = self.call("wamp.session.kill", session_id, reason=reason.uri, message=message)
-        d.addErrback(lambda failure: None)  # already gone: nothing to end
-        return d
-
-    def _end(self, live: LiveSession, reason: Reason, message: str) -> None:
-        self._forget(live.session_id)
-        metrics.SESSIONS_ENDED.labels(reason.code).inc()
-        self._kill(live.session_id, reason, message)
-
-    def _on_join(self, details, *args, **kwargs) -> None:
-        if not isinstance(details, dict):
-            return
-        session_id = details.get("session")
-        # Behind proxies the login was keyed by a login key it carries in its authextra.
-        key = (details.get("authextra") or {}).get(LOGIN_KEY) if self.settings.behind_proxies else session_id
-        live = self.live.join(key, session_id) if key is not None else None
-        if live is not None and live.revoked:
-            self.log.warn("session ended: reason=revoked (revoked while it was joining) authid={authid} session={sid}",
-                          authid=live.authid, sid=session_id)  # fmt: skip
-            self._end(live, Reason.REVOKED, REVOKED_MESSAGE)
-
-    def _on_leave(self, session_id, *args, **kwargs) -> None:
-        self._forget(session_id)
-
-    def _forget(self, session_id) -> None:
-        live = self.live.pop(session_id)
-        if live is not None and live.timer is not None and live.timer.active():
-            live.timer.cancel()
-
-    def _drop_unjoined_logins(self) -> None:
-        dropped = self.live.drop_unjoined(admitted_before=time.monotonic() - self.settings.join_timeout_seconds)
-        for live in dropped:
-            if live.timer is not None and live.timer.active():
-                live.timer.cancel()
-        if dropped:
-            self.log.info("authenticator: dropped {n} login(s) that never joined", n=len(dropped))
+    # -- refresh and revocation ---------------------------------------------------------------
 
     async def refresh(self, token, details=None):
         """A connected client presents a newer token; its session's deadline moves, no reconnect."""
-        live = self.live.get(_caller(details))
+        live = self.keeper.session(_caller(details))
         if live is None:
             metrics.REFRESHES.labels("refused", Reason.REFRESH_REFUSED.code).inc()
             raise ApplicationError(
                 Reason.REFRESH_REFUSED.uri, "Only a session that logged in with a token can refresh."
             )
         try:
-            identity = await self._verify(token)
+            identity = await maybeDeferred(self._check_token, token)
             if identity.authid != live.authid:
                 raise Rejected(Reason.REFRESH_REFUSED, "it is for another user", authid=live.authid, jti=identity.jti)
             if frozenset(identity.roles) != live.roles:
@@ -343,7 +216,6 @@ class AuthenticatorComponent(ApplicationSession):
                     Reason.REFRESH_REFUSED, "its roles differ from the session's; reconnect with it",
                     authid=live.authid, jti=identity.jti,
                 )  # fmt: skip
-            await self._admit(identity)
         except Rejected as rejection:
             metrics.REFRESHES.labels("refused", rejection.reason.code).inc()
             self.log.warn("refresh refused: reason={reason} detail={detail} authid={authid} session={sid}",
@@ -354,19 +226,10 @@ class AuthenticatorComponent(ApplicationSession):
             metrics.REFRESHES.labels("refused", Reason.INTERNAL_ERROR.code).inc()
             raise self._internal(error, "refresh") from None
         metrics.REFRESHES.labels("accepted", "none").inc()
-        live.jti, live.issued_at = identity.jti, identity.issued_at
-        if identity.expires_at is not None:
-            live.deadline = identity.expires_at + self.settings.expiry_grace_seconds
-            self._schedule_expiry(live)
+        self.keeper.refreshed(live, identity)
         self.log.info("session refreshed: authid={authid} session={sid} exp={exp}", authid=live.authid,
                       sid=live.session_id, exp=identity.expires_at)  # fmt: skip
         return {"exp": identity.expires_at}
-
-    def _internal(self, error: BaseException, what: str) -> ApplicationError:
-        """An unexpected failure: the log gets the exception type, the client a fixed message
-        (an exception's message or traceback could quote a token)."""
-        self.log.warn("{what} failed: internal error {kind}", what=what, kind=type(error).__name__)
-        return ApplicationError(Reason.INTERNAL_ERROR.uri, Rejected(Reason.INTERNAL_ERROR).message)
 
     async def revoke(self, authid=None, jti=None, details=None):
         """Refuse a user's tokens issued until now (authid=...) or one token (jti=...), and end the
@@ -377,45 +240,50 @@ class AuthenticatorComponent(ApplicationSession):
                 "wamp.error.invalid_argument",
                 f"Call revoke with authid='...' or jti='...' (at most {MAX_ID} characters).",
             )
+        lifetime = self.settings.claims.max_lifetime_seconds
+        keep = None if lifetime is None else lifetime + self.settings.claims.leeway_seconds
+        if self.store.known_down:
+            self.log.warn("authenticator: the token store is down; revocation refused: authid={authid} jti={jti}",
+                          authid=authid, jti=jti)  # fmt: skip
+            raise ApplicationError(Reason.STORE_UNAVAILABLE.uri, Rejected(Reason.STORE_UNAVAILABLE).message)
         try:
-            ended = await self._revoke(authid, jti)
-        except ApplicationError:
-            raise
+            await deferToThreadPool(
+                reactor, self._io, self.store.revoke, authid=authid, jti=jti, now=time.time(), keep_seconds=keep
+            )
+        except StoreUnavailable as error:
+            self.log.warn("authenticator: {error}", error=str(error))
+            raise ApplicationError(Reason.STORE_UNAVAILABLE.uri, Rejected(Reason.STORE_UNAVAILABLE).message) from None
         except Exception as error:  # noqa: BLE001 - the same rule as logins: the type only, never the message
             raise self._internal(error, "revoke") from None
+        _count_revocation(authid, jti, "here")
+        ended = self.keeper.revoke(authid, jti)
         by = details.caller_authid if details else None
         self.log.warn("revoked: authid={authid} jti={jti} by={by} sessions_ended={n}", authid=authid, jti=jti,
                       by=by, n=len(ended))  # fmt: skip
         return {"sessions_ended": len(ended)}
 
-    async def _revoke(self, authid: str | None, jti: str | None) -> list[LiveSession]:
-        lifetime = self.settings.claims.max_lifetime_seconds
-        keep = None if lifetime is None else lifetime + self.settings.claims.leeway_seconds
-        try:
-            await self._io_call(self.store.revoke, authid=authid, jti=jti, now=time.time(), keep_seconds=keep)
-        except StoreUnavailable as error:
-            self.log.warn("authenticator: {error}", error=str(error))
-            raise ApplicationError(Reason.STORE_UNAVAILABLE.uri, Rejected(Reason.STORE_UNAVAILABLE).message) from None
-        _count_revocation(authid, jti, "here")
-        return self._end_revoked_sessions(authid, jti)
-
-    def _end_revoked_sessions(self, authid: str | None, jti: str | None) -> list[LiveSession]:
-        """End the joined sessions a revocation covers; logins still joining are ended when they join."""
-        ended = []
-        for live in self.live.covered_by(authid=authid, jti=jti):
-            if live.joined:
-                self._end(live, Reason.REVOKED, REVOKED_MESSAGE)
-                ended.append(live)
-            else:
-                live.revoked = True
-        return ended
-
     def _revoked_elsewhere(self, authid: str | None, jti: str | None) -> None:
         _count_revocation(authid, jti, "elsewhere")
-        ended = self._end_revoked_sessions(authid, jti)
+        ended = self.keeper.revoke(authid, jti)
         if ended:
             self.log.warn("revoked on another router: authid={authid} jti={jti} sessions_ended={n}", authid=authid,
                           jti=jti, n=len(ended))  # fmt: skip
+
+    def _kill(self, session_id: int, reason: Reason, message: str) -> Deferred:
+        d = self.call("wamp.session.kill", session_id, reason=reason.uri, message=message)
+        d.addErrback(self._kill_failed, session_id)
+        return d
+
+    def _kill_failed(self, failure, session_id) -> None:
+        if not (failure.check(ApplicationError) and failure.value.error == "wamp.error.no_such_session"):
+            self.log.warn("authenticator: could not end session {sid}: {kind}", sid=session_id,
+                          kind=type(failure.value).__name__)  # fmt: skip
+
+    def _internal(self, error: BaseException, what: str) -> ApplicationError:
+        """An unexpected failure: the log gets the exception type, the client a fixed message
+        (an exception's message or traceback could quote a token)."""
+        self.log.warn("{what} failed: internal error {kind}", what=what, kind=type(error).__name__)
+        return ApplicationError(Reason.INTERNAL_ERROR.uri, Rejected(Reason.INTERNAL_ERROR).message)
 
     # -- authorization -----------------------------------------------------------------------
 
@@ -430,7 +298,7 @@ class AuthenticatorComponent(ApplicationSession):
                 action=action,
                 uri=uri,
                 match=(options or {}).get("match", "exact"),
-                session_roles=_verified_roles(session),
+                session_roles=sorted(self.keeper.token_roles(session)),
                 retain=bool((options or {}).get("retain")),
             )
         if decision.cacheable:
@@ -453,6 +321,14 @@ class AuthenticatorComponent(ApplicationSession):
             answer["disclose"] = True
         return answer
 
+    # -- Crossbar and Autobahn hooks ------------------------------------------------------------
+
+    def _count_sessions(self, role: str) -> int:
+        """For the /metrics scrape, on Crossbar's wsgi thread: ask the router, never guess."""
+        return blockingCallFromThread(
+            reactor, lambda: self.call("wamp.session.count", filter_authroles=[role]).addTimeout(2, reactor)
+        )
+
     def onUserError(self, fail, msg):
         """A failure in one of our procedures. A refusal (ApplicationError) was logged once already,
         with its reason: Autobahn would log its message a second time. Anything else is logged by
@@ -465,14 +341,21 @@ class AuthenticatorComponent(ApplicationSession):
 
     def onLeave(self, details):
         metrics.ACTIVE_SESSIONS.count = None
-        if self._unjoined_sweep is not None and self._unjoined_sweep.running:
-            self._unjoined_sweep.stop()
-        if self._jwks_loop is not None and self._jwks_loop.running:
-            self._jwks_loop.stop()
+        self.keeper.stop()
+        self.jwks.stop()
         super().onLeave(details)
 
 
-_TMP_LEAK = []  # TEMPORARY LEAK
+def _applied(verdict: Reason | None, identity: Identity) -> Identity:
+    if verdict is not None:
+        raise Rejected(verdict, authid=identity.authid, jti=identity.jti)
+    return identity
+
+
+def _as_rejection(error: BaseException) -> Rejected:
+    # Anything but a Rejected is an internal error, known by its type only: a message or
+    # traceback could quote the token.
+    return error if isinstance(error, Rejected) else Rejected(Reason.INTERNAL_ERROR, type(error).__name__)
 
 
 def _caller(details) -> int | None:
@@ -494,27 +377,9 @@ def _count_revocation(authid, jti, origin: str) -> None:
             metrics.REVOCATIONS.labels(kind, origin).inc()
 
 
-def _internal_error(error: BaseException) -> Rejected:
-    # The type only: a message or traceback could quote the token.
-    return Rejected(Reason.INTERNAL_ERROR, type(error).__name__)
-
-
 def _peer(details) -> str | None:
     return (details.get("transport") or {}).get("peer")
 
 
 def _headers(details) -> dict:
     return (details.get("transport") or {}).get("http_headers_received") or {}
-
-
-def _verified_roles(session: dict) -> list:
-    """The token roles this component put in the session's authextra, or none.
-
-    Only a dynamic session's authextra is ours (we always return one): for static anonymous
-    sessions Crossbar passes on the authextra the *client* sent in HELLO, so trusting it there would
-    let any visitor claim {"roles": ["admin"]}. Such a session gets exactly its authrole's rules.
-    """
-    if session.get("authprovider") != "dynamic" or session.get("authmethod") not in ("ticket", "anonymous"):
-        return []
-    roles = (session.get("authextra") or {}).get("roles")
-    return roles if isinstance(roles, list) else []

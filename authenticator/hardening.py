@@ -2,7 +2,7 @@
 
 The component calls :func:`harden_router_worker` from its constructor, which Crossbar runs in the
 router worker before the transports open, so no client byte is parsed before it holds; proxy
-workers, which load no component, get :func:`harden_worker_at_interpreter_start`. Each step
+workers, which load no component, get the same from :func:`harden_proxy_worker`. Each step
 checks what it changes and says so in the log when it cannot (an upgrade of Crossbar or Autobahn
 must not silently take a protection away).
 """
@@ -11,7 +11,11 @@ from __future__ import annotations
 
 import importlib
 import sys
-from collections.abc import Callable, Sized
+from collections.abc import Callable, Mapping, Sized
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from twisted.web.resource import IResource
 
 # Python's own default. Crossbar imports py_ecc (through its XBR dependencies), which runs
 # sys.setrecursionlimit(100000) on import: with that limit the C parsers of WAMP messages
@@ -36,16 +40,24 @@ def harden_router_worker(warn: Callable[[str], None]) -> None:
         warn("authenticator: Crossbar's worker log observer was not found; log lines are not bounded")
 
 
-def harden_worker_at_interpreter_start() -> None:
-    """For workers that do not load the component (Crossbar's proxy workers): run by Python itself
-    at the worker's start through ``authenticator/worker_site/sitecustomize.py``, which the derived
-    proxy config puts on the worker's PYTHONPATH, before Crossbar imports anything."""
-    restore_recursion_limit()
-    keep_crossbar_details_out_of_welcome()
-    import crossbar._logging as crossbar_logging  # the worker's main imports its observer factory later
+def harden_proxy_worker(extra: Mapping) -> IResource:
+    """Factory of a Crossbar ``resource`` web path: the one way to run our code in a proxy worker,
+    which loads no component. The derived scale-out config (authenticator/scaleout.py) gives every
+    proxy transport this path, named to sort before its WebSocket path: Crossbar builds a
+    transport's paths in sorted order and listens after, so it holds before any client byte.
 
-    make_json_observer = crossbar_logging.make_JSON_observer
-    crossbar_logging.make_JSON_observer = lambda out_file: _BoundedObserver(make_json_observer(out_file))
+    ``{"type": "resource", "classname": "authenticator.hardening.harden_proxy_worker",
+    "extra": {"hello_timeout_seconds": 10}}``; the path itself answers 404.
+    """
+    from twisted.logger import Logger
+    from twisted.web.pages import notFound
+
+    from .hello_timeout import DEFAULT_HELLO_TIMEOUT_SECONDS, install_hello_timeout
+
+    log = Logger()
+    harden_router_worker(lambda message: log.warn(message))
+    install_hello_timeout(extra.get("hello_timeout_seconds", DEFAULT_HELLO_TIMEOUT_SECONDS))
+    return notFound()
 
 
 def restore_recursion_limit() -> int:

@@ -7,42 +7,253 @@ configuration as the authenticator.
     POST /auth/login   {"username", "password"} -> session cookie (HttpOnly, SameSite=Lax)
     POST /auth/logout
     GET  /auth/token   -> {"token", "exp"}: a short-lived JWT for the logged-in user, every call
+
+It runs inside the router worker: whatever it parses or computes is the router's to pay. A body
+over `max_body_bytes` is answered 413 unread, one that is not a small JSON object 400, and each
+client address gets `login_attempts_per_minute` logins (429 and Retry-After past that).
 """
 
 from __future__ import annotations
 
+import ipaddress
 import json
+import math
 import os
+import re
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 from flask import Flask, jsonify, request, session
+from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.security import check_password_hash
 
 from .keys import load_hmac_secret
-from .settings import component_extra, load_settings
+from .settings import ConfigError, component_extra, load_settings
 from .tokens import user_claims
 
 TOKEN_TTL_SECONDS = 60
 # Checked against when a username is unknown, so both paths cost one hash check (no user probing).
 _DUMMY_HASH = "scrypt:32768:8:1$0000000000000000$" + "0" * 128
+# A login body is one flat object. The depth is counted before json.loads, which recurses once per
+# level: the router worker runs with a raised recursion limit, where deep nesting overflows the C
+# stack and kills the whole node instead of raising RecursionError.
+MAX_JSON_DEPTH = 4
+SEND = 'Send a JSON object {"username": "...", "password": "..."} with Content-Type: application/json.'
 
 
-def create_app(cbdir: Path) -> Flask:
-    extra = component_extra(cbdir / "config.json")
-    issuer_config = extra.pop("issuer", {})
+@dataclass(frozen=True)
+class IssuerSettings:
+    """`extra.issuer` of the authenticator component in .crossbar/config.json."""
+
+    users_file: str = "users.json"
+    token_ttl_seconds: int = TOKEN_TTL_SECONDS
+    max_body_bytes: int = 4096
+    login_attempts_per_minute: int = 10
+    login_tracked_addresses: int = 10_000
+
+
+_RANGES = {  # name: (lowest, highest) for the whole-number settings
+    "token_ttl_seconds": (1, 86_400),
+    "max_body_bytes": (256, 1_048_576),
+    "login_attempts_per_minute": (1, 10_000),
+    "login_tracked_addresses": (1, 10_000_000),
+}
+
+
+def load_issuer_settings(spec: object) -> IssuerSettings:
+    if not isinstance(spec, Mapping):
+        raise ConfigError("'issuer' must be an object")
+    known = {"users_file", *_RANGES}
+    if set(spec) - known:
+        raise ConfigError(f"unknown keys in 'issuer': {', '.join(sorted(set(spec) - known))}")
+    users_file = spec.get("users_file", IssuerSettings.users_file)
+    if not isinstance(users_file, str) or not users_file:
+        raise ConfigError("'issuer.users_file' must be a file name in the node directory")
+    numbers = {name: spec.get(name, getattr(IssuerSettings, name)) for name in _RANGES}
+    for name, value in numbers.items():
+        low, high = _RANGES[name]
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise ConfigError(f"'issuer.{name}' must be a whole number from {low} to {high}")
+    return IssuerSettings(users_file=users_file, **numbers)
+
+
+class LoginLimiter:
+    """A token bucket per client address: `per_minute` attempts at once, refilled at `per_minute`
+    a minute. The table holds at most `max_addresses` buckets; the least recently seen is dropped
+    first (a dropped address starts again with a full bucket)."""
+
+    def __init__(self, per_minute: int, max_addresses: int, clock: Callable[[], float] = time.monotonic) -> None:
+        self.capacity = float(per_minute)
+        self.per_second = per_minute / 60.0
+        self.max_addresses = max_addresses
+        self.clock = clock
+        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()  # address -> (tokens, at)
+        self._lock = threading.Lock()  # Crossbar runs the app on a thread pool
+
+    def attempt(self, address: str) -> float:
+        """0 if an attempt from `address` may go ahead (it is counted), else the seconds to wait."""
+        now = self.clock()
+        with self._lock:
+            tokens, at = self._buckets.pop(address, (self.capacity, now))
+            tokens = min(self.capacity, tokens + (now - at) * self.per_second)
+            wait = 0.0 if tokens >= 1 else (1 - tokens) / self.per_second
+            self._buckets[address] = (tokens - 1 if tokens >= 1 else tokens, now)
+            while len(self._buckets) > self.max_addresses:
+                self._buckets.popitem(last=False)
+            return wait
+
+
+def client_address(environ: Mapping, direct_ports: frozenset[int] | None) -> str:
+    """The address a login attempt counts against: the TCP peer, except behind our proxy workers.
+
+    There (authenticator/scaleout.py) the proxies forward /auth with Crossbar's `reverseproxy` to
+    the router worker's loopback-only web transport, so every peer is 127.0.0.1: one bucket for
+    every client, which one client could empty for all. That reverseproxy *replaces* any
+    X-Forwarded-For with the address it accepted the connection from (crossbar/webservice/base.py),
+    so it is then one address we can use. It is read only when the peer is loopback and the
+    request did not come in on a public port of config.json (`direct_ports`; None: unknown, never
+    read it): a client of the single-worker node reaches the issuer on its public port and cannot
+    pick its bucket with the header; only a process on this host can reach the internal port
+    without our proxies. Behind a reverse proxy of your own in front of the single-worker node,
+    every client shares the proxy's address.
+    """
+    peer = environ.get("REMOTE_ADDR") or "unknown"
+    forwarded = environ.get("HTTP_X_FORWARDED_FOR")
+    via_our_proxies = direct_ports is not None and _port(environ.get("SERVER_PORT")) not in direct_ports
+    if forwarded and via_our_proxies and _is_loopback(peer):
+        nearest = forwarded.rsplit(",", 1)[-1].strip()  # the entry our proxy added
+        if _ip(nearest) is not None:
+            return _bucket(nearest)
+    return _bucket(peer)
+
+
+def _bucket(address: str) -> str:
+    ip = _ip(address)
+    if ip is None:
+        return address[:64]
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped:
+            return str(ip.ipv4_mapped)
+        # One IPv6 host usually holds a whole /64: count the network, or every address is a bucket.
+        return str(ipaddress.ip_network(f"{ip}/64", strict=False))
+    return str(ip)
+
+
+def _ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        return ipaddress.ip_address(text)
+    except ValueError:
+        return None
+
+
+def _is_loopback(address: str) -> bool:
+    ip = _ip(address)
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
+        ip = ip.ipv4_mapped
+    return ip is not None and ip.is_loopback
+
+
+def _port(value: object) -> int | None:
+    return int(value) if isinstance(value, str) and value.isdigit() else None
+
+
+def public_ports(config_file: Path) -> frozenset[int] | None:
+    """The TCP ports of the web transports in a node config (`"$VAR"` read from the environment, as
+    Crossbar does); None if there is none or one cannot be read: then X-Forwarded-For is never used."""
+    config = json.loads(config_file.read_text(encoding="utf-8"))
+    ports = set()
+    for worker in config.get("workers", []):
+        for transport in worker.get("transports", []):
+            endpoint = transport.get("endpoint", {})
+            if transport.get("type") != "web" or endpoint.get("type") != "tcp":
+                continue
+            port = endpoint.get("port")
+            if isinstance(port, str) and re.fullmatch(r"\$[A-Za-z_][A-Za-z0-9_]*", port):
+                port = _port(os.environ.get(port[1:]))
+            if not isinstance(port, int):
+                return None
+            ports.add(port)
+    return frozenset(ports) or None
+
+
+def login_body(data: bytes) -> dict | None:
+    """The JSON object in a login body, or None when it is not one (bad UTF-8 or JSON, too deep)."""
+    try:
+        text = data.decode("utf-8")
+        if _nesting_deeper_than(text, MAX_JSON_DEPTH):
+            return None
+        body = json.loads(text)
+    except (ValueError, RecursionError):  # RecursionError is not a ValueError
+        return None
+    return body if isinstance(body, dict) else None
+
+
+def _nesting_deeper_than(text: str, limit: int) -> bool:
+    """Whether brackets nest deeper than `limit` outside strings: one pass, no recursion."""
+    depth, in_string, escaped = 0, False, False
+    for char in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            if depth > limit:
+                return True
+        elif char in "]}":
+            depth -= 1
+    return False
+
+
+def create_app(cbdir: Path, config_file: Path | None = None) -> Flask:
+    config_file = config_file or cbdir / "config.json"
+    extra = component_extra(config_file)
+    limits = load_issuer_settings(extra.pop("issuer", {}))
     settings = load_settings(extra, cbdir)
     key = settings.keys.signing_key()
-    users = json.loads((cbdir / issuer_config.get("users_file", "users.json")).read_text(encoding="utf-8"))
-    ttl = int(issuer_config.get("token_ttl_seconds", TOKEN_TTL_SECONDS))
+    users = json.loads((cbdir / limits.users_file).read_text(encoding="utf-8"))
+    ttl = limits.token_ttl_seconds
     cookie_name = settings.cookie.name if settings.cookie else None
+    limiter = LoginLimiter(limits.login_attempts_per_minute, limits.login_tracked_addresses)
+    direct_ports = public_ports(config_file)
 
     app = Flask(__name__)
-    app.secret_key, _ = load_hmac_secret("ISSUER_SESSION_SECRET", cbdir / "issuer-session.key", generate=True)
-    app.config.update(SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Lax", SESSION_COOKIE_NAME="session")
+    app.secret_key, _, _ = load_hmac_secret("ISSUER_SESSION_SECRET", cbdir / "issuer-session.key", generate=True)
+    app.config.update(
+        SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Lax", SESSION_COOKIE_NAME="session",
+        MAX_CONTENT_LENGTH=limits.max_body_bytes,  # larger bodies: 413 before a byte is parsed
+    )  # fmt: skip
+
+    @app.errorhandler(RequestEntityTooLarge)
+    def too_large(_error):
+        return jsonify(error=f"The request body is larger than {limits.max_body_bytes} bytes. {SEND}"), 413
 
     @app.post("/login")
     def login():
-        body = request.get_json(silent=True) or {}
+        # Only a JSON content type: a cross-site form cannot send one without a CORS preflight, so
+        # another site cannot log a visitor in to an account of its choosing (login CSRF).
+        body = login_body(request.get_data(cache=False)) if request.is_json else None
+        if body is None:
+            return jsonify(error=f"The body is not a JSON object of the expected shape. {SEND}"), 400
+        # Counted before the password is checked, right or wrong: each check costs an scrypt hash
+        # (~0.1 s, 32 MiB) of the router's process, and a limit that let a right password through
+        # would still tell a guesser when a guess is right.
+        wait = limiter.attempt(client_address(request.environ, direct_ports))
+        if wait:
+            seconds = math.ceil(wait)
+            response = jsonify(error=f"Too many login attempts from your address. Try again in {seconds} s.",
+                               retry_after=seconds)  # fmt: skip
+            response.headers["Retry-After"] = str(seconds)
+            return response, 429
         username, password = body.get("username"), body.get("password")
         user = users.get(username) if isinstance(username, str) else None
         valid = check_password_hash(user["password_hash"] if user else _DUMMY_HASH, str(password or ""))

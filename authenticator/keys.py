@@ -41,6 +41,7 @@ class VerificationKey:
     algorithms: frozenset[str]
     material: Any  # the HMAC secret (bytes) or a public key object
     source: str  # where it came from (an env var name or a file path), for messages; never the key
+    generated: bool = False  # a secret this start created (tokens signed with any other are refused)
 
     @property
     def can_sign(self) -> bool:
@@ -153,23 +154,20 @@ def keys_from_jwks(jwks: dict, wanted: Iterable[str] | None, source: str) -> lis
     return keys
 
 
-GENERATED = " (generated at this start)"  # ends a key's source when load_hmac_secret created the secret
-
-
-def load_hmac_secret(env_name: str | None, secret_file: Path | None, *, generate: bool) -> tuple[bytes, str]:
+def load_hmac_secret(env_name: str | None, secret_file: Path | None, *, generate: bool) -> tuple[bytes, str, bool]:
     """The secret from the environment, else from its file, else a new one written to that file.
 
-    Returns (secret, source). The secret is used exactly as given (its text bytes), the way
+    Returns (secret, source, generated). The secret is used exactly as given (its text bytes), the way
     PHP, Node and Python JWT libraries use a string secret, so one JWT_SECRET serves them all.
     """
     if env_name and os.environ.get(env_name):
-        return _checked(os.environ[env_name].encode(), f"environment variable {env_name}"), env_name
+        return _checked(os.environ[env_name].encode(), f"environment variable {env_name}"), env_name, False
     if secret_file is None:
         raise KeyConfigError(f"environment variable {env_name} is not set and no secret_file is configured")
     if secret_file.exists():
         _refuse_loose_permissions(secret_file)
         text = secret_file.read_text(encoding="utf-8").strip()
-        return _checked(text.encode(), str(secret_file)), str(secret_file)
+        return _checked(text.encode(), str(secret_file)), str(secret_file), False
     if not generate:
         raise KeyConfigError(f"set {env_name} or create {secret_file} (mode 0600) holding the shared secret")
     secret = base64.urlsafe_b64encode(secrets.token_bytes(GENERATED_SECRET_BYTES)).rstrip(b"=")
@@ -178,7 +176,7 @@ def load_hmac_secret(env_name: str | None, secret_file: Path | None, *, generate
     fd = os.open(secret_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as out:
         out.write(secret + b"\n")
-    return secret, f"{secret_file}{GENERATED}"
+    return secret, f"{secret_file} (generated at this start)", True
 
 
 def _checked(secret: bytes, source: str) -> bytes:

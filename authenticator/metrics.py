@@ -46,7 +46,12 @@ JWKS_FETCHES = Counter("crossbar_jwt_jwks_fetches", "JWKS fetches, by outcome (o
 
 
 class ActiveSessions:
-    """Scrape-time gauge; `count(role)` is installed by the component once it has joined."""
+    """Scrape-time gauge; `count(role)` is installed by the component once it has joined.
+
+    Asking the router can fail (the component's call times out after 2 s): the scrape then still
+    answers, with no active-session samples at all (a partial set would understate the total) and
+    ``crossbar_jwt_active_sessions_scrape_ok`` 0. The first failure ends the asking, so a scrape
+    waits for at most one timeout."""
 
     def __init__(self) -> None:
         self.count: Callable[[str], int] | None = None
@@ -54,10 +59,24 @@ class ActiveSessions:
 
     def collect(self):
         gauge = GaugeMetricFamily("crossbar_jwt_active_sessions", "Sessions on the realm, by role.", labels=["role"])
-        if self.count is not None:
-            for role in self.roles:
-                gauge.add_metric([role], self.count(role))
+        counts = self._counts()
+        for role, sessions in counts or ():
+            gauge.add_metric([role], sessions)
         yield gauge
+        yield GaugeMetricFamily(
+            "crossbar_jwt_active_sessions_scrape_ok",
+            "1 when this scrape read the active sessions of every role from the router, else 0.",
+            value=0 if counts is None else 1,
+        )
+
+    def _counts(self) -> list[tuple[str, int]] | None:
+        count = self.count
+        if count is None:
+            return None  # not joined (yet, or any more): unknown, not zero
+        try:
+            return [(role, count(role)) for role in self.roles]
+        except Exception:  # noqa: BLE001 - a failed count must not take the other metrics down with it
+            return None
 
 
 ACTIVE_SESSIONS = ActiveSessions()

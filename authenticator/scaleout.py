@@ -9,6 +9,11 @@ Crossbar 26's proxy workers cannot host ``wsgi`` paths (the demo issuer at /auth
 worker keeps them on a loopback-only web transport (``internal_port``) and the proxies forward
 those paths to it with Crossbar's ``reverseproxy`` path service.
 
+The proxies load no component: each proxy transport gets a ``resource`` path that hardens its
+worker as the component hardens the router worker (authenticator/hardening.py: recursion limit,
+bounded log lines, no Crossbar details in WELCOME) and installs the HELLO timeout
+(authenticator/hello_timeout.py) with the component's ``limits.hello_timeout_seconds``.
+
     python -m authenticator proxy-config --proxies 2 > .crossbar/config-proxies.json
     crossbar start --cbdir .crossbar --config config-proxies.json
 """
@@ -17,6 +22,10 @@ from __future__ import annotations
 
 import copy
 
+from .hello_timeout import DEFAULT_HELLO_TIMEOUT_SECONDS
+
+# The path that hardens a proxy worker; it must sort before the WebSocket path (see _hardened).
+HARDENING_PATH = "hardening"
 # The role of the proxies' service session that calls the dynamic authenticators in the router.
 PROXY_AUTHENTICATOR_ROLE = "proxy-authenticator"
 ROUTER_SOCKET = "router.sock"
@@ -70,9 +79,11 @@ def proxy_config(config: dict, proxies: int, internal_port: int = INTERNAL_PORT)
             ],
         }
     )
+    hello_timeout = DEFAULT_HELLO_TIMEOUT_SECONDS
     for component in router.get("components", []):
         if component.get("classname") == "authenticator.component.AuthenticatorComponent":
             component.setdefault("extra", {}).setdefault("session", {})["behind_proxies"] = True
+            hello_timeout = component["extra"].get("limits", {}).get("hello_timeout_seconds", hello_timeout)
     # Every role a client session can get must have a route to the router worker.
     client_roles = [r["name"] for r in realm["roles"] if r["name"] != "authenticator"]
     for i in range(proxies):
@@ -94,7 +105,7 @@ def proxy_config(config: dict, proxies: int, internal_port: int = INTERNAL_PORT)
                         "auth": {"anonymous-proxy": {"type": "static"}},
                     }
                 },
-                "transports": [_shared(t) for t in copy.deepcopy(public)],
+                "transports": [_hardened(_shared(t), hello_timeout) for t in copy.deepcopy(public)],
             }
         )
     return config
@@ -115,4 +126,23 @@ def _shared(transport: dict) -> dict:
         for method in (path.get("auth") or {}).values():
             if method.get("type") == "dynamic":
                 method["authenticator-role"] = PROXY_AUTHENTICATOR_ROLE
+    return transport
+
+
+def _hardened(transport: dict, hello_timeout: float) -> dict:
+    """A proxy's web transport with the path that hardens its worker (and installs the HELLO timeout).
+
+    Crossbar starts a transport's paths in sorted order: the name sorts before the WebSocket
+    path's, so the worker is hardened before its first WebSocket connection.
+    """
+    paths = transport.get("paths", {})
+    websockets = [name for name, path in paths.items() if path.get("type") == "websocket"]
+    if websockets:
+        if min(websockets) < HARDENING_PATH:
+            raise ValueError(f"the WebSocket path {min(websockets)!r} would start before {HARDENING_PATH!r}: rename it")
+        paths[HARDENING_PATH] = {
+            "type": "resource",
+            "classname": "authenticator.hardening.harden_proxy_worker",
+            "extra": {"hello_timeout_seconds": hello_timeout},
+        }
     return transport

@@ -56,6 +56,10 @@ class LiveSessions:
         live = self._by_id.get(session_id) if session_id is not None else None
         return live if live is not None and live.joined else None
 
+    def find(self, key: int | str | None) -> LiveSession | None:
+        """A joined session or a pending login."""
+        return self._by_id.get(key) if key is not None else None
+
     def pop(self, session_id: int | str) -> LiveSession | None:
         return self._by_id.pop(session_id, None)
 

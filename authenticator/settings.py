@@ -56,6 +56,9 @@ class JwksUrl:
 class StoreSpec:
     sqlite_path: Path | None = None
     redis_url: str | None = None
+    # Longest wait for one answer from the store (Redis: per round trip and per connect; SQLite:
+    # for a lock). Past it the login is refused store_unavailable: fail closed, and fast.
+    timeout_seconds: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -72,6 +75,8 @@ class Limits:
     # Distinct (role, URI, action) answers the component lets Crossbar cache: its cache never
     # evicts, so past this budget answers are given uncached (correct, one authorizer call each).
     authorization_cache_entries: int = 10000
+    # From the WebSocket upgrade to WELCOME; a client that has not joined by then is closed (1008).
+    hello_timeout_seconds: int = 10
 
 
 @dataclass(frozen=True)
@@ -153,7 +158,9 @@ def load_settings(extra: Mapping, cbdir: Path, *, generate_secret: bool = True) 
 
 def _load_limits(spec: object) -> Limits:
     defaults = Limits()
-    bounds = {"max_uri_length": (16, 65536), "authorization_cache_entries": (0, 1_000_000)}
+    bounds = {
+        "max_uri_length": (16, 65536), "authorization_cache_entries": (0, 1_000_000), "hello_timeout_seconds": (1, 300),
+    }  # fmt: skip
     if not isinstance(spec, Mapping) or set(spec) - set(bounds):
         raise ConfigError(f"'limits' takes {', '.join(bounds)}")
     values = {}
@@ -166,17 +173,20 @@ def _load_limits(spec: object) -> Limits:
 
 
 def _load_store(spec: object, cbdir: Path) -> StoreSpec:
-    if not isinstance(spec, Mapping) or set(spec) - {"sqlite", "redis_url"}:
-        raise ConfigError("'store' takes 'sqlite' (a file in the node directory) or 'redis_url'")
+    if not isinstance(spec, Mapping) or set(spec) - {"sqlite", "redis_url", "timeout_seconds"}:
+        raise ConfigError("'store' takes 'sqlite' (a file in the node directory) or 'redis_url', and 'timeout_seconds'")
+    timeout = spec.get("timeout_seconds", 1.0)
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not 0.1 <= timeout <= 10:
+        raise ConfigError("'store.timeout_seconds' must be a number of seconds from 0.1 to 10")
     if spec.get("redis_url"):
         url = spec["redis_url"]
         if not isinstance(url, str) or not url.startswith(("redis://", "rediss://", "unix://")):
             raise ConfigError("'store.redis_url' must be a redis://, rediss:// or unix:// URL")
-        return StoreSpec(redis_url=url)
+        return StoreSpec(redis_url=url, timeout_seconds=float(timeout))
     name = spec.get("sqlite", "tokens.sqlite")
     if not isinstance(name, str) or not name:
         raise ConfigError("'store.sqlite' must be a file name")
-    return StoreSpec(sqlite_path=cbdir / name)
+    return StoreSpec(sqlite_path=cbdir / name, timeout_seconds=float(timeout))
 
 
 def _load_cookie(spec: object) -> CookieRule | None:
@@ -295,10 +305,12 @@ def _load_secret(spec: Mapping, kid, algorithms, cbdir: Path, generate: bool, wh
     secret_file = spec.get("secret_file")
     path = (cbdir / secret_file) if isinstance(secret_file, str) else None
     try:
-        secret, source = load_hmac_secret(spec.get("secret_env"), path, generate=generate)
+        secret, source, generated = load_hmac_secret(spec.get("secret_env"), path, generate=generate)
     except KeyConfigError as error:
         raise ConfigError(f"{where}: {error}") from error
-    return VerificationKey(kid=kid, algorithms=frozenset(algorithms), material=secret, source=source)
+    return VerificationKey(
+        kid=kid, algorithms=frozenset(algorithms), material=secret, source=source, generated=generated
+    )
 
 
 def _load_jwks_url(spec: Mapping, algorithms, where: str) -> JwksUrl:

@@ -1,15 +1,21 @@
 """Replay and revocation state: SQLite in the node directory by default, Redis for several routers.
 
-Synchronous and Twisted-free; the component calls it on its own I/O thread, never on the
+Synchronous and Twisted-free; the component calls it on its own I/O threads, never on the
 reactor. Any failure to reach the state raises StoreUnavailable, which refuses the login: an
-unchecked token is never accepted.
+unchecked token is never accepted. Every call is bounded by the store's timeout, and open_store
+puts a circuit breaker (GuardedStore) in front: once the store has failed, calls are refused at
+once instead of each waiting out its own timeout, until a retry finds it answering again.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 import secrets
 import sqlite3
 import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
@@ -19,6 +25,7 @@ from .settings import StoreSpec
 PURGE_EVERY = 500  # logins between purges of expired single-use entries
 RECONNECT_SECONDS = 1.0  # between attempts to reach Redis for revocation announcements
 BLOCK_SECONDS = 5.0  # one blocking read of the revocation stream
+RETRY_SECONDS = 1.0  # how long a store that failed is refused at once before one call tries it again
 
 
 class StoreUnavailable(Exception):
@@ -46,32 +53,113 @@ class TokenStore(Protocol):
     def close(self) -> None: ...
 
 
-def open_store(spec: StoreSpec) -> TokenStore:
+def open_store(spec: StoreSpec) -> GuardedStore:
     if spec.redis_url:
-        return RedisStore(spec.redis_url)
+        return GuardedStore(RedisStore(spec.redis_url, timeout_seconds=spec.timeout_seconds))
     assert spec.sqlite_path is not None
-    return SqliteStore(spec.sqlite_path)
+    return GuardedStore(SqliteStore(spec.sqlite_path, timeout_seconds=spec.timeout_seconds))
+
+
+class GuardedStore:
+    """A circuit breaker in front of a store.
+
+    Up: every call goes to the store. A call that raises StoreUnavailable marks it down: for
+    `retry_seconds` every call is refused at once with StoreUnavailable, without asking the store
+    (a store that hangs would otherwise cost each login a full timeout, one after another on the
+    I/O threads). Then the next call tries the store for real (only that one: the others are still
+    refused while it is in flight); its success marks the store up, its failure down again.
+
+    Failing fast is still failing closed: a refused call refuses the login, never admits it.
+    `known_down` reads two attributes and takes no lock, so the component can check it on the
+    reactor and refuse a login without even a thread hop. Memory-only checks (`revoked`) and every
+    other attribute of the store pass through.
+    """
+
+    def __init__(self, store, *, clock: Callable[[], float] = time.monotonic,
+                 retry_seconds: float = RETRY_SECONDS) -> None:  # fmt: skip
+        self.store = store
+        self.revocations_in_memory = store.revocations_in_memory  # an attribute: tests patch it
+        self._clock = clock
+        self._retry_seconds = retry_seconds
+        self._lock = threading.Lock()
+        self._down_until: float | None = None  # None: up
+        self._trying = False  # one call is trying a store that was down
+        self._cause = ""
+
+    @property
+    def known_down(self) -> bool:
+        """True while a call would be refused without asking the store."""
+        down_until = self._down_until
+        return down_until is not None and (self._trying or self._clock() < down_until)
+
+    def admit(self, **kwargs):
+        return self._call(self.store.admit, kwargs)
+
+    def revoke(self, **kwargs):
+        return self._call(self.store.revoke, kwargs)
+
+    def revoked(self, **kwargs):
+        return self.store.revoked(**kwargs)
+
+    def close(self) -> None:
+        self.store.close()
+
+    def __getattr__(self, name: str):
+        if name == "store":  # not set yet (during __init__, or an object made without it)
+            raise AttributeError(name)
+        return getattr(self.store, name)
+
+    def _call(self, operation, kwargs: dict):
+        trying = False  # this call is the one retry (only it may end the retry)
+        with self._lock:
+            if self._down_until is not None:
+                now = self._clock()
+                if self._trying or now < self._down_until:
+                    # The cause names the store and the error type; never a token or an argument.
+                    wait = max(0.0, self._down_until - now)
+                    raise StoreUnavailable(f"{self._cause}; the store is down, next try in {wait:.1f} s")
+                self._trying = trying = True
+        try:
+            result = operation(**kwargs)
+        except StoreUnavailable as error:
+            with self._lock:
+                self._cause = str(error)
+                self._down_until = self._clock() + self._retry_seconds
+                self._trying = self._trying and not trying
+            raise
+        except BaseException:
+            with self._lock:  # not an answer about the store: the next call tries again
+                self._trying = self._trying and not trying
+            raise
+        with self._lock:
+            self._down_until = None
+            self._trying = self._trying and not trying
+        return result
 
 
 class SqliteStore:
-    """One connection, used from one thread at a time (the component's I/O thread).
+    """One connection, used by one I/O thread at a time (a lock, waited for at most the timeout).
 
     Revocations are also kept in memory (loaded at start, updated by revoke): checking a reusable
     token then costs no I/O and no thread hop, which keeps the login hot path on the reactor.
+    Revocations whose keep_until has passed cover no token any more: they are purged from the file
+    and from memory at open, on each revoke and every PURGE_EVERY single-use logins.
     """
 
     revocations_in_memory = True
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, timeout_seconds: float = 1.0, clock: Callable[[], float] = time.time) -> None:
         self.path = path
+        self.timeout_seconds = timeout_seconds
         self._lock = threading.Lock()
         self._admitted = 0
-        # authid -> (revoked_at, keep_until); jti -> keep_until. Written on the I/O thread, read on
-        # the reactor: single dict operations are atomic under the GIL.
+        # authid -> (revoked_at, keep_until); jti -> keep_until. Written on the I/O threads under
+        # the lock, read on the reactor: single dict operations are atomic under the GIL.
         self._revoked_authids: dict[str, tuple[float, float | None]] = {}
         self._revoked_jtis: dict[str, float | None] = {}
         try:
-            self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=2)
+            _create_private(path)
+            self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=timeout_seconds)
             self._db.executescript(
                 """
                 PRAGMA journal_mode = WAL;
@@ -81,11 +169,11 @@ class SqliteStore:
                 CREATE TABLE IF NOT EXISTS revoked_jti (jti TEXT PRIMARY KEY, keep_until REAL);
                 """
             )
-            path.chmod(0o600)
             for authid, revoked_at, keep_until in self._db.execute("SELECT * FROM revoked_authid"):
                 self._revoked_authids[authid] = (revoked_at, keep_until)
             self._revoked_jtis.update(self._db.execute("SELECT jti, keep_until FROM revoked_jti"))
-        except sqlite3.Error as error:
+            self._purge_revocations(clock())
+        except (sqlite3.Error, OSError) as error:
             raise StoreUnavailable(f"cannot open the token store {path}: {error}") from error
 
     def revoked(self, *, authid, jti, issued_at, now):
@@ -94,18 +182,38 @@ class SqliteStore:
             # A token without iat cannot prove it was issued after the revocation.
             if issued_at is None or issued_at <= entry[0]:
                 return Reason.REVOKED
-        if jti is not None and jti in self._revoked_jtis:
-            keep_until = self._revoked_jtis[jti]
-            if keep_until is None or keep_until > now:
-                return Reason.REVOKED
+        # One get, not `in` then `[]`: a purge on an I/O thread may drop the entry in between.
+        keep_until = self._revoked_jtis.get(jti, _ABSENT) if jti is not None else _ABSENT
+        if keep_until is not _ABSENT and (keep_until is None or keep_until > now):
+            return Reason.REVOKED
         return None
 
     def admit(self, *, authid, jti, issued_at, expires_at, single_use, now):
         try:
-            with self._lock:
+            with self._locked():
                 return self._admit(authid, jti, issued_at, expires_at, single_use, now)
         except sqlite3.Error as error:
             raise StoreUnavailable(f"token store {self.path}: {error}") from error
+
+    @contextlib.contextmanager
+    def _locked(self):
+        if not self._lock.acquire(timeout=self.timeout_seconds):
+            raise StoreUnavailable(f"token store {self.path}: busy for more than {self.timeout_seconds} s")
+        try:
+            yield
+        finally:
+            self._lock.release()
+
+    def _purge_revocations(self, now: float) -> None:
+        """Drop revocations that cover no token any more (kept until keep_until): file, then memory."""
+        self._db.execute("DELETE FROM revoked_authid WHERE keep_until IS NOT NULL AND keep_until <= ?", (now,))
+        self._db.execute("DELETE FROM revoked_jti WHERE keep_until IS NOT NULL AND keep_until <= ?", (now,))
+        for authid, (_, keep_until) in list(self._revoked_authids.items()):
+            if keep_until is not None and keep_until <= now:
+                self._revoked_authids.pop(authid, None)
+        for jti, keep_until in list(self._revoked_jtis.items()):
+            if keep_until is not None and keep_until <= now:
+                self._revoked_jtis.pop(jti, None)
 
     def _admit(self, authid, jti, issued_at, expires_at, single_use, now):
         verdict = self.revoked(authid=authid, jti=jti, issued_at=issued_at, now=now)
@@ -116,6 +224,7 @@ class SqliteStore:
         self._admitted += 1
         if self._admitted % PURGE_EVERY == 0:
             self._db.execute("DELETE FROM used_jti WHERE expires_at <= ?", (now,))
+            self._purge_revocations(now)
         keep_until = expires_at if expires_at is not None else now + 86400
         cursor = self._db.execute(
             "INSERT INTO used_jti (jti, expires_at) VALUES (?, ?) "
@@ -127,7 +236,8 @@ class SqliteStore:
     def revoke(self, *, authid, jti, now, keep_seconds):
         keep_until = None if keep_seconds is None else now + keep_seconds
         try:
-            with self._lock:
+            with self._locked():
+                self._purge_revocations(now)
                 if authid is not None:
                     self._db.execute(
                         "INSERT INTO revoked_authid (authid, revoked_at, keep_until) VALUES (?, ?, ?) "
@@ -151,6 +261,18 @@ class SqliteStore:
         self._db.close()
 
 
+_ABSENT = object()
+
+
+def _create_private(path: Path) -> None:
+    """Create the database file 0600 before SQLite opens it: SQLite creates its -wal and -shm files
+    with the database file's permissions, and they hold the same data (revoked users, used jtis)."""
+    os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+    for name in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        with contextlib.suppress(FileNotFoundError):
+            name.chmod(0o600)  # an older version created them with the umask's permissions
+
+
 class RedisStore:
     """Shared by every router that names the same Redis: a token used on one is used on all."""
 
@@ -164,14 +286,24 @@ class RedisStore:
     def revoked(self, *, authid, jti, issued_at, now):
         raise NotImplementedError("RedisStore answers revocations through admit, on the I/O thread")
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, timeout_seconds: float = 1.0) -> None:
         import redis  # only deployments that configure Redis need the client
+        from redis.backoff import NoBackoff
+        from redis.retry import Retry
 
         self._errors = (redis.RedisError,)
         self.url_shown = url.split("@")[-1]  # never log a password from the URL
-        self._redis_factory = lambda socket_timeout=1.0: redis.Redis.from_url(
-            url, socket_timeout=socket_timeout, socket_connect_timeout=1.0
-        )
+        self.timeout_seconds = timeout_seconds
+
+        def connect(socket_timeout: float = timeout_seconds):
+            # No retries inside the client: one round trip waits at most the timeout, and the
+            # GuardedStore, not the client, decides when a store that failed is tried again.
+            return redis.Redis.from_url(
+                url, socket_timeout=socket_timeout, socket_connect_timeout=timeout_seconds,
+                retry=Retry(NoBackoff(), 0),
+            )  # fmt: skip
+
+        self._redis_factory = connect
         self._redis = self._redis_factory()
         # Marks this store's own stream entries: the router that revoked has ended its sessions already.
         self._origin = secrets.token_hex(8)
@@ -217,25 +349,36 @@ class RedisStore:
         reader = self._redis_factory(socket_timeout=BLOCK_SECONDS + 2)
 
         def listen() -> None:
-            last_id = "$"  # only what is revoked after we start: earlier ones are checked at login
+            cursor = {"last_id": "$"}  # only what is revoked after we start: earlier ones are checked at login
             while not stop.is_set():
                 try:
-                    if last_id == "$":
-                        newest = reader.xinfo_stream(self.STREAM)["last-generated-id"] if reader.exists(
-                            self.STREAM) else b"0-0"  # fmt: skip
-                        last_id = newest.decode() if isinstance(newest, bytes) else newest
-                    for _, entries in reader.xread({self.STREAM: last_id}, block=int(BLOCK_SECONDS * 1000)) or []:
-                        for entry_id, fields in entries:
-                            last_id = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
-                            announced = _announcement(fields)
-                            if announced is not None and fields.get(b"origin") != self._origin.encode():
-                                on_revocation(*announced)
-                except self._errors as error:
-                    on_problem(f"Redis revocation stream at {self.url_shown}: {type(error).__name__}; retrying")
+                    self._read_revocations(reader, cursor, on_revocation)
+                except Exception as error:  # noqa: BLE001 - whatever fails, the listener must live on
+                    # The type only: a message could quote what Redis sent. A connection that failed
+                    # half-way may hold a partial reply: drop it, the next read reconnects.
+                    with contextlib.suppress(Exception):
+                        reader.connection_pool.disconnect()
+                    with contextlib.suppress(Exception):
+                        on_problem(f"Redis revocation stream at {self.url_shown}: {type(error).__name__}; retrying")
                     stop.wait(RECONNECT_SECONDS)
 
         threading.Thread(target=listen, name="authenticator-revocations", daemon=True).start()
         return stop
+
+    def _read_revocations(self, reader, cursor: dict, on_revocation) -> None:
+        """One blocking read of the stream after cursor["last_id"], which follows every entry read
+        (kept across failures: after a reconnect the read goes on from there, nothing is missed)."""
+        if cursor["last_id"] == "$":
+            newest = reader.xinfo_stream(self.STREAM)["last-generated-id"] if reader.exists(self.STREAM) else b"0-0"
+            cursor["last_id"] = newest.decode() if isinstance(newest, bytes) else newest
+        for _, entries in reader.xread({self.STREAM: cursor["last_id"]}, block=int(BLOCK_SECONDS * 1000)) or []:
+            for entry_id, fields in entries:
+                # Past this entry before acting on it: an entry that makes on_revocation fail is
+                # not read again and again.
+                cursor["last_id"] = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
+                announced = _announcement(fields)
+                if announced is not None and fields.get(b"origin") != self._origin.encode():
+                    on_revocation(*announced)
 
     def close(self) -> None:
         self._redis.close()

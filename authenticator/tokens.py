@@ -122,7 +122,10 @@ class TokenVerifier:
             raise Rejected(Reason.MISSING_TOKEN)
         if not isinstance(token, str):
             raise Rejected(Reason.MALFORMED_TOKEN, "the ticket must be a string")
-        if len(token) > self.settings.max_token_bytes:
+        # Bytes, not characters: a character can take up to four bytes in UTF-8. Counting the
+        # characters first spares encoding a huge ticket that is over the limit either way.
+        limit = self.settings.max_token_bytes
+        if len(token) > limit or len(token.encode("utf-8", "surrogatepass")) > limit:
             raise Rejected(Reason.MALFORMED_TOKEN, f"it is longer than {self.settings.max_token_bytes} bytes")
         if token.count(".") != 2:
             raise Rejected(Reason.MALFORMED_TOKEN, "a JWT has exactly three dot-separated parts")

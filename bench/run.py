@@ -72,7 +72,7 @@ def sessions_benchmark(systems, rounds: int, count: int, secret: str) -> dict:
     return samples
 
 
-FANOUT_TOPICS = {"role-wide (cached)": "app.chat.bench", "per-user (uncached)": "app.user.alice.status"}
+FANOUT_TOPICS = {"role-wide rule": "app.chat.bench", "per-user rule": "app.user.alice.status"}
 
 
 def fanout_benchmark(systems, rounds: int, events: int, secret: str) -> dict:

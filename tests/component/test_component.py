@@ -82,16 +82,16 @@ def test_an_anonymous_session_cannot_borrow_roles_through_its_hello_authextra(co
     assert answer == {"allow": False, "cache": False, "disclose": False}
 
 
-def test_a_dynamic_ticket_sessions_extra_roles_widen_its_permissions(component):
-    session = {
-        "authid": "x",
-        "authrole": "user",
-        "authmethod": "ticket",
-        "authprovider": "dynamic",
-        "authextra": {"roles": ["user", "admin"]},
-    }
-    answer = component.authorize(session, "app.secret", "subscribe", {"match": "exact"})
+def test_the_roles_of_the_token_a_session_logged_in_with_widen_its_permissions(component):
+    component.authenticate("realm1", None, {**DETAILS, "ticket": mint("x", ["user", "admin"]), "session": 11})
+    # a user-role session that logged in with that token (Crossbar gives one role; the others are ours to know)
+    logged_in = {"session": 11, "authid": "x", "authrole": "user", "authextra": {}}
+    answer = component.authorize(logged_in, "app.secret", "subscribe", {"match": "exact"})
     assert answer == {"allow": True, "cache": False, "disclose": False}
+    # roles in a session's authextra count for nothing: only the token we verified does
+    claiming = {"session": 12, "authid": "x", "authrole": "user", "authprovider": "dynamic",
+                "authextra": {"roles": ["user", "admin"]}}  # fmt: skip
+    assert component.authorize(claiming, "app.secret", "subscribe", {"match": "exact"})["allow"] is False
 
 
 @pytest_twisted.ensureDeferred
@@ -120,7 +120,7 @@ def call_details(caller: int, **kwargs):
 async def test_an_unexpected_error_in_refresh_or_revoke_is_internal_error_without_its_message(component, monkeypatch):
     token = mint("alice")
     component.authenticate("realm1", None, {**DETAILS, "ticket": token, "session": 7})
-    component._on_join({"session": 7})
+    component.keeper.joined({"session": 7})
 
     def explode(*args, **kwargs):
         raise RuntimeError(f"boom while reading {token}")

@@ -4,7 +4,8 @@ import json
 
 import pytest
 
-from authenticator.scaleout import PROXY_AUTHENTICATOR_ROLE, proxy_config
+from authenticator.hello_timeout import DEFAULT_HELLO_TIMEOUT_SECONDS
+from authenticator.scaleout import HARDENING_PATH, PROXY_AUTHENTICATOR_ROLE, proxy_config
 from authenticator.store import _announcement
 from tests.support.router import REPO
 
@@ -31,6 +32,23 @@ def test_the_router_keeps_authorization_and_listens_only_on_loopback_and_a_unix_
     roles = {r["name"]: r for r in router["realms"][0]["roles"]}
     assert roles["user"]["authorizer"] == "authenticator.authorize"
     assert SHIPPED["workers"][0]["transports"][0]["endpoint"].get("shared") is None  # the input is not changed
+
+
+def test_proxies_get_the_routers_transport_limits_and_the_hello_timeout():
+    config = json.loads(json.dumps(SHIPPED))
+    config["workers"][0]["components"][0]["extra"]["limits"] = {"hello_timeout_seconds": 3}
+    shipped_web = SHIPPED["workers"][0]["transports"][0]
+    for proxy in [w for w in proxy_config(config, proxies=2)["workers"] if w["type"] == "proxy"]:
+        web = proxy["transports"][0]
+        assert web["options"] == shipped_web["options"]
+        assert web["paths"]["ws"]["serializers"] == ["json"]
+        assert web["paths"]["ws"]["options"] == shipped_web["paths"]["ws"]["options"]
+        hook = web["paths"][HARDENING_PATH]
+        assert hook["classname"] == "authenticator.hardening.harden_proxy_worker"
+        assert hook["extra"] == {"hello_timeout_seconds": 3}
+        assert HARDENING_PATH < "ws"  # Crossbar starts paths in sorted order: the hook first
+    default = proxy_config(SHIPPED, proxies=1)["workers"][1]["transports"][0]["paths"][HARDENING_PATH]
+    assert default["extra"] == {"hello_timeout_seconds": DEFAULT_HELLO_TIMEOUT_SECONDS}
 
 
 def test_zero_proxies_is_refused():

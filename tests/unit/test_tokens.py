@@ -68,6 +68,15 @@ def test_an_oversized_token_is_refused_before_it_is_parsed(verifier):
     assert "8192 bytes" in rejection.message
 
 
+def test_the_size_limit_counts_utf8_bytes_not_characters(verifier):
+    # 5,000 characters, but 10,004 bytes on the wire: over the 8192-byte limit.
+    rejection = reason_of(verifier, "é" * 5000 + ".b.c")
+    assert rejection.reason is Reason.MALFORMED_TOKEN
+    assert "8192 bytes" in rejection.message
+    # A lone surrogate cannot be encoded as UTF-8: still a clean refusal, never an internal error.
+    assert reason_of(verifier, "\ud800" * 5000 + ".b.c").reason is Reason.MALFORMED_TOKEN
+
+
 @pytest.mark.parametrize("alg", ["none", "None", "NONE", "nOnE", "HS512", "RS256"])
 def test_algorithms_outside_the_allow_list_are_refused(verifier, alg):
     forged = b64({"alg": alg, "typ": "JWT"}) + "." + b64({"sub": "alice", "roles": ["admin"], "exp": NOW + 60}) + "."

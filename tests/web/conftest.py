@@ -26,7 +26,9 @@ CHROMIUM_ARGS = [
 def web_router(workdir: Path, **issuer) -> RouterProcess:
     def configure(config):
         extra = config["workers"][0]["components"][0]["extra"]
-        extra["issuer"].update(issuer)
+        # The page tests log in many times a minute from one address; the login rate limit has
+        # its own tests (tests/router/test_issuer_limits.py).
+        extra["issuer"].update({"login_attempts_per_minute": 600, **issuer})
         if "token_ttl_seconds" in issuer:
             extra["session"]["expiry_grace_seconds"] = 1
 

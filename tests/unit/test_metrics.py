@@ -1,0 +1,49 @@
+"""/metrics keeps answering when the router's session count cannot be read."""
+
+from __future__ import annotations
+
+import pytest
+from prometheus_client import generate_latest
+
+from authenticator import metrics
+
+
+@pytest.fixture
+def active_sessions(monkeypatch):
+    monkeypatch.setattr(metrics.ACTIVE_SESSIONS, "roles", ("anonymous", "user", "admin"))
+    monkeypatch.setattr(metrics.ACTIVE_SESSIONS, "count", None)
+    return metrics.ACTIVE_SESSIONS
+
+
+def scrape() -> list[str]:
+    return [line for line in generate_latest(metrics.REGISTRY).decode().splitlines() if not line.startswith("#")]
+
+
+def test_active_sessions_are_counted_by_role_and_the_scrape_says_it_worked(active_sessions):
+    active_sessions.count = {"anonymous": 1, "user": 2, "admin": 0}.__getitem__
+    lines = scrape()
+    assert 'crossbar_jwt_active_sessions{role="user"} 2.0' in lines
+    assert 'crossbar_jwt_active_sessions{role="admin"} 0.0' in lines
+    assert "crossbar_jwt_active_sessions_scrape_ok 1.0" in lines
+
+
+@pytest.mark.parametrize("error", [TimeoutError, RuntimeError])
+def test_metrics_still_answer_when_the_session_count_fails_and_say_that_it_failed(active_sessions, error):
+    asked = []
+
+    def count(role):
+        asked.append(role)
+        raise error("wamp.session.count did not answer")
+
+    active_sessions.count = count
+    lines = scrape()  # does not raise: the other metrics are served
+    assert not [line for line in lines if line.startswith("crossbar_jwt_active_sessions{")]
+    assert "crossbar_jwt_active_sessions_scrape_ok 0.0" in lines
+    assert any(line.startswith("process_") for line in lines)
+    assert asked == ["anonymous"]  # one failure is enough: no scrape waits for every role's timeout
+
+
+def test_before_the_component_joined_the_session_count_is_not_claimed(active_sessions):
+    lines = scrape()
+    assert not [line for line in lines if line.startswith("crossbar_jwt_active_sessions{")]
+    assert "crossbar_jwt_active_sessions_scrape_ok 0.0" in lines
