@@ -98,7 +98,7 @@ class Reason(Enum):
     REFRESH_REFUSED = (
         "refresh_refused",
         "The new token cannot extend this session",
-        "Refresh with a token for the same user and the same or fewer roles, or reconnect.",
+        "Refresh with a token for the same user and the same roles; to change roles, reconnect with the new token.",
     )
     STORE_UNAVAILABLE = (
         "store_unavailable",

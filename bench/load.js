@@ -167,21 +167,35 @@ async function reconnect() {
 }
 
 // Entitlement under load (tests/router/test_load.py): `users` sessions u0..uN-1 subscribe to the
-// public feed, their chat room and their own notifications, and try someone else's notifications
-// (must be denied). Prints {"ready": ...}; on a stdin line, an admin publishes to the feed and to
-// every user, one user per room chats; reports what was lost and what went to the wrong user.
+// public feed, their chat room and their own notifications -- every other user to the feed by a
+// wildcard ("app.public.") and to the room by a prefix -- and try three ways into other users'
+// notifications: someone else's topic, the "app.user." prefix, the "app.user..notifications"
+// wildcard. Each of those must be refused wamp.error.not_authorized (any other failure is counted
+// apart: it is not a denial). Prints {"ready": ...}; on a stdin line, an admin publishes to the
+// feed and to every user, one user per room chats; reports what was lost and what went to the
+// wrong user.
 async function entitlement() {
   const N = job.users, ROOMS = job.rooms;
   const user = (i) => `load${job.run}u${i}`;
+  // Room names of one length: the prefix "app.chat.room007" matches that room and no other.
+  const room = (r) => `app.chat.room${String(r).padStart(3, "0")}`;
   const sessions = new Array(N);
   const got = Array.from({ length: N }, () => ({ feed: 0, chat: 0, mine: 0, wrong: 0 }));
-  let leaks = 0, started = 0, joined = 0;
+  const foreign = { allowed: 0, not_authorized: 0, other: 0, first_other: null };
+  // Sessions the router (or the client library) closed after they joined, and failed publishes.
+  const dropped = { sessions: 0, first: null }, publishFailures = { count: 0, first: null };
+  let started = 0, joined = 0, finishing = false;
   const cpu0 = process.cpuUsage(), t0 = process.hrtime.bigint();
   const open = (sub, roles) => new Promise((resolve, reject) => {
+    let opened = false;
     const connection = new autobahn.Connection({ url: job.url, realm: "realm1", authmethods: ["ticket"], authid: sub,
       onchallenge: () => credential({ type: "jwt", sub, roles }), max_retries: 0 });
-    connection.onopen = (session) => resolve(session);
-    connection.onclose = (reason, details) => { reject(new Error(`${sub}: ${reason} ${details.reason}`)); return true; };
+    connection.onopen = (session) => { opened = true; resolve(session); };
+    connection.onclose = (reason, details) => {
+      if (!opened) reject(new Error(`${sub}: ${reason} ${details.reason}`));
+      else if (!finishing) { dropped.sessions++; dropped.first = dropped.first || `${sub}: ${reason} ${details.reason || ""} ${details.message || ""}`; }
+      return true;
+    };
     connection.open();
   });
   await new Promise((resolve, reject) => {
@@ -190,13 +204,21 @@ async function entitlement() {
       const i = started++;
       open(user(i), ["user"]).then(async (session) => {
         sessions[i] = session;
-        await session.subscribe("app.public.feed", () => { got[i].feed++; });
-        await session.subscribe(`app.chat.room${i % ROOMS}`, () => { got[i].chat++; });
+        const pattern = i % 2 === 1;  // every other user subscribes by patterns that must deliver too
+        await session.subscribe(pattern ? "app.public." : "app.public.feed", () => { got[i].feed++; },
+          pattern ? { match: "wildcard" } : {});
+        await session.subscribe(room(i % ROOMS), () => { got[i].chat++; }, pattern ? { match: "prefix" } : {});
         await session.subscribe(`app.user.${user(i)}.notifications`, ([to]) => { if (to === user(i)) got[i].mine++; else got[i].wrong++; });
-        await session.subscribe(`app.user.${user((i + 1) % N)}.notifications`, () => { got[i].wrong++; })
-          .then(() => { leaks++; }, () => {});
+        const attempts = [[`app.user.${user((i + 1) % N)}.notifications`, {}],
+          ["app.user.", { match: "prefix" }], ["app.user..notifications", { match: "wildcard" }]];
+        for (const [topic, options] of attempts) {
+          await session.subscribe(topic, () => { got[i].wrong++; }, options).then(() => { foreign.allowed++; }, (error) => {
+            if (error && error.error === "wamp.error.not_authorized") foreign.not_authorized++;
+            else { foreign.other++; foreign.first_other = foreign.first_other || `${topic}: ${error && (error.error || error)}`; }
+          });
+        }
         if (++joined === N) resolve(); else next();
-      }, reject);
+      }).catch(reject);
     };
     for (let k = 0; k < 50; k++) next();
   });
@@ -207,22 +229,29 @@ async function entitlement() {
   const t1 = process.hrtime.bigint();
   const publishes = [];
   const ack = { acknowledge: true, exclude_me: false };
-  const window = async (jobs) => { const queue = jobs.slice(); const worker = async () => { while (queue.length) await queue.shift()(); }; await Promise.all(Array.from({ length: 50 }, worker)); };
+  const attempt = async (publish) => {
+    try { await publish(); } catch (error) { publishFailures.count++; publishFailures.first = publishFailures.first || String(error && (error.error || error.message || error)); }
+  };
+  const window = async (jobs) => { const queue = jobs.slice(); const worker = async () => { while (queue.length) await attempt(queue.shift()); }; await Promise.all(Array.from({ length: 50 }, worker)); };
   for (let e = 0; e < job.feed_events; e++) publishes.push(() => admin.publish("app.public.feed", [e], {}, ack));
   for (let i = 0; i < N; i++) publishes.push(() => admin.publish(`app.user.${user(i)}.notifications`, [user(i)], {}, ack));
-  for (let r = 0; r < ROOMS; r++) for (let e = 0; e < job.chat_events; e++) publishes.push(() => sessions[r].publish(`app.chat.room${r}`, [e], {}, ack));
+  for (let r = 0; r < ROOMS; r++) for (let e = 0; e < job.chat_events; e++) publishes.push(() => sessions[r].publish(room(r), [e], {}, ack));
   await window(publishes);
   const perRoom = (r) => Math.floor(N / ROOMS) + (r < N % ROOMS ? 1 : 0);
   const expected = N * job.feed_events + N * job.chat_events + N;
   const delivered = () => got.reduce((sum, g) => sum + g.feed + g.chat + g.mine, 0);
   const deadline = Date.now() + 1000 * (job.settle_s || 30);
-  while (delivered() < expected && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+  while (delivered() < expected && Date.now() < deadline && !dropped.sessions) await new Promise((r) => setTimeout(r, 20));
   const seconds = Number(process.hrtime.bigint() - t1) / 1e9, cpu = process.cpuUsage(cpu0);
   const lost = got.reduce((sum, g, i) => sum + Math.max(0, job.feed_events - g.feed) + Math.max(0, job.chat_events - g.chat) + Math.max(0, 1 - g.mine), 0);
   const extra = got.reduce((sum, g) => sum + Math.max(0, g.feed - job.feed_events) + Math.max(0, g.chat - job.chat_events) + Math.max(0, g.mine - 1), 0);
-  sessions.forEach((s) => s.leave && s.leave());
+  finishing = true;
+  sessions.forEach((s) => { try { s.leave(); } catch (e) { /* dropped before */ } });
   return { sessions: N + 1, published: publishes.length, expected, delivered: delivered(), lost, duplicated: extra,
-    cross_user: got.reduce((sum, g) => sum + g.wrong, 0), foreign_subscriptions_allowed: leaks,
+    cross_user: got.reduce((sum, g) => sum + g.wrong, 0), foreign_subscriptions_allowed: foreign.allowed,
+    foreign_refused_not_authorized: foreign.not_authorized, foreign_failed_otherwise: foreign.other,
+    first_other_failure: foreign.first_other, dropped_sessions: dropped.sessions, first_drop: dropped.first,
+    failed_publishes: publishFailures.count, first_failed_publish: publishFailures.first,
     rooms: ROOMS, per_room: perRoom(0), publish_seconds: seconds, open_seconds: openSeconds,
     generator_cpu_seconds: (cpu.user + cpu.system) / 1e6 };
 }

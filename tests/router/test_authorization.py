@@ -1,9 +1,11 @@
 """Authorization through a real crossbar node: per-role rules, per-user topics, the role cache."""
 
+import pytest
 import pytest_twisted
 from autobahn.wamp.types import PublishOptions, SubscribeOptions
 
-from tests.support.tokens import mint, unique
+from tests.support.router import RouterProcess
+from tests.support.tokens import TEST_SECRET, mint, unique
 from tests.support.wamp import Inbox, connect, wamp_error
 
 NOT_AUTHORIZED = "wamp.error.not_authorized"
@@ -97,11 +99,47 @@ async def test_anonymous_visitors_read_the_public_feed_and_cannot_publish_or_cha
         admin.leave()
 
 
+@pytest.fixture(scope="module")
+def static_anonymous_node(tmp_path_factory):
+    """The shipped config with Crossbar's own *static* anonymous authentication instead of the
+    dynamic one. Crossbar then hands the authextra a client sends in its HELLO on to the session
+    (CROSSBAR-NOTES.md), so the authorizer is asked about a session whose authextra claims roles."""
+
+    def configure(config):
+        config["workers"][0]["transports"][0]["paths"]["ws"]["auth"]["anonymous"] = {
+            "type": "static", "role": "anonymous"}  # fmt: skip
+
+    node = RouterProcess(tmp_path_factory.mktemp("static-anonymous"), env={"JWT_SECRET": TEST_SECRET},
+                         edit_config=configure)  # fmt: skip
+    yield node.start()
+    node.stop()
+
+
 @pytest_twisted.ensureDeferred
 async def test_an_anonymous_visitor_cannot_claim_roles_in_its_hello(router):
+    """With the shipped dynamic anonymous authentication the client's HELLO authextra never reaches
+    the session: the authenticator always returns its own (the WELCOME shows it). The authorizer's
+    side of the same guarantee is tested below, where Crossbar does pass the claim on."""
     visitor = await connect(router.url, authextra={"roles": ["admin"]})
     try:
+        assert visitor.details.authextra["roles"] == ["anonymous"]
         assert await wamp_error(visitor.subscribe(Inbox(), "app.secret.plans")) == NOT_AUTHORIZED
+    finally:
+        visitor.leave()
+
+
+@pytest_twisted.ensureDeferred
+async def test_roles_a_static_anonymous_session_claims_in_its_authextra_grant_nothing(static_anonymous_node):
+    """The authorizer takes a session's extra roles from the tokens it admitted, never from the
+    session's authextra: here that authextra is the client's own claim of admin."""
+    node = static_anonymous_node
+    visitor = await connect(node.url, authextra={"roles": ["admin"]})
+    try:
+        assert (visitor.details.authrole, visitor.details.authextra.get("roles")) == ("anonymous", ["admin"])
+        offset = node.log_size()
+        assert await wamp_error(visitor.subscribe(Inbox(), "app.secret.plans")) == NOT_AUTHORIZED
+        node.wait_for_log("authorization denied: subscribe app.secret.plans authid=", after=offset)
+        await visitor.subscribe(Inbox(), "app.public.news")  # what the anonymous role allows still works
     finally:
         visitor.leave()
 

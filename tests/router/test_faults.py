@@ -14,7 +14,7 @@ from twisted.internet import defer, reactor, task
 from tests.support.keys import JwksServer, new_private_key, public_jwk
 from tests.support.router import REPO, RouterProcess
 from tests.support.tokens import TEST_SECRET, mint
-from tests.support.wamp import connect, refusal
+from tests.support.wamp import Refused, connect, refusal
 
 IDP = new_private_key("rsa")
 STRANGER = new_private_key("rsa")
@@ -52,9 +52,23 @@ async def timed(coroutine) -> tuple[object, float]:
     return result, time.monotonic() - started
 
 
+async def refused_until_fetched(node, jwks, kid: str) -> Refused:
+    """Log in with an unknown kid until one attempt makes the router fetch the JWKS. Within
+    min_refetch_seconds (1 s here) of the last fetch an unknown kid is refused without one."""
+    before, deadline = jwks.requests, time.monotonic() + 10
+    while True:
+        refused = await refusal(node.url, idp_token(kid, STRANGER))
+        assert refused.reason == "authenticator.error.unknown_key"
+        if jwks.requests > before:
+            return refused
+        assert time.monotonic() < deadline, "no JWKS fetch for an unknown kid within 10 s"
+        await task.deferLater(reactor, 0.1, lambda: None)
+
+
 @pytest_twisted.ensureDeferred
 async def test_a_hanging_jwks_endpoint_neither_blocks_known_keys_nor_holds_unknown_ones(idp_node, jwks):
     (await connect(idp_node.url, idp_token())).leave()  # the key is cached
+    offset = idp_node.log_size()
     jwks.fault, jwks.release = "hang", type(jwks.release)()
     before, deadline = jwks.requests, time.monotonic() + 10
     try:
@@ -75,14 +89,17 @@ async def test_a_hanging_jwks_endpoint_neither_blocks_known_keys_nor_holds_unkno
     finally:
         jwks.release.set()
         jwks.fault = None
-    idp_node.wait_for_log("JWKS fetch failed")
+    idp_node.wait_for_log("JWKS fetch failed", after=offset)
 
 
 @pytest_twisted.ensureDeferred
 async def test_a_jwks_endpoint_that_is_down_keeps_the_cached_keys(idp_node, jwks):
+    (await connect(idp_node.url, idp_token())).leave()  # the key is cached
+    offset = idp_node.log_size()
     jwks.fault = "down"
     try:
-        await refusal(idp_node.url, idp_token("idp-8", STRANGER))  # triggers a failing fetch
+        await refused_until_fetched(idp_node, jwks, "idp-8")  # the router asked the JWKS endpoint: 503
+        idp_node.wait_for_log("JWKS fetch failed", after=offset)
         refused, seconds = await timed(refusal(idp_node.url, idp_token("idp-7", STRANGER)))
         assert refused.reason == "authenticator.error.unknown_key" and seconds < 3.0
         client = await connect(idp_node.url, idp_token())

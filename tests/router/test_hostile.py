@@ -2,6 +2,7 @@
 keeps serving, its memory stays bounded; and nothing in a HELLO changes who a token says you are."""
 
 import psutil
+import pytest
 import pytest_twisted
 from twisted.internet import defer
 
@@ -41,19 +42,33 @@ async def test_every_hostile_token_is_refused_with_its_reason_and_the_router_kee
     client.leave()
 
 
+# The router worker's memory per refusal. The first passes grow it by ~2 MiB each (allocator
+# arenas, first-use caches) and then it stays flat: 16-90 bytes per refusal over 10 passes in
+# several runs, 2026-11, on the machine of docs/benchmarks.md. The bound is 6 x the worst of them;
+# a simulated leak of 2 KiB per refusal measured 2,468 bytes per refusal here and fails it.
+WARMUP_PASSES = 5
+MEASURED_PASSES = 10
+MAX_BYTES_PER_REFUSAL = 512
+
+
 @pytest_twisted.ensureDeferred
-async def test_the_routers_memory_stays_bounded_under_the_corpus(router):
+async def test_the_routers_memory_per_refusal_stays_bounded_under_the_corpus(router):
     if router.proxies:
-        return  # measured on the single router worker; the proxies hold no session state
+        pytest.skip(
+            "measured on the single-worker deployment only: behind proxies the same authenticator in the "
+            "router worker refuses the same tokens, and the proxy workers keep no state for a refused login"
+        )
     worker = psutil.Process(router.worker_pids()[0])
-    await run_corpus(router.url)  # warm: first-use allocations, caches
+    for _ in range(WARMUP_PASSES):  # first-use allocations, caches, allocator arenas
+        assert await run_corpus(router.url) == {}
     before = worker.memory_info().rss
-    for _ in range(3):
+    for _ in range(MEASURED_PASSES):
         assert await run_corpus(router.url) == {}
     growth = worker.memory_info().rss - before
-    mib = 2**20
-    print(f"\nhostile corpus: router worker {before / mib:.1f} MiB, +{growth / mib:.2f} MiB after 3 x {len(corpus())}")
-    assert growth < 20 * 2**20, f"router worker grew {growth / 2**20:.1f} MiB over 3 x {len(corpus())} refusals"
+    refusals = MEASURED_PASSES * len(corpus())
+    print(f"\nhostile corpus: router worker {before / 2**20:.1f} MiB, +{growth / 2**10:.0f} KiB over {refusals} "
+          f"refusals = {growth / refusals:.0f} bytes per refusal")  # fmt: skip
+    assert growth / refusals < MAX_BYTES_PER_REFUSAL, f"router worker grew {growth} bytes over {refusals} refusals"
 
 
 @pytest_twisted.ensureDeferred

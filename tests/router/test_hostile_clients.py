@@ -45,6 +45,7 @@ async def test_a_client_cannot_publish_as_another_user_even_after_an_honest_publ
         args, kwargs = await inbox.next()
         assert (args, kwargs["details"].publisher_authid) == (("honest",), mallory.details.authid)
 
+        offset = router.log_size()
         error = await wamp_error(
             mallory.publish(topic, "forged", options=PublishOptions(acknowledge=True, forward_for=forged(alice)))
         )
@@ -52,7 +53,8 @@ async def test_a_client_cannot_publish_as_another_user_even_after_an_honest_publ
         await mallory.publish(topic, "marker", options=PublishOptions(acknowledge=True))
         args, kwargs = await inbox.next()  # the forged event would have arrived before the marker
         assert (args, kwargs["details"].publisher_authid) == (("marker",), mallory.details.authid)
-        assert "forward_for is reserved for router links" in router.wait_for_log("authorization denied: publish")
+        line = router.wait_for_log("authorization denied: publish", after=offset)
+        assert f"authid={mallory.details.authid}" in line and "forward_for is reserved for router links" in line
     finally:
         for client in (alice, mallory, bob):
             client.leave()

@@ -10,7 +10,7 @@ from twisted.internet import reactor, task
 
 from tests.support.router import RouterProcess, free_port
 from tests.support.tokens import TEST_SECRET, mint, unique
-from tests.support.wamp import Inbox, connect
+from tests.support.wamp import Inbox, connect, wamp_error
 
 ACK = PublishOptions(acknowledge=True)
 
@@ -75,6 +75,25 @@ def two_nodes(tmp_path_factory):
         node.stop()
 
 
+async def until_one_arrives(publish, inbox: Inbox, what: str) -> None:
+    """The link mirrors a subscription to the other node once it exists there: publish until the
+    first event crosses (bounded)."""
+    for attempt in range(50):
+        await publish(attempt)
+        if inbox.events:
+            return
+        await task.deferLater(reactor, 0.1, lambda: None)
+    raise AssertionError(f"no event crossed the router link to {what} within 5 s")
+
+
+async def args_until(inbox: Inbox, marker: str) -> list:
+    """Every event's args up to and including the marker (which must arrive)."""
+    seen = []
+    while not seen or seen[-1] != (marker,):
+        seen.append((await inbox.next(5))[0])
+    return seen
+
+
 @pytest_twisted.ensureDeferred
 async def test_events_published_on_one_node_reach_entitled_subscribers_on_the_other(two_nodes):
     first, second = two_nodes
@@ -82,25 +101,36 @@ async def test_events_published_on_one_node_reach_entitled_subscribers_on_the_ot
     bob = await connect(second.url, mint(bob_name, ["user"]))
     alice = await connect(second.url, mint(alice_name, ["user"]))
     bob_inbox, alice_inbox, feed = Inbox(), Inbox(), Inbox()
-    await bob.subscribe(bob_inbox, f"app.user.{bob_name}.notifications")
-    await alice.subscribe(alice_inbox, f"app.user.{alice_name}.notifications")
+    bob_topic, alice_topic = f"app.user.{bob_name}.notifications", f"app.user.{alice_name}.notifications"
+    await bob.subscribe(bob_inbox, bob_topic)
+    await alice.subscribe(alice_inbox, alice_topic)
     await alice.subscribe(feed, "app.public.feed")
     root = await connect(first.url, mint("root", ["admin"]))
     try:
-        # The link mirrors a subscription to the other node once it exists there; publish until
-        # the first event crosses (bounded), then check exactly who got what.
-        for attempt in range(50):
-            await root.publish(f"app.user.{bob_name}.notifications", f"ping {attempt}", options=ACK)
-            if bob_inbox.events:
-                break
-            await task.deferLater(reactor, 0.1, lambda: None)
-        assert bob_inbox.events, "no event crossed the router link within 5 s"
-        await root.publish(f"app.user.{bob_name}.notifications", "for bob only", options=ACK)
+        # Both users' subscriptions reach across the link before anything is checked.
+        await until_one_arrives(lambda i: root.publish(bob_topic, f"bob ping {i}", options=ACK), bob_inbox, "bob")
+        await until_one_arrives(lambda i: root.publish(alice_topic, f"alice ping {i}", options=ACK), alice_inbox,
+                                "alice")  # fmt: skip
+        await root.publish(bob_topic, "for bob only", options=ACK)
         await root.publish("app.public.feed", "news for everyone", options=ACK)
+        await root.publish(alice_topic, "alice marker", options=ACK)  # crosses the link after bob's event
         assert (await feed.next(5))[0] == ("news for everyone",)
-        while (await bob_inbox.next(5))[0] != ("for bob only",):
-            pass
-        assert alice_inbox.events == []
+        bob_got = await args_until(bob_inbox, "for bob only")
+        alice_got = await args_until(alice_inbox, "alice marker")  # all that could reach alice by now has
+        assert all(args[0].startswith("bob ") for args in bob_got[:-1]), bob_got
+        assert all(args[0].startswith("alice ") for args in alice_got), alice_got
     finally:
         for client in (root, bob, alice):
             client.leave()
+
+
+@pytest_twisted.ensureDeferred
+async def test_alice_cannot_subscribe_to_bobs_notifications_on_either_node(two_nodes):
+    """Bob's events reach his node over the link; on both nodes alice's subscription is refused."""
+    bob_topic = f"app.user.{unique('bob')}.notifications"
+    for node in two_nodes:
+        alice = await connect(node.url, mint(unique("alice"), ["user"]))
+        try:
+            assert await wamp_error(alice.subscribe(Inbox(), bob_topic)) == "wamp.error.not_authorized"
+        finally:
+            alice.leave()

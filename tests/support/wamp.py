@@ -114,3 +114,17 @@ async def wamp_error(deferred) -> str:
     except ApplicationError as error:
         return error.error
     raise AssertionError("expected a WAMP error, but the request succeeded")
+
+
+async def eventually(condition, timeout: float, what: str, interval: float = 0.05):
+    """Wait, without blocking the reactor, until condition() is truthy; TimeoutError past the deadline."""
+    import time
+
+    from twisted.internet import task
+
+    deadline = time.monotonic() + timeout
+    while not (value := condition()):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")
+        await task.deferLater(reactor, interval, lambda: None)
+    return value

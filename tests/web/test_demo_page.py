@@ -109,7 +109,7 @@ def alice_with_short_tokens(tmp_path, open_page):
 
 def test_the_page_refreshes_its_token_before_exp_and_keeps_its_session(alice_with_short_tokens):
     short, page, first = alice_with_short_tokens
-    # 3-second tokens refreshed ~every second; the first token's exp + 5 s grace is ~8 s away.
+    # 3-second tokens refreshed ~every second; the first token's exp + the fixture's 1 s grace is ~4 s away.
     page.wait_for_function("Number(document.getElementById('refreshed').textContent) >= 10", timeout=30000)
     assert session_id(page) == first
     short.wait_for_log("session refreshed: authid=alice")
