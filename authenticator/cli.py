@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import sys
 from pathlib import Path
 
 import click
 
+from .nodecheck import COMPONENT_CLASS, check_node, read_node_config
 from .policy import ACTIONS, MATCHES
 from .reasons import Rejected
 from .settings import ConfigError, Settings, component_extra, load_settings, router_url
@@ -16,11 +18,22 @@ from .tokens import TokenVerifier, user_claims
 
 
 def _settings(cbdir: str, *, generate_secret: bool = False) -> Settings:
+    """The router's settings, keys resolved exactly as the router resolves them (environment
+    variable first, then the secret file); says on stderr where the keys came from, because a
+    JWT_SECRET in this shell that differs from the router's is the usual cause of a CLI that
+    accepts what the router refuses."""
     path = Path(cbdir)
     try:
-        return load_settings(component_extra(path / "config.json"), path, generate_secret=generate_secret)
+        settings = load_settings(component_extra(path / "config.json"), path, generate_secret=generate_secret)
     except ConfigError as error:
         raise click.ClickException(f"configuration: {error}") from error
+    click.echo(f"keys: {_key_sources(settings)}", err=True)
+    return settings
+
+
+def _key_sources(settings: Settings) -> str:
+    sources = [f"{'/'.join(sorted(k.algorithms))} from {k.source}" for k in settings.keys.keys]
+    return "; ".join(sources + [f"JWKS {u.url}" for u in settings.jwks_urls])
 
 
 cbdir_option = click.option(
@@ -153,6 +166,53 @@ def revoke(authid, jti, url, admin_token, role, cbdir) -> None:
     except RuntimeError as error:
         raise click.ClickException(str(error)) from error
     click.echo(f"revoked {kwargs}; live sessions ended: {answer['sessions_ended']}")
+
+
+@main.command()
+@click.option("--config", "config_name", default="config.json", show_default=True,
+              help="The node config file in the node directory, as given to crossbar start --config.")  # fmt: skip
+@cbdir_option
+def check(config_name, cbdir) -> None:
+    """Check the node config and the authenticator's configuration as the router does at start,
+    without starting it: one line per problem, exit status 1 if there is any (for CI)."""
+    path = Path(cbdir) / config_name
+    try:
+        config = read_node_config(path)
+    except (OSError, ValueError) as error:
+        raise click.ClickException(f"cannot read {path}: {type(error).__name__}: {error}") from error
+    extra = next(
+        (dict(c.get("extra", {})) for w in config.get("workers", []) for c in w.get("components", [])
+         if c.get("classname") == COMPONENT_CLASS),
+        None,
+    )  # fmt: skip
+    if extra is None:
+        raise click.ClickException(f"{path}: no router worker has a component with classname {COMPONENT_CLASS}")
+    try:
+        settings = load_settings(extra, Path(cbdir), generate_secret=None)
+    except ConfigError as error:
+        click.echo(f"{path}: the authenticator component's extra: {error}", err=True)
+        sys.exit(1)
+    problems = check_node(config, settings.policy.roles)
+    for problem in problems:
+        click.echo(problem.line(path), err=True)
+    if problems:
+        sys.exit(1)
+    click.echo(f"OK {path}: roles {', '.join(settings.policy.roles)}; keys: {_key_sources(settings)}")
+
+
+@main.command()
+@cbdir_option
+def secret(cbdir) -> None:
+    """Print the router's shared secret as a shell line for your application's environment
+    (export JWT_SECRET=...): the same source the router uses, generated first if there is none."""
+    settings = _settings(cbdir, generate_secret=True)
+    shared = [k for k in settings.keys.keys if k.algorithms & {"HS256", "HS384", "HS512"}]
+    if not shared:
+        raise click.ClickException("the configuration has no shared (HS256) secret; its keys are public keys")
+    key = shared[0]
+    env_name = next((k.get("secret_env") for k in component_extra(Path(cbdir) / "config.json").get("keys", [])
+                     if k.get("secret_env")), "JWT_SECRET")  # fmt: skip
+    click.echo(f"export {env_name}={shlex.quote(key.material.decode())}")
 
 
 @main.command("proxy-config")

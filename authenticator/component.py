@@ -3,13 +3,13 @@
 It runs inside the router worker (a router component), so its procedures are registered before
 the transports open. Verification and policy run on the reactor (CPU only, microseconds); the
 token store runs on the component's I/O threads, JWKS fetches on their own (authenticator/jwks.py);
-the live-session keeper (authenticator/keeper.py) ends sessions at expiry and on revocation.
+the live-session keeper (authenticator/keeper.py) ends sessions at expiry and on revocation;
+authenticator/authorizer.py answers Crossbar's authorization questions.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import replace
 from pathlib import Path
 
 from autobahn.twisted.wamp import ApplicationSession
@@ -21,27 +21,27 @@ from twisted.internet.threads import blockingCallFromThread, deferToThreadPool
 from twisted.python.threadpool import ThreadPool
 
 from . import metrics
+from .authorizer import Authorizer
 from .carriers import token_from_headers
-from .hardening import clip, harden_router_worker
+from .hardening import drop_forwarded_yields, harden_router_worker
 from .hello_timeout import install_hello_timeout
 from .jwks import JwksRefresher
 from .keeper import SessionKeeper
-from .policy import ACTIONS, Decision, request_problem
+from .nodecheck import AUTHENTICATE, AUTHENTICATE_HEADERS, AUTHORIZE, REFRESH, REVOKE
 from .reasons import Reason, Rejected
 from .settings import ConfigError, load_settings
+from .startup import node_config_file, node_problems, ready_line, stop_for_configuration
 from .store import StoreUnavailable, open_store
 from .tokens import Identity, TokenVerifier
 
-AUTHENTICATE = "authenticator.authenticate"
-AUTHENTICATE_HEADERS = "authenticator.authenticate_headers"
-AUTHORIZE = "authenticator.authorize"
-REFRESH = "authenticator.refresh"
-REVOKE = "authenticator.revoke"
 # Our own procedures need to know who calls them, so their callers are always disclosed to us.
 OWN_PROCEDURES = frozenset({REFRESH, REVOKE})
 # Store calls in flight at once: one call waiting out its timeout does not hold the others (a
 # revocation, the one retry of a store that was down); the GuardedStore refuses the rest at once.
 IO_THREADS = 4
+# Logins waiting for a store check at once (in the I/O threads and their queue); past it a login is
+# refused store_unavailable at once. A few seconds of logins at the rate one worker admits.
+MAX_STORE_CHECKS_WAITING = 1000
 # The longest authid or jti revoke accepts (tokens are at most max_token_bytes anyway).
 MAX_ID = 1024
 
@@ -53,26 +53,38 @@ class AuthenticatorComponent(ApplicationSession):
         harden_router_worker(self.log.warn)
         extra = dict(config.extra or {})
         cbdir = Path(extra.pop("cbdir", "."))
+        self._node_config = node_config_file(cbdir)
         # Read once and validated: a bad configuration stops the router's start with its message.
+        where = f"{self._node_config or cbdir}: the authenticator component's extra"
         try:
             self.settings = load_settings(extra, cbdir)
+        except ConfigError as error:
+            stop_for_configuration([f"{where}: {error}"])
+        problems = node_problems(self._node_config, self.settings)
+        if problems:
+            stop_for_configuration(problems)
+        try:
             self.store = open_store(self.settings.store)
-        except (ConfigError, StoreUnavailable) as error:
-            raise ConfigError(f"authenticator extra in {cbdir / 'config.json'}: {error}") from None
+        except StoreUnavailable as error:
+            stop_for_configuration([f"{where}: 'store': {error}"])
         install_hello_timeout(self.settings.limits.hello_timeout_seconds)
+        # Roles the policy does not know are static ones (router links): they may relay results.
+        drop_forwarded_yields(lambda role: role not in self.settings.policy.roles, self.log.warn)
         self.verifier = TokenVerifier(self.settings)
         self.keeper = SessionKeeper(
             grace_seconds=self.settings.expiry_grace_seconds, join_timeout_seconds=self.settings.join_timeout_seconds,
             behind_proxies=self.settings.behind_proxies, kill=self._kill, log=self.log,
         )  # fmt: skip
         self.jwks = JwksRefresher(self.settings, self.log)
+        self.authorizer = Authorizer(self.settings, self.keeper.token_roles, self.log, OWN_PROCEDURES)
         self._io = ThreadPool(minthreads=1, maxthreads=IO_THREADS, name="authenticator-io")
-        self._cache_budget = self.settings.limits.authorization_cache_entries
+        self._store_checks_waiting = 0
         for key in self.settings.keys.keys:
-            # A secret generated now is worth a warning: tokens signed with any other are refused.
-            log = self.log.warn if key.generated else self.log.info
-            log("authenticator: key kid={kid} for {algs} from {source}", kid=key.kid,
-                algs=",".join(sorted(key.algorithms)), source=key.source)  # fmt: skip
+            if key.generated:  # tokens signed with any other secret are refused: say where it is
+                self.log.warn(
+                    "authenticator: generated a development secret in {source}; give it to your application "
+                    "with: python -m authenticator secret (production: set JWT_SECRET)", source=key.source,
+                )  # fmt: skip
 
     async def onJoin(self, details):
         self._io.start()
@@ -80,7 +92,7 @@ class AuthenticatorComponent(ApplicationSession):
         caller = RegisterOptions(details_arg="details")
         await self.register(self.authenticate, AUTHENTICATE)
         await self.register(self.authenticate_headers, AUTHENTICATE_HEADERS)
-        await self.register(self.authorize, AUTHORIZE)
+        await self.register(self.authorizer.authorize, AUTHORIZE)
         await self.register(self.refresh, REFRESH, options=caller)
         await self.register(self.revoke, REVOKE, options=caller)
         await self.subscribe(self.keeper.joined, "wamp.session.on_join")
@@ -96,7 +108,7 @@ class AuthenticatorComponent(ApplicationSession):
                 lambda problem: reactor.callFromThread(self.log.warn, "authenticator: {problem}", problem=problem),
             )
             reactor.addSystemEventTrigger("during", "shutdown", stop.set)
-        self.log.info("authenticator: ready")
+        self.log.warn(ready_line(self._node_config, self.settings, details.realm))
 
     # -- authentication ----------------------------------------------------------------------
 
@@ -161,12 +173,22 @@ class AuthenticatorComponent(ApplicationSession):
             # It failed within its retry interval (GuardedStore): refuse now, on the reactor,
             # without a thread hop or a wait for its timeout. Fail closed, and fast.
             raise Rejected(Reason.STORE_UNAVAILABLE, authid=identity.authid, jti=identity.jti)
+        if self._store_checks_waiting >= MAX_STORE_CHECKS_WAITING:
+            # A store that answers, slowly: logins must not queue behind it without bound.
+            raise Rejected(Reason.STORE_UNAVAILABLE, "too many logins waiting for the token store",
+                           authid=identity.authid, jti=identity.jti)  # fmt: skip
+        self._store_checks_waiting += 1
         checked = deferToThreadPool(
             reactor, self._io, self.store.admit, authid=identity.authid, jti=identity.jti,
             issued_at=identity.issued_at, expires_at=identity.expires_at, single_use=self.settings.single_use,
             now=time.time(),
         )  # fmt: skip
+        checked.addBoth(self._store_check_done)
         return checked.addErrback(self._store_failed, identity)
+
+    def _store_check_done(self, result):
+        self._store_checks_waiting -= 1
+        return result
 
     def _store_failed(self, failure, identity: Identity):
         failure.trap(StoreUnavailable)
@@ -284,42 +306,6 @@ class AuthenticatorComponent(ApplicationSession):
         (an exception's message or traceback could quote a token)."""
         self.log.warn("{what} failed: internal error {kind}", what=what, kind=type(error).__name__)
         return ApplicationError(Reason.INTERNAL_ERROR.uri, Rejected(Reason.INTERNAL_ERROR).message)
-
-    # -- authorization -----------------------------------------------------------------------
-
-    def authorize(self, session, uri, action, options):
-        problem = request_problem(action, uri, options, self.settings.limits.max_uri_length)
-        if problem is not None:
-            decision = Decision(False, False, False, 0, problem)
-        else:
-            decision = self.settings.policy.decide(
-                authrole=session.get("authrole"),
-                authid=session.get("authid"),
-                action=action,
-                uri=uri,
-                match=(options or {}).get("match", "exact"),
-                session_roles=sorted(self.keeper.token_roles(session)),
-                retain=bool((options or {}).get("retain")),
-            )
-        if decision.cacheable:
-            if self._cache_budget <= 0:
-                decision = replace(decision, cacheable=False)
-            else:
-                self._cache_budget -= 1
-        if not decision.allow:
-            self.log.warn(
-                "authorization denied: {action} {uri} authid={authid} role={role} reason={reason}",
-                action=clip(action, 20), uri=clip(uri, 200), authid=session.get("authid"),
-                role=session.get("authrole"), reason=clip(decision.reason, 500),
-            )  # fmt: skip
-        metrics.AUTHORIZATIONS.labels(
-            action if action in ACTIONS else "other", "allow" if decision.allow else "deny",
-            "yes" if decision.cacheable else "no",
-        ).inc()  # fmt: skip
-        answer = decision.as_crossbar_answer()
-        if decision.allow and action == "call" and uri in OWN_PROCEDURES:
-            answer["disclose"] = True
-        return answer
 
     # -- Crossbar and Autobahn hooks ------------------------------------------------------------
 

@@ -10,6 +10,7 @@ must not silently take a protection away).
 from __future__ import annotations
 
 import importlib
+import re
 import sys
 from collections.abc import Callable, Mapping, Sized
 from typing import TYPE_CHECKING
@@ -31,6 +32,17 @@ _RAISES_THE_LIMIT = ("py_ecc",)
 # controller relays worker lines in time quadratic in their length while the worker blocks on
 # the full pipe.
 MAX_LOGGED_VALUE = 2000
+# Tokens in log lines. Crossbar logs each new session's authextra at info, and behind proxies that
+# holds every header of the client's upgrade (Cookie, Authorization: a token); at debug it logs
+# WAMP messages, tickets included. Whatever Crossbar logs, a JWS in compact form (its header is
+# JSON, so its base64url starts with "eyJ") and the values of Cookie, Set-Cookie and
+# Authorization headers (also as the bytes a proxy's reverseproxy path logs) are replaced before
+# the line is written.
+_JWS = re.compile(r"eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*")
+_SECRET_HEADER = re.compile(
+    r"""(b?['"](?:set-)?(?:cookie|authorization)['"]\s*:\s*b?)(['"])(?:(?!\2).)*\2""", re.IGNORECASE
+)
+REDACTED = "<redacted>"
 
 
 def harden_router_worker(warn: Callable[[str], None]) -> None:
@@ -103,6 +115,33 @@ def _crossbar_detail(key: object) -> bool:
     return key == "transport" or (isinstance(key, str) and key.startswith("x_cb_"))
 
 
+def drop_forwarded_yields(forwards: Callable[[str], bool], warn: Callable[..., None]) -> None:
+    """A callee's YIELD may not name another callee.
+
+    Crossbar 26 discloses to the caller the callee that the YIELD's ``forward_for`` names
+    (router/dealer.py, processYield) — meant for router links relaying a result — and a YIELD is
+    never authorized, so any session allowed to register could answer as ``root``/``admin``. Only
+    sessions whose role `forwards` (router links, on static roles) keep it; for every other
+    session the router drops it, so the caller sees the real callee.
+    """
+    from crossbar.router.dealer import Dealer
+
+    if getattr(Dealer.processYield, "_drops_forwarded_yields", False):
+        return
+    process_yield = Dealer.processYield
+
+    def process_yield_of_the_real_callee(self, session, yield_):
+        if yield_.forward_for and not forwards(session._authrole):
+            warn("authenticator: dropped forward_for of a YIELD from session={sid} authid={authid} role={role}: "
+                 "a callee cannot answer as another session", sid=session._session_id,
+                 authid=clip(session._authid, 200), role=clip(session._authrole, 200))  # fmt: skip
+            yield_.forward_for = None
+        return process_yield(self, session, yield_)
+
+    process_yield_of_the_real_callee._drops_forwarded_yields = True
+    Dealer.processYield = process_yield_of_the_real_callee
+
+
 def clip(value: object, limit: int = MAX_LOGGED_VALUE) -> str:
     """Client-controlled text for a log line: at most `limit` characters, and says it was cut."""
     text = value if isinstance(value, str) else repr(value)
@@ -139,10 +178,34 @@ class _BoundedObserver:
     def __call__(self, event: dict) -> None:
         if any(_too_long(value) for value in event.values()):
             event = {key: clip(value) if _too_long(value) else value for key, value in event.items()}
+        if any(_may_hold_a_token(value) for value in event.values()):
+            event = {key: _redacted_value(value) for key, value in event.items()}
         failure = event.get("log_failure")
         if failure is not None:
             event = {**event, "log_failure": _ClippedFailure(failure)}
         self._inner(event)
+
+
+def _may_hold_a_token(value: object) -> bool:
+    """Strings, and the containers Crossbar logs as values (a request's headers as a dict)."""
+    if isinstance(value, dict | list | tuple):
+        value = repr(value)
+    if not isinstance(value, str):
+        return False
+    return "eyJ" in value or "ookie" in value or "uthorization" in value
+
+
+def _redacted_value(value: object) -> object:
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict | list | tuple) and _may_hold_a_token(value):
+        return redact(repr(value))  # rendered in the line as the container's repr anyway
+    return value
+
+
+def redact(text: str) -> str:
+    """The text with every compact JWS and every Cookie/Authorization header value replaced."""
+    return _SECRET_HEADER.sub(rf"\1\2{REDACTED}\2", _JWS.sub(REDACTED, text))
 
 
 def _too_long(value: object) -> bool:
@@ -158,7 +221,7 @@ class _ClippedFailure:
         self._failure = failure
 
     def getTraceback(self, *args, **kwargs) -> str:  # noqa: N802 - Twisted's name
-        return clip(self._failure.getTraceback(*args, **kwargs), 4 * MAX_LOGGED_VALUE)
+        return redact(clip(self._failure.getTraceback(*args, **kwargs), 4 * MAX_LOGGED_VALUE))
 
     def __getattr__(self, name):
         return getattr(self._failure, name)

@@ -67,6 +67,7 @@ class SessionKeeper:
         else:
             key = pending_session_id
         live = self.table.add(key, identity, self._grace, now=self._clock.seconds())
+        self._never_before_grace(live)
         self._schedule_expiry(live)
         return extra
 
@@ -77,10 +78,23 @@ class SessionKeeper:
         session_id = details.get("session")
         key = (details.get("authextra") or {}).get(LOGIN_KEY) if self._behind_proxies else session_id
         live = self.table.join(key, session_id) if key is not None else None
-        if live is not None and live.revoked:
+        if live is None:
+            if self._behind_proxies and isinstance(key, str) and isinstance(session_id, int):
+                # A token login we no longer hold (its client took longer than the join timeout):
+                # left running it would have no expiry and no revocation could reach it.
+                self._log.warn("session ended: reason=expired (joined after its login was dropped) session={sid}",
+                               sid=session_id)  # fmt: skip
+                metrics.SESSIONS_ENDED.labels(Reason.EXPIRED.code).inc()
+                self._kill(session_id, Reason.EXPIRED, EXPIRED_MESSAGE)
+            return
+        if live.revoked:
             self._log.warn("session ended: reason=revoked (revoked while it was joining) authid={authid} "
                            "session={sid}", authid=live.authid, sid=session_id)  # fmt: skip
             self._end(live, Reason.REVOKED, REVOKED_MESSAGE)
+        elif live.expired:
+            self._log.info("session ended: reason=expired (expired while it was joining) authid={authid} "
+                           "session={sid}", authid=live.authid, sid=session_id)  # fmt: skip
+            self._end(live, Reason.EXPIRED, EXPIRED_MESSAGE)
 
     def left(self, session_id) -> None:
         """wamp.session.on_leave."""
@@ -90,6 +104,7 @@ class SessionKeeper:
         live.jti, live.issued_at = identity.jti, identity.issued_at
         if identity.expires_at is not None:
             live.deadline = identity.expires_at + self._grace
+            self._never_before_grace(live)
             self._schedule_expiry(live)
 
     def revoke(self, authid: str | None, jti: str | None) -> list[LiveSession]:
@@ -119,9 +134,18 @@ class SessionKeeper:
         if live is None and self._behind_proxies:
             key = (session.get("authextra") or {}).get(LOGIN_KEY)
             live = self.table.find(key) if isinstance(key, str) else None
-        return live.roles if live is not None else frozenset()
+        if live is None or live.revoked or live.expired:  # to be ended at its join: grants nothing more
+            return frozenset()
+        return live.roles
 
     # -- timers and kills ---------------------------------------------------------------------
+
+    def _never_before_grace(self, live: LiveSession) -> None:
+        """A token accepted within the claim leeway after its exp would otherwise be ended in the
+        same breath it was admitted (the client sees a dropped connection, not a reason). It gets
+        the grace from now instead: time to notice and refresh, then GOODBYE `expired`."""
+        if live.deadline is not None:
+            live.deadline = max(live.deadline, self._wall_clock() + self._grace)
 
     def _schedule_expiry(self, live: LiveSession) -> None:
         if live.deadline is None:
@@ -135,7 +159,9 @@ class SessionKeeper:
     def _expired(self, live: LiveSession) -> None:
         session_id = live.session_id  # read when it fires: behind proxies it is bound at join
         if not live.joined:
-            self.table.pop(session_id)  # a login that never joined: nothing to end
+            # Kept, not dropped: a join announced later must find it and end it (the sweep drops
+            # it if its client went away before joining).
+            live.expired = True
         elif self.table.get(session_id) is live:
             self._log.info("session ended: reason=expired authid={authid} session={sid}", authid=live.authid,
                            sid=session_id)  # fmt: skip

@@ -154,20 +154,27 @@ def keys_from_jwks(jwks: dict, wanted: Iterable[str] | None, source: str) -> lis
     return keys
 
 
-def load_hmac_secret(env_name: str | None, secret_file: Path | None, *, generate: bool) -> tuple[bytes, str, bool]:
-    """The secret from the environment, else from its file, else a new one written to that file.
+def load_hmac_secret(
+    env_name: str | None, secret_file: Path | None, *, generate: bool | None
+) -> tuple[bytes, str, bool]:
+    """The secret from the environment, else from its file, else a new one written to that file
+    (generate=None: a new one for a check, not written).
 
     Returns (secret, source, generated). The secret is used exactly as given (its text bytes), the way
     PHP, Node and Python JWT libraries use a string secret, so one JWT_SECRET serves them all.
     """
     if env_name and os.environ.get(env_name):
-        return _checked(os.environ[env_name].encode(), f"environment variable {env_name}"), env_name, False
+        source = f"environment variable {env_name}"
+        return _checked(os.environ[env_name].encode(), source), source, False
     if secret_file is None:
         raise KeyConfigError(f"environment variable {env_name} is not set and no secret_file is configured")
     if secret_file.exists():
         _refuse_loose_permissions(secret_file)
         text = secret_file.read_text(encoding="utf-8").strip()
         return _checked(text.encode(), str(secret_file)), str(secret_file), False
+    if generate is None:  # a check: the file a first start would create, without creating it
+        secret = base64.urlsafe_b64encode(secrets.token_bytes(GENERATED_SECRET_BYTES)).rstrip(b"=")
+        return secret, f"{secret_file} (not there yet: the router's first start generates it)", True
     if not generate:
         raise KeyConfigError(f"set {env_name} or create {secret_file} (mode 0600) holding the shared secret")
     secret = base64.urlsafe_b64encode(secrets.token_bytes(GENERATED_SECRET_BYTES)).rstrip(b"=")
@@ -175,7 +182,7 @@ def load_hmac_secret(env_name: str | None, secret_file: Path | None, *, generate
     # O_EXCL: two processes starting at once must not overwrite each other's secret.
     fd = os.open(secret_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as out:
-        out.write(secret + b"\n")
+        out.write(secret)  # exactly the secret: an application reading the file verbatim gets the same bytes
     return secret, f"{secret_file} (generated at this start)", True
 
 

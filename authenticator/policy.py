@@ -31,6 +31,8 @@ import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from .suggest import unknown_keys
+
 ACTIONS = ("subscribe", "publish", "call", "register")
 MATCHES = ("exact", "prefix", "wildcard")
 # Actions whose answers Crossbar may cache: their options cannot change who the client is.
@@ -251,6 +253,12 @@ def authid_problem(authid: object, max_length: int | None) -> str | None:
     if max_length is not None and len(authid) > max_length:
         return f"the authid is longer than {max_length} characters"
     if _UNSAFE_AUTHID.search(authid):
+        if "@" in authid and "." in authid:
+            # URIs are dot-separated, so an e-mail address cannot be a URI component.
+            return (
+                "the authid looks like an e-mail address, and '.' separates URI components; put a user id "
+                "without '.' in the token (e.g. a 'uid' claim) and point 'claims.authid' at it"
+            )
         return "the authid contains '.', '*', '#', whitespace or control characters"
     if any(unicodedata.category(ch) in _DECEPTIVE_CATEGORIES for ch in authid):
         return "the authid contains invisible or direction-changing characters (e.g. a right-to-left override)"
@@ -299,9 +307,7 @@ def _load_role(spec: object, position: int) -> Role:
     if not isinstance(spec, Mapping) or not isinstance(spec.get("name"), str) or not spec["name"]:
         raise PolicyError(f"role #{position + 1} needs a 'name'")
     name = spec["name"]
-    unknown = set(spec) - {"name", "inherit", "rules"}
-    if unknown:
-        raise PolicyError(f"role '{name}' has unknown keys: {', '.join(sorted(unknown))}")
+    _refuse_unknown(f"role '{name[:64]}'", spec, ("name", "inherit", "rules"))
     inherit = spec.get("inherit", [])
     if isinstance(inherit, str):
         inherit = [inherit]
@@ -314,15 +320,19 @@ def _load_role(spec: object, position: int) -> Role:
     return Role(name=name, inherit=tuple(inherit), rules=rules)
 
 
+def _refuse_unknown(where: str, spec: Mapping, known) -> None:
+    problem = unknown_keys(where, spec, known)
+    if problem:
+        raise PolicyError(problem)
+
+
 def _load_rule(role: str, index: int, spec: object) -> Rule:
     where = f"role '{role}' rule #{index + 1}"
     if not isinstance(spec, Mapping):
         raise PolicyError(f"{where} must be an object with 'uri', 'match' and 'allow'")
     if "cache" in spec:
         raise PolicyError(f"{where}: remove 'cache'; the authorizer decides what Crossbar may cache")
-    unknown = set(spec) - {"uri", "match", "allow", "disclose", "retain"}
-    if unknown:
-        raise PolicyError(f"{where} has unknown keys: {', '.join(sorted(unknown))}")
+    _refuse_unknown(where, spec, ("uri", "match", "allow", "disclose", "retain"))
     uri, match = spec.get("uri"), spec.get("match", "exact")
     if not isinstance(uri, str) or not uri:
         raise PolicyError(f"{where} needs a non-empty 'uri'")
@@ -330,8 +340,9 @@ def _load_rule(role: str, index: int, spec: object) -> Rule:
         raise PolicyError(f"{where}: 'match' must be one of {', '.join(MATCHES)}, not {match!r}")
     _check_uri(where, uri, match)
     allow = spec.get("allow", {})
-    if not isinstance(allow, Mapping) or set(allow) - set(ACTIONS):
+    if not isinstance(allow, Mapping):
         raise PolicyError(f"{where}: 'allow' maps {', '.join(ACTIONS)} to true/false")
+    _refuse_unknown(f"{where}: 'allow'", allow, ACTIONS)
     if not all(isinstance(v, bool) for v in allow.values()):
         raise PolicyError(f"{where}: the values in 'allow' must be true or false")
     disclose = spec.get("disclose", {})

@@ -28,6 +28,7 @@ class LiveSession:
     admitted_at: float = 0.0  # monotonic clock, for dropping logins that never join
     joined: bool = False
     revoked: bool = False  # revoked while pending: ended as soon as it joins
+    expired: bool = False  # its deadline passed while pending: ended as soon as it joins
     timer: Any = field(default=None, repr=False)
 
 

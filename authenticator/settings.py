@@ -19,9 +19,10 @@ from .keys import (
     load_hmac_secret,
     load_public_key_file,
 )
+from .nodecheck import COMPONENT_CLASS
 from .policy import Policy, PolicyError, load_policy
+from .suggest import unknown_keys
 
-COMPONENT_CLASS = "authenticator.component.AuthenticatorComponent"
 DEFAULT_EXTRA: dict = {
     "keys": [{"algorithms": ["HS256"], "secret_env": "JWT_SECRET", "secret_file": "jwt-secret.key"}],
 }
@@ -98,14 +99,14 @@ class Settings:
     limits: Limits = Limits()
 
 
-def load_settings(extra: Mapping, cbdir: Path, *, generate_secret: bool = True) -> Settings:
-    known = {
+def load_settings(extra: Mapping, cbdir: Path, *, generate_secret: bool | None = True) -> Settings:
+    """generate_secret: create the development secret file if there is no secret (a start);
+    False: refuse instead; None: check only, a secret file that is not there yet is fine."""
+    known = (
         "keys", "claims", "policy", "anonymous_role", "max_token_bytes", "single_use", "store", "session",
-        "bearer_header", "cookie", "issuer", "cbdir", "limits",
-    }  # fmt: skip
-    unknown = set(extra) - known
-    if unknown:
-        raise ConfigError(f"unknown keys in the authenticator's extra: {', '.join(sorted(unknown))}")
+        "bearer_header", "cookie", "issuer", "limits", "cbdir",
+    )  # fmt: skip
+    _refuse_unknown("the authenticator's extra", extra, known)
     try:
         keys, jwks_urls = _load_keys(extra.get("keys", DEFAULT_EXTRA["keys"]), cbdir, generate_secret)
         policy = load_policy(extra.get("policy"), anonymous_role=extra.get("anonymous_role", "anonymous"))
@@ -121,12 +122,9 @@ def load_settings(extra: Mapping, cbdir: Path, *, generate_secret: bool = True) 
     if single_use and "jti" not in claims.required:
         claims = replace(claims, required=(*claims.required, "jti"))
     session = extra.get("session", {})
-    if not isinstance(session, Mapping) or set(session) - {
-        "expiry_grace_seconds",
-        "behind_proxies",
-        "join_timeout_seconds",
-    }:
-        raise ConfigError("'session' takes 'expiry_grace_seconds', 'join_timeout_seconds' and 'behind_proxies'")
+    if not isinstance(session, Mapping):
+        raise ConfigError("'session' must be an object")
+    _refuse_unknown("'session'", session, ("expiry_grace_seconds", "join_timeout_seconds", "behind_proxies"))
     grace = session.get("expiry_grace_seconds", 5)
     if not isinstance(grace, int | float) or not 0 <= grace <= 3600:
         raise ConfigError("'session.expiry_grace_seconds' must be a number from 0 to 3600")
@@ -156,13 +154,20 @@ def load_settings(extra: Mapping, cbdir: Path, *, generate_secret: bool = True) 
     )
 
 
+def _refuse_unknown(where: str, spec: Mapping, known) -> None:
+    problem = unknown_keys(where, spec, known)
+    if problem:
+        raise ConfigError(problem)
+
+
 def _load_limits(spec: object) -> Limits:
     defaults = Limits()
     bounds = {
         "max_uri_length": (16, 65536), "authorization_cache_entries": (0, 1_000_000), "hello_timeout_seconds": (1, 300),
     }  # fmt: skip
-    if not isinstance(spec, Mapping) or set(spec) - set(bounds):
-        raise ConfigError(f"'limits' takes {', '.join(bounds)}")
+    if not isinstance(spec, Mapping):
+        raise ConfigError(f"'limits' must be an object; it takes {', '.join(bounds)}")
+    _refuse_unknown("'limits'", spec, bounds)
     values = {}
     for name, (low, high) in bounds.items():
         value = spec.get(name, getattr(defaults, name))
@@ -173,8 +178,9 @@ def _load_limits(spec: object) -> Limits:
 
 
 def _load_store(spec: object, cbdir: Path) -> StoreSpec:
-    if not isinstance(spec, Mapping) or set(spec) - {"sqlite", "redis_url", "timeout_seconds"}:
+    if not isinstance(spec, Mapping):
         raise ConfigError("'store' takes 'sqlite' (a file in the node directory) or 'redis_url', and 'timeout_seconds'")
+    _refuse_unknown("'store'", spec, ("sqlite", "redis_url", "timeout_seconds"))
     timeout = spec.get("timeout_seconds", 1.0)
     if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not 0.1 <= timeout <= 10:
         raise ConfigError("'store.timeout_seconds' must be a number of seconds from 0.1 to 10")
@@ -192,8 +198,9 @@ def _load_store(spec: object, cbdir: Path) -> StoreSpec:
 def _load_cookie(spec: object) -> CookieRule | None:
     if spec is None:
         return None
-    if not isinstance(spec, Mapping) or set(spec) - {"name", "allowed_origins"}:
+    if not isinstance(spec, Mapping):
         raise ConfigError("'cookie' takes 'name' and 'allowed_origins'")
+    _refuse_unknown("'cookie'", spec, ("name", "allowed_origins"))
     name, origins = spec.get("name", "cbjwt"), spec.get("allowed_origins")
     if not isinstance(name, str) or not name:
         raise ConfigError("'cookie.name' must be a cookie name")
@@ -206,12 +213,11 @@ def _load_cookie(spec: object) -> CookieRule | None:
 def _load_claims(spec: object) -> ClaimRules:
     if not isinstance(spec, Mapping):
         raise ConfigError("'claims' must be an object")
-    unknown = set(spec) - {
+    known = (
         "authid", "roles", "required", "leeway_seconds", "authid_max_length", "issuers", "audience",
         "max_lifetime_seconds",
-    }  # fmt: skip
-    if unknown:
-        raise ConfigError(f"unknown keys in 'claims': {', '.join(sorted(unknown))}")
+    )  # fmt: skip
+    _refuse_unknown("'claims'", spec, known)
     defaults = ClaimRules()
     roles = spec.get("roles", list(defaults.roles_claims))
     if isinstance(roles, str):
@@ -245,7 +251,7 @@ def _load_claims(spec: object) -> ClaimRules:
     )
 
 
-def _load_keys(spec: object, cbdir: Path, generate_secret: bool) -> tuple[KeyRing, tuple[JwksUrl, ...]]:
+def _load_keys(spec: object, cbdir: Path, generate_secret: bool | None) -> tuple[KeyRing, tuple[JwksUrl, ...]]:
     if not isinstance(spec, list) or not spec:
         raise ConfigError("'keys' must be a non-empty list of keys")
     keys: list[VerificationKey] = []
@@ -254,12 +260,11 @@ def _load_keys(spec: object, cbdir: Path, generate_secret: bool) -> tuple[KeyRin
         where = f"keys[{i}]"
         if not isinstance(key_spec, Mapping):
             raise ConfigError(f"{where} must be an object")
-        unknown = set(key_spec) - {
+        known = (
             "kid", "algorithms", "secret_env", "secret_file", "public_key_file", "jwks_file", "jwks_url",
             "refresh_seconds", "min_refetch_seconds", "timeout_seconds",
-        }  # fmt: skip
-        if unknown:
-            raise ConfigError(f"{where} has unknown keys: {', '.join(sorted(unknown))}")
+        )  # fmt: skip
+        _refuse_unknown(where, key_spec, known)
         algorithms = key_spec.get("algorithms")
         if algorithms is not None:
             if not _is_list_of_names(algorithms):
@@ -357,7 +362,14 @@ def component_extra(config_file: Path) -> dict:
 
 def router_url(config_file: Path) -> str:
     """ws://host:port/path of the first web transport's WebSocket path in a node config."""
-    config = json.loads(config_file.read_text(encoding="utf-8"))
+    url = websocket_url(json.loads(config_file.read_text(encoding="utf-8")))
+    if url is None:
+        raise ConfigError(f"{config_file} has no websocket path; pass --url")
+    return url
+
+
+def websocket_url(config: Mapping) -> str | None:
+    """ws://host:port/path of the first web transport's WebSocket path in a node config dict."""
     for worker in config.get("workers", []):
         for transport in worker.get("transports", []):
             endpoint = transport.get("endpoint", {})
@@ -365,5 +377,6 @@ def router_url(config_file: Path) -> str:
                 if service.get("type") == "websocket":
                     host = endpoint.get("interface", "127.0.0.1")
                     host = "127.0.0.1" if host in ("0.0.0.0", "") else host  # noqa: S104 - mapping, not binding
-                    return f"ws://{host}:{endpoint.get('port')}/{path}"
-    raise ConfigError(f"{config_file} has no websocket path; pass --url")
+                    scheme = "wss" if endpoint.get("tls") else "ws"
+                    return f"{scheme}://{host}:{endpoint.get('port')}/{path}"
+    return None

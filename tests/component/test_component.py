@@ -78,7 +78,7 @@ def test_an_anonymous_session_cannot_borrow_roles_through_its_hello_authextra(co
         "authprovider": "static",
         "authextra": {"roles": ["admin"]},
     }
-    answer = component.authorize(session, "app.secret", "subscribe", {"match": "exact"})
+    answer = component.authorizer.authorize(session, "app.secret", "subscribe", {"match": "exact"})
     assert answer == {"allow": False, "cache": False, "disclose": False}
 
 
@@ -86,12 +86,12 @@ def test_the_roles_of_the_token_a_session_logged_in_with_widen_its_permissions(c
     component.authenticate("realm1", None, {**DETAILS, "ticket": mint("x", ["user", "admin"]), "session": 11})
     # a user-role session that logged in with that token (Crossbar gives one role; the others are ours to know)
     logged_in = {"session": 11, "authid": "x", "authrole": "user", "authextra": {}}
-    answer = component.authorize(logged_in, "app.secret", "subscribe", {"match": "exact"})
+    answer = component.authorizer.authorize(logged_in, "app.secret", "subscribe", {"match": "exact"})
     assert answer == {"allow": True, "cache": False, "disclose": False}
     # roles in a session's authextra count for nothing: only the token we verified does
     claiming = {"session": 12, "authid": "x", "authrole": "user", "authprovider": "dynamic",
                 "authextra": {"roles": ["user", "admin"]}}  # fmt: skip
-    assert component.authorize(claiming, "app.secret", "subscribe", {"match": "exact"})["allow"] is False
+    assert component.authorizer.authorize(claiming, "app.secret", "subscribe", {"match": "exact"})["allow"] is False
 
 
 @pytest_twisted.ensureDeferred
@@ -144,3 +144,36 @@ async def test_a_forwarded_call_to_our_procedures_is_refused(component):
         with pytest.raises(ApplicationError) as caught:
             await call
         assert caught.value.error == "wamp.error.not_authorized"
+
+
+def test_one_role_spending_its_cache_budget_leaves_the_other_roles_theirs(component):
+    budget = component.settings.limits.authorization_cache_entries
+    visitor = {"session": 21, "authid": "v", "authrole": "anonymous", "authextra": {}}
+    user = {"session": 22, "authid": "u", "authrole": "user", "authextra": {}}
+    cached = [component.authorizer.authorize(visitor, f"app.public.junk{i}", "subscribe", {"match": "exact"})["cache"]
+              for i in range(budget + 1)]  # fmt: skip
+    assert cached == [True] * budget + [False]  # the visitors' budget is spent: allowed, uncached
+    answer = component.authorizer.authorize(user, "app.chat.lobby", "subscribe", {"match": "exact"})
+    assert answer["allow"] is True and answer["cache"] is True
+
+
+@pytest_twisted.ensureDeferred
+async def test_logins_do_not_queue_without_bound_behind_a_slow_store(component, monkeypatch):
+    import threading
+
+    from authenticator import component as component_module
+
+    monkeypatch.setattr(component_module, "MAX_STORE_CHECKS_WAITING", 3)
+    release = threading.Event()
+    monkeypatch.setattr(component.store, "revocations_in_memory", False)
+    monkeypatch.setattr(component.store.store, "admit", lambda **kwargs: release.wait(10) and None)
+    waiting = [maybeDeferred(component.authenticate, "realm1", None, {**DETAILS, "ticket": mint(f"u{i}")})
+               for i in range(3)]  # fmt: skip
+    with pytest.raises(ApplicationError) as caught:
+        await maybeDeferred(component.authenticate, "realm1", None, {**DETAILS, "ticket": mint("u3")})
+    assert caught.value.error == "authenticator.error.store_unavailable"
+    assert "too many logins waiting for the token store" in caught.value.args[0]
+    release.set()
+    for login in waiting:
+        assert (await login)["role"] == "user"
+    assert component._store_checks_waiting == 0

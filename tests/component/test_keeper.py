@@ -103,3 +103,46 @@ def test_the_token_roles_of_a_session_come_from_the_table_never_from_its_authext
     assert h.keeper.token_roles({"session": 99, "authextra": {"roles": ["admin"]}}) == set()
     if behind_proxies:
         assert h.keeper.token_roles({"session": 99, "authextra": {LOGIN_KEY: "login-guessed"}}) == set()
+
+
+def test_a_token_admitted_within_the_leeway_after_exp_gets_the_grace_from_now():
+    h = Harness()
+    h.login(7, ttl=-8)  # accepted with a 10 s leeway, 8 s past exp
+    h.keeper.joined({"session": 7})
+    h.clock.advance(GRACE - 0.1)
+    assert h.kills == []  # not ended in the same breath: time to refresh
+    h.clock.advance(0.2)
+    assert h.kills == [(7, Reason.EXPIRED)]
+
+
+def test_behind_proxies_a_login_whose_deadline_passes_before_it_joins_is_ended_when_it_joins():
+    h = Harness(behind_proxies=True)
+    extra = h.login(None, ttl=1)
+    h.clock.advance(1 + GRACE + 1)  # the deadline passes while the router has not announced it
+    assert h.kills == []  # nothing to end yet: no router session id
+    h.keeper.joined({"session": 42, "authextra": extra})
+    assert h.kills == [(42, Reason.EXPIRED)] and h.keeper.session(42) is None
+
+
+def test_behind_proxies_a_join_of_a_login_no_longer_held_is_ended():
+    h = Harness(behind_proxies=True)
+    h.keeper.joined({"session": 43, "authextra": {LOGIN_KEY: "login-0123456789abcdef"}})
+    assert h.kills == [(43, Reason.EXPIRED)]
+
+
+def test_behind_proxies_a_login_revoked_while_joining_is_ended_when_it_joins():
+    h = Harness(behind_proxies=True)
+    extra = h.login(None, authid="bob")
+    assert h.keeper.revoke("bob", None) == []  # not joined: not counted as ended
+    h.keeper.joined({"session": 44, "authextra": extra})
+    assert h.kills == [(44, Reason.REVOKED)]
+
+
+@pytest.mark.parametrize("mark", ["revoked", "expired"])
+def test_a_pending_login_to_be_ended_grants_no_token_roles(mark):
+    h = Harness(behind_proxies=True)
+    extra = h.login(None, roles=("user", "admin"))
+    live = h.keeper.table.find(extra[LOGIN_KEY])
+    assert h.keeper.token_roles({"session": 45, "authextra": extra}) == {"user", "admin"}
+    setattr(live, mark, True)
+    assert h.keeper.token_roles({"session": 45, "authextra": extra}) == set()

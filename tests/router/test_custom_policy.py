@@ -4,18 +4,19 @@
   are the union (behind proxies Crossbar marks every session anonymous-proxy, so the roles must
   come from what the authenticator verified, not from the session);
 - a role-wide *exact* rule: Crossbar's cache ignores the match type, so its ALLOW must not be
-  cached, or a later prefix request on the same URI would get it (in both orders)."""
+  cached, or a later prefix request on the same URI would get it (in both orders);
+- a callee that may register cannot answer as someone else (forward_for in its YIELD)."""
 
 from __future__ import annotations
 
 import pytest
 import pytest_twisted
-from autobahn.wamp.types import RegisterOptions, SubscribeOptions
+from autobahn.wamp.types import CallOptions, PublishOptions, RegisterOptions, SubscribeOptions
 
 from tests.conftest import DEPLOYMENTS
 from tests.support.router import RouterProcess
 from tests.support.tokens import TEST_SECRET, mint, unique
-from tests.support.wamp import connect, wamp_error
+from tests.support.wamp import Inbox, connect, wamp_error
 
 NOT_AUTHORIZED = "wamp.error.not_authorized"
 EXTRA_ROLES = [
@@ -25,6 +26,12 @@ EXTRA_ROLES = [
 
 
 EXACT_RULE = {"uri": "app.news", "match": "exact", "allow": {"subscribe": True, "register": True}}
+# Each user may offer procedures under its own name, and every user may call them.
+SERVICE_RULE = {"uri": "app.svc.{authid}.", "match": "prefix", "allow": {"register": True}}
+CALL_RULE = {"uri": "app.svc.", "match": "prefix", "allow": {"call": True}, "disclose": {"caller": True}}
+# Each user's status topic keeps its last event (retain).
+STATUS_RULE = {"uri": "app.status.{authid}", "match": "exact", "allow": {"publish": True, "subscribe": True},
+               "retain": True}  # fmt: skip
 
 
 def custom_policy(config: dict) -> None:
@@ -33,7 +40,7 @@ def custom_policy(config: dict) -> None:
     policy = router["components"][0]["extra"]["policy"]
     policy["roles"] += EXTRA_ROLES
     user = next(role for role in policy["roles"] if role["name"] == "user")
-    user["rules"].append(EXACT_RULE)
+    user["rules"] += [EXACT_RULE, SERVICE_RULE, CALL_RULE, STATUS_RULE]
 
 
 @pytest.fixture(scope="module", params=list(DEPLOYMENTS))
@@ -108,3 +115,74 @@ async def test_an_exact_rule_never_allows_a_prefix_request_on_its_uri(node, acti
         first.leave()
         second.leave()
     assert results == {"exact": "allowed", "prefix": NOT_AUTHORIZED, "prefix again": NOT_AUTHORIZED}
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_callee_cannot_answer_as_another_user(node):
+    """Crossbar takes the callee it discloses to the caller from the YIELD's forward_for
+    (router/dealer.py), and a YIELD is never authorized: the router drops a client's forward_for."""
+    from autobahn.wamp import message
+
+    name = unique("svc")
+    callee = await connect(node.url, mint(name, ["user"]))
+    caller = await connect(node.url, mint(unique("caller"), ["user"]))
+    try:
+        await callee.register(lambda: "pong", f"app.svc.{name}.ping")
+        send = callee._transport.send
+
+        def forging_send(msg):
+            if isinstance(msg, message.Yield):
+                msg.forward_for = [{"session": 1, "authid": "root", "authrole": "admin"}]
+            send(msg)
+
+        callee._transport.send = forging_send
+        result = await caller.call(f"app.svc.{name}.ping", options=CallOptions(details=True))
+        assert list(result.results) == ["pong"]
+        assert (result.callee_authid, result.callee_authrole) == (name, "user")
+    finally:
+        callee.leave()
+        caller.leave()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_caller_cannot_call_as_another_user_even_after_an_honest_call(node):
+    """The authorizer refuses a CALL carrying forward_for (Crossbar would present its first entry
+    to the callee as the caller); call answers are never cached, so an honest call first changes
+    nothing."""
+    name = unique("svc")
+    callee = await connect(node.url, mint(name, ["user"]))
+    caller = await connect(node.url, mint(unique("caller"), ["user"]))
+    try:
+        seen = []
+        await callee.register(lambda details: seen.append(details.caller_authid) or "pong", f"app.svc.{name}.who",
+                              options=RegisterOptions(details_arg="details"))  # fmt: skip
+        assert await caller.call(f"app.svc.{name}.who") == "pong"
+        forged = [{"session": 1, "authid": "root", "authrole": "admin"}]
+        error = await wamp_error(caller.call(f"app.svc.{name}.who", options=CallOptions(forward_for=forged)))
+        assert error == NOT_AUTHORIZED
+        assert await caller.call(f"app.svc.{name}.who") == "pong"  # a marker, after the refused call
+        assert seen == [caller.details.authid] * 2
+    finally:
+        callee.leave()
+        caller.leave()
+
+
+@pytest_twisted.ensureDeferred
+async def test_retain_is_allowed_where_a_rule_says_so_but_never_with_eligible_or_exclude(node):
+    name = unique("status")
+    client = await connect(node.url, mint(name, ["user"]))
+    try:
+        topic = f"app.status.{name}"
+        await client.publish(topic, "online", options=PublishOptions(acknowledge=True, retain=True))
+        for narrowed in ({"eligible": [client._session_id]}, {"exclude": [1]}):
+            options = PublishOptions(acknowledge=True, retain=True, **narrowed)
+            assert await wamp_error(client.publish(topic, "pinned", options=options)) == NOT_AUTHORIZED
+        inbox = Inbox()
+        await client.subscribe(inbox, topic, options=SubscribeOptions(get_retained=True))
+        assert (await inbox.next())[0] == ("online",)  # the retained event is the allowed one
+        error = await wamp_error(
+            client.publish("app.chat.lobby", "x", options=PublishOptions(acknowledge=True, retain=True))
+        )
+        assert error == NOT_AUTHORIZED  # no rule of app.chat says retain
+    finally:
+        client.leave()

@@ -22,13 +22,16 @@ ISSUER_SECRET = "issuer-" + secrets.token_urlsafe(32)
 PASSWORDS = ["alice-demo-password", "root-demo-password", "wrong-password-" + secrets.token_hex(4)]
 
 
-@pytest.fixture(scope="module", params=["info", "warn"])
+@pytest.fixture(scope="module", params=[("info", 0), ("warn", 0), ("info", 2)],
+                ids=["info", "warn", "info-2-proxies"])  # fmt: skip
 def node(request, tmp_path_factory):
-    """At the level make run uses (warn) and at info (everything the authenticator logs). Not at
-    debug: Crossbar's own debug logging prints WAMP messages, tickets included (docs/operations.md)."""
-    router = RouterProcess(tmp_path_factory.mktemp(f"logscan-{request.param}"),
+    """At the level make run uses (warn) and at info (everything the authenticator and Crossbar log),
+    also behind proxies (where Crossbar logs each session's details with the upgrade's headers). Not
+    at debug: Crossbar's own debug logging prints WAMP messages, tickets included (docs/operations.md)."""
+    level, proxies = request.param
+    router = RouterProcess(tmp_path_factory.mktemp(f"logscan-{level}-{proxies}"),
                            env={"JWT_SECRET": SECRET, "ISSUER_SESSION_SECRET": ISSUER_SECRET},
-                           loglevel=request.param).start()  # fmt: skip
+                           loglevel=level, proxies=proxies).start()  # fmt: skip
     yield router
     router.stop()
 
@@ -81,6 +84,9 @@ async def test_no_token_secret_or_password_reaches_any_file_the_node_wrote(node)
     root = await connect(node.url, token("root", ["admin"]))
     bearer = await connect(node.url, authmethods=["anonymous"],
                            headers={"Authorization": f"Bearer {token('carol', ['user'])}"})  # fmt: skip
+    cookie_headers = {"Cookie": f"cbjwt={token('dave', ['user'])}", "Origin": "http://127.0.0.1:8080"}
+    cookie = await connect(node.url, authmethods=["anonymous"], headers=cookie_headers)
+    assert (bearer.details.authid, cookie.details.authid) == ("carol", "dave")
     await refusal(node.url, token("alice", ["user"], ttl=-60))  # expired
     await refusal(node.url, mint("alice", ["user"], secret="wrong-" + SECRET))  # bad signature
     used.append(mint("alice", ["user"], secret="wrong-" + SECRET))
@@ -90,7 +96,7 @@ async def test_no_token_secret_or_password_reaches_any_file_the_node_wrote(node)
     await wamp_error(alice.call("authenticator.refresh", token("bob", ["user"])))
     await root.call("authenticator.revoke", authid="alice")
     await refusal(node.url, used[0])
-    for client in (root, bearer):
+    for client in (root, bearer, cookie):
         client.leave()
     assert node.stop() == 0  # everything the node had to write is written and closed
 

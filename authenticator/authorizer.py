@@ -1,0 +1,67 @@
+"""Crossbar's dynamic authorizer, ``authorize(session, uri, action, options)``, on the policy.
+
+Pure of Twisted: the component registers :meth:`Authorizer.authorize` as the realm roles'
+authorizer procedure. It refuses what no rule may allow (request_problem), asks the policy, spends
+the per-role cache budget, logs a denial once with its reason and counts the answer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import replace
+
+from . import metrics
+from .hardening import clip
+from .policy import ACTIONS, Decision, request_problem
+from .settings import Settings
+
+
+class Authorizer:
+    def __init__(
+        self, settings: Settings, token_roles: Callable[[dict], Iterable[str]], log, own_procedures: Iterable[str]
+    ) -> None:
+        self._settings = settings
+        self._token_roles = token_roles  # the roles of the token a session logged in with (the keeper's table)
+        self._log = log
+        self._own_procedures = frozenset(own_procedures)
+        # Crossbar's cache never evicts: past a role's budget its answers are given uncached
+        # (correct, one call each). Per role, so visitors filling theirs with junk URIs cost the
+        # other roles nothing.
+        self._cache_budget = dict.fromkeys(settings.policy.roles, settings.limits.authorization_cache_entries)
+
+    def authorize(self, session: dict, uri, action, options) -> dict:
+        problem = request_problem(action, uri, options, self._settings.limits.max_uri_length)
+        if problem is not None:
+            decision = Decision(False, False, False, 0, problem)
+        else:
+            decision = self._settings.policy.decide(
+                authrole=session.get("authrole"),
+                authid=session.get("authid"),
+                action=action,
+                uri=uri,
+                match=(options or {}).get("match", "exact"),
+                session_roles=sorted(self._token_roles(session)),
+                retain=bool((options or {}).get("retain")),
+            )
+        if decision.cacheable:
+            decision = self._within_budget(decision, session.get("authrole"))
+        if not decision.allow:
+            self._log.warn(
+                "authorization denied: {action} {uri} authid={authid} role={role} reason={reason}",
+                action=clip(action, 20), uri=clip(uri, 200), authid=session.get("authid"),
+                role=session.get("authrole"), reason=clip(decision.reason, 500),
+            )  # fmt: skip
+        metrics.AUTHORIZATIONS.labels(
+            action if action in ACTIONS else "other", "allow" if decision.allow else "deny",
+            "yes" if decision.cacheable else "no",
+        ).inc()  # fmt: skip
+        answer = decision.as_crossbar_answer()
+        if decision.allow and action == "call" and uri in self._own_procedures:
+            answer["disclose"] = True  # our procedures need to know who calls them
+        return answer
+
+    def _within_budget(self, decision: Decision, role) -> Decision:
+        if self._cache_budget.get(role, 0) <= 0:
+            return replace(decision, cacheable=False)
+        self._cache_budget[role] -= 1
+        return decision

@@ -1,0 +1,139 @@
+"""Cross-checks between the authenticator's policy and the Crossbar node config around it.
+
+Crossbar checks the node config's shape; the authenticator checks its own `extra`. Neither sees
+the mistakes between them, which start silently and fail at the first client: a policy role the
+realm does not define (clients get `wamp.error.no_such_role`), a realm role whose authorizer is
+misspelled (`wamp.error.authorization_failed` and a traceback), a transport whose dynamic
+authenticator names a procedure nobody registers. Each problem names the place in the JSON and
+the fix. Used at start (the component) and by `python -m authenticator check`.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+COMPONENT_CLASS = "authenticator.component.AuthenticatorComponent"
+# The procedures the component registers.
+AUTHENTICATE = "authenticator.authenticate"
+AUTHENTICATE_HEADERS = "authenticator.authenticate_headers"
+AUTHORIZE = "authenticator.authorize"
+REFRESH = "authenticator.refresh"
+REVOKE = "authenticator.revoke"
+# The authenticator each dynamic auth method of a websocket path must name.
+AUTHENTICATORS = {"ticket": AUTHENTICATE, "anonymous": AUTHENTICATE_HEADERS}
+
+
+@dataclass(frozen=True)
+class Problem:
+    path: str  # where in the node config, e.g. workers[0].realms[0].roles[2].authorizer
+    message: str  # what is wrong, and the fix
+
+    def line(self, config_file: Path | str) -> str:
+        return f"{config_file}: {self.path}: {self.message}"
+
+
+def check_node(config: Mapping, policy_roles: Iterable[str]) -> list[Problem]:
+    """Every problem between the node config and the authenticator's policy roles."""
+    problems: list[Problem] = []
+    found = _component(config)
+    if found is None:
+        return [Problem("workers", f"no router worker has a component with classname {COMPONENT_CLASS}")]
+    w, c, worker, component = found
+    realm_name, component_role = component.get("realm"), component.get("role")
+    realms = worker.get("realms", [])
+    r = next((i for i, realm in enumerate(realms) if realm.get("name") == realm_name), None)
+    if r is None:
+        defined = ", ".join(repr(realm.get("name")) for realm in realms) or "none"
+        return [
+            Problem(f"workers[{w}].components[{c}].realm", f"names realm {realm_name!r}; the worker defines {defined}")
+        ]
+    roles_path = f"workers[{w}].realms[{r}].roles"
+    roles = {role.get("name"): (i, role) for i, role in enumerate(realms[r].get("roles", []))}
+    if component_role not in roles:
+        problems.append(Problem(f"workers[{w}].components[{c}].role", (
+            f"names role {component_role!r}, which realm {realm_name!r} does not define; add to {roles_path} a "
+            "role with static permissions for the authenticator's procedures (as the shipped config.json has)"
+        )))  # fmt: skip
+    for name in policy_roles:
+        if name not in roles:
+            problems.append(Problem(roles_path, (
+                f"the policy role {name!r} is not a role of realm {realm_name!r}, so clients with it are refused "
+                f'wamp.error.no_such_role; add {{"name": "{name}", "authorizer": "{AUTHORIZE}"}}'
+            )))  # fmt: skip
+        elif roles[name][1].get("authorizer") is None:
+            problems.append(Problem(f"{roles_path}[{roles[name][0]}]", (
+                f"role {name!r} is in the policy but not authorized by it; give it "
+                f'"authorizer": "{AUTHORIZE}" instead of static permissions'
+            )))  # fmt: skip
+    for name, (i, role) in roles.items():
+        authorizer = role.get("authorizer")
+        if authorizer is not None and authorizer != AUTHORIZE:
+            problems.append(Problem(f"{roles_path}[{i}].authorizer", (
+                f"{_misspelled(authorizer, AUTHORIZE)}: no procedure of that name is registered, so every request of "
+                f"role {name!r} fails with wamp.error.authorization_failed; set it to {AUTHORIZE!r}"
+            )))  # fmt: skip
+    problems.extend(_transport_problems(config))
+    return problems
+
+
+def _component(config: Mapping):
+    for w, worker in enumerate(config.get("workers", [])):
+        for c, component in enumerate(worker.get("components", [])):
+            if component.get("classname") == COMPONENT_CLASS:
+                return w, c, worker, component
+    return None
+
+
+def _transport_problems(config: Mapping) -> list[Problem]:
+    problems = []
+    for w, worker in enumerate(config.get("workers", [])):
+        for t, transport in enumerate(worker.get("transports", [])):
+            for name, service in transport.get("paths", {}).items():
+                if not isinstance(service, Mapping) or service.get("type") != "websocket":
+                    continue
+                for method, auth in service.get("auth", {}).items():
+                    expected = AUTHENTICATORS.get(method)
+                    if expected is None or not isinstance(auth, Mapping) or auth.get("type") != "dynamic":
+                        continue
+                    if auth.get("authenticator") != expected:
+                        problems.append(Problem(
+                            f"workers[{w}].transports[{t}].paths.{name}.auth.{method}.authenticator",
+                            f"{_misspelled(auth.get('authenticator'), expected)}: every {method} login would "
+                            f"fail with wamp.error.no_such_procedure; set it to {expected!r}",
+                        ))  # fmt: skip
+    return problems
+
+
+def _misspelled(given: object, expected: str) -> str:
+    shown = repr(given)[:80]
+    close = isinstance(given, str) and difflib.get_close_matches(given, [expected], n=1, cutoff=0.6)
+    return f"{shown} is not {expected!r}" + (" (a misspelling?)" if close else "")
+
+
+def controller_config_file(cbdir: Path, controller_cmdline: list[str]) -> Path | None:
+    """The node config file that `crossbar start` was given (its `--config`, relative to the node
+    directory as Crossbar reads it), or the one Crossbar picks without it; None if there is none."""
+    for i, arg in enumerate(controller_cmdline):
+        if arg == "--config" and i + 1 < len(controller_cmdline):
+            return cbdir / controller_cmdline[i + 1]
+        if arg.startswith("--config="):
+            return cbdir / arg.split("=", 1)[1]
+    for name in ("config.yaml", "config.json"):  # Crossbar's own order (node/main.py)
+        if (cbdir / name).exists():
+            return cbdir / name
+    return None
+
+
+def read_node_config(path: Path) -> dict:
+    """A node config file as Crossbar reads it: JSON, or YAML for .yaml/.yml files."""
+    text = path.read_text(encoding="utf-8")
+    if path.suffix in (".yaml", ".yml"):
+        import yaml  # PyYAML comes with Crossbar
+
+        return yaml.safe_load(text)
+    import json
+
+    return json.loads(text)

@@ -1,0 +1,64 @@
+"""What the router says when it starts: the configuration problems that stop it, one line each,
+and the line that says it is ready, with the URL, the realm and where the keys come from."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import NoReturn
+
+from .nodecheck import check_node, controller_config_file, read_node_config
+from .settings import Settings, websocket_url
+
+# The exit status of a router worker stopped by its configuration (the node then stops too).
+CONFIG_EXIT = 78  # EX_CONFIG
+
+
+def node_config_file(cbdir: Path) -> Path | None:
+    """The node config this router worker's controller was started with (None when that cannot be
+    read: not Linux, or another launcher). The worker's parent is Crossbar's node controller."""
+    try:
+        cmdline = Path(f"/proc/{os.getppid()}/cmdline").read_bytes().decode(errors="replace").split("\0")
+    except OSError:
+        return None
+    return controller_config_file(cbdir, cmdline)
+
+
+def node_problems(config_file: Path | None, settings: Settings) -> list[str]:
+    if config_file is None:
+        return []
+    try:
+        config = read_node_config(config_file)
+    except (OSError, ValueError) as error:
+        return [f"{config_file}: cannot be read to check it: {type(error).__name__}"]
+    return [p.line(config_file) for p in check_node(config, settings.policy.roles)]
+
+
+def stop_for_configuration(lines: list[str]) -> NoReturn:
+    """End the router worker with the problems as the first lines of the node's output.
+
+    An exception here would reach the operator under three tracebacks of Crossbar's start-up
+    machinery (the one line that matters buried in ~50); a configuration that cannot work is fatal
+    for the node anyway (Crossbar stops the node when a worker exits)."""
+    out = sys.stderr
+    for line in lines:
+        out.write(f"CONFIGURATION ERROR: {line}\n")
+    out.write("The router did not start. Fix the configuration and start it again ")
+    out.write("(python -m authenticator check runs the same checks without starting it).\n")
+    out.flush()
+    sys.stdout.flush()
+    os._exit(CONFIG_EXIT)
+
+
+def ready_line(config_file: Path | None, settings: Settings, realm: str) -> str:
+    url = None
+    if config_file is not None:
+        try:
+            url = websocket_url(read_node_config(config_file))
+        except (OSError, ValueError):
+            url = None
+    keys = "; ".join(f"{'/'.join(sorted(k.algorithms))} from {k.source}" for k in settings.keys.keys)
+    keys += "".join(f"; JWKS {u.url}" for u in settings.jwks_urls)
+    where = f"clients connect to {url}, " if url else ""
+    return f"authenticator: ready: {where}realm {realm}; keys: {keys}"
