@@ -163,7 +163,7 @@ class TokenVerifier:
         token_roles = self._read_roles(claims, authid, jti)
         role, known = self.settings.policy.session_role(token_roles)
         if role is None:
-            raise Rejected(Reason.UNKNOWN_ROLE, f"the token names {len(token_roles)} role(s)", authid=authid, jti=jti)
+            raise Rejected(Reason.UNKNOWN_ROLE, self._unknown_roles(token_roles), authid=authid, jti=jti)
         if len(self._verified_headers) < HEADER_CACHE_SIZE:
             self._verified_headers[header_segment] = header
         return Identity(
@@ -258,6 +258,13 @@ class TokenVerifier:
                 raise Rejected(Reason.MISSING_CLAIM, f"'{name}' (needed to check the token's lifetime)", jti=jti)
         if claims["exp"] - claims["iat"] > limit:
             raise Rejected(Reason.LIFETIME_TOO_LONG, f"{int(claims['exp'] - claims['iat'])} s > {limit} s", jti=jti)
+
+    def _unknown_roles(self, token_roles: tuple[str, ...]) -> str:
+        """Names the token's roles (at most 5, each cut to 32 characters: they are the client's
+        text, shown to it and logged) and the roles the policy defines."""
+        shown = ", ".join(repr(r[:32]) for r in token_roles[:5]) + (", ..." if len(token_roles) > 5 else "")
+        defined = ", ".join(self.settings.policy.roles)
+        return f"the token names {shown or 'no role'}; this realm defines {defined}"
 
     def _read_roles(self, claims: Mapping[str, Any], authid: str, jti: str | None) -> tuple[str, ...]:
         for name in self.settings.claims.roles_claims:

@@ -1,41 +1,17 @@
-// The demo page: one WAMP connection whose token comes from /auth/token on every (re)connect.
-"use strict";
+// The demo page: one connection through the client kit (crossbar-jwt.js), which fetches a token
+// from /auth/token on every (re)connect, refreshes it before exp and reconnects when it must.
+import { connect } from "./crossbar-jwt.js";
 
 const $ = (id) => document.getElementById(id);
 const WS_URL = `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/ws`;
-// Reasons after which reconnecting would be wrong or pointless: the user must act first.
-const FINAL_REASONS = new Set(["authenticator.error.revoked", "authenticator.error.unknown_role",
-  "authenticator.error.invalid_claim", "authenticator.error.origin_not_allowed"]);
 
 let me = { authid: null, roles: [] };
-let connection = null;
-let session = null;
-let refreshTimer = null;
-// Refresh this long before the token's exp (never sooner than a second from now).
-const REFRESH_AHEAD_SECONDS = 10;
+let client = null;
 
-// A fresh token for the live session before the old one runs out: no reconnect, no lost events.
-// If it fails (issuer down, logged out) the session ends at exp and the page reconnects as usual.
-function scheduleRefresh(exp) {
-  clearTimeout(refreshTimer);
-  if (!exp) return;
-  const delay = Math.max(1, exp - Date.now() / 1000 - REFRESH_AHEAD_SECONDS);
-  const forSession = session;
-  refreshTimer = setTimeout(async () => {
-    if (session !== forSession || !session) return;
-    try {
-      const answer = await session.call("authenticator.refresh", [await fetchToken()]);
-      $("refreshed").textContent = String(Number($("refreshed").textContent || 0) + 1);
-      scheduleRefresh(answer.exp);
-    } catch (error) {
-      console.warn("token refresh failed; the session will end at exp and reconnect", error.error || error);
-    }
-  }, delay * 1000);
-}
-
-function setState(state, identity) {
-  $("state").textContent = state;
-  $("state").dataset.state = state;
+function showState(state, identity) {
+  const shown = state === "stopped" ? "closed" : state; // the kit will not reconnect by itself
+  $("state").textContent = shown;
+  $("state").dataset.state = shown;
   if (identity !== undefined) $("identity").textContent = identity;
 }
 
@@ -62,47 +38,35 @@ async function fetchToken() {
   return (await response.json()).token;
 }
 
-function connect() {
-  const previous = connection;
-  connection = null; // its onclose must not act any more
-  if (previous && (previous.isOpen || previous.isRetrying)) previous.close("wamp.close.normal");
-  const loggedIn = Boolean(me.authid);
-  connection = new autobahn.Connection({
+let generation = 0; // callbacks of a replaced connection (log in, log out) do nothing
+
+function start() {
+  const mine = ++generation;
+  if (client) client.close();
+  client = connect({
     url: WS_URL,
     realm: "realm1",
-    authmethods: loggedIn ? ["ticket"] : ["anonymous"],
-    // A fresh token on every connect and every automatic reconnect.
-    onchallenge: (s, method) => fetchToken(),
-    max_retries: -1,
-    max_retry_delay: 3,
+    getToken: me.authid ? fetchToken : null, // logged out: the anonymous, public-only view
+    onSession: (s, details) => {
+      if (mine !== generation) return;
+      showReason(null);
+      // A visitor's authid is a random id Crossbar makes up (like "HFKK-Q995-..."): not worth showing.
+      const who = details.authrole === "anonymous" ? "visitor" : details.authid;
+      showState("connected", `${who} (${details.authrole})`);
+      subscribe(s);
+    },
+    onState: (state, kit) => {
+      if (mine !== generation || state === "connected") return;
+      showState(state);
+      // Why the router ended the session or refused the login, e.g. authenticator.error.revoked.
+      if (kit.reason && kit.reason.startsWith("authenticator.error.")) showReason(kit.reason, kit.message);
+    },
+    onRefresh: () => { $("refreshed").textContent = String(Number($("refreshed").textContent) + 1); },
   });
-  const mine = connection;
-  connection.onopen = (s, details) => {
-    if (mine !== connection) return;
-    session = s;
-    showReason(null);
-    setState("connected", `${details.authid} (${details.authrole})`);
-    subscribe(s, details);
-    if (me.authid) scheduleRefresh(details.authextra && details.authextra.exp);
-  };
-  connection.onclose = (reason, details) => {
-    if (mine !== connection) return true;
-    session = null;
-    clearTimeout(refreshTimer);
-    const why = details.reason || reason;
-    setState(details.will_retry ? "reconnecting" : "closed");
-    if (why && why.startsWith("authenticator.error.")) showReason(why, details.message);
-    if (FINAL_REASONS.has(why)) return true; // revoked and the like: do not reconnect silently
-    if (why === "authenticator.error.expired" && !details.will_retry) {
-      setTimeout(connect, 100); // the token ran out: a fresh one, a new session
-    }
-    return false;
-  };
-  setState("connecting");
-  connection.open();
+  window.connection = client.connection; // the AutobahnJS connection, for the browser console
 }
 
-function subscribe(s, details) {
+function subscribe(s) {
   s.subscribe("app.public.feed", ([text]) => append("public-feed", text));
   if (!me.authid) return;
   s.subscribe("app.chat.lobby", ([text], kw, event) => append("chat", text, event.publisher_authid),
@@ -136,20 +100,20 @@ $("login-form").addEventListener("submit", async (event) => {
   $("login-error").textContent = "";
   me = body;
   renderAccount();
-  connect();
+  start();
 });
 
 $("logout").addEventListener("click", async () => {
   await post("/auth/logout");
   me = { authid: null, roles: [] };
   renderAccount();
-  connect(); // back to the anonymous, public-only view
+  start(); // back to the anonymous, public-only view
 });
 
 $("chat-form").addEventListener("submit", (event) => {
   event.preventDefault();
-  if (!session) return;
-  session.publish("app.chat.lobby", [$("chat-text").value], {}, { acknowledge: true, exclude_me: false });
+  if (!client.session) return;
+  client.session.publish("app.chat.lobby", [$("chat-text").value], {}, { acknowledge: true, exclude_me: false });
   $("chat-text").value = "";
 });
 
@@ -164,21 +128,21 @@ function adminAction(form, action) {
   });
 }
 adminAction("notify-form", async () => {
-  await session.publish(`app.user.${$("notify-user").value}.notifications`, [$("notify-text").value], {},
+  await client.session.publish(`app.user.${$("notify-user").value}.notifications`, [$("notify-text").value], {},
                         { acknowledge: true });
   return "notification sent";
 });
 adminAction("announce-form", async () => {
-  await session.publish("app.public.feed", [$("announce-text").value], {}, { acknowledge: true, exclude_me: false });
+  await client.session.publish("app.public.feed", [$("announce-text").value], {}, { acknowledge: true, exclude_me: false });
   return "announced";
 });
 adminAction("revoke-form", async () => {
-  const result = await session.call("authenticator.revoke", [], { authid: $("revoke-user").value });
+  const result = await client.session.call("authenticator.revoke", [], { authid: $("revoke-user").value });
   return `revoked; live sessions ended: ${result.sessions_ended}`;
 });
 
 (async () => {
   me = await (await fetch("/auth/me", { credentials: "same-origin" })).json();
   renderAccount();
-  connect();
+  start();
 })();

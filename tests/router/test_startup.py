@@ -1,4 +1,6 @@
-"""Start-up behaviour of the node: a generated demo secret, and configurations it refuses."""
+"""Start-up behaviour of the node: a generated demo secret, the ready line, and configurations it
+refuses — each problem one line at the top of the output, naming the file, the place and the fix,
+with no traceback."""
 
 import os
 import stat
@@ -24,31 +26,86 @@ def node_without_secret(tmp_path):
 async def test_first_start_generates_a_private_secret_and_later_starts_reuse_it(node_without_secret):
     node = node_without_secret.start()
     secret_file = node.cbdir / "jwt-secret.key"
-    secret = secret_file.read_text().strip()
+    secret = secret_file.read_text()  # exactly the secret: an application may read the file verbatim
     assert stat.S_IMODE(secret_file.stat().st_mode) == 0o600
-    assert len(secret) >= 32
+    assert len(secret) >= 32 and secret == secret.strip()
     assert str(secret_file) in node.log() and secret not in node.log()
+    assert "python -m authenticator secret" in node.log()
 
     client = await connect(node.url, mint("alice", ["user"], secret=secret))
     client.leave()
 
     node.restart()
-    assert secret_file.read_text().strip() == secret
+    assert secret_file.read_text() == secret
     client = await connect(node.url, mint("alice", ["user"], secret=secret))
     assert client.details.authid == "alice"
     client.leave()
 
 
-def _break_policy(config):
-    extra = config["workers"][0]["components"][0]["extra"]
-    extra["policy"]["roles"][1]["rules"][0]["match"] = "glob"
+def test_every_start_says_at_warn_where_clients_connect_and_where_the_keys_come_from(tmp_path):
+    node = RouterProcess(tmp_path, env={"JWT_SECRET": "s" * 40}, loglevel="warn").start()
+    try:
+        line = node.wait_for_log("authenticator: ready:")
+        assert line.endswith(
+            f"clients connect to {node.url}, realm realm1; keys: HS256 from environment variable JWT_SECRET"
+        )
+    finally:
+        node.stop()
 
 
-def test_a_bad_policy_stops_the_start_with_a_message_naming_the_rule(tmp_path):
-    node = RouterProcess(tmp_path, env={"JWT_SECRET": "s" * 40}, edit_config=_break_policy)
+def refused_start(tmp_path, edit_config) -> list[str]:
+    """The lines of a start that the configuration stops: the node exits, nothing listens."""
+    node = RouterProcess(tmp_path, env={"JWT_SECRET": "s" * 40}, edit_config=edit_config, loglevel="warn")
     with pytest.raises(RuntimeError) as caught:
         node.start()
-    assert "role 'user' rule #1: 'match' must be one of exact, prefix, wildcard" in str(caught.value)
+    assert node.process.returncode != 0
+    assert "Traceback" not in caught.value.args[0], caught.value.args[0]
+    return [line for line in node.log().splitlines() if "CONFIGURATION ERROR:" in line]
+
+
+def realm_roles(config):
+    return config["workers"][0]["realms"][0]["roles"]
+
+
+def extra(config):
+    return config["workers"][0]["components"][0]["extra"]
+
+
+def test_a_bad_policy_stops_the_start_with_one_line_naming_the_rule(tmp_path):
+    def glob_match(config):
+        extra(config)["policy"]["roles"][1]["rules"][0]["match"] = "glob"
+
+    (line,) = refused_start(tmp_path, glob_match)
+    assert "config.json: the authenticator component's extra: " in line
+    assert "role 'user' rule #1: 'match' must be one of exact, prefix, wildcard" in line
+
+
+def test_a_misspelled_authorizer_stops_the_start_naming_its_place_and_the_fix(tmp_path):
+    def misspell(config):
+        next(r for r in realm_roles(config) if r["name"] == "user")["authorizer"] = "authenticator.authorise"
+
+    (line,) = refused_start(tmp_path, misspell)
+    index = next(i for i, r in enumerate(RouterProcess.shipped_config()["workers"][0]["realms"][0]["roles"])
+                 if r["name"] == "user")  # fmt: skip
+    assert f"config.json: workers[0].realms[0].roles[{index}].authorizer: 'authenticator.authorise' is not" in line
+    assert "set it to 'authenticator.authorize'" in line
+
+
+def test_a_policy_role_the_realm_does_not_define_stops_the_start(tmp_path):
+    def drop_admin(config):
+        config["workers"][0]["realms"][0]["roles"] = [r for r in realm_roles(config) if r["name"] != "admin"]
+
+    (line,) = refused_start(tmp_path, drop_admin)
+    assert "the policy role 'admin' is not a role of realm 'realm1'" in line
+    assert '{"name": "admin", "authorizer": "authenticator.authorize"}' in line
+
+
+def test_a_misspelled_key_stops_the_start_and_says_what_was_meant(tmp_path):
+    def misspell(config):
+        extra(config)["claims"]["leeway_second"] = 5
+
+    (line,) = refused_start(tmp_path, misspell)
+    assert "'claims' has unknown key 'leeway_second' (did you mean 'leeway_seconds'?)" in line
 
 
 def test_a_short_secret_stops_the_start_and_says_how_to_make_a_good_one(tmp_path):

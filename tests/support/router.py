@@ -52,6 +52,10 @@ class RouterProcess:
         self.process: subprocess.Popen | None = None
         self._prepare(edit_config, edit_scaled_config)
 
+    @staticmethod
+    def shipped_config() -> dict:
+        return json.loads((REPO / ".crossbar" / "config.json").read_text())
+
     @property
     def url(self) -> str:
         return f"ws://127.0.0.1:{self.port}/ws"
@@ -111,9 +115,10 @@ class RouterProcess:
     def _ready_or_dead(self) -> bool:
         if self.process.poll() is not None:
             return True
-        if self.loglevel in ("info", "debug", "trace"):
-            return READY_LINE in self.log()[self._log_offset :]
-        return self._websocket_path_answers()  # quieter levels do not log the ready line
+        if self.loglevel in ("info", "debug", "trace") and READY_LINE not in self.log()[self._log_offset :]:
+            return False  # quieter levels do not log Crossbar's ready line
+        # Crossbar logs its ready line also when a worker died during the start: the path decides.
+        return self._websocket_path_answers()
 
     def _websocket_path_answers(self) -> bool:
         # The ws path comes up last; before that the web transport answers 404 (or nothing at all).

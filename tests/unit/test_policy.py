@@ -203,7 +203,7 @@ def test_a_pattern_request_is_covered_only_if_every_uri_it_matches_is(rule, aske
         ({"roles": [{"name": "a", "rules": [{"uri": "app.u{authid}.x"}]}]}, "whole URI component"),
         ({"roles": [{"name": "a", "rules": [{"uri": "app..x"}]}]}, "empty component"),
         ({"roles": [{"name": "a", "rules": [{"uri": "x", "allow": {"subscribe": "yes"}}]}]}, "true or false"),
-        ({"roles": [{"name": "a", "rules": [{"uri": "x", "allow": {"fly": True}}]}]}, "'allow' maps"),
+        ({"roles": [{"name": "a", "rules": [{"uri": "x", "allow": {"fly": True}}]}]}, "'allow' has unknown key 'fly'"),
         ({"roles": [{"name": "a", "rules": [{"uri": "x", "cache": True}]}]}, "remove 'cache'"),
         ({"roles": [{"name": "a"}, {"name": "a"}]}, "defined twice"),
         ({"roles": [{"name": "user"}]}, "anonymous role 'anonymous' is not defined"),

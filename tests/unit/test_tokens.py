@@ -191,3 +191,18 @@ def test_pyjwt_agrees_the_minted_test_tokens_are_valid():
     # guards the helper itself: a broken minting helper would make the refusal tests vacuous
     claims = jwt.decode(mint(), TEST_SECRET, algorithms=["HS256"])
     assert claims["sub"] == "alice"
+
+
+def test_an_unknown_role_refusal_names_the_tokens_roles_and_the_defined_ones(verifier):
+    with pytest.raises(Rejected) as caught:
+        verifier.verify(token(roles=["superuser", "x" * 100]))
+    assert caught.value.reason is Reason.UNKNOWN_ROLE
+    assert "'superuser', '" + "x" * 32 + "'" in caught.value.message and "x" * 33 not in caught.value.message
+    assert f"this realm defines {', '.join(verifier.settings.policy.roles)}" in caught.value.message
+
+
+def test_an_email_address_as_authid_is_refused_with_what_to_do_instead(verifier):
+    with pytest.raises(Rejected) as caught:
+        verifier.verify(token(sub="alice@example.com"))
+    assert caught.value.reason is Reason.INVALID_CLAIM
+    assert "e-mail address" in caught.value.message and "claims.authid" in caught.value.message

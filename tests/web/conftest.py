@@ -47,15 +47,21 @@ def browser():
 
 @pytest.fixture
 def open_page(browser, request):
-    """open_page(router) -> a page in a fresh browser context (its own cookies: one user each)."""
+    """open_page(router) -> a page in a fresh browser context (its own cookies: one user each);
+    open_page(router, "/x.html", html=...) serves that HTML there instead of the demo page."""
     pages = []
 
-    def opener(router: RouterProcess):
+    def opener(router: RouterProcess, path: str = "/", html: str | None = None):
         context = browser.new_context()
         page = context.new_page()
         page.console = []
         page.on("console", lambda message: page.console.append(f"{message.type}: {message.text}"))
-        page.goto(f"http://127.0.0.1:{router.port}/")
+        page.goto(f"http://127.0.0.1:{router.port}{path}")
+        if html is not None:
+            # A test's own page on the router's origin. Written into a document the router served
+            # (here its 404 page): Chromium's local-network checks block WebSockets to 127.0.0.1
+            # from a page that a route handler fulfilled, as it has no address to call local.
+            page.set_content(html)
         pages.append(page)
         return page
 

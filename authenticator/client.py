@@ -1,0 +1,389 @@
+"""Client kit for Autobahn|Python on Twisted: one WAMP session that stays logged in with a JWT.
+
+    from twisted.internet import defer, task
+    from authenticator.client import Client
+
+    def get_token():                         # a fresh JWT on every call (sync, or async/Deferred)
+        return requests.get(...).json()["token"]
+
+    async def on_join(session, details):     # every join: the first and each reconnect
+        await session.subscribe(print, "app.chat.lobby")
+
+    async def main(reactor):
+        client = Client("ws://127.0.0.1:8080/ws", "realm1", get_token, on_join=on_join)
+        reason, message = await client.start()   # runs until a final reason or client.stop()
+        print("stopped:", reason, message)
+
+    task.react(lambda reactor: defer.ensureDeferred(main(reactor)))
+
+What it does (the same as web/crossbar-jwt.js; details in docs/clients.md):
+
+- get_token() on every connect and reconnect: in the WAMP ticket challenge, or (bearer=True) for
+  the `Authorization: Bearer` header of the WebSocket upgrade. No get_token: anonymous.
+- Before the token's exp, get_token() again and `authenticator.refresh(token)`: the same session
+  goes on. A failed refresh is retried; if none succeeds the router ends the session at exp (+ grace)
+  with `authenticator.error.expired`, and the kit reconnects.
+- Reconnects after an expiry, a lost connection, a router restart or a login refused for a passing
+  reason, with bounded backoff (0.5 s, growing 1.5× to at most 1.5 s, ±10 % jitter).
+- Stops on a final reason (FINAL_REASONS): start()'s Deferred fires with (reason, message).
+- state ("connecting", "connected", "reconnecting", "stopped"), reason and message (the exact WAMP
+  reason URI and message that ended the last session or attempt; None while connected), session
+  (the joined ApplicationSession or None), refreshes.
+
+Twisted only: autobahn picks Twisted or asyncio for the whole process (txaio), and this project's
+router and tests run on Twisted.
+"""
+
+from __future__ import annotations
+
+import base64
+import inspect
+import json
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from autobahn.twisted.wamp import ApplicationSession
+from autobahn.twisted.websocket import WampWebSocketClientFactory
+from autobahn.wamp.types import ComponentConfig
+from autobahn.websocket.util import parse_url
+from twisted.internet import defer, task
+from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
+from twisted.internet.ssl import optionsForClientTLS
+from twisted.logger import Logger
+
+EXPIRED = "authenticator.error.expired"
+REFRESH_REFUSED = "authenticator.error.refresh_refused"
+TOKEN_UNAVAILABLE = "crossbar-jwt.token_unavailable"  # noqa: S105 - a reason URI: get_token() failed
+UNREACHABLE = "unreachable"  # no connection could be made
+LOST = "lost"  # the connection closed without a WAMP reason
+
+# Reasons after which the kit stops instead of reconnecting. Revoked: the router ended the user's
+# sessions on purpose, and a freshly minted token would log them straight back in (revocation
+# covers tokens issued until then). The others are refused again with every fresh token from the
+# same issuer: a wrong key, claim, role or configuration needs a person, and a loop would only
+# hammer the router. Not final: expired, not_yet_valid, replayed (a fresh token fixes them),
+# store_unavailable and internal_error (passing), refresh_refused (the token's roles changed:
+# reconnecting with it gives the session the new roles, so the kit does exactly that).
+FINAL_REASONS = frozenset(
+    {
+        "authenticator.error.revoked",
+        "authenticator.error.unknown_role",
+        "authenticator.error.invalid_claim",
+        "authenticator.error.missing_claim",
+        "authenticator.error.origin_not_allowed",
+        "authenticator.error.missing_token",
+        "authenticator.error.malformed_token",
+        "authenticator.error.algorithm_not_allowed",
+        "authenticator.error.unknown_key",
+        "authenticator.error.invalid_signature",
+        "authenticator.error.invalid_issuer",
+        "authenticator.error.invalid_audience",
+        "authenticator.error.lifetime_too_long",
+        "wamp.error.no_such_realm",
+        "wamp.error.no_such_role",
+        "wamp.error.not_authorized",
+    }
+)
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """Seconds to wait before reconnect attempt n (0, 1, ...) since the last join. The cap keeps a
+    client within seconds of a router that comes back; raise it for fleets of thousands (the
+    router admits some hundred logins a second: docs/benchmarks.md)."""
+
+    initial: float = 0.5
+    maximum: float = 1.5
+    growth: float = 1.5
+    jitter: float = 0.1
+
+    def delay(self, attempt: int, rand: Callable[[], float] = random.random) -> float:
+        mean = min(self.maximum, self.initial * self.growth**attempt)
+        return min(self.maximum, mean * (1 + self.jitter * (2 * rand() - 1)))
+
+
+def refresh_delay(exp: float, iat: float | None, now: float, ahead: float = 10.0) -> float:
+    """Seconds from now until the refresh: `ahead` before exp, at most a third of the lifetime.
+    This machine's clock may be off from the issuer's by minutes, which would make `exp - now`
+    useless; the token's own lifetime (exp - iat) bounds the delay on both sides."""
+    left = exp - now
+    lifetime = exp - iat if iat is not None and exp > iat else max(left, 0.0)
+    ahead = min(ahead, lifetime / 3)
+    return max(0.5, min(max(left - ahead, lifetime / 3), lifetime - ahead))
+
+
+def issued_at(token: str) -> float | None:
+    """The token's iat, read without verifying (only to time the refresh)."""
+    try:
+        payload = token.split(".")[1]
+        iat = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))["iat"]
+    except (IndexError, KeyError, TypeError, ValueError):
+        return None
+    return iat if isinstance(iat, int | float) else None
+
+
+class TokenUnavailable(Exception):
+    """get_token() raised or returned no token."""
+
+    error = TOKEN_UNAVAILABLE  # the reason, like an ApplicationError's
+
+
+class Client:
+    """One logical connection: start() keeps a session joined until stop() or a final reason."""
+
+    log = Logger()
+
+    def __init__(
+        self,
+        url: str,
+        realm: str,
+        get_token: Callable[[], Any] | None = None,
+        *,
+        on_join: Callable[[ApplicationSession, Any], Any] | None = None,
+        on_state: Callable[[str, Client], Any] | None = None,
+        on_refresh: Callable[[float], Any] | None = None,
+        bearer: bool = False,
+        backoff: Backoff = Backoff(),  # noqa: B008 - frozen, shared safely
+        refresh_ahead: float = 10.0,
+        final_reasons: frozenset[str] = FINAL_REASONS,
+        reactor=None,
+    ) -> None:
+        if reactor is None:
+            from twisted.internet import reactor
+        self.url, self.realm, self.get_token = url, realm, get_token
+        self.on_join, self.on_state, self.on_refresh = on_join, on_state, on_refresh
+        self.bearer, self.backoff, self.refresh_ahead = bearer, backoff, refresh_ahead
+        self.final_reasons = final_reasons
+        self._reactor = reactor
+        self.state = "connecting"
+        self.reason: str | None = None
+        self.message: str | None = None
+        self.session: ApplicationSession | None = None
+        self.refreshes = 0
+        self._stopping = False
+        self._running: defer.Deferred | None = None
+        self._waiting: defer.Deferred | None = None  # a backoff sleep or a connect in progress
+        self._protocol = None
+        self._outcome: tuple[str, str] | None = None  # why the current attempt ended
+        self._joined = False  # a session joined on the current attempt
+        self._token: str | None = None
+        self._refresh_call = None
+
+    # -- the application's side ----------------------------------------------------------------
+
+    def start(self) -> defer.Deferred:
+        """Connect, and keep connected. Fires with (reason, message) once stopped."""
+        if self._running is None:
+            self._running = defer.ensureDeferred(self._run())
+        return self._when_stopped()
+
+    def stop(self) -> defer.Deferred:
+        """Leave the session (or give up connecting) and stop; fires like start()'s Deferred."""
+        self._stopping = True
+        if self._running is None:
+            return defer.succeed(self._stopped("wamp.close.normal", "closed by the application"))
+        if self._waiting is not None:
+            self._waiting.cancel()
+        if self.session is not None and self.session.is_attached():
+            self.session.leave("wamp.close.normal", "closed by the application")
+        elif self._protocol is not None:
+            self._protocol.dropConnection(abort=True)
+        return self._when_stopped()
+
+    def _when_stopped(self) -> defer.Deferred:
+        """A Deferred of its own for each caller: awaiting one consumes its result."""
+        waiter: defer.Deferred = defer.Deferred()
+
+        def relay(result):
+            waiter.callback(result)
+            return result
+
+        self._running.addBoth(relay)
+        return waiter
+
+    # -- the loop: connect, wait for the connection to end, decide ------------------------------
+
+    async def _run(self) -> tuple[str, str]:
+        failures = 0  # attempts since the last join
+        self._set_state("connecting")
+        while not self._stopping:
+            joined = await self._attempt()
+            if self._stopping:
+                break
+            reason, message = self._outcome or (LOST, "the connection was lost")
+            if reason in self.final_reasons:
+                return self._stopped(reason, message)
+            if joined:
+                failures = 0
+            self._set_state("reconnecting", reason, message)
+            self._waiting = task.deferLater(self._reactor, self.backoff.delay(failures), lambda: None)
+            failures += 1
+            try:
+                await self._waiting
+            except defer.CancelledError:
+                break
+            finally:
+                self._waiting = None
+        return self._stopped("wamp.close.normal", "closed by the application")
+
+    async def _attempt(self) -> bool:
+        """One connection, from connect to close. True if a session joined on it."""
+        self._outcome = None
+        self._joined = False
+        headers = None
+        if self.bearer and self.get_token is not None:
+            try:
+                self._token = await self._fresh_token()
+            except TokenUnavailable as error:
+                self._outcome = (TOKEN_UNAVAILABLE, str(error))
+                return False
+            headers = {"Authorization": f"Bearer {self._token}"}
+        factory = WampWebSocketClientFactory(
+            lambda: _Session(ComponentConfig(realm=self.realm), self), url=self.url, headers=headers
+        )
+        # Notice a router that went away without closing (power, network) within ~40 s.
+        factory.setProtocolOptions(openHandshakeTimeout=10, autoPingInterval=30, autoPingTimeout=10)
+        self._waiting = self._endpoint(factory).connect(factory)
+        try:
+            self._protocol = await self._waiting
+        except defer.CancelledError:
+            return False
+        except Exception as error:  # noqa: BLE001 - refused, timed out, DNS, TLS: all "try again"
+            self._outcome = (UNREACHABLE, str(error))
+            return False
+        finally:
+            self._waiting = None
+        try:
+            await self._protocol.is_closed
+        finally:
+            # A lost connection ends the session without a leave: forget it here in any case.
+            self._protocol, self.session = None, None
+            self._cancel_refresh()
+        return self._joined
+
+    def _endpoint(self, factory):
+        secure, host, port = parse_url(self.url)[:3]
+        # attemptDelay: the pause between the addresses of a host name (IPv6, IPv4), and how late a
+        # refused connect is reported (default 0.3 s, a fifth of the longest backoff).
+        endpoint = HostnameEndpoint(self._reactor, host, port, timeout=10, attemptDelay=0.1)
+        return wrapClientTLS(optionsForClientTLS(host), endpoint) if secure else endpoint
+
+    # -- the session's side (called by _Session) -----------------------------------------------
+
+    @property
+    def _authmethods(self) -> list[str]:
+        return ["ticket"] if self.get_token is not None and not self.bearer else ["anonymous"]
+
+    async def _challenged(self, challenge) -> str:
+        if challenge.method != "ticket":
+            raise ValueError(f"unexpected authentication method {challenge.method!r}")
+        try:
+            self._token = await self._fresh_token()
+        except TokenUnavailable as error:
+            self._outcome = (TOKEN_UNAVAILABLE, str(error))
+            raise
+        return self._token
+
+    async def _joined_session(self, session: ApplicationSession, details) -> None:
+        self.session, self._joined = session, True
+        self._set_state("connected")
+        exp = (details.authextra or {}).get("exp")
+        if self.get_token is not None and exp:
+            self._schedule_refresh(session, exp)
+        if self.on_join is not None:
+            await defer.maybeDeferred(self.on_join, session, details)
+
+    def _left(self, details) -> None:
+        self.session = None
+        self._cancel_refresh()
+        if self._outcome is None:  # first reason wins: a refused refresh, a failed get_token
+            self._outcome = (details.reason, details.message or "")
+
+    # -- refresh -------------------------------------------------------------------------------
+
+    def _schedule_refresh(self, session, exp: float, attempt: int = 0, delay: float | None = None) -> None:
+        self._cancel_refresh()
+        if delay is None:
+            delay = refresh_delay(exp, issued_at(self._token or ""), time.time(), self.refresh_ahead)
+        self._refresh_call = self._reactor.callLater(
+            delay, lambda: defer.ensureDeferred(self._refresh(session, exp, attempt))
+        )
+
+    def _cancel_refresh(self) -> None:
+        if self._refresh_call is not None and self._refresh_call.active():
+            self._refresh_call.cancel()
+        self._refresh_call = None
+
+    async def _refresh(self, session, exp: float, attempt: int) -> None:
+        if session is not self.session:
+            return
+        try:
+            token = await self._fresh_token()
+            answer = await session.call("authenticator.refresh", token)
+        except Exception as error:  # noqa: BLE001 - any failure: try again, or reconnect
+            if session is not self.session:
+                return  # the session ended meanwhile
+            reason = getattr(error, "error", None) or type(error).__name__
+            if reason == REFRESH_REFUSED:
+                # The token is for another user or other roles: a new session with it, now.
+                self._outcome = (reason, error.args[0] if error.args else "")
+                session.leave("wamp.close.normal", "reconnecting with a token the session cannot take")
+                return
+            # Try again shortly; if no refresh succeeds the router ends the session at exp (+ grace).
+            self.log.warn("token refresh failed ({reason}); trying again", reason=reason)
+            self._schedule_refresh(session, exp, attempt + 1, self.backoff.delay(attempt))
+            return
+        if session is not self.session:
+            return
+        self._token = token
+        self.refreshes += 1
+        if self.on_refresh is not None:
+            self.on_refresh(answer["exp"])
+        self._schedule_refresh(session, answer["exp"])
+
+    # -- helpers -------------------------------------------------------------------------------
+
+    async def _fresh_token(self) -> str:
+        try:
+            token = self.get_token()
+            if inspect.isawaitable(token):
+                token = await token
+        except Exception as error:  # noqa: BLE001 - whatever the application's fetch raised
+            raise TokenUnavailable(f"get_token() failed: {type(error).__name__}: {error}") from error
+        if not isinstance(token, str) or not token:
+            raise TokenUnavailable("get_token() returned no token")
+        return token
+
+    def _set_state(self, state: str, reason: str | None = None, message: str | None = None) -> None:
+        self.state, self.reason, self.message = state, reason, message
+        if self.on_state is not None:
+            self.on_state(state, self)
+
+    def _stopped(self, reason: str, message: str) -> tuple[str, str]:
+        self._cancel_refresh()
+        self._set_state("stopped", reason, message)
+        return reason, message
+
+
+class _Session(ApplicationSession):
+    """The WAMP session of one connection; everything it learns goes to its Client."""
+
+    def __init__(self, config: ComponentConfig, client: Client) -> None:
+        super().__init__(config)
+        self._client = client
+
+    def onConnect(self):
+        self.join(self.config.realm, authmethods=self._client._authmethods)
+
+    async def onChallenge(self, challenge):
+        return await self._client._challenged(challenge)
+
+    async def onJoin(self, details):
+        await self._client._joined_session(self, details)
+
+    def onLeave(self, details):
+        self._client._left(details)
+        return super().onLeave(details)  # disconnects

@@ -1,0 +1,224 @@
+"""The Python client kit (authenticator/client.py) against a real router: it comes back after a
+restart and subscribes again, keeps one session alive with 3-second tokens by refreshing, reconnects
+with a fresh token when the refresh fails and the session expires, logs in with a Bearer header as
+the token's user, and stops with the reason when the user is revoked; and the README's Python first client runs."""
+
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+import pytest_twisted
+from autobahn.wamp.types import PublishOptions
+from twisted.internet import reactor, task, threads
+
+from authenticator.client import EXPIRED, REFRESH_REFUSED, UNREACHABLE, Client
+from tests.support.router import RouterProcess
+from tests.support.snippets import readme_snippet
+from tests.support.tokens import TEST_SECRET, mint, unique
+from tests.support.wamp import connect, eventually
+
+ACK = PublishOptions(acknowledge=True)
+MAX_RETRY_DELAY = 1.5  # the kit's default Backoff.maximum
+ATTEMPTS = 8  # reconnect attempts the router stays down for
+REFUSED = 0.1  # how long a refused connect takes (the kit's HostnameEndpoint attemptDelay)
+RUN_SECONDS = 15  # five lifetimes of a 3-second token
+
+
+@pytest.fixture(scope="module")
+def router(tmp_path_factory):
+    """A node of its own (these tests restart it), ending sessions 1 s after their token's exp."""
+
+    def short_grace(config):
+        config["workers"][0]["components"][0]["extra"]["session"]["expiry_grace_seconds"] = 1
+
+    node = RouterProcess(
+        tmp_path_factory.mktemp("pykit"), env={"JWT_SECRET": TEST_SECRET}, edit_config=short_grace
+    ).start()
+    yield node
+    node.stop()
+
+
+class Watched:
+    """A kit Client as an application uses it, and what it saw: the tokens it was handed, its
+    sessions, its states and the events of one topic it subscribes to on every join."""
+
+    def __init__(self, router, topic: str, *, ttl: float = 60, bearer: bool = False) -> None:
+        self.name, self.topic, self.ttl = unique("kit"), topic, ttl
+        self.issuer_up = True
+        self.roles = ["user"]  # what the issuer puts in the next token
+        self.tokens = 0
+        self.sessions: list[dict] = []
+        self.states: list[tuple[str, str | None, float]] = []
+        self.events: list[int] = []
+        self.subscribed = 0  # joins whose subscription is in place
+        self.client = Client(
+            router.url, "realm1", self.get_token, on_join=self.on_join, on_state=self.on_state, bearer=bearer
+        )
+
+    def get_token(self) -> str:
+        if not self.issuer_up:
+            raise ConnectionError("the issuer is down")
+        self.tokens += 1
+        return mint(self.name, self.roles, ttl=self.ttl)
+
+    async def on_join(self, session, details) -> None:
+        self.sessions.append({"id": details.session, "authid": details.authid, "role": details.authrole,
+                              "at": time.time()})  # fmt: skip
+        await session.subscribe(self.events.append, self.topic)
+        self.subscribed += 1
+
+    def on_state(self, state: str, client: Client) -> None:
+        self.states.append((state, client.reason, time.time()))
+
+    def joins(self, count: int, timeout: float = 10):
+        """Wait for join number `count`, subscribed."""
+        return eventually(lambda: self.subscribed >= count, timeout, f"join number {count} of {self.name}")
+
+
+async def admin(router):
+    return await connect(router.url, mint("root", ["admin"], ttl=600))
+
+
+@pytest_twisted.ensureDeferred
+async def test_after_a_router_restart_the_kit_is_back_within_2_s_and_receives_again(router):
+    kit = Watched(router, "app.chat.pykit-restart")
+    kit.client.start()
+    try:
+        await kit.joins(1)
+        await threads.deferToThread(router.stop)  # off the reactor: the kit keeps trying meanwhile
+        # A long outage: without its cap the backoff would wait 8.5 s before the 8th attempt.
+        failed = lambda: [at for state, reason, at in kit.states if reason == UNREACHABLE]  # noqa: E731
+        await eventually(lambda: len(failed()) >= ATTEMPTS, ATTEMPTS * (MAX_RETRY_DELAY + REFUSED) + 2, "attempts")
+        await threads.deferToThread(router.start)
+        ready = time.time()
+        await kit.joins(2, timeout=15)
+        back = kit.sessions[1]["at"] - ready
+        gaps = [round(b - a, 2) for a, b in zip(failed(), failed()[1:], strict=False) if b <= ready]
+        print(f"the kit joined {back:.2f} s after the router was ready; attempts {gaps} s apart")
+        assert back <= 2.0, kit.states
+        assert max(gaps) <= MAX_RETRY_DELAY + REFUSED + 0.1, gaps  # bounded backoff
+        assert kit.tokens == 2  # a fresh token for the new session (none while the router was down)
+        publisher = await admin(router)
+        await publisher.publish("app.chat.pykit-restart", 4711, options=ACK)
+        await eventually(lambda: 4711 in kit.events, 5, "the event published after the restart")
+        publisher.leave()
+    finally:
+        await kit.client.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_with_3_second_tokens_the_kit_refreshes_and_keeps_one_session(router):
+    kit = Watched(router, "app.chat.pykit-refresh", ttl=3)
+    kit.client.start()
+    publisher = None
+    try:
+        await kit.joins(1)
+        publisher = await admin(router)
+        published, end = [], time.time() + RUN_SECONDS
+        while time.time() < end:  # the claim is about a stretch of time: five token lifetimes
+            await publisher.publish("app.chat.pykit-refresh", len(published), options=ACK)
+            published.append(len(published))
+            await task.deferLater(reactor, 0.2, lambda: None)
+        await eventually(lambda: set(published) <= set(kit.events), 5, "every published event")
+        assert [s["id"] for s in kit.sessions] == [kit.sessions[0]["id"]], kit.states
+        print(f"refreshes in {RUN_SECONDS} s: {kit.client.refreshes}, events received: {len(published)}")
+        assert kit.client.refreshes >= 5
+        assert kit.tokens == 1 + kit.client.refreshes  # one for the login, one per refresh
+        assert f"session ended: reason=expired authid={kit.name}" not in router.log()
+    finally:
+        if publisher is not None:
+            publisher.leave()
+        await kit.client.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_when_refreshing_fails_the_session_expires_and_the_kit_reconnects_with_a_fresh_token(router):
+    kit = Watched(router, "app.chat.pykit-expiry", ttl=3)
+    kit.client.start()
+    try:
+        await kit.joins(1)
+        kit.issuer_up = False  # every refresh fails from now on
+        await eventually(lambda: any(reason == EXPIRED for _, reason, _ in kit.states), 10, "the session to expire")
+        tokens = kit.tokens
+        kit.issuer_up = True
+        await kit.joins(2)
+        assert kit.sessions[1]["id"] != kit.sessions[0]["id"]
+        assert kit.tokens == tokens + 1  # the new session logged in with a fresh token
+        router.wait_for_log(f"session ended: reason=expired authid={kit.name}")
+        publisher = await admin(router)
+        await publisher.publish("app.chat.pykit-expiry", 7, options=ACK)
+        await eventually(lambda: 7 in kit.events, 5, "the event published after the reconnect")
+        publisher.leave()
+    finally:
+        await kit.client.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_demoted_user_whose_refresh_is_refused_is_reconnected_at_once_with_the_new_role(router):
+    kit = Watched(router, "app.chat.pykit-demoted", ttl=3)
+    kit.roles = ["user", "admin"]
+    kit.client.start()
+    try:
+        await kit.joins(1)
+        assert kit.sessions[0]["role"] == "admin"
+        kit.roles = ["user"]  # the application demotes them: the next token, for the refresh, says so
+        await kit.joins(2)
+        assert kit.sessions[1]["role"] == "user"
+        ended = [reason for state, reason, _ in kit.states if state == "reconnecting"]
+        assert ended == [REFRESH_REFUSED]  # left at the refusal, not at expiry
+        assert f"session ended: reason=expired authid={kit.name}" not in router.log()
+    finally:
+        await kit.client.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_bearer_variant_joins_as_the_tokens_user(router):
+    kit = Watched(router, "app.chat.pykit-bearer", bearer=True)
+    kit.client.start()
+    try:
+        await eventually(lambda: kit.sessions, 10, "a join")
+        assert (kit.sessions[0]["authid"], kit.sessions[0]["role"]) == (kit.name, "user")  # not anonymous
+        router.wait_for_log(f"authentication accepted: authid={kit.name} role=user via=bearer")
+    finally:
+        await kit.client.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_when_the_user_is_revoked_the_kit_stops_with_the_reason(router):
+    kit = Watched(router, "app.public.feed")
+    stopped = kit.client.start()
+    try:
+        await kit.joins(1)
+        root = await admin(router)
+        assert await root.call("authenticator.revoke", authid=kit.name) == {"sessions_ended": 1}
+        root.leave()
+        reason, message = await stopped.addTimeout(5, reactor)
+        assert reason == "authenticator.error.revoked" and message
+        assert (kit.client.state, kit.client.reason, kit.client.session) == ("stopped", reason, None)
+        assert (kit.tokens, len(kit.sessions)) == (1, 1)  # it did not try again
+        assert await kit.client.stop() == (reason, message)  # every waiter gets the reason
+    finally:
+        await kit.client.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_readmes_python_first_client_connects_and_receives(router, tmp_path):
+    script = tmp_path / "first_client.py"
+    script.write_text(readme_snippet("**Python**", "python"))
+    output = tmp_path / "output.txt"
+    env = {**os.environ, "JWT_SECRET": TEST_SECRET, "ROUTER_URL": router.url, "PYTHONUNBUFFERED": "1"}
+    with output.open("wb") as sink:
+        process = subprocess.Popen([sys.executable, str(script)], env=env, stdout=sink, stderr=subprocess.STDOUT)
+    try:
+        lines = lambda: output.read_text().splitlines()  # noqa: E731
+        await eventually(lambda: any(line.startswith("connected") for line in lines()), 15, "it to connect")
+        publisher = await admin(router)
+        await publisher.publish("app.chat.lobby", "hello, first client", options=ACK)
+        publisher.leave()
+        await eventually(lambda: "app.chat.lobby: hello, first client" in lines(), 5, "the event in its output")
+        router.wait_for_log("authentication accepted: authid=worker-1 role=user via=ticket")
+    finally:
+        process.terminate()
+        process.wait(timeout=10)

@@ -1,0 +1,263 @@
+// crossbar-jwt client kit for the browser (and Node): one WAMP connection that stays logged in.
+//
+//   <script src="node_modules/autobahn-browser/autobahn.min.js"></script>   (the global `autobahn`)
+//   <script type="module">
+//     import { connect } from "./crossbar-jwt.js";
+//     const client = connect({
+//       url: "wss://example.org/ws",
+//       realm: "realm1",
+//       getToken: async () => (await (await fetch("/auth/token")).json()).token,  // a fresh JWT per call
+//       onSession: (session, details) => {       // every join: the first and each reconnect
+//         session.subscribe("app.chat.lobby", ([text]) => console.log(text));
+//       },
+//       onState: (state, client) => console.log(state, client.reason, client.message),
+//     });
+//     // later: client.close()
+//   </script>
+//
+// What it does for you:
+// - getToken() on every connect and every reconnect (the WAMP ticket challenge), never a stale token;
+//   without getToken the session is anonymous.
+// - Before the token's exp it calls getToken() again and authenticator.refresh(token): the same
+//   session goes on, subscriptions and all. A failed refresh is retried; if none succeeds the router
+//   ends the session at exp (+ grace) with `authenticator.error.expired` and the kit reconnects.
+// - Reconnects, with a fresh token, after the router ends the session for expiry, after a lost
+//   connection or a router restart, and after a login refused for a passing reason (store_unavailable,
+//   a token already expired or not yet valid, getToken() failing): first retry after 0.5 s, growing
+//   1.5× to at most 1.5 s, with jitter. AutobahnJS retries lost connections itself (configured here);
+//   it gives up after a GOODBYE or an ABORT, and the kit takes over there.
+// - Stops, and says why, on a final reason (FINAL_REASONS below): reconnecting would either fail the
+//   same way with every fresh token, or undo what the router decided (revocation).
+// - state: "connecting" → "connected" ⇄ "reconnecting" → "stopped"; client.reason / client.message are
+//   the exact WAMP reason URI and message that ended the last session or attempt (null while connected).
+//
+// API: connect(options) → client
+//   options: url, realm, getToken?, onSession?(session, details), onState?(state, client),
+//     onRefresh?(exp), refreshAheadSeconds (10), initialRetryDelay (0.5 s), maxRetryDelay (1.5 s),
+//     retryDelayGrowth (1.5), retryDelayJitter (0.1), finalReasons (FINAL_REASONS), autobahn
+//     (the AutobahnJS module; default: the global `autobahn`)
+//   client: state, reason, message, session (the joined autobahn.Session or null), refreshes,
+//     connection (the autobahn.Connection underneath), close()
+// Details: docs/clients.md.
+
+export const EXPIRED = "authenticator.error.expired";
+export const REFRESH_REFUSED = "authenticator.error.refresh_refused";
+// getToken() threw or returned no token; the kit retries with backoff.
+export const TOKEN_UNAVAILABLE = "crossbar-jwt.token_unavailable";
+
+// Reasons after which the kit stops instead of reconnecting. Revoked: the router ended the user's
+// sessions on purpose, and a freshly minted token would log them straight back in (revocation
+// covers tokens issued until then). The others are refused again with every fresh token from the
+// same issuer: a wrong key, claim, role or configuration needs a person, and a loop would only
+// hammer the router. Not final: expired, not_yet_valid, replayed (a fresh token fixes them),
+// store_unavailable and internal_error (passing), refresh_refused (the token's roles changed:
+// reconnecting with it gives the session the new roles, so the kit does exactly that).
+export const FINAL_REASONS = new Set([
+  "authenticator.error.revoked",
+  "authenticator.error.unknown_role",
+  "authenticator.error.invalid_claim",
+  "authenticator.error.missing_claim",
+  "authenticator.error.origin_not_allowed",
+  "authenticator.error.missing_token",
+  "authenticator.error.malformed_token",
+  "authenticator.error.algorithm_not_allowed",
+  "authenticator.error.unknown_key",
+  "authenticator.error.invalid_signature",
+  "authenticator.error.invalid_issuer",
+  "authenticator.error.invalid_audience",
+  "authenticator.error.lifetime_too_long",
+  "wamp.error.no_such_realm",
+  "wamp.error.no_such_role",
+  "wamp.error.not_authorized",
+]);
+
+const DEFAULTS = {
+  refreshAheadSeconds: 10,
+  initialRetryDelay: 0.5,
+  maxRetryDelay: 1.5,
+  retryDelayGrowth: 1.5,
+  retryDelayJitter: 0.1,
+  finalReasons: FINAL_REASONS,
+};
+
+// Seconds from now until the refresh: `ahead` before exp, ahead = min(refreshAheadSeconds, a third of
+// the token's lifetime). This machine's clock may be off from the issuer's by minutes, which would
+// make "exp - now" useless; the token's own lifetime (exp - iat) bounds the delay on both sides.
+export function refreshDelay(exp, iat, now, refreshAheadSeconds = DEFAULTS.refreshAheadSeconds) {
+  const left = exp - now;
+  const lifetime = Number.isFinite(iat) && exp > iat ? exp - iat : Math.max(left, 0);
+  const ahead = Math.min(refreshAheadSeconds, lifetime / 3);
+  return Math.max(0.5, Math.min(Math.max(left - ahead, lifetime / 3), lifetime - ahead));
+}
+
+function issuedAt(token) {
+  try {
+    const payload = token.split(".")[1].replace(/-/g, "+").replace(/_/g, "/");
+    return JSON.parse(atob(payload)).iat;
+  } catch {
+    return undefined;
+  }
+}
+
+export function connect(options) {
+  const o = { ...DEFAULTS, ...options };
+  const ab = o.autobahn || globalThis.autobahn;
+  if (!ab) throw new Error("crossbar-jwt.js needs AutobahnJS: load autobahn.min.js first, or pass {autobahn}");
+
+  let session = null; // the joined session
+  let token = null; // the token this session logged in or last refreshed with
+  let tokenError = null; // why getToken() failed during the last challenge
+  let leaving = null; // {reason, message} when the kit itself leaves to reconnect
+  let failures = 0; // attempts since the last join, for the kit's own backoff
+  let refreshTimer = null;
+  let retryTimer = null;
+
+  const client = {
+    state: "connecting",
+    reason: null,
+    message: null,
+    refreshes: 0,
+    connection: null,
+    get session() { return session; },
+    close,
+  };
+
+  function setState(state, reason = null, message = null) {
+    Object.assign(client, { state, reason, message });
+    if (o.onState) o.onState(state, client);
+  }
+
+  function backoff() {
+    const mean = Math.min(o.maxRetryDelay, o.initialRetryDelay * o.retryDelayGrowth ** failures++);
+    return Math.min(o.maxRetryDelay, mean * (1 + o.retryDelayJitter * (2 * Math.random() - 1)));
+  }
+
+  async function freshToken() {
+    const fresh = await o.getToken();
+    if (typeof fresh !== "string" || !fresh) throw new Error("getToken() returned no token");
+    return fresh;
+  }
+
+  const connection = new ab.Connection({
+    url: o.url,
+    realm: o.realm,
+    authmethods: o.getToken ? ["ticket"] : ["anonymous"],
+    onchallenge: async (s, method) => {
+      if (client.state === "stopped") throw new Error("closed");
+      if (method !== "ticket") throw new Error(`unexpected authentication method ${method}`);
+      try {
+        token = await freshToken();
+        tokenError = null;
+        return token;
+      } catch (error) {
+        tokenError = String(error && error.message ? error.message : error);
+        throw error; // AutobahnJS aborts this attempt and retries with its backoff
+      }
+    },
+    max_retries: -1,
+    initial_retry_delay: o.initialRetryDelay,
+    max_retry_delay: o.maxRetryDelay,
+    retry_delay_growth: o.retryDelayGrowth,
+    retry_delay_jitter: o.retryDelayJitter,
+  });
+  client.connection = connection;
+
+  connection.onopen = (s, details) => {
+    if (client.state === "stopped") { // AutobahnJS keeps a pending retry across close(): undo it
+      connection.close("wamp.close.normal");
+      return;
+    }
+    session = s;
+    failures = 0;
+    setState("connected");
+    const exp = details.authextra && details.authextra.exp;
+    if (o.getToken && exp) scheduleRefresh(s, exp);
+    if (o.onSession) o.onSession(s, details);
+  };
+
+  connection.onclose = (closed, details) => {
+    session = null;
+    clearTimeout(refreshTimer);
+    if (client.state === "stopped") return true;
+    let reason, message;
+    if (leaving) {
+      ({ reason, message } = leaving);
+      leaving = null;
+    } else if (details.reason) { // GOODBYE or ABORT from the router
+      [reason, message] = [details.reason, details.message || ""];
+    } else if (tokenError) {
+      [reason, message] = [TOKEN_UNAVAILABLE, tokenError];
+      tokenError = null;
+    } else { // no WAMP reason: AutobahnJS's "lost", "unreachable" or "closed"
+      [reason, message] = [closed, `the connection was ${closed === "unreachable" ? "not made" : closed}`];
+    }
+    if (o.finalReasons.has(reason)) {
+      stop(reason, message);
+      return true;
+    }
+    if (details.will_retry) { // a lost connection: AutobahnJS retries, configured above
+      setState("reconnecting", reason, message);
+      return false;
+    }
+    // After a GOODBYE (expired) or an ABORT AutobahnJS does not retry: the kit does.
+    setState("reconnecting", reason, message);
+    retryTimer = setTimeout(() => {
+      if (client.state !== "stopped") connection.open();
+    }, backoff() * 1000);
+    return true;
+  };
+
+  function scheduleRefresh(s, exp) {
+    clearTimeout(refreshTimer);
+    const delay = refreshDelay(exp, issuedAt(token), Date.now() / 1000, o.refreshAheadSeconds);
+    refreshTimer = setTimeout(() => refresh(s, 0), delay * 1000);
+  }
+
+  async function refresh(s, attempt) {
+    if (s !== session) return;
+    let fresh;
+    try {
+      fresh = await freshToken();
+      const answer = await s.call("authenticator.refresh", [fresh]);
+      if (s !== session) return;
+      token = fresh;
+      client.refreshes += 1;
+      if (o.onRefresh) o.onRefresh(answer.exp);
+      scheduleRefresh(s, answer.exp);
+    } catch (error) {
+      if (s !== session) return; // the session ended meanwhile: onclose decides
+      const reason = error && error.error ? error.error : TOKEN_UNAVAILABLE;
+      if (reason === REFRESH_REFUSED) {
+        // The token is for another user or other roles: a new session with it, now.
+        leaving = { reason, message: (error.args && error.args[0]) || "" };
+        s.leave("wamp.close.normal");
+        return;
+      }
+      // Try again shortly; if no refresh succeeds the router ends the session at exp (+ grace).
+      console.warn("crossbar-jwt: token refresh failed, retrying", reason);
+      clearTimeout(refreshTimer);
+      const delay = Math.min(o.maxRetryDelay, o.initialRetryDelay * o.retryDelayGrowth ** attempt);
+      refreshTimer = setTimeout(() => refresh(s, attempt + 1), delay * 1000);
+    }
+  }
+
+  function stop(reason, message) {
+    clearTimeout(refreshTimer);
+    clearTimeout(retryTimer);
+    setState("stopped", reason, message);
+  }
+
+  function close() {
+    if (client.state === "stopped") return;
+    stop("wamp.close.normal", "closed by the application");
+    try {
+      connection.close("wamp.close.normal");
+    } catch {
+      // already closed, between two attempts
+    }
+  }
+
+  connection.open();
+  setState("connecting");
+  return client;
+}
