@@ -10,10 +10,11 @@ from pathlib import Path
 
 import click
 
+from .keys import KeyConfigError, load_hmac_secret
 from .nodecheck import COMPONENT_CLASS, check_node, read_node_config
 from .policy import ACTIONS, MATCHES
 from .reasons import Rejected
-from .settings import ConfigError, Settings, component_extra, load_settings, router_url
+from .settings import DEFAULT_EXTRA, ConfigError, Settings, component_extra, load_settings, router_url
 from .tokens import TokenVerifier, user_claims
 
 
@@ -192,6 +193,9 @@ def check(config_name, cbdir) -> None:
     except ConfigError as error:
         click.echo(f"{path}: the authenticator component's extra: {error}", err=True)
         sys.exit(1)
+    except Exception as error:  # noqa: BLE001 - a value of a type no check foresaw: still one line
+        click.echo(f"{path}: the authenticator component's extra: unreadable ({type(error).__name__})", err=True)
+        sys.exit(1)
     problems = check_node(config, settings.policy.roles)
     for problem in problems:
         click.echo(problem.line(path), err=True)
@@ -203,16 +207,27 @@ def check(config_name, cbdir) -> None:
 @main.command()
 @cbdir_option
 def secret(cbdir) -> None:
-    """Print the router's shared secret as a shell line for your application's environment
-    (export JWT_SECRET=...): the same source the router uses, generated first if there is none."""
-    settings = _settings(cbdir, generate_secret=True)
-    shared = [k for k in settings.keys.keys if k.algorithms & {"HS256", "HS384", "HS512"}]
-    if not shared:
-        raise click.ClickException("the configuration has no shared (HS256) secret; its keys are public keys")
-    key = shared[0]
-    env_name = next((k.get("secret_env") for k in component_extra(Path(cbdir) / "config.json").get("keys", [])
-                     if k.get("secret_env")), "JWT_SECRET")  # fmt: skip
-    click.echo(f"export {env_name}={shlex.quote(key.material.decode())}")
+    """Print the development secret (the shared-secret key's file, generated first if there is
+    none) as a shell line for your application: export JWT_SECRET=... . A router started without
+    that variable in its environment uses exactly this; one started with it uses the variable."""
+    path = Path(cbdir)
+    try:
+        specs = component_extra(path / "config.json").get("keys", DEFAULT_EXTRA["keys"])
+    except ConfigError as error:
+        raise click.ClickException(f"configuration: {error}") from error
+    spec = next((k for k in specs if isinstance(k, dict) and k.get("secret_file")), None)
+    if spec is None:
+        raise click.ClickException("no key in the configuration has a 'secret_file' (a development secret)")
+    env_name = spec.get("secret_env") or "JWT_SECRET"
+    try:
+        value, source, _generated = load_hmac_secret(None, path / spec["secret_file"], generate=True)
+    except KeyConfigError as error:
+        raise click.ClickException(str(error)) from error
+    click.echo(f"keys: HS256 from {source}", err=True)
+    if os.environ.get(env_name) and os.environ[env_name].encode() != value:
+        click.echo(f"note: {env_name} in this shell differs from {source}: a router started from this shell "
+                   f"uses {env_name}, not the file", err=True)  # fmt: skip
+    click.echo(f"export {env_name}={shlex.quote(value.decode())}")
 
 
 @main.command("proxy-config")

@@ -19,10 +19,12 @@
 What it does (the same as web/crossbar-jwt.js; details in docs/clients.md):
 
 - get_token() on every connect and reconnect: in the WAMP ticket challenge, or (bearer=True) for
-  the `Authorization: Bearer` header of the WebSocket upgrade. No get_token: anonymous.
+  the `Authorization: Bearer` header of the WebSocket upgrade. No get_token: anonymous. get_token()
+  returning None means "no user": the kit stops (NO_TOKEN); one that raises is retried.
 - Before the token's exp, get_token() again and `authenticator.refresh(token)`: the same session
-  goes on. A failed refresh is retried; if none succeeds the router ends the session at exp (+ grace)
-  with `authenticator.error.expired`, and the kit reconnects.
+  goes on, timed by the router's clock (`expires_in`). A failed refresh is retried; if none
+  succeeds the router ends the session at exp (+ grace) with `authenticator.error.expired`, and
+  the kit reconnects.
 - Reconnects after an expiry, a lost connection, a router restart or a login refused for a passing
   reason, with bounded backoff (0.5 s, growing 1.5× to at most 1.5 s, ±10 % jitter).
 - Stops on a final reason (FINAL_REASONS): start()'s Deferred fires with (reason, message).
@@ -36,9 +38,7 @@ router and tests run on Twisted.
 
 from __future__ import annotations
 
-import base64
 import inspect
-import json
 import random
 import time
 from collections.abc import Callable
@@ -57,6 +57,7 @@ from twisted.logger import Logger
 EXPIRED = "authenticator.error.expired"
 REFRESH_REFUSED = "authenticator.error.refresh_refused"
 TOKEN_UNAVAILABLE = "crossbar-jwt.token_unavailable"  # noqa: S105 - a reason URI: get_token() failed
+NO_TOKEN = "crossbar-jwt.no_token"  # noqa: S105 - a reason URI: get_token() returned None (no user)
 UNREACHABLE = "unreachable"  # no connection could be made
 LOST = "lost"  # the connection closed without a WAMP reason
 
@@ -65,10 +66,13 @@ LOST = "lost"  # the connection closed without a WAMP reason
 # covers tokens issued until then). The others are refused again with every fresh token from the
 # same issuer: a wrong key, claim, role or configuration needs a person, and a loop would only
 # hammer the router. Not final: expired, not_yet_valid, replayed (a fresh token fixes them),
-# store_unavailable and internal_error (passing), refresh_refused (the token's roles changed:
-# reconnecting with it gives the session the new roles, so the kit does exactly that).
+# unknown_key (a key rotated at the identity provider: the router fetches its JWKS again, at most
+# once per min_refetch_seconds), store_unavailable and internal_error (passing), refresh_refused
+# (the token's roles changed: reconnecting with it gives the session the new roles, so the kit
+# does exactly that).
 FINAL_REASONS = frozenset(
     {
+        NO_TOKEN,
         "authenticator.error.revoked",
         "authenticator.error.unknown_role",
         "authenticator.error.invalid_claim",
@@ -77,14 +81,13 @@ FINAL_REASONS = frozenset(
         "authenticator.error.missing_token",
         "authenticator.error.malformed_token",
         "authenticator.error.algorithm_not_allowed",
-        "authenticator.error.unknown_key",
         "authenticator.error.invalid_signature",
         "authenticator.error.invalid_issuer",
         "authenticator.error.invalid_audience",
         "authenticator.error.lifetime_too_long",
         "wamp.error.no_such_realm",
         "wamp.error.no_such_role",
-        "wamp.error.not_authorized",
+        "wamp.error.no_auth_method",
     }
 )
 
@@ -105,30 +108,32 @@ class Backoff:
         return min(self.maximum, mean * (1 + self.jitter * (2 * rand() - 1)))
 
 
-def refresh_delay(exp: float, iat: float | None, now: float, ahead: float = 10.0) -> float:
-    """Seconds from now until the refresh: `ahead` before exp, at most a third of the lifetime.
-    This machine's clock may be off from the issuer's by minutes, which would make `exp - now`
-    useless; the token's own lifetime (exp - iat) bounds the delay on both sides."""
-    left = exp - now
-    lifetime = exp - iat if iat is not None and exp > iat else max(left, 0.0)
-    ahead = min(ahead, lifetime / 3)
-    return max(0.5, min(max(left - ahead, lifetime / 3), lifetime - ahead))
+def refresh_delay(expires_in: float, ahead: float = 10.0) -> float:
+    """Seconds from now until the refresh, from the seconds the router says the token has left
+    (`expires_in`, on the router's clock: this machine's may be off by minutes): `ahead` before
+    exp, at most a third of what is left, never under 0.5 s. A token already past exp (admitted
+    within the leeway) is refreshed at once."""
+    return max(0.5, expires_in - min(ahead, max(expires_in, 0.0) / 3))
 
 
-def issued_at(token: str) -> float | None:
-    """The token's iat, read without verifying (only to time the refresh)."""
-    try:
-        payload = token.split(".")[1]
-        iat = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))["iat"]
-    except (IndexError, KeyError, TypeError, ValueError):
-        return None
-    return iat if isinstance(iat, int | float) else None
+def seconds_left(answer: dict) -> float:
+    """`expires_in` from the router, else (an older router) exp against this machine's clock."""
+    expires_in = answer.get("expires_in")
+    if isinstance(expires_in, int | float) and not isinstance(expires_in, bool):
+        return float(expires_in)
+    return float(answer["exp"]) - time.time()
 
 
 class TokenUnavailable(Exception):
     """get_token() raised or returned no token."""
 
     error = TOKEN_UNAVAILABLE  # the reason, like an ApplicationError's
+
+
+class NoToken(TokenUnavailable):
+    """get_token() returned None: there is no user to log in."""
+
+    error = NO_TOKEN
 
 
 class Client:
@@ -238,7 +243,9 @@ class Client:
             try:
                 self._token = await self._fresh_token()
             except TokenUnavailable as error:
-                self._outcome = (TOKEN_UNAVAILABLE, str(error))
+                self._outcome = (error.error, str(error))
+                return False
+            if self._stopping:  # stop() came while get_token() was running
                 return False
             headers = {"Authorization": f"Bearer {self._token}"}
         factory = WampWebSocketClientFactory(
@@ -283,16 +290,16 @@ class Client:
         try:
             self._token = await self._fresh_token()
         except TokenUnavailable as error:
-            self._outcome = (TOKEN_UNAVAILABLE, str(error))
+            self._outcome = (error.error, str(error))
             raise
         return self._token
 
     async def _joined_session(self, session: ApplicationSession, details) -> None:
         self.session, self._joined = session, True
         self._set_state("connected")
-        exp = (details.authextra or {}).get("exp")
-        if self.get_token is not None and exp:
-            self._schedule_refresh(session, exp)
+        extra = details.authextra or {}
+        if self.get_token is not None and extra.get("exp"):
+            self._schedule_refresh(session, seconds_left(extra))
         if self.on_join is not None:
             await defer.maybeDeferred(self.on_join, session, details)
 
@@ -304,12 +311,12 @@ class Client:
 
     # -- refresh -------------------------------------------------------------------------------
 
-    def _schedule_refresh(self, session, exp: float, attempt: int = 0, delay: float | None = None) -> None:
+    def _schedule_refresh(self, session, expires_in: float, attempt: int = 0, delay: float | None = None) -> None:
         self._cancel_refresh()
         if delay is None:
-            delay = refresh_delay(exp, issued_at(self._token or ""), time.time(), self.refresh_ahead)
+            delay = refresh_delay(expires_in, self.refresh_ahead)
         self._refresh_call = self._reactor.callLater(
-            delay, lambda: defer.ensureDeferred(self._refresh(session, exp, attempt))
+            delay, lambda: defer.ensureDeferred(self._refresh(session, expires_in - delay, attempt))
         )
 
     def _cancel_refresh(self) -> None:
@@ -317,7 +324,7 @@ class Client:
             self._refresh_call.cancel()
         self._refresh_call = None
 
-    async def _refresh(self, session, exp: float, attempt: int) -> None:
+    async def _refresh(self, session, expires_in: float, attempt: int) -> None:
         if session is not self.session:
             return
         try:
@@ -327,6 +334,10 @@ class Client:
             if session is not self.session:
                 return  # the session ended meanwhile
             reason = getattr(error, "error", None) or type(error).__name__
+            if reason == NO_TOKEN:  # logged out meanwhile: leave, and stop
+                self._outcome = (NO_TOKEN, str(error))
+                session.leave("wamp.close.normal", "no user to log in")
+                return
             if reason == REFRESH_REFUSED:
                 # The token is for another user or other roles: a new session with it, now.
                 self._outcome = (reason, error.args[0] if error.args else "")
@@ -334,7 +345,7 @@ class Client:
                 return
             # Try again shortly; if no refresh succeeds the router ends the session at exp (+ grace).
             self.log.warn("token refresh failed ({reason}); trying again", reason=reason)
-            self._schedule_refresh(session, exp, attempt + 1, self.backoff.delay(attempt))
+            self._schedule_refresh(session, expires_in, attempt + 1, self.backoff.delay(attempt))
             return
         if session is not self.session:
             return
@@ -342,7 +353,7 @@ class Client:
         self.refreshes += 1
         if self.on_refresh is not None:
             self.on_refresh(answer["exp"])
-        self._schedule_refresh(session, answer["exp"])
+        self._schedule_refresh(session, seconds_left(answer))
 
     # -- helpers -------------------------------------------------------------------------------
 
@@ -353,6 +364,8 @@ class Client:
                 token = await token
         except Exception as error:  # noqa: BLE001 - whatever the application's fetch raised
             raise TokenUnavailable(f"get_token() failed: {type(error).__name__}: {error}") from error
+        if token is None:
+            raise NoToken("get_token() returned None: no user to log in")
         if not isinstance(token, str) or not token:
             raise TokenUnavailable("get_token() returned no token")
         return token

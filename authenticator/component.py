@@ -23,7 +23,7 @@ from twisted.python.threadpool import ThreadPool
 from . import metrics
 from .authorizer import Authorizer
 from .carriers import token_from_headers
-from .hardening import drop_forwarded_yields, harden_router_worker
+from .hardening import clip, drop_forwarded_yields, harden_router_worker
 from .hello_timeout import install_hello_timeout
 from .jwks import JwksRefresher
 from .keeper import SessionKeeper
@@ -60,6 +60,8 @@ class AuthenticatorComponent(ApplicationSession):
             self.settings = load_settings(extra, cbdir)
         except ConfigError as error:
             stop_for_configuration([f"{where}: {error}"])
+        except Exception as error:  # noqa: BLE001 - a value of a type no check foresaw: still one line
+            stop_for_configuration([f"{where}: unreadable ({type(error).__name__}: {clip(str(error), 300)})"])
         problems = node_problems(self._node_config, self.settings)
         if problems:
             stop_for_configuration(problems)
@@ -251,7 +253,8 @@ class AuthenticatorComponent(ApplicationSession):
         self.keeper.refreshed(live, identity)
         self.log.info("session refreshed: authid={authid} session={sid} exp={exp}", authid=live.authid,
                       sid=live.session_id, exp=identity.expires_at)  # fmt: skip
-        return {"exp": identity.expires_at}
+        # expires_in: seconds to exp on the router's clock (the kits time the next refresh by it)
+        return {"exp": identity.expires_at, "expires_in": round(identity.expires_at - time.time(), 3)}
 
     async def revoke(self, authid=None, jti=None, details=None):
         """Refuse a user's tokens issued until now (authid=...) or one token (jti=...), and end the

@@ -24,7 +24,6 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 
 from flask import Flask, jsonify, request, session
@@ -32,10 +31,9 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.security import check_password_hash
 
 from .keys import load_hmac_secret
-from .settings import ConfigError, component_extra, load_settings
+from .settings import component_extra, load_issuer_settings, load_settings
 from .tokens import user_claims
 
-TOKEN_TTL_SECONDS = 60
 # Checked against when a username is unknown, so both paths cost one hash check (no user probing).
 _DUMMY_HASH = "scrypt:32768:8:1$0000000000000000$" + "0" * 128
 # A login body is one flat object. The depth is counted before json.loads, which recurses once per
@@ -43,42 +41,6 @@ _DUMMY_HASH = "scrypt:32768:8:1$0000000000000000$" + "0" * 128
 # stack and kills the whole node instead of raising RecursionError.
 MAX_JSON_DEPTH = 4
 SEND = 'Send a JSON object {"username": "...", "password": "..."} with Content-Type: application/json.'
-
-
-@dataclass(frozen=True)
-class IssuerSettings:
-    """`extra.issuer` of the authenticator component in .crossbar/config.json."""
-
-    users_file: str = "users.json"
-    token_ttl_seconds: int = TOKEN_TTL_SECONDS
-    max_body_bytes: int = 4096
-    login_attempts_per_minute: int = 10
-    login_tracked_addresses: int = 10_000
-
-
-_RANGES = {  # name: (lowest, highest) for the whole-number settings
-    "token_ttl_seconds": (1, 86_400),
-    "max_body_bytes": (256, 1_048_576),
-    "login_attempts_per_minute": (1, 10_000),
-    "login_tracked_addresses": (1, 10_000_000),
-}
-
-
-def load_issuer_settings(spec: object) -> IssuerSettings:
-    if not isinstance(spec, Mapping):
-        raise ConfigError("'issuer' must be an object")
-    known = {"users_file", *_RANGES}
-    if set(spec) - known:
-        raise ConfigError(f"unknown keys in 'issuer': {', '.join(sorted(set(spec) - known))}")
-    users_file = spec.get("users_file", IssuerSettings.users_file)
-    if not isinstance(users_file, str) or not users_file:
-        raise ConfigError("'issuer.users_file' must be a file name in the node directory")
-    numbers = {name: spec.get(name, getattr(IssuerSettings, name)) for name in _RANGES}
-    for name, value in numbers.items():
-        low, high = _RANGES[name]
-        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-            raise ConfigError(f"'issuer.{name}' must be a whole number from {low} to {high}")
-    return IssuerSettings(users_file=users_file, **numbers)
 
 
 class LoginLimiter:

@@ -62,6 +62,10 @@ class SessionKeeper:
         the pending session id is the proxy's, not the router's: the login is keyed by a random
         login key the session carries in its authextra until the router announces it."""
         extra = identity.authextra()
+        if identity.expires_at is not None:
+            # On the router's clock: a client whose clock is off from the issuer's by minutes times
+            # its refresh from this, not from exp.
+            extra["expires_in"] = round(identity.expires_at - self._wall_clock(), 3)
         if self._behind_proxies or pending_session_id is None:
             key = extra[LOGIN_KEY] = f"login-{secrets.token_hex(8)}"
         else:

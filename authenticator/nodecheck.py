@@ -76,6 +76,7 @@ def check_node(config: Mapping, policy_roles: Iterable[str]) -> list[Problem]:
                 f"role {name!r} fails with wamp.error.authorization_failed; set it to {AUTHORIZE!r}"
             )))  # fmt: skip
     problems.extend(_transport_problems(config))
+    problems.extend(_route_problems(config, realm_name, policy_roles))
     return problems
 
 
@@ -87,23 +88,55 @@ def _component(config: Mapping):
     return None
 
 
-def _transport_problems(config: Mapping) -> list[Problem]:
-    problems = []
+def _websockets(config: Mapping):
+    """(path in the JSON, websocket config) of every WebSocket a client can reach: paths of web
+    transports, and websocket (or universal) transports themselves."""
     for w, worker in enumerate(config.get("workers", [])):
         for t, transport in enumerate(worker.get("transports", [])):
-            for name, service in transport.get("paths", {}).items():
-                if not isinstance(service, Mapping) or service.get("type") != "websocket":
-                    continue
-                for method, auth in service.get("auth", {}).items():
-                    expected = AUTHENTICATORS.get(method)
-                    if expected is None or not isinstance(auth, Mapping) or auth.get("type") != "dynamic":
-                        continue
-                    if auth.get("authenticator") != expected:
-                        problems.append(Problem(
-                            f"workers[{w}].transports[{t}].paths.{name}.auth.{method}.authenticator",
-                            f"{_misspelled(auth.get('authenticator'), expected)}: every {method} login would "
-                            f"fail with wamp.error.no_such_procedure; set it to {expected!r}",
-                        ))  # fmt: skip
+            where = f"workers[{w}].transports[{t}]"
+            if transport.get("type") == "websocket":
+                yield where, transport
+            if isinstance(transport.get("websocket"), Mapping):  # universal transport
+                for name, service in transport["websocket"].items():
+                    if isinstance(service, Mapping):
+                        yield f"{where}.websocket.{name}", service
+            for name, service in (transport.get("paths") or {}).items():
+                if isinstance(service, Mapping) and service.get("type") == "websocket":
+                    yield f"{where}.paths.{name}", service
+
+
+def _transport_problems(config: Mapping) -> list[Problem]:
+    problems = []
+    for where, service in _websockets(config):
+        for method, auth in (service.get("auth") or {}).items():
+            expected = AUTHENTICATORS.get(method)
+            if expected is None or not isinstance(auth, Mapping) or auth.get("type") != "dynamic":
+                continue
+            if auth.get("authenticator") != expected:
+                problems.append(Problem(
+                    f"{where}.auth.{method}.authenticator",
+                    f"{_misspelled(auth.get('authenticator'), expected)}: every {method} login would "
+                    f"fail with wamp.error.no_such_procedure; set it to {expected!r}",
+                ))  # fmt: skip
+    return problems
+
+
+def _route_problems(config: Mapping, realm_name, policy_roles: Iterable[str]) -> list[Problem]:
+    """Proxy workers forward a session only for the roles their routes name."""
+    problems = []
+    for w, worker in enumerate(config.get("workers", [])):
+        if worker.get("type") != "proxy":
+            continue
+        routes = (worker.get("routes") or {}).get(realm_name)
+        if not isinstance(routes, Mapping):
+            problems.append(Problem(f"workers[{w}].routes", f"has no routes for realm {realm_name!r}"))
+            continue
+        for name in policy_roles:
+            if name not in routes:
+                problems.append(Problem(f"workers[{w}].routes.{realm_name}", (
+                    f"has no route for the policy role {name!r}: its sessions would be refused by this "
+                    "proxy; derive the config again (python -m authenticator proxy-config)"
+                )))  # fmt: skip
     return problems
 
 
@@ -117,10 +150,13 @@ def controller_config_file(cbdir: Path, controller_cmdline: list[str]) -> Path |
     """The node config file that `crossbar start` was given (its `--config`, relative to the node
     directory as Crossbar reads it), or the one Crossbar picks without it; None if there is none."""
     for i, arg in enumerate(controller_cmdline):
-        if arg == "--config" and i + 1 < len(controller_cmdline):
-            return cbdir / controller_cmdline[i + 1]
-        if arg.startswith("--config="):
-            return cbdir / arg.split("=", 1)[1]
+        name, has_value, value = arg.partition("=")
+        # argparse takes any unambiguous prefix: --conf, --confi (crossbar start has no other --con...)
+        if len(name) >= 5 and "--config".startswith(name):
+            if has_value:
+                return cbdir / value
+            if i + 1 < len(controller_cmdline):
+                return cbdir / controller_cmdline[i + 1]
     for name in ("config.yaml", "config.json"):  # Crossbar's own order (node/main.py)
         if (cbdir / name).exists():
             return cbdir / name

@@ -109,7 +109,10 @@ def load_settings(extra: Mapping, cbdir: Path, *, generate_secret: bool | None =
     _refuse_unknown("the authenticator's extra", extra, known)
     try:
         keys, jwks_urls = _load_keys(extra.get("keys", DEFAULT_EXTRA["keys"]), cbdir, generate_secret)
-        policy = load_policy(extra.get("policy"), anonymous_role=extra.get("anonymous_role", "anonymous"))
+        anonymous_role = extra.get("anonymous_role", "anonymous")
+        if anonymous_role is not None and not isinstance(anonymous_role, str):
+            raise ConfigError("'anonymous_role' must be a role name, or null for no anonymous access")
+        policy = load_policy(extra.get("policy"), anonymous_role=anonymous_role)
     except (KeyConfigError, PolicyError) as error:
         raise ConfigError(str(error)) from error
     max_token_bytes = extra.get("max_token_bytes", 8192)
@@ -119,6 +122,8 @@ def load_settings(extra: Mapping, cbdir: Path, *, generate_secret: bool | None =
     if not isinstance(single_use, bool):
         raise ConfigError("'single_use' must be true or false")
     claims = _load_claims(extra.get("claims", {}))
+    if "issuer" in extra:
+        load_issuer_settings(extra["issuer"])  # used by the demo issuer; checked here, at start
     if single_use and "jti" not in claims.required:
         claims = replace(claims, required=(*claims.required, "jti"))
     session = extra.get("session", {})
@@ -152,6 +157,44 @@ def load_settings(extra: Mapping, cbdir: Path, *, generate_secret: bool | None =
         cookie=_load_cookie(extra.get("cookie")),
         limits=_load_limits(extra.get("limits", {})),
     )
+
+
+# The demo issuer (authenticator/issuer.py): its settings are checked with the rest at start.
+TOKEN_TTL_SECONDS = 60
+
+
+@dataclass(frozen=True)
+class IssuerSettings:
+    """`extra.issuer` of the authenticator component in .crossbar/config.json."""
+
+    users_file: str = "users.json"
+    token_ttl_seconds: int = TOKEN_TTL_SECONDS
+    max_body_bytes: int = 4096
+    login_attempts_per_minute: int = 10
+    login_tracked_addresses: int = 10_000
+
+
+_RANGES = {  # name: (lowest, highest) for the whole-number settings
+    "token_ttl_seconds": (1, 86_400),
+    "max_body_bytes": (256, 1_048_576),
+    "login_attempts_per_minute": (1, 10_000),
+    "login_tracked_addresses": (1, 10_000_000),
+}
+
+
+def load_issuer_settings(spec: object) -> IssuerSettings:
+    if not isinstance(spec, Mapping):
+        raise ConfigError("'issuer' must be an object")
+    _refuse_unknown("'issuer'", spec, ("users_file", *_RANGES))
+    users_file = spec.get("users_file", IssuerSettings.users_file)
+    if not isinstance(users_file, str) or not users_file:
+        raise ConfigError("'issuer.users_file' must be a file name in the node directory")
+    numbers = {name: spec.get(name, getattr(IssuerSettings, name)) for name in _RANGES}
+    for name, value in numbers.items():
+        low, high = _RANGES[name]
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise ConfigError(f"'issuer.{name}' must be a whole number from {low} to {high}")
+    return IssuerSettings(users_file=users_file, **numbers)
 
 
 def _refuse_unknown(where: str, spec: Mapping, known) -> None:
@@ -307,10 +350,13 @@ def _load_secret(spec: Mapping, kid, algorithms, cbdir: Path, generate: bool, wh
     algorithms = algorithms or ["HS256"]
     if set(algorithms) - HMAC_ALGORITHMS:
         raise ConfigError(f"{where}: a shared secret verifies only {', '.join(sorted(HMAC_ALGORITHMS))}")
-    secret_file = spec.get("secret_file")
-    path = (cbdir / secret_file) if isinstance(secret_file, str) else None
+    secret_file, secret_env = spec.get("secret_file"), spec.get("secret_env")
+    for name, value in (("secret_file", secret_file), ("secret_env", secret_env)):
+        if value is not None and (not isinstance(value, str) or not value):
+            raise ConfigError(f"{where}.{name} must be a non-empty string")
+    path = (cbdir / secret_file) if secret_file else None
     try:
-        secret, source, generated = load_hmac_secret(spec.get("secret_env"), path, generate=generate)
+        secret, source, generated = load_hmac_secret(secret_env, path, generate=generate)
     except KeyConfigError as error:
         raise ConfigError(f"{where}: {error}") from error
     return VerificationKey(

@@ -17,15 +17,19 @@
 //
 // What it does for you:
 // - getToken() on every connect and every reconnect (the WAMP ticket challenge), never a stale token;
-//   without getToken the session is anonymous.
+//   without getToken the session is anonymous. getToken() returning null means "no user" (logged
+//   out): the kit stops (reason NO_TOKEN) instead of asking again; a getToken() that throws is
+//   retried with the backoff below.
 // - Before the token's exp it calls getToken() again and authenticator.refresh(token): the same
-//   session goes on, subscriptions and all. A failed refresh is retried; if none succeeds the router
+//   session goes on, subscriptions and all. It times this by the router's clock (`expires_in` in
+//   WELCOME and in refresh's answer), so a clock that is off by minutes does not matter. A failed refresh is retried; if none succeeds the router
 //   ends the session at exp (+ grace) with `authenticator.error.expired` and the kit reconnects.
 // - Reconnects, with a fresh token, after the router ends the session for expiry, after a lost
 //   connection or a router restart, and after a login refused for a passing reason (store_unavailable,
 //   a token already expired or not yet valid, getToken() failing): first retry after 0.5 s, growing
 //   1.5× to at most 1.5 s, with jitter. AutobahnJS retries lost connections itself (configured here);
-//   it gives up after a GOODBYE or an ABORT, and the kit takes over there.
+//   after a GOODBYE, an ABORT or a failed getToken() the kit retries with its own backoff (AutobahnJS
+//   would start its backoff over at every WebSocket that opens).
 // - Stops, and says why, on a final reason (FINAL_REASONS below): reconnecting would either fail the
 //   same way with every fresh token, or undo what the router decided (revocation).
 // - state: "connecting" → "connected" ⇄ "reconnecting" → "stopped"; client.reason / client.message are
@@ -42,17 +46,22 @@
 
 export const EXPIRED = "authenticator.error.expired";
 export const REFRESH_REFUSED = "authenticator.error.refresh_refused";
-// getToken() threw or returned no token; the kit retries with backoff.
+// getToken() threw (or returned something that is not a token); the kit retries with backoff.
 export const TOKEN_UNAVAILABLE = "crossbar-jwt.token_unavailable";
+// getToken() returned null: there is no user to log in (logged out); the kit stops.
+export const NO_TOKEN = "crossbar-jwt.no_token";
 
 // Reasons after which the kit stops instead of reconnecting. Revoked: the router ended the user's
 // sessions on purpose, and a freshly minted token would log them straight back in (revocation
 // covers tokens issued until then). The others are refused again with every fresh token from the
 // same issuer: a wrong key, claim, role or configuration needs a person, and a loop would only
 // hammer the router. Not final: expired, not_yet_valid, replayed (a fresh token fixes them),
-// store_unavailable and internal_error (passing), refresh_refused (the token's roles changed:
-// reconnecting with it gives the session the new roles, so the kit does exactly that).
+// unknown_key (a key rotated at the identity provider: the router fetches its JWKS again, at most
+// once per min_refetch_seconds), store_unavailable and internal_error (passing), refresh_refused
+// (the token's roles changed: reconnecting with it gives the session the new roles, so the kit
+// does exactly that).
 export const FINAL_REASONS = new Set([
+  NO_TOKEN,
   "authenticator.error.revoked",
   "authenticator.error.unknown_role",
   "authenticator.error.invalid_claim",
@@ -61,14 +70,13 @@ export const FINAL_REASONS = new Set([
   "authenticator.error.missing_token",
   "authenticator.error.malformed_token",
   "authenticator.error.algorithm_not_allowed",
-  "authenticator.error.unknown_key",
   "authenticator.error.invalid_signature",
   "authenticator.error.invalid_issuer",
   "authenticator.error.invalid_audience",
   "authenticator.error.lifetime_too_long",
   "wamp.error.no_such_realm",
   "wamp.error.no_such_role",
-  "wamp.error.not_authorized",
+  "wamp.error.no_auth_method",
 ]);
 
 const DEFAULTS = {
@@ -80,24 +88,22 @@ const DEFAULTS = {
   finalReasons: FINAL_REASONS,
 };
 
-// Seconds from now until the refresh: `ahead` before exp, ahead = min(refreshAheadSeconds, a third of
-// the token's lifetime). This machine's clock may be off from the issuer's by minutes, which would
-// make "exp - now" useless; the token's own lifetime (exp - iat) bounds the delay on both sides.
-export function refreshDelay(exp, iat, now, refreshAheadSeconds = DEFAULTS.refreshAheadSeconds) {
-  const left = exp - now;
-  const lifetime = Number.isFinite(iat) && exp > iat ? exp - iat : Math.max(left, 0);
-  const ahead = Math.min(refreshAheadSeconds, lifetime / 3);
-  return Math.max(0.5, Math.min(Math.max(left - ahead, lifetime / 3), lifetime - ahead));
+// Seconds from now until the refresh, from the seconds the router says the token has left
+// (`expires_in`, on the router's clock): `ahead` before exp, ahead = min(refreshAheadSeconds, a
+// third of what is left), never under 0.5 s. A token already past exp (admitted within the
+// leeway) is refreshed at once.
+export function refreshDelay(expiresIn, refreshAheadSeconds = DEFAULTS.refreshAheadSeconds) {
+  const ahead = Math.min(refreshAheadSeconds, Math.max(expiresIn, 0) / 3);
+  return Math.max(0.5, expiresIn - ahead);
 }
 
-function issuedAt(token) {
-  try {
-    const payload = token.split(".")[1].replace(/-/g, "+").replace(/_/g, "/");
-    return JSON.parse(atob(payload)).iat;
-  } catch {
-    return undefined;
-  }
+// `expires_in` from the router, else (an older router) exp against this machine's clock.
+function secondsLeft(answer) {
+  if (answer && Number.isFinite(answer.expires_in)) return answer.expires_in;
+  return answer.exp - Date.now() / 1000;
 }
+
+class NoToken extends Error {}
 
 export function connect(options) {
   const o = { ...DEFAULTS, ...options };
@@ -134,6 +140,7 @@ export function connect(options) {
 
   async function freshToken() {
     const fresh = await o.getToken();
+    if (fresh === null) throw new NoToken();
     if (typeof fresh !== "string" || !fresh) throw new Error("getToken() returned no token");
     return fresh;
   }
@@ -150,8 +157,10 @@ export function connect(options) {
         tokenError = null;
         return token;
       } catch (error) {
-        tokenError = String(error && error.message ? error.message : error);
-        throw error; // AutobahnJS aborts this attempt and retries with its backoff
+        tokenError = error instanceof NoToken
+          ? { reason: NO_TOKEN, message: "getToken() returned null: no user to log in" }
+          : { reason: TOKEN_UNAVAILABLE, message: String(error && error.message ? error.message : error) };
+        throw error; // AutobahnJS aborts this attempt; onclose below decides
       }
     },
     max_retries: -1,
@@ -170,8 +179,8 @@ export function connect(options) {
     session = s;
     failures = 0;
     setState("connected");
-    const exp = details.authextra && details.authextra.exp;
-    if (o.getToken && exp) scheduleRefresh(s, exp);
+    const extra = details.authextra || {};
+    if (o.getToken && extra.exp) scheduleRefresh(s, secondsLeft(extra));
     if (o.onSession) o.onSession(s, details);
   };
 
@@ -183,11 +192,11 @@ export function connect(options) {
     if (leaving) {
       ({ reason, message } = leaving);
       leaving = null;
+    } else if (tokenError) { // getToken() failed in the challenge (AutobahnJS's own ABORT follows)
+      ({ reason, message } = tokenError);
+      tokenError = null;
     } else if (details.reason) { // GOODBYE or ABORT from the router
       [reason, message] = [details.reason, details.message || ""];
-    } else if (tokenError) {
-      [reason, message] = [TOKEN_UNAVAILABLE, tokenError];
-      tokenError = null;
     } else { // no WAMP reason: AutobahnJS's "lost", "unreachable" or "closed"
       [reason, message] = [closed, `the connection was ${closed === "unreachable" ? "not made" : closed}`];
     }
@@ -195,11 +204,13 @@ export function connect(options) {
       stop(reason, message);
       return true;
     }
-    if (details.will_retry) { // a lost connection: AutobahnJS retries, configured above
+    if (details.will_retry && reason !== TOKEN_UNAVAILABLE) { // a lost connection: AutobahnJS retries
       setState("reconnecting", reason, message);
       return false;
     }
-    // After a GOODBYE (expired) or an ABORT AutobahnJS does not retry: the kit does.
+    // After a GOODBYE (expired), an ABORT or a failed getToken() the kit retries with its own
+    // backoff: AutobahnJS does not retry the first two, and would start its backoff over at every
+    // WebSocket that opens (a failing getToken() would be asked every 0.5 s).
     setState("reconnecting", reason, message);
     retryTimer = setTimeout(() => {
       if (client.state !== "stopped") connection.open();
@@ -207,10 +218,9 @@ export function connect(options) {
     return true;
   };
 
-  function scheduleRefresh(s, exp) {
+  function scheduleRefresh(s, expiresIn) {
     clearTimeout(refreshTimer);
-    const delay = refreshDelay(exp, issuedAt(token), Date.now() / 1000, o.refreshAheadSeconds);
-    refreshTimer = setTimeout(() => refresh(s, 0), delay * 1000);
+    refreshTimer = setTimeout(() => refresh(s, 0), refreshDelay(expiresIn, o.refreshAheadSeconds) * 1000);
   }
 
   async function refresh(s, attempt) {
@@ -223,9 +233,14 @@ export function connect(options) {
       token = fresh;
       client.refreshes += 1;
       if (o.onRefresh) o.onRefresh(answer.exp);
-      scheduleRefresh(s, answer.exp);
+      scheduleRefresh(s, secondsLeft(answer));
     } catch (error) {
       if (s !== session) return; // the session ended meanwhile: onclose decides
+      if (error instanceof NoToken) { // logged out meanwhile: leave, and stop
+        leaving = { reason: NO_TOKEN, message: "getToken() returned null: no user to log in" };
+        s.leave("wamp.close.normal");
+        return;
+      }
       const reason = error && error.error ? error.error : TOKEN_UNAVAILABLE;
       if (reason === REFRESH_REFUSED) {
         // The token is for another user or other roles: a new session with it, now.

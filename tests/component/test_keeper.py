@@ -146,3 +146,10 @@ def test_a_pending_login_to_be_ended_grants_no_token_roles(mark):
     assert h.keeper.token_roles({"session": 45, "authextra": extra}) == {"user", "admin"}
     setattr(live, mark, True)
     assert h.keeper.token_roles({"session": 45, "authextra": extra}) == set()
+
+
+def test_the_welcome_says_how_long_the_token_has_left_on_the_routers_clock():
+    h = Harness()
+    h.clock.advance(12)  # the router's clock, 12 s after the token was issued
+    extra = h.login(7, ttl=60)
+    assert extra["exp"] == NOW + 60 and extra["expires_in"] == 48

@@ -13,7 +13,7 @@ import pytest_twisted
 from autobahn.wamp.types import PublishOptions
 from twisted.internet import reactor, task, threads
 
-from authenticator.client import EXPIRED, REFRESH_REFUSED, UNREACHABLE, Client
+from authenticator.client import EXPIRED, NO_TOKEN, REFRESH_REFUSED, UNREACHABLE, Client
 from tests.support.router import RouterProcess
 from tests.support.snippets import readme_snippet
 from tests.support.tokens import TEST_SECRET, mint, unique
@@ -81,6 +81,16 @@ async def admin(router):
     return await connect(router.url, mint("root", ["admin"], ttl=600))
 
 
+async def kit_receives(router, kit, topic: str, value) -> None:
+    """An admin publishes value to topic; the kit's current session must receive it."""
+    publisher = await admin(router)
+    try:
+        await publisher.publish(topic, value, options=ACK)
+        await eventually(lambda: value in kit.events, 5, f"the kit to receive {value!r} on {topic}")
+    finally:
+        publisher.leave()
+
+
 @pytest_twisted.ensureDeferred
 async def test_after_a_router_restart_the_kit_is_back_within_2_s_and_receives_again(router):
     kit = Watched(router, "app.chat.pykit-restart")
@@ -100,10 +110,7 @@ async def test_after_a_router_restart_the_kit_is_back_within_2_s_and_receives_ag
         assert back <= 2.0, kit.states
         assert max(gaps) <= MAX_RETRY_DELAY + REFUSED + 0.1, gaps  # bounded backoff
         assert kit.tokens == 2  # a fresh token for the new session (none while the router was down)
-        publisher = await admin(router)
-        await publisher.publish("app.chat.pykit-restart", 4711, options=ACK)
-        await eventually(lambda: 4711 in kit.events, 5, "the event published after the restart")
-        publisher.leave()
+        await kit_receives(router, kit, "app.chat.pykit-restart", 4711)  # published after the restart
     finally:
         await kit.client.stop()
 
@@ -147,10 +154,7 @@ async def test_when_refreshing_fails_the_session_expires_and_the_kit_reconnects_
         assert kit.sessions[1]["id"] != kit.sessions[0]["id"]
         assert kit.tokens == tokens + 1  # the new session logged in with a fresh token
         router.wait_for_log(f"session ended: reason=expired authid={kit.name}")
-        publisher = await admin(router)
-        await publisher.publish("app.chat.pykit-expiry", 7, options=ACK)
-        await eventually(lambda: 7 in kit.events, 5, "the event published after the reconnect")
-        publisher.leave()
+        await kit_receives(router, kit, "app.chat.pykit-expiry", 7)  # published after the reconnect
     finally:
         await kit.client.stop()
 
@@ -222,3 +226,48 @@ async def test_the_readmes_python_first_client_connects_and_receives(router, tmp
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_token_admitted_within_the_leeway_is_refreshed_at_once_and_the_session_stays(router):
+    """A token 7 s past its exp (60 s lifetime, the issuer's clock behind) is admitted within the
+    leeway and given the grace (1 s here) from now: the kit refreshes at once, by the router's
+    clock, instead of 20 s into a 60 s lifetime."""
+    kit = Watched(router, "app.chat.pykit-skewed")
+    first = mint(kit.name, kit.roles, ttl=60, now=time.time() - 67)
+    fresh = kit.get_token
+    handed = iter([first])
+    kit.client.get_token = lambda: next(handed, None) or fresh()
+    kit.client.start()
+    try:
+        await kit.joins(1)
+        await eventually(lambda: kit.client.refreshes >= 1, 5, "the refresh of the skewed token")
+        await task.deferLater(reactor, 2, lambda: None)  # past the 1 s grace the session had
+        await kit_receives(router, kit, "app.chat.pykit-skewed", 99)
+        assert [s["id"] for s in kit.sessions] == [kit.sessions[0]["id"]], kit.states
+    finally:
+        await kit.client.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_get_token_that_returns_none_stops_the_kit_without_a_login(router):
+    client = Client(router.url, "realm1", lambda: None)
+    reason, message = await client.start().addTimeout(10, reactor)
+    assert (reason, client.state) == (NO_TOKEN, "stopped") and "no user" in message
+
+
+@pytest_twisted.ensureDeferred
+async def test_stop_while_get_token_runs_ends_the_kit_before_it_connects(router):
+    from twisted.internet import defer
+
+    pending = defer.Deferred()
+    joined = []
+    client = Client(router.url, "realm1", lambda: pending, bearer=True, on_join=lambda s, d: joined.append(d))
+    running = client.start()
+    await task.deferLater(reactor, 0.2, lambda: None)
+    stopping = client.stop()
+    pending.callback(mint(unique("late"), ["user"]))  # the token arrives after stop()
+    assert (await stopping.addTimeout(5, reactor))[0] == "wamp.close.normal"
+    await running
+    await task.deferLater(reactor, 1, lambda: None)  # a connect would have joined by now
+    assert joined == [] and client.state == "stopped"

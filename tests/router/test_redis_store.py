@@ -92,19 +92,24 @@ async def test_an_unreachable_redis_fails_closed_and_the_router_recovers_when_it
     client.leave()
 
 
+async def revoked_across(root, bob, bobs_router, name: str, *, within: float, after: int = 0) -> None:
+    """root revokes name on its router; bob's session on the other router ends with the reason."""
+    try:
+        await root.call("authenticator.revoke", authid=name)
+        goodbye = await bob.left.addTimeout(within, reactor)
+        assert goodbye.reason == "authenticator.error.revoked"
+    finally:
+        root.leave()
+    bobs_router.wait_for_log(f"revoked on another router: authid={name}", after=after)
+
+
 @pytest_twisted.ensureDeferred
 async def test_a_revocation_on_one_router_ends_the_users_live_session_on_the_other(two_routers):
     first, second = two_routers
     name = f"bob{uuid.uuid4().hex[:6]}"
     bob = await connect(second.url, token(name))
     root = await connect(first.url, token("root", roles=["admin"]))
-    try:
-        await root.call("authenticator.revoke", authid=name)
-        goodbye = await bob.left.addTimeout(5, reactor)
-        assert goodbye.reason == "authenticator.error.revoked"
-    finally:
-        root.leave()
-    second.wait_for_log(f"revoked on another router: authid={name}")
+    await revoked_across(root, bob, second, name, within=5)
 
 
 @pytest_twisted.ensureDeferred
@@ -121,13 +126,7 @@ async def test_the_revocation_listener_reconnects_after_a_redis_outage_and_ends_
     name = f"bob{uuid.uuid4().hex[:6]}"
     bob = await login_once_the_store_answers(second.url, name)
     root = await login_once_the_store_answers(first.url, "root", ["admin"])
-    try:
-        await root.call("authenticator.revoke", authid=name)
-        goodbye = await bob.left.addTimeout(10, reactor)
-        assert goodbye.reason == "authenticator.error.revoked"
-    finally:
-        root.leave()
-    second.wait_for_log(f"revoked on another router: authid={name}", after=offset)
+    await revoked_across(root, bob, second, name, within=10, after=offset)
 
 
 def revoke(store, authid) -> None:

@@ -8,6 +8,7 @@ import pytest
 from click.testing import CliRunner
 
 from authenticator.cli import main
+from authenticator.settings import component_extra
 from tests.support.router import REPO
 from tests.support.tokens import TEST_SECRET, mint
 
@@ -100,13 +101,24 @@ def test_secret_prints_the_routers_secret_as_a_shell_line_and_generates_it_first
     assert again.stdout == result.stdout
 
 
+def test_secret_prints_the_development_secret_even_with_another_jwt_secret_in_the_shell(tmp_path, monkeypatch):
+    shutil.copy(REPO / ".crossbar" / "config.json", tmp_path / "config.json")
+    monkeypatch.delenv("JWT_SECRET", raising=False)
+    development = run("secret", "--cbdir", str(tmp_path)).stdout
+    monkeypatch.setenv("JWT_SECRET", "another-secret-of-this-shell-" + "x" * 20)
+    result = run("secret", "--cbdir", str(tmp_path))
+    assert result.exit_code == 0 and result.stdout == development
+    assert "JWT_SECRET in this shell differs" in result.stderr
+
+
 def test_check_passes_the_shipped_configs_without_creating_a_secret(tmp_path, monkeypatch):
     monkeypatch.delenv("JWT_SECRET", raising=False)
     for name in ("config.json", "config-proxies.json"):
         shutil.copy(REPO / ".crossbar" / name, tmp_path / name)
         result = run("check", "--cbdir", str(tmp_path), "--config", name)
         assert result.exit_code == 0, result.output
-        assert result.stdout.startswith(f"OK {tmp_path / name}: roles anonymous, user, admin")
+        roles = ", ".join(r["name"] for r in component_extra(REPO / ".crossbar" / "config.json")["policy"]["roles"])
+        assert result.stdout.startswith(f"OK {tmp_path / name}: roles {roles}")
     assert not (tmp_path / "jwt-secret.key").exists()
 
 

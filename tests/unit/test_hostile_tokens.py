@@ -26,7 +26,8 @@ from tests.support.router import REPO
 from tests.unit.conftest import NOW, settings_with_secret
 
 LEEWAY = 10  # claims.leeway_seconds of the shipped config
-KNOWN_ROLES = {"anonymous", "user", "admin"}  # the shipped policy; admin inherits user inherits anonymous
+# The shipped policy's roles (read from the config: a role added there needs no edit here).
+KNOWN_ROLES = {role["name"] for role in component_extra(REPO / ".crossbar" / "config.json")["policy"]["roles"]}
 DETERMINISTIC = {"derandomize": True, "database": None, "deadline": None}
 
 
@@ -239,8 +240,11 @@ def test_validly_signed_claims_of_any_shape_are_accepted_exactly_when_valid_and_
     judged()
     print(f"\nvalidly signed claims: {dict(reached)}")
     assert sum(reached.values()) >= 590  # every example reaches an assertion
-    # Both sides are exercised: 115 accepted and 485 refused (all 6 reasons) with Hypothesis 6.170.
-    assert reached["accepted"] >= 80 and sum(n for k, n in reached.items() if k != "accepted") >= 300
+    # Both sides are exercised. Derandomized Hypothesis still draws other examples in a full suite
+    # run than alone (its process-wide state): 73-115 of 600 accepted, ~490 refused for all 6
+    # reasons, over runs with Hypothesis 6.170. The bounds catch a strategy that drifts to one
+    # side; that valid tokens are accepted is proven by construction in the next property.
+    assert reached["accepted"] >= 40 and sum(n for k, n in reached.items() if k != "accepted") >= 300
 
 
 def expected_session_role(roles) -> str:

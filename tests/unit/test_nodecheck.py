@@ -13,7 +13,7 @@ from tests.support.router import REPO
 
 SHIPPED = json.loads((REPO / ".crossbar" / "config.json").read_text())
 SCALED = json.loads((REPO / ".crossbar" / "config-proxies.json").read_text())
-POLICY_ROLES = ("anonymous", "user", "admin")
+POLICY_ROLES = tuple(role["name"] for role in component_extra(REPO / ".crossbar" / "config.json")["policy"]["roles"])
 
 
 def role_index(config, name):
@@ -94,3 +94,29 @@ def test_the_node_config_is_the_one_crossbar_start_was_given(tmp_path, cmdline, 
 
 def test_without_a_config_argument_or_file_there_is_none(tmp_path):
     assert controller_config_file(Path(tmp_path), ["crossbar", "start"]) is None
+
+
+def test_a_websocket_transport_of_its_own_is_checked_too():
+    def plain_websocket(config):
+        config["workers"][0]["transports"].append({
+            "type": "websocket", "endpoint": {"type": "tcp", "port": 9000},
+            "auth": {"ticket": {"type": "dynamic", "authenticator": "authenticator.authentcate"}},
+        })  # fmt: skip
+
+    (problem,) = check_node(edited(plain_websocket), POLICY_ROLES)
+    assert problem.path == "workers[0].transports[1].auth.ticket.authenticator"
+
+
+def test_a_proxy_without_a_route_for_a_policy_role_is_a_problem():
+    config = copy.deepcopy(SCALED)
+    proxy = next(i for i, w in enumerate(config["workers"]) if w.get("type") == "proxy")
+    del config["workers"][proxy]["routes"]["realm1"]["admin"]
+    (problem,) = check_node(config, POLICY_ROLES)
+    assert (
+        problem.path == f"workers[{proxy}].routes.realm1" and "no route for the policy role 'admin'" in problem.message
+    )
+
+
+@pytest.mark.parametrize("arg", [["--conf", "prod.json"], ["--confi=prod.json"]])
+def test_an_abbreviated_config_option_is_read_as_crossbar_reads_it(tmp_path, arg):
+    assert controller_config_file(tmp_path, ["crossbar", "start", *arg]) == tmp_path / "prod.json"

@@ -32,6 +32,13 @@ def secret(monkeypatch):
         ({"store": {"redis": "redis://x"}}, "'store' has unknown key 'redis' (did you mean 'redis_url'?)"),
         ({"keys": [{"secret_evn": "JWT_SECRET"}]}, "keys[0] has unknown key 'secret_evn' (did you mean 'secret_env'?)"),
         ({"polcy": {}}, "'polcy' (did you mean 'policy'?)"),
+        (
+            {"issuer": {"token_ttl_second": 60}},
+            "'issuer' has unknown key 'token_ttl_second' (did you mean 'token_ttl_seconds'?)",
+        ),
+        ({"issuer": {"max_body_bytes": 1}}, "'issuer.max_body_bytes' must be a whole number"),
+        ({"anonymous_role": []}, "'anonymous_role' must be a role name"),
+        ({"keys": [{"secret_env": 5}]}, "keys[0].secret_env must be a non-empty string"),
         ({"bearer_header": 1}, "'bearer_header'"),
         ({"store": {"redis_url": "http://x"}}, "'store.redis_url'"),
         ({"cookie": {"name": "c"}}, "'cookie.allowed_origins'"),

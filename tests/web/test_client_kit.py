@@ -38,7 +38,7 @@ KIT_PAGE = """<!doctype html>
 <script type="module">
   import { connect } from "./crossbar-jwt.js";
   const url = `ws://${location.host}/ws`;
-  window.kit = { tokens: 0, sessions: [], subscribed: [], states: [], events: [], acked: [] };
+  window.kit = { tokens: 0, tokenTimes: [], sessions: [], subscribed: [], states: [], events: [], acked: [] };
 
   window.startKit = (topic) => {
     window.client = connect({
@@ -46,7 +46,9 @@ KIT_PAGE = """<!doctype html>
       realm: "realm1",
       getToken: async () => {
         kit.tokens += 1;
+        kit.tokenTimes.push(Date.now());
         const response = await fetch("/auth/token", { cache: "no-store" });
+        if (response.status === 401) return null; // logged out: no user to connect as
         if (!response.ok) throw new Error(`/auth/token answered ${response.status}`);
         return (await response.json()).token;
       },
@@ -231,3 +233,63 @@ def test_the_readmes_node_first_client_runs_the_kit_under_node(router, open_page
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+def started_kit(router, open_page, topic: str, user: str | None = None):
+    """A kit page started without waiting for a session (whatever the token endpoint does)."""
+    page = open_page(router, "/kit.html", html=KIT_PAGE)
+    page.wait_for_function("window.kitLoaded === true")
+    if user is not None:
+        login = page.request.post(
+            f"http://127.0.0.1:{router.port}/auth/login", data={"username": user, "password": PASSWORDS[user]}
+        )
+        assert login.ok, login.text()
+    return page
+
+
+def test_a_failing_token_endpoint_is_asked_again_with_the_kits_growing_backoff(router, open_page):
+    page = started_kit(router, open_page, "app.chat.kit-issuer-down", user="alice")
+    page.route("**/auth/token", lambda route: route.fulfill(status=503, body="down"))
+    page.evaluate("startKit('app.chat.kit-issuer-down')")
+    page.wait_for_function("kit.tokens >= 6", timeout=15000)
+    times = page.evaluate("kit.tokenTimes")
+    gaps = [round((b - a) / 1000, 2) for a, b in zip(times, times[1:], strict=False)][:5]
+    print(f"getToken() asked again after {gaps} s")
+    # 0.5, 0.75, 1.125, 1.5, 1.5 s (±10 %): AutobahnJS's own backoff would start over at every
+    # WebSocket that opened and ask every ~0.5 s.
+    assert gaps[0] <= 1.0 and gaps[1] >= 0.6 and gaps[2] >= 0.9 and max(gaps) <= MAX_RETRY_DELAY * 1.1 + 0.3, gaps
+    assert page.evaluate("[client.state, client.reason]") == ["reconnecting", "crossbar-jwt.token_unavailable"]
+    page.unroute("**/auth/token")
+    page.wait_for_function("client.state === 'connected' && kit.subscribed.length === 1", timeout=10000)
+
+
+def test_a_logged_out_page_whose_get_token_returns_null_stops_without_asking_again(router, open_page):
+    page = started_kit(router, open_page, "app.public.feed")  # no login: /auth/token answers 401
+    page.evaluate("startKit('app.public.feed')")
+    page.wait_for_function("client.state === 'stopped'", timeout=10000)
+    assert page.evaluate("[client.reason, kit.tokens, kit.sessions.length]") == ["crossbar-jwt.no_token", 1, 0]
+    stopped = page.evaluate("kit.states.at(-1).at")
+    page.wait_for_function(f"Date.now() >= {stopped + 2 * MAX_RETRY_DELAY * 1000}")
+    assert page.evaluate("[kit.tokens, client.state]") == [1, "stopped"]
+
+
+def test_a_token_admitted_within_the_leeway_is_refreshed_at_once_and_the_session_stays(router, open_page):
+    """A token 7 s past its exp (60 s lifetime: the issuer's clock behind the router's) gets the
+    grace (1 s) from its admission; the kit refreshes by the router's clock, at once."""
+    page = started_kit(router, open_page, "app.chat.kit-skewed", user="alice")
+    skewed = mint("alice", ["user"], ttl=60, now=time.time() - 67)
+    served = []
+
+    def first_skewed(route):
+        if served:
+            route.continue_()
+        else:
+            served.append(1)
+            route.fulfill(json={"token": skewed})
+
+    page.route("**/auth/token", first_skewed)
+    page.evaluate("startKit('app.chat.kit-skewed')")
+    page.wait_for_function("client.refreshes >= 1", timeout=5000)
+    joined = page.evaluate("kit.sessions[0].at")
+    page.wait_for_function(f"Date.now() >= {joined + 3000}")  # past the grace the session had
+    assert page.evaluate("[client.state, kit.sessions.length]") == ["connected", 1], page.evaluate("kit.states")
