@@ -94,7 +94,8 @@ async def test_a_welcome_carries_no_host_name_process_id_or_echo_of_the_clients_
         assert cookie_user.details.authmethod == "anonymous" and cookie_user.details.authrole == "user"
         for client in (cookie_user, visitor):
             extra = client.details.authextra
-            assert set(extra) - {"login"} == {"roles", "exp"}, extra  # login: behind proxies, a random key
+            assert set(extra) - {"login", "expires_in"} == {"roles", "exp"}, extra  # login: behind proxies
+            assert ("expires_in" in extra) == (extra["exp"] is not None), extra  # a token's seconds left
             assert token not in repr(extra)
     finally:
         cookie_user.leave()
