@@ -270,6 +270,9 @@ export function connect(options) {
     } catch {
       // already closed, between two attempts
     }
+    // AutobahnJS's close() does not cancel a retry it has scheduled (autobahn-browser 22.11.1,
+    // Connection.prototype.close): without this one more WebSocket would open after close().
+    if (typeof connection._autoreconnect_reset === "function") connection._autoreconnect_reset();
   }
 
   connection.open();

@@ -3,6 +3,8 @@ against the real router."""
 
 import http.cookiejar
 import json
+import shutil
+import socket
 import subprocess
 import sys
 import urllib.error
@@ -12,7 +14,8 @@ import pytest
 import pytest_twisted
 from twisted.internet import threads
 
-from tests.support.router import REPO
+from tests.support.router import REPO, free_port, wait_for
+from tests.support.snippets import readme_snippet
 from tests.support.tokens import TEST_SECRET
 from tests.support.wamp import connect
 
@@ -64,3 +67,48 @@ def test_the_demo_issuer_gives_tokens_only_to_a_logged_in_session(router):
     assert headers["Cache-Control"] == "no-store"
     status, body, _ = _http(router, opener, "POST", "/auth/logout")
     assert _http(router, opener, "GET", "/auth/token")[0] == 401
+
+
+def _answers(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+    except OSError:
+        return False
+    return True
+
+
+def _fetch(opener, url: str) -> tuple[int, dict, bytes]:
+    try:
+        with opener.open(url, timeout=10) as response:
+            return response.status, dict(response.headers), response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, dict(error.headers), error.read()
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_readmes_php_token_endpoint_mints_tokens_the_router_accepts(router, tmp_path):
+    """README "Your first client", PHP: token.php as printed, behind a stand-in for your login."""
+    php = shutil.which("php")
+    if php is None:
+        pytest.fail("php is missing: make test installs Debian's php-cli")
+    (tmp_path / "token.php").write_text(readme_snippet("**PHP: the token endpoint**", "php"))
+    (tmp_path / "login.php").write_text("<?php session_start(); $_SESSION['username'] = $_GET['user']; echo 'ok';")
+    port = free_port()
+    server = subprocess.Popen([php, "-S", f"127.0.0.1:{port}", "-t", str(tmp_path)],
+                              env={"JWT_SECRET": TEST_SECRET, "PATH": "/usr/bin:/bin"},
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        await threads.deferToThread(wait_for, lambda: _answers(port), 10, "php -S to listen")
+        opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
+        base = f"http://127.0.0.1:{port}"
+        status, _, _ = await threads.deferToThread(_fetch, opener, f"{base}/token.php")
+        assert status == 401  # nobody logged in
+        await threads.deferToThread(_fetch, opener, f"{base}/login.php?user=dave")
+        status, headers, body = await threads.deferToThread(_fetch, opener, f"{base}/token.php")
+        assert status == 200 and headers.get("Cache-Control") == "no-store"
+        client = await connect(router.url, json.loads(body)["token"])
+        assert (client.details.authid, client.details.authrole) == ("dave", "user")
+        client.leave()
+    finally:
+        server.terminate()
+        server.wait(timeout=10)

@@ -293,3 +293,56 @@ def test_a_token_admitted_within_the_leeway_is_refreshed_at_once_and_the_session
     joined = page.evaluate("kit.sessions[0].at")
     page.wait_for_function(f"Date.now() >= {joined + 3000}")  # past the grace the session had
     assert page.evaluate("[client.state, kit.sessions.length]") == ["connected", 1], page.evaluate("kit.states")
+
+
+def test_close_while_the_router_is_down_stops_every_attempt(router, kit_page):
+    page = kit_page("alice", "app.chat.kit-close")
+    router.stop()
+    try:
+        page.wait_for_function("client.state === 'reconnecting'", timeout=5000)
+        after = "attempts.filter(at => at >= kit.states.find(s => s.state === 'reconnecting').at)"
+        page.wait_for_function(f"{after}.length >= 2", timeout=10000)  # AutobahnJS is retrying
+        page.evaluate("client.close()")
+        closed = page.evaluate("[attempts.length, Date.now()]")
+        # AutobahnJS's own close() leaves its scheduled retry in place: one more WebSocket would open.
+        page.wait_for_function(f"Date.now() >= {closed[1] + 2 * MAX_RETRY_DELAY * 1000 + 500}")
+        assert page.evaluate("[attempts.length, client.state]") == [closed[0], "stopped"]
+    finally:
+        router.start()
+
+
+def console_shows(page, predicate, timeout: float, what: str) -> None:
+    """Wait for a console line of the page (Playwright delivers console events while it is called)."""
+    deadline = time.monotonic() + timeout
+    while not any(predicate(line) for line in page.console):
+        assert time.monotonic() < deadline, f"timed out after {timeout:.0f} s waiting for {what}: {page.console}"
+        page.wait_for_timeout(100)
+
+
+def test_the_readmes_browser_snippet_connects_receives_and_stops_when_logged_out(router, open_page):
+    """README step 3, as printed: logged in, it joins as the user and receives the user's
+    notifications; logged out, getToken returns null and the kit stops."""
+    snippet = readme_snippet("**3. Connect from the browser**", "html")
+    assert "ws://127.0.0.1:8080/ws" in snippet
+    snippet = snippet.replace("ws://127.0.0.1:8080/ws", router.url)  # the test router's port
+    page = open_page(router, "/first.html", html="<title>first client</title>")
+    login = page.request.post(f"http://127.0.0.1:{router.port}/auth/login",
+                              data={"username": "alice", "password": PASSWORDS["alice"]})  # fmt: skip
+    assert login.ok, login.text()
+    page.set_content(snippet)
+    console_shows(page, lambda line: line.startswith("log: connected"), 10, "the snippet to connect")
+    admin_page = open_page(router, "/kit.html", html=KIT_PAGE)
+    admin_page.wait_for_function("window.kitLoaded === true")
+    admin_page.evaluate(
+        """async (token) => (await admin(token))
+             .publish("app.user.alice.notifications", ["for alice"], {}, { acknowledge: true })""",
+        admin_token(),
+    )
+    console_shows(page, lambda line: line == "log: for alice", 5, "alice's notification in the console")
+    logged_out = open_page(router, "/first.html", html=snippet)
+    console_shows(
+        logged_out,
+        lambda line: line.startswith("log: stopped crossbar-jwt.no_token"),
+        10,
+        "the logged-out snippet to stop",
+    )
