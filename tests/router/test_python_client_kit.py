@@ -4,6 +4,7 @@ with a fresh token when the refresh fails and the session expires, logs in with 
 the token's user, and stops with the reason when the user is revoked; and the README's Python first client runs."""
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -271,3 +272,78 @@ async def test_stop_while_get_token_runs_ends_the_kit_before_it_connects(router)
     await running
     await task.deferLater(reactor, 1, lambda: None)  # a connect would have joined by now
     assert joined == [] and client.state == "stopped"
+
+
+ASYNCIO_CLIENT = """
+import asyncio, os, signal, sys, time
+import jwt
+from authenticator.client_asyncio import Client
+
+def say(*words):
+    print(*words, flush=True)
+
+async def get_token():  # a coroutine, as an application's HTTP fetch would be
+    now = int(time.time())
+    return jwt.encode({"sub": sys.argv[2], "roles": ["user"], "iat": now, "exp": now + 3},
+                      os.environ["JWT_SECRET"], algorithm="HS256")
+
+async def on_join(session, details):
+    await session.subscribe(lambda n: say("event", n), "app.chat.pykit-asyncio")
+    say("joined", details.session)
+
+async def main():
+    client = Client(sys.argv[1], "realm1", get_token, on_join=on_join,
+                    on_refresh=lambda exp: say("refreshed", exp))
+    asyncio.get_running_loop().add_signal_handler(signal.SIGINT, client.stop)
+    reason, message = await client.start()
+    say("stopped", reason, message)
+
+asyncio.run(main())
+"""
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_asyncio_kit_refreshes_comes_back_after_a_restart_and_stops(router, tmp_path):
+    script = tmp_path / "asyncio_client.py"
+    script.write_text(ASYNCIO_CLIENT)
+    output = tmp_path / "output.txt"
+    name = unique("aio")
+    with output.open("wb") as sink:
+        process = subprocess.Popen([sys.executable, str(script), router.url, name], stdout=sink,
+                                   stderr=subprocess.STDOUT, env={**os.environ, "JWT_SECRET": TEST_SECRET})  # fmt: skip
+    lines = lambda: output.read_text().splitlines()  # noqa: E731
+    joined = lambda: [line for line in lines() if line.startswith("joined")]  # noqa: E731
+    events = lambda: {line.split()[1] for line in lines() if line.startswith("event")}  # noqa: E731
+    try:
+        await eventually(joined, 15, "the asyncio client to join")
+        publisher = await admin(router)
+        published, end = [], time.time() + 8  # 3-second tokens, 1 s grace: ended at ~4 s without refresh
+        while time.time() < end:
+            await publisher.publish("app.chat.pykit-asyncio", len(published), options=ACK)
+            published.append(str(len(published)))
+            await task.deferLater(reactor, 0.25, lambda: None)
+        publisher.leave()
+        await eventually(lambda: set(published) <= events(), 5, "every event published")
+        assert len(joined()) == 1, lines()
+        assert sum(line.startswith("refreshed") for line in lines()) >= 2, lines()
+        await threads.deferToThread(router.restart)
+        ready = time.time()
+        await eventually(lambda: len(joined()) >= 2, 10, "the asyncio client to join again")
+        assert time.time() - ready <= 2.5, lines()  # its backoff is capped at 1.5 s
+        await kit_receives_line(router, events, "app.chat.pykit-asyncio", 4711)
+        process.send_signal(signal.SIGINT)  # client.stop(): start() returns and the program ends
+        assert await threads.deferToThread(process.wait, 10) == 0, lines()
+        assert lines()[-1] == "stopped wamp.close.normal closed by the application", lines()
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+async def kit_receives_line(router, events, topic: str, value) -> None:
+    publisher = await admin(router)
+    try:
+        await publisher.publish(topic, value, options=ACK)
+        await eventually(lambda: str(value) in events(), 5, f"{value!r} in the client's output")
+    finally:
+        publisher.leave()

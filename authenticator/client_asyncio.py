@@ -1,0 +1,258 @@
+"""Client kit for Autobahn|Python on asyncio: the same as authenticator/client.py (Twisted).
+
+    import asyncio
+    from authenticator.client_asyncio import Client
+
+    async def on_join(session, details):     # every join: the first and each reconnect
+        await session.subscribe(print, "app.chat.lobby")
+
+    async def main():
+        client = Client("ws://127.0.0.1:8080/ws", "realm1", get_token, on_join=on_join)
+        reason, message = await client.start()   # runs until a final reason or client.stop()
+        print("stopped:", reason, message)
+
+    asyncio.run(main())
+
+get_token may be a function or a coroutine function. What the kit does, its states, reasons,
+backoff and refresh timing: docs/clients.md. Import it in an asyncio program only: Autobahn works
+with one framework per process (this module selects asyncio).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from autobahn.asyncio.wamp import ApplicationSession
+from autobahn.asyncio.websocket import WampWebSocketClientFactory
+from autobahn.wamp.types import ComponentConfig
+from autobahn.websocket.util import parse_url
+
+from .kit import (
+    FINAL_REASONS,
+    LOST,
+    NO_TOKEN,
+    REFRESH_REFUSED,
+    UNREACHABLE,
+    Backoff,
+    TokenUnavailable,
+    fresh_token,
+    refresh_delay,
+    seconds_left,
+)
+
+log = logging.getLogger(__name__)
+CONNECT_TIMEOUT = 10
+
+
+class Client:
+    """One logical connection: `await start()` keeps a session joined until stop() or a final reason."""
+
+    def __init__(
+        self,
+        url: str,
+        realm: str,
+        get_token: Callable[[], Any] | None = None,
+        *,
+        on_join: Callable[[ApplicationSession, Any], Any] | None = None,
+        on_state: Callable[[str, Client], Any] | None = None,
+        on_refresh: Callable[[float], Any] | None = None,
+        bearer: bool = False,
+        backoff: Backoff = Backoff(),  # noqa: B008 - frozen, shared safely
+        refresh_ahead: float = 10.0,
+        final_reasons: frozenset[str] = FINAL_REASONS,
+    ) -> None:
+        self.url, self.realm, self.get_token = url, realm, get_token
+        self.on_join, self.on_state, self.on_refresh = on_join, on_state, on_refresh
+        self.bearer, self.backoff, self.refresh_ahead = bearer, backoff, refresh_ahead
+        self.final_reasons = final_reasons
+        self.state = "connecting"
+        self.reason: str | None = None
+        self.message: str | None = None
+        self.session: ApplicationSession | None = None
+        self.refreshes = 0
+        self._stopping = False
+        self._waiting: asyncio.Future | None = None  # a backoff sleep or a connect in progress
+        self._protocol = None
+        self._outcome: tuple[str, str] | None = None  # why the current attempt ended
+        self._joined = False
+        self._refresh_handle: asyncio.TimerHandle | None = None
+
+    # -- the application's side ----------------------------------------------------------------
+
+    async def start(self) -> tuple[str, str]:
+        """Connect, and keep connected. Returns (reason, message) once stopped."""
+        failures = 0  # attempts since the last join
+        self._set_state("connecting")
+        while not self._stopping:
+            joined = await self._attempt()
+            if self._stopping:
+                break
+            reason, message = self._outcome or (LOST, "the connection was lost")
+            if reason in self.final_reasons:
+                return self._stopped(reason, message)
+            if joined:
+                failures = 0
+            self._set_state("reconnecting", reason, message)
+            self._waiting = asyncio.ensure_future(asyncio.sleep(self.backoff.delay(failures)))
+            failures += 1
+            try:
+                await self._waiting
+            except asyncio.CancelledError:
+                break
+            finally:
+                self._waiting = None
+        return self._stopped("wamp.close.normal", "closed by the application")
+
+    def stop(self) -> None:
+        """Leave the session (or give up connecting); start() then returns."""
+        self._stopping = True
+        if self._waiting is not None:
+            self._waiting.cancel()
+        if self.session is not None and self.session.is_attached():
+            self.session.leave("wamp.close.normal", "closed by the application")
+        elif self._protocol is not None:
+            self._protocol.dropConnection(abort=True)
+
+    # -- one connection, from connect to close --------------------------------------------------
+
+    async def _attempt(self) -> bool:
+        self._outcome, self._joined = None, False
+        headers = None
+        if self.bearer and self.get_token is not None:
+            try:
+                token = await fresh_token(self.get_token)
+            except TokenUnavailable as error:
+                self._outcome = (error.error, str(error))
+                return False
+            if self._stopping:  # stop() came while get_token() was running
+                return False
+            headers = {"Authorization": f"Bearer {token}"}
+        factory = WampWebSocketClientFactory(
+            lambda: _Session(ComponentConfig(realm=self.realm), self), url=self.url, headers=headers
+        )
+        factory.setProtocolOptions(openHandshakeTimeout=10, autoPingInterval=30, autoPingTimeout=10)
+        secure, host, port = parse_url(self.url)[:3]
+        connecting = asyncio.get_running_loop().create_connection(factory, host, port, ssl=True if secure else None)
+        self._waiting = asyncio.ensure_future(asyncio.wait_for(connecting, CONNECT_TIMEOUT))
+        try:
+            _transport, self._protocol = await self._waiting
+        except asyncio.CancelledError:
+            return False
+        except (OSError, TimeoutError) as error:  # refused, timed out, DNS, TLS: all "try again"
+            self._outcome = (UNREACHABLE, str(error) or type(error).__name__)
+            return False
+        finally:
+            self._waiting = None
+        try:
+            await self._protocol.is_closed
+        finally:
+            self._protocol, self.session = None, None
+            self._cancel_refresh()
+        return self._joined
+
+    # -- the session's side (called by _Session) -----------------------------------------------
+
+    @property
+    def _authmethods(self) -> list[str]:
+        return ["ticket"] if self.get_token is not None and not self.bearer else ["anonymous"]
+
+    async def _challenged(self, challenge) -> str:
+        if challenge.method != "ticket":
+            raise ValueError(f"unexpected authentication method {challenge.method!r}")
+        try:
+            return await fresh_token(self.get_token)
+        except TokenUnavailable as error:
+            self._outcome = (error.error, str(error))
+            raise
+
+    async def _joined_session(self, session: ApplicationSession, details) -> None:
+        self.session, self._joined = session, True
+        self._set_state("connected")
+        extra = details.authextra or {}
+        if self.get_token is not None and extra.get("exp"):
+            self._schedule_refresh(session, refresh_delay(seconds_left(extra), self.refresh_ahead), 0)
+        if self.on_join is not None:
+            result = self.on_join(session, details)
+            if asyncio.iscoroutine(result):
+                await result
+
+    def _left(self, details) -> None:
+        self.session = None
+        self._cancel_refresh()
+        if self._outcome is None:  # first reason wins: a refused refresh, a failed get_token
+            self._outcome = (details.reason, details.message or "")
+
+    # -- refresh -------------------------------------------------------------------------------
+
+    def _schedule_refresh(self, session, delay: float, attempt: int) -> None:
+        self._cancel_refresh()
+        self._refresh_handle = asyncio.get_running_loop().call_later(
+            delay, lambda: asyncio.ensure_future(self._refresh(session, attempt))
+        )
+
+    def _cancel_refresh(self) -> None:
+        if self._refresh_handle is not None:
+            self._refresh_handle.cancel()
+        self._refresh_handle = None
+
+    async def _refresh(self, session, attempt: int) -> None:
+        if session is not self.session:
+            return
+        try:
+            token = await fresh_token(self.get_token)
+            answer = await session.call("authenticator.refresh", token)
+        except Exception as error:  # noqa: BLE001 - any failure: try again, or reconnect
+            if session is not self.session:
+                return  # the session ended meanwhile
+            reason = getattr(error, "error", None) or type(error).__name__
+            if reason in (NO_TOKEN, REFRESH_REFUSED):
+                # No user any more (stop), or a token for other roles (a new session with it, now).
+                self._outcome = (reason, error.args[0] if error.args else "")
+                session.leave("wamp.close.normal", "the session cannot take this token")
+                return
+            # Try again shortly; if no refresh succeeds the router ends the session at exp (+ grace).
+            log.warning("token refresh failed (%s); trying again", reason)
+            self._schedule_refresh(session, self.backoff.delay(attempt), attempt + 1)
+            return
+        if session is not self.session:
+            return
+        self.refreshes += 1
+        if self.on_refresh is not None:
+            self.on_refresh(answer["exp"])
+        self._schedule_refresh(session, refresh_delay(seconds_left(answer), self.refresh_ahead), 0)
+
+    # -- helpers -------------------------------------------------------------------------------
+
+    def _set_state(self, state: str, reason: str | None = None, message: str | None = None) -> None:
+        self.state, self.reason, self.message = state, reason, message
+        if self.on_state is not None:
+            self.on_state(state, self)
+
+    def _stopped(self, reason: str, message: str) -> tuple[str, str]:
+        self._cancel_refresh()
+        self._set_state("stopped", reason, message)
+        return reason, message
+
+
+class _Session(ApplicationSession):
+    """The WAMP session of one connection; everything it learns goes to its Client."""
+
+    def __init__(self, config: ComponentConfig, client: Client) -> None:
+        super().__init__(config)
+        self._client = client
+
+    def onConnect(self):
+        self.join(self.config.realm, authmethods=self._client._authmethods)
+
+    async def onChallenge(self, challenge):
+        return await self._client._challenged(challenge)
+
+    async def onJoin(self, details):
+        await self._client._joined_session(self, details)
+
+    def onLeave(self, details):
+        self._client._left(details)
+        return super().onLeave(details)  # disconnects
