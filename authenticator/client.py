@@ -32,8 +32,8 @@ What it does (the same as web/crossbar-jwt.js; details in docs/clients.md):
   reason URI and message that ended the last session or attempt; None while connected), session
   (the joined ApplicationSession or None), refreshes.
 
-Twisted only: autobahn picks Twisted or asyncio for the whole process (txaio), and this project's
-router and tests run on Twisted.
+On Twisted; the same on asyncio is authenticator/client_asyncio.py (autobahn picks one framework
+per process). What both share is authenticator/kit.py.
 """
 
 from __future__ import annotations

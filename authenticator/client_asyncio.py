@@ -13,9 +13,11 @@
 
     asyncio.run(main())
 
-get_token may be a function or a coroutine function. What the kit does, its states, reasons,
-backoff and refresh timing: docs/clients.md. Import it in an asyncio program only: Autobahn works
-with one framework per process (this module selects asyncio).
+get_token may be a function or a coroutine function; a function runs on the event loop, so one
+that blocks (a synchronous HTTP call) holds the whole loop, pings included: make it a coroutine,
+or wrap it in asyncio.to_thread. What the kit does, its states, reasons, backoff and refresh
+timing: docs/clients.md. Import it in an asyncio program only: Autobahn works with one framework
+per process (this module selects asyncio).
 """
 
 from __future__ import annotations
@@ -79,11 +81,35 @@ class Client:
         self._outcome: tuple[str, str] | None = None  # why the current attempt ended
         self._joined = False
         self._refresh_handle: asyncio.TimerHandle | None = None
+        self._refresh_task: asyncio.Task | None = None
+        self._task: asyncio.Task | None = None
 
     # -- the application's side ----------------------------------------------------------------
 
-    async def start(self) -> tuple[str, str]:
-        """Connect, and keep connected. Returns (reason, message) once stopped."""
+    def start(self) -> asyncio.Task:
+        """Connect, and keep connected; await it for (reason, message) once stopped. One run per
+        client: a second call returns the same run. Cancelling the task that awaits it ends the
+        run (and the connection) too."""
+        if self._task is None:
+            self._task = asyncio.ensure_future(self._run())
+        return self._task
+
+    def stop(self) -> asyncio.Future:
+        """Leave the session (or give up connecting); await it like start()."""
+        self._stopping = True
+        if self._waiting is not None:
+            self._waiting.cancel()
+        if self.session is not None and self.session.is_attached():
+            self.session.leave("wamp.close.normal", "closed by the application")
+        elif self._protocol is not None:
+            self._protocol.dropConnection(abort=True)
+        if self._task is None:
+            done = asyncio.get_running_loop().create_future()
+            done.set_result(self._stopped("wamp.close.normal", "closed by the application"))
+            return done
+        return asyncio.shield(self._task)
+
+    async def _run(self) -> tuple[str, str]:
         failures = 0  # attempts since the last join
         self._set_state("connecting")
         while not self._stopping:
@@ -101,20 +127,12 @@ class Client:
             try:
                 await self._waiting
             except asyncio.CancelledError:
+                if not self._stopping:
+                    raise  # our own task was cancelled, not by stop(): let it end
                 break
             finally:
                 self._waiting = None
         return self._stopped("wamp.close.normal", "closed by the application")
-
-    def stop(self) -> None:
-        """Leave the session (or give up connecting); start() then returns."""
-        self._stopping = True
-        if self._waiting is not None:
-            self._waiting.cancel()
-        if self.session is not None and self.session.is_attached():
-            self.session.leave("wamp.close.normal", "closed by the application")
-        elif self._protocol is not None:
-            self._protocol.dropConnection(abort=True)
 
     # -- one connection, from connect to close --------------------------------------------------
 
@@ -135,19 +153,32 @@ class Client:
         )
         factory.setProtocolOptions(openHandshakeTimeout=10, autoPingInterval=30, autoPingTimeout=10)
         secure, host, port = parse_url(self.url)[:3]
-        connecting = asyncio.get_running_loop().create_connection(factory, host, port, ssl=True if secure else None)
+        # happy_eyeballs_delay: the pause between the addresses of a host name, as the Twisted kit's.
+        connecting = asyncio.get_running_loop().create_connection(
+            factory, host, port, ssl=True if secure else None, happy_eyeballs_delay=0.1
+        )
         self._waiting = asyncio.ensure_future(asyncio.wait_for(connecting, CONNECT_TIMEOUT))
         try:
             _transport, self._protocol = await self._waiting
         except asyncio.CancelledError:
+            if not self._stopping:
+                raise  # our own task was cancelled, not by stop()
             return False
         except (OSError, TimeoutError) as error:  # refused, timed out, DNS, TLS: all "try again"
             self._outcome = (UNREACHABLE, str(error) or type(error).__name__)
             return False
         finally:
             self._waiting = None
+        if self._stopping:  # stop() came as the connection was made (wait_for may keep the result)
+            self._protocol.dropConnection(abort=True)
         try:
             await self._protocol.is_closed
+        except BaseException:
+            # Cancelled (or worse) while connected: do not leave the session behind on the router.
+            if self.session is not None and self.session.is_attached():
+                self.session.leave("wamp.close.normal", "the client stopped")
+            self._protocol.dropConnection(abort=True)
+            raise
         finally:
             self._protocol, self.session = None, None
             self._cancel_refresh()
@@ -188,15 +219,22 @@ class Client:
     # -- refresh -------------------------------------------------------------------------------
 
     def _schedule_refresh(self, session, delay: float, attempt: int) -> None:
-        self._cancel_refresh()
-        self._refresh_handle = asyncio.get_running_loop().call_later(
-            delay, lambda: asyncio.ensure_future(self._refresh(session, attempt))
-        )
+        if self._refresh_handle is not None:
+            self._refresh_handle.cancel()
+        self._refresh_handle = asyncio.get_running_loop().call_later(delay, self._start_refresh, session, attempt)
+
+    def _start_refresh(self, session, attempt: int) -> None:
+        self._refresh_handle = None
+        self._refresh_task = asyncio.ensure_future(self._refresh(session, attempt))
+        self._refresh_task.add_done_callback(_log_failure)
 
     def _cancel_refresh(self) -> None:
         if self._refresh_handle is not None:
             self._refresh_handle.cancel()
         self._refresh_handle = None
+        if self._refresh_task is not None and not self._refresh_task.done():
+            self._refresh_task.cancel()
+        self._refresh_task = None
 
     async def _refresh(self, session, attempt: int) -> None:
         if session is not self.session:
@@ -220,9 +258,9 @@ class Client:
         if session is not self.session:
             return
         self.refreshes += 1
-        if self.on_refresh is not None:
-            self.on_refresh(answer["exp"])
         self._schedule_refresh(session, refresh_delay(seconds_left(answer), self.refresh_ahead), 0)
+        if self.on_refresh is not None:
+            self.on_refresh(answer["exp"])  # after the next refresh is planned: its failure stops nothing
 
     # -- helpers -------------------------------------------------------------------------------
 
@@ -235,6 +273,11 @@ class Client:
         self._cancel_refresh()
         self._set_state("stopped", reason, message)
         return reason, message
+
+
+def _log_failure(task: asyncio.Task) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("token refresh: unexpected %s", type(task.exception()).__name__)
 
 
 class _Session(ApplicationSession):

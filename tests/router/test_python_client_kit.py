@@ -279,12 +279,16 @@ import asyncio, os, signal, sys, time
 import jwt
 from authenticator.client_asyncio import Client
 
+url, name, issuer_down = sys.argv[1], sys.argv[2], sys.argv[3]
+
 def say(*words):
     print(*words, flush=True)
 
 async def get_token():  # a coroutine, as an application's HTTP fetch would be
+    if os.path.exists(issuer_down):
+        raise ConnectionError("the issuer is down")
     now = int(time.time())
-    return jwt.encode({"sub": sys.argv[2], "roles": ["user"], "iat": now, "exp": now + 3},
+    return jwt.encode({"sub": name, "roles": ["user"], "iat": now, "exp": now + 3},
                       os.environ["JWT_SECRET"], algorithm="HS256")
 
 async def on_join(session, details):
@@ -292,8 +296,8 @@ async def on_join(session, details):
     say("joined", details.session)
 
 async def main():
-    client = Client(sys.argv[1], "realm1", get_token, on_join=on_join,
-                    on_refresh=lambda exp: say("refreshed", exp))
+    client = Client(url, "realm1", get_token, on_join=on_join, on_refresh=lambda exp: say("refreshed", exp),
+                    on_state=lambda state, c: say("state", state, c.reason, time.time()))
     asyncio.get_running_loop().add_signal_handler(signal.SIGINT, client.stop)
     reason, message = await client.start()
     say("stopped", reason, message)
@@ -303,21 +307,22 @@ asyncio.run(main())
 
 
 @pytest_twisted.ensureDeferred
-async def test_the_asyncio_kit_refreshes_comes_back_after_a_restart_and_stops(router, tmp_path):
-    script = tmp_path / "asyncio_client.py"
+async def test_the_asyncio_kit_refreshes_reconnects_after_expiry_and_a_restart_and_stops(router, tmp_path):
+    script, output, issuer_down = tmp_path / "asyncio_client.py", tmp_path / "output.txt", tmp_path / "issuer-down"
     script.write_text(ASYNCIO_CLIENT)
-    output = tmp_path / "output.txt"
     name = unique("aio")
     with output.open("wb") as sink:
-        process = subprocess.Popen([sys.executable, str(script), router.url, name], stdout=sink,
+        process = subprocess.Popen([sys.executable, str(script), router.url, name, str(issuer_down)], stdout=sink,
                                    stderr=subprocess.STDOUT, env={**os.environ, "JWT_SECRET": TEST_SECRET})  # fmt: skip
     lines = lambda: output.read_text().splitlines()  # noqa: E731
     joined = lambda: [line for line in lines() if line.startswith("joined")]  # noqa: E731
     events = lambda: {line.split()[1] for line in lines() if line.startswith("event")}  # noqa: E731
+    states = lambda: [line.split() for line in lines() if line.startswith("state ")]  # noqa: E731
     try:
         await eventually(joined, 15, "the asyncio client to join")
+        # 1. refresh: 3-second tokens, 1 s grace: a session that does not refresh ends at ~4 s
         publisher = await admin(router)
-        published, end = [], time.time() + 8  # 3-second tokens, 1 s grace: ended at ~4 s without refresh
+        published, end = [], time.time() + 8
         while time.time() < end:
             await publisher.publish("app.chat.pykit-asyncio", len(published), options=ACK)
             published.append(str(len(published)))
@@ -326,11 +331,24 @@ async def test_the_asyncio_kit_refreshes_comes_back_after_a_restart_and_stops(ro
         await eventually(lambda: set(published) <= events(), 5, "every event published")
         assert len(joined()) == 1, lines()
         assert sum(line.startswith("refreshed") for line in lines()) >= 2, lines()
+        # 2. the issuer goes down: refreshes fail, the router ends the session, the kit reconnects
+        issuer_down.touch()
+        await eventually(lambda: ["state", "reconnecting", EXPIRED] in [s[:3] for s in states()], 10,
+                         "the session to expire")  # fmt: skip
+        issuer_down.unlink()
+        await eventually(lambda: len(joined()) >= 2, 10, "the asyncio client to join with a fresh token")
+        await kit_receives_line(router, events, "app.chat.pykit-asyncio", 7)
+        # 3. a restart: bounded backoff while the router is down, back within 2 s of it
+        down = len(states())
         await threads.deferToThread(router.restart)
         ready = time.time()
-        await eventually(lambda: len(joined()) >= 2, 10, "the asyncio client to join again")
-        assert time.time() - ready <= 2.5, lines()  # its backoff is capped at 1.5 s
+        await eventually(lambda: len(joined()) >= 3, 10, "the asyncio client to join again")
+        assert time.time() - ready <= 2.0, lines()
+        tries = [float(s[3]) for s in states()[down:] if s[1] == "reconnecting" and float(s[3]) <= ready]
+        gaps = [round(b - a, 2) for a, b in zip(tries, tries[1:], strict=False)]
+        assert len(gaps) >= 2 and max(gaps) <= MAX_RETRY_DELAY + REFUSED + 0.2, gaps
         await kit_receives_line(router, events, "app.chat.pykit-asyncio", 4711)
+        # 4. stop
         process.send_signal(signal.SIGINT)  # client.stop(): start() returns and the program ends
         assert await threads.deferToThread(process.wait, 10) == 0, lines()
         assert lines()[-1] == "stopped wamp.close.normal closed by the application", lines()
@@ -347,3 +365,39 @@ async def kit_receives_line(router, events, topic: str, value) -> None:
         await eventually(lambda: str(value) in events(), 5, f"{value!r} in the client's output")
     finally:
         publisher.leave()
+
+
+def test_the_shared_kit_core_loads_neither_twisted_nor_asyncio():
+    probe = "import sys, authenticator.kit; print(sorted({m.split('.')[0] for m in sys.modules} & " \
+            "{'twisted', 'asyncio', 'txaio', 'autobahn'}))"  # fmt: skip
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60)
+    assert out.stdout.strip() == "[]"
+
+
+ASYNCIO_CANCEL = """
+import asyncio, socket
+from authenticator.client_asyncio import Client
+
+async def main():
+    with socket.socket() as s:  # a port nothing listens on: every attempt is refused
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    client = Client(f"ws://127.0.0.1:{port}/ws", "realm1", lambda: "x.y.z")
+    assert client.start() is client.start()  # one run, however often it is started
+    try:
+        await asyncio.wait_for(client.start(), 1.0)
+    except (asyncio.TimeoutError, TimeoutError):
+        pass
+    else:
+        raise AssertionError("start() returned although nothing stopped it")
+    await asyncio.sleep(0.1)
+    assert client.start().cancelled(), "the run goes on after its caller was cancelled"
+    print("ok")
+
+asyncio.run(main())
+"""
+
+
+def test_cancelling_the_caller_of_the_asyncio_kits_start_ends_its_run():
+    out = subprocess.run([sys.executable, "-c", ASYNCIO_CANCEL], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stdout + out.stderr
