@@ -4,7 +4,8 @@ It runs inside the router worker (a router component), so its procedures are reg
 the transports open. Verification and policy run on the reactor (CPU only, microseconds); the
 token store runs on the component's I/O threads, JWKS fetches on their own (authenticator/jwks.py);
 the live-session keeper (authenticator/keeper.py) ends sessions at expiry and on revocation;
-authenticator/authorizer.py answers Crossbar's authorization questions.
+authenticator/admission.py is the one token check of logins and refreshes (verify, JWKS refetch,
+store); authenticator/authorizer.py answers Crossbar's authorization questions.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from twisted.internet.threads import blockingCallFromThread, deferToThreadPool
 from twisted.python.threadpool import ThreadPool
 
 from . import metrics
+from .admission import Admission
 from .authorizer import Authorizer
 from .carriers import token_from_headers
 from .hardening import clip, drop_forwarded_yields, harden_router_worker
@@ -39,9 +41,6 @@ OWN_PROCEDURES = frozenset({REFRESH, REVOKE})
 # Store calls in flight at once: one call waiting out its timeout does not hold the others (a
 # revocation, the one retry of a store that was down); the GuardedStore refuses the rest at once.
 IO_THREADS = 4
-# Logins waiting for a store check at once (in the I/O threads and their queue); past it a login is
-# refused store_unavailable at once. A few seconds of logins at the rate one worker admits.
-MAX_STORE_CHECKS_WAITING = 1000
 # The longest authid or jti revoke accepts (tokens are at most max_token_bytes anyway).
 MAX_ID = 1024
 
@@ -78,9 +77,9 @@ class AuthenticatorComponent(ApplicationSession):
             behind_proxies=self.settings.behind_proxies, kill=self._kill, log=self.log,
         )  # fmt: skip
         self.jwks = JwksRefresher(self.settings, self.log)
-        self.authorizer = Authorizer(self.settings, self.keeper.token_roles, self.log, OWN_PROCEDURES)
         self._io = ThreadPool(minthreads=1, maxthreads=IO_THREADS, name="authenticator-io")
-        self._store_checks_waiting = 0
+        self.authorizer = Authorizer(self.settings, self.keeper.token_roles, self.log, OWN_PROCEDURES)
+        self.admission = Admission(self.verifier, self.jwks, self.store, self._io, self.settings, self.log)
         for key in self.settings.keys.keys:
             if key.generated:  # tokens signed with any other secret are refused: say where it is
                 self.log.warn(
@@ -139,7 +138,7 @@ class AuthenticatorComponent(ApplicationSession):
         the SQLite store the answer returns at once, on the reactor."""
         peer = _peer(details)
         try:
-            checked = self._check_token(token)
+            checked = self.admission.check(token)
         except Exception as error:  # noqa: BLE001 - any failure must become a clean refusal
             raise self._refuse(_as_rejection(error), peer, carrier) from None
         if isinstance(checked, Deferred):
@@ -147,55 +146,6 @@ class AuthenticatorComponent(ApplicationSession):
                 self._admitted, self._refuse_failure, callbackArgs=(carrier, details), errbackArgs=(peer, carrier)
             )
         return self._admitted(checked, carrier, details)
-
-    def _check_token(self, token, *, may_refetch: bool = True) -> Identity | Deferred:
-        """The one sequence for logins and refreshes: verify (an unknown kid: fetch the JWKS once
-        and verify again), then revocation and replay in the store. Raises (or fails with) Rejected;
-        a Deferred only when I/O is needed (single-use tokens, Redis, a JWKS fetch)."""
-        try:
-            identity = self.verifier.verify(token)
-        except Rejected as rejection:
-            if may_refetch and self.jwks.worth_a_refetch(rejection):
-                return self.jwks.refresh().addCallback(lambda _: self._check_token(token, may_refetch=False))
-            raise
-        verdict = self._store_verdict(identity)
-        if isinstance(verdict, Deferred):
-            return verdict.addCallback(_applied, identity)
-        return _applied(verdict, identity)
-
-    def _store_verdict(self, identity: Identity) -> Reason | None | Deferred:
-        """Revocation, then replay. From memory when the store keeps its revocations there and
-        tokens are reusable (no I/O); otherwise the store is asked on the I/O thread (a Deferred
-        that fails with Rejected(STORE_UNAVAILABLE) when it cannot be reached: fail closed)."""
-        if self.store.revocations_in_memory and not self.settings.single_use:
-            return self.store.revoked(
-                authid=identity.authid, jti=identity.jti, issued_at=identity.issued_at, now=time.time()
-            )
-        if self.store.known_down:
-            # It failed within its retry interval (GuardedStore): refuse now, on the reactor,
-            # without a thread hop or a wait for its timeout. Fail closed, and fast.
-            raise Rejected(Reason.STORE_UNAVAILABLE, authid=identity.authid, jti=identity.jti)
-        if self._store_checks_waiting >= MAX_STORE_CHECKS_WAITING:
-            # A store that answers, slowly: logins must not queue behind it without bound.
-            raise Rejected(Reason.STORE_UNAVAILABLE, "too many logins waiting for the token store",
-                           authid=identity.authid, jti=identity.jti)  # fmt: skip
-        self._store_checks_waiting += 1
-        checked = deferToThreadPool(
-            reactor, self._io, self.store.admit, authid=identity.authid, jti=identity.jti,
-            issued_at=identity.issued_at, expires_at=identity.expires_at, single_use=self.settings.single_use,
-            now=time.time(),
-        )  # fmt: skip
-        checked.addBoth(self._store_check_done)
-        return checked.addErrback(self._store_failed, identity)
-
-    def _store_check_done(self, result):
-        self._store_checks_waiting -= 1
-        return result
-
-    def _store_failed(self, failure, identity: Identity):
-        failure.trap(StoreUnavailable)
-        self.log.warn("authenticator: {error}", error=str(failure.value))
-        raise Rejected(Reason.STORE_UNAVAILABLE, authid=identity.authid, jti=identity.jti)
 
     def _admitted(self, identity: Identity, carrier: str, details) -> dict:
         extra = self.keeper.admitted(identity, details.get("session"))
@@ -230,7 +180,7 @@ class AuthenticatorComponent(ApplicationSession):
                 Reason.REFRESH_REFUSED.uri, "Only a session that logged in with a token can refresh."
             )
         try:
-            identity = await maybeDeferred(self._check_token, token)
+            identity = await maybeDeferred(self.admission.check, token)
             if identity.authid != live.authid:
                 raise Rejected(Reason.REFRESH_REFUSED, "it is for another user", authid=live.authid, jti=identity.jti)
             if frozenset(identity.roles) != live.roles:
@@ -333,12 +283,6 @@ class AuthenticatorComponent(ApplicationSession):
         self.keeper.stop()
         self.jwks.stop()
         super().onLeave(details)
-
-
-def _applied(verdict: Reason | None, identity: Identity) -> Identity:
-    if verdict is not None:
-        raise Rejected(verdict, authid=identity.authid, jti=identity.jti)
-    return identity
 
 
 def _as_rejection(error: BaseException) -> Rejected:

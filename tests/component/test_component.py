@@ -161,9 +161,9 @@ def test_one_role_spending_its_cache_budget_leaves_the_other_roles_theirs(compon
 async def test_logins_do_not_queue_without_bound_behind_a_slow_store(component, monkeypatch):
     import threading
 
-    from authenticator import component as component_module
+    from authenticator import admission
 
-    monkeypatch.setattr(component_module, "MAX_STORE_CHECKS_WAITING", 3)
+    monkeypatch.setattr(admission, "MAX_STORE_CHECKS_WAITING", 3)
     release = threading.Event()
     monkeypatch.setattr(component.store, "revocations_in_memory", False)
     monkeypatch.setattr(component.store.store, "admit", lambda **kwargs: release.wait(10) and None)
@@ -176,4 +176,4 @@ async def test_logins_do_not_queue_without_bound_behind_a_slow_store(component, 
     release.set()
     for login in waiting:
         assert (await login)["role"] == "user"
-    assert component._store_checks_waiting == 0
+    assert component.admission.store_checks_waiting == 0
