@@ -59,6 +59,8 @@ from .kit import (  # noqa: F401 - the kit's vocabulary, importable from here
     TOKEN_UNAVAILABLE,
     UNREACHABLE,
     Backoff,
+    KitClient,
+    KitSession,
     NoToken,
     TokenUnavailable,
     fresh_token,
@@ -67,7 +69,7 @@ from .kit import (  # noqa: F401 - the kit's vocabulary, importable from here
 )
 
 
-class Client:
+class Client(KitClient):
     """One logical connection: start() keeps a session joined until stop() or a final reason."""
 
     log = Logger()
@@ -89,23 +91,12 @@ class Client:
     ) -> None:
         if reactor is None:
             from twisted.internet import reactor
-        self.url, self.realm, self.get_token = url, realm, get_token
-        self.on_join, self.on_state, self.on_refresh = on_join, on_state, on_refresh
-        self.bearer, self.backoff, self.refresh_ahead = bearer, backoff, refresh_ahead
-        self.final_reasons = final_reasons
+        super().__init__(
+            url, realm, get_token, on_join=on_join, on_state=on_state, on_refresh=on_refresh, bearer=bearer,
+            backoff=backoff, refresh_ahead=refresh_ahead, final_reasons=final_reasons,
+        )  # fmt: skip
         self._reactor = reactor
-        self.state = "connecting"
-        self.reason: str | None = None
-        self.message: str | None = None
-        self.session: ApplicationSession | None = None
-        self.refreshes = 0
-        self._stopping = False
         self._running: defer.Deferred | None = None
-        self._waiting: defer.Deferred | None = None  # a backoff sleep or a connect in progress
-        self._protocol = None
-        self._outcome: tuple[str, str] | None = None  # why the current attempt ended
-        self._joined = False  # a session joined on the current attempt
-        self._token: str | None = None
         self._refresh_call = None
 
     # -- the application's side ----------------------------------------------------------------
@@ -172,13 +163,13 @@ class Client:
         headers = None
         if self.bearer and self.get_token is not None:
             try:
-                self._token = await self._fresh_token()
+                token = await fresh_token(self.get_token)
             except TokenUnavailable as error:
                 self._outcome = (error.error, str(error))
                 return False
             if self._stopping:  # stop() came while get_token() was running
                 return False
-            headers = {"Authorization": f"Bearer {self._token}"}
+            headers = {"Authorization": f"Bearer {token}"}
         factory = WampWebSocketClientFactory(
             lambda: _Session(ComponentConfig(realm=self.realm), self), url=self.url, headers=headers
         )
@@ -211,20 +202,6 @@ class Client:
 
     # -- the session's side (called by _Session) -----------------------------------------------
 
-    @property
-    def _authmethods(self) -> list[str]:
-        return ["ticket"] if self.get_token is not None and not self.bearer else ["anonymous"]
-
-    async def _challenged(self, challenge) -> str:
-        if challenge.method != "ticket":
-            raise ValueError(f"unexpected authentication method {challenge.method!r}")
-        try:
-            self._token = await self._fresh_token()
-        except TokenUnavailable as error:
-            self._outcome = (error.error, str(error))
-            raise
-        return self._token
-
     async def _joined_session(self, session: ApplicationSession, details) -> None:
         self.session, self._joined = session, True
         self._set_state("connected")
@@ -233,12 +210,6 @@ class Client:
             self._schedule_refresh(session, seconds_left(extra))
         if self.on_join is not None:
             await defer.maybeDeferred(self.on_join, session, details)
-
-    def _left(self, details) -> None:
-        self.session = None
-        self._cancel_refresh()
-        if self._outcome is None:  # first reason wins: a refused refresh, a failed get_token
-            self._outcome = (details.reason, details.message or "")
 
     # -- refresh -------------------------------------------------------------------------------
 
@@ -259,65 +230,25 @@ class Client:
         if session is not self.session:
             return
         try:
-            token = await self._fresh_token()
+            token = await fresh_token(self.get_token)
             answer = await session.call("authenticator.refresh", token)
         except Exception as error:  # noqa: BLE001 - any failure: try again, or reconnect
             if session is not self.session:
                 return  # the session ended meanwhile
-            reason = getattr(error, "error", None) or type(error).__name__
-            if reason == NO_TOKEN:  # logged out meanwhile: leave, and stop
-                self._outcome = (NO_TOKEN, str(error))
-                session.leave("wamp.close.normal", "no user to log in")
-                return
-            if reason == REFRESH_REFUSED:
-                # The token is for another user or other roles: a new session with it, now.
-                self._outcome = (reason, error.args[0] if error.args else "")
-                session.leave("wamp.close.normal", "reconnecting with a token the session cannot take")
+            if self._left_for_refresh_failure(session, error):
                 return
             # Try again shortly; if no refresh succeeds the router ends the session at exp (+ grace).
-            self.log.warn("token refresh failed ({reason}); trying again", reason=reason)
+            self.log.warn("token refresh failed ({reason}); trying again",
+                          reason=getattr(error, "error", None) or type(error).__name__)  # fmt: skip
             self._schedule_refresh(session, expires_in, attempt + 1, self.backoff.delay(attempt))
             return
         if session is not self.session:
             return
-        self._token = token
         self.refreshes += 1
         if self.on_refresh is not None:
             self.on_refresh(answer["exp"])
         self._schedule_refresh(session, seconds_left(answer))
 
-    # -- helpers -------------------------------------------------------------------------------
 
-    async def _fresh_token(self) -> str:
-        return await fresh_token(self.get_token)
-
-    def _set_state(self, state: str, reason: str | None = None, message: str | None = None) -> None:
-        self.state, self.reason, self.message = state, reason, message
-        if self.on_state is not None:
-            self.on_state(state, self)
-
-    def _stopped(self, reason: str, message: str) -> tuple[str, str]:
-        self._cancel_refresh()
-        self._set_state("stopped", reason, message)
-        return reason, message
-
-
-class _Session(ApplicationSession):
+class _Session(KitSession, ApplicationSession):
     """The WAMP session of one connection; everything it learns goes to its Client."""
-
-    def __init__(self, config: ComponentConfig, client: Client) -> None:
-        super().__init__(config)
-        self._client = client
-
-    def onConnect(self):
-        self.join(self.config.realm, authmethods=self._client._authmethods)
-
-    async def onChallenge(self, challenge):
-        return await self._client._challenged(challenge)
-
-    async def onJoin(self, details):
-        await self._client._joined_session(self, details)
-
-    def onLeave(self, details):
-        self._client._left(details)
-        return super().onLeave(details)  # disconnects

@@ -35,10 +35,10 @@ from autobahn.websocket.util import parse_url
 from .kit import (
     FINAL_REASONS,
     LOST,
-    NO_TOKEN,
-    REFRESH_REFUSED,
     UNREACHABLE,
     Backoff,
+    KitClient,
+    KitSession,
     TokenUnavailable,
     fresh_token,
     refresh_delay,
@@ -49,7 +49,7 @@ log = logging.getLogger(__name__)
 CONNECT_TIMEOUT = 10
 
 
-class Client:
+class Client(KitClient):
     """One logical connection: `await start()` keeps a session joined until stop() or a final reason."""
 
     def __init__(
@@ -66,20 +66,10 @@ class Client:
         refresh_ahead: float = 10.0,
         final_reasons: frozenset[str] = FINAL_REASONS,
     ) -> None:
-        self.url, self.realm, self.get_token = url, realm, get_token
-        self.on_join, self.on_state, self.on_refresh = on_join, on_state, on_refresh
-        self.bearer, self.backoff, self.refresh_ahead = bearer, backoff, refresh_ahead
-        self.final_reasons = final_reasons
-        self.state = "connecting"
-        self.reason: str | None = None
-        self.message: str | None = None
-        self.session: ApplicationSession | None = None
-        self.refreshes = 0
-        self._stopping = False
-        self._waiting: asyncio.Future | None = None  # a backoff sleep or a connect in progress
-        self._protocol = None
-        self._outcome: tuple[str, str] | None = None  # why the current attempt ended
-        self._joined = False
+        super().__init__(
+            url, realm, get_token, on_join=on_join, on_state=on_state, on_refresh=on_refresh, bearer=bearer,
+            backoff=backoff, refresh_ahead=refresh_ahead, final_reasons=final_reasons,
+        )  # fmt: skip
         self._refresh_handle: asyncio.TimerHandle | None = None
         self._refresh_task: asyncio.Task | None = None
         self._task: asyncio.Task | None = None
@@ -186,19 +176,6 @@ class Client:
 
     # -- the session's side (called by _Session) -----------------------------------------------
 
-    @property
-    def _authmethods(self) -> list[str]:
-        return ["ticket"] if self.get_token is not None and not self.bearer else ["anonymous"]
-
-    async def _challenged(self, challenge) -> str:
-        if challenge.method != "ticket":
-            raise ValueError(f"unexpected authentication method {challenge.method!r}")
-        try:
-            return await fresh_token(self.get_token)
-        except TokenUnavailable as error:
-            self._outcome = (error.error, str(error))
-            raise
-
     async def _joined_session(self, session: ApplicationSession, details) -> None:
         self.session, self._joined = session, True
         self._set_state("connected")
@@ -209,12 +186,6 @@ class Client:
             result = self.on_join(session, details)
             if asyncio.iscoroutine(result):
                 await result
-
-    def _left(self, details) -> None:
-        self.session = None
-        self._cancel_refresh()
-        if self._outcome is None:  # first reason wins: a refused refresh, a failed get_token
-            self._outcome = (details.reason, details.message or "")
 
     # -- refresh -------------------------------------------------------------------------------
 
@@ -245,14 +216,12 @@ class Client:
         except Exception as error:  # noqa: BLE001 - any failure: try again, or reconnect
             if session is not self.session:
                 return  # the session ended meanwhile
-            reason = getattr(error, "error", None) or type(error).__name__
-            if reason in (NO_TOKEN, REFRESH_REFUSED):
-                # No user any more (stop), or a token for other roles (a new session with it, now).
-                self._outcome = (reason, error.args[0] if error.args else "")
-                session.leave("wamp.close.normal", "the session cannot take this token")
+            if self._left_for_refresh_failure(session, error):
                 return
             # Try again shortly; if no refresh succeeds the router ends the session at exp (+ grace).
-            log.warning("token refresh failed (%s); trying again", reason)
+            log.warning(
+                "token refresh failed (%s); trying again", getattr(error, "error", None) or type(error).__name__
+            )
             self._schedule_refresh(session, self.backoff.delay(attempt), attempt + 1)
             return
         if session is not self.session:
@@ -262,40 +231,11 @@ class Client:
         if self.on_refresh is not None:
             self.on_refresh(answer["exp"])  # after the next refresh is planned: its failure stops nothing
 
-    # -- helpers -------------------------------------------------------------------------------
-
-    def _set_state(self, state: str, reason: str | None = None, message: str | None = None) -> None:
-        self.state, self.reason, self.message = state, reason, message
-        if self.on_state is not None:
-            self.on_state(state, self)
-
-    def _stopped(self, reason: str, message: str) -> tuple[str, str]:
-        self._cancel_refresh()
-        self._set_state("stopped", reason, message)
-        return reason, message
-
 
 def _log_failure(task: asyncio.Task) -> None:
     if not task.cancelled() and task.exception() is not None:
         log.error("token refresh: unexpected %s", type(task.exception()).__name__)
 
 
-class _Session(ApplicationSession):
+class _Session(KitSession, ApplicationSession):
     """The WAMP session of one connection; everything it learns goes to its Client."""
-
-    def __init__(self, config: ComponentConfig, client: Client) -> None:
-        super().__init__(config)
-        self._client = client
-
-    def onConnect(self):
-        self.join(self.config.realm, authmethods=self._client._authmethods)
-
-    async def onChallenge(self, challenge):
-        return await self._client._challenged(challenge)
-
-    async def onJoin(self, details):
-        await self._client._joined_session(self, details)
-
-    def onLeave(self, details):
-        self._client._left(details)
-        return super().onLeave(details)  # disconnects

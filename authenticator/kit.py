@@ -106,3 +106,94 @@ async def fresh_token(get_token: Callable[[], Any]) -> str:
     if not isinstance(token, str) or not token:
         raise TokenUnavailable("get_token() returned no token")
     return token
+
+
+class KitClient:
+    """The part of a kit Client that no framework touches: its options, its state, how a session
+    ending or a refresh failing is told apart. The Twisted and asyncio Clients add the loop,
+    the connect, the timers and stop()."""
+
+    def __init__(
+        self, url: str, realm: str, get_token: Callable[[], Any] | None, *, on_join, on_state, on_refresh,
+        bearer: bool, backoff: Backoff, refresh_ahead: float, final_reasons: frozenset[str],
+    ) -> None:  # fmt: skip
+        self.url, self.realm, self.get_token = url, realm, get_token
+        self.on_join, self.on_state, self.on_refresh = on_join, on_state, on_refresh
+        self.bearer, self.backoff, self.refresh_ahead = bearer, backoff, refresh_ahead
+        self.final_reasons = final_reasons
+        self.state = "connecting"
+        self.reason: str | None = None
+        self.message: str | None = None
+        self.session = None  # the joined ApplicationSession
+        self.refreshes = 0
+        self._stopping = False
+        self._waiting = None  # a backoff sleep or a connect in progress
+        self._protocol = None
+        self._outcome: tuple[str, str] | None = None  # why the current attempt ended
+        self._joined = False  # a session joined on the current attempt
+
+    def _cancel_refresh(self) -> None:
+        raise NotImplementedError  # the framework's timer
+
+    # -- the session's side (called by the framework's session, KitSession) --------------------
+
+    @property
+    def _authmethods(self) -> list[str]:
+        return ["ticket"] if self.get_token is not None and not self.bearer else ["anonymous"]
+
+    async def _challenged(self, challenge) -> str:
+        if challenge.method != "ticket":
+            raise ValueError(f"unexpected authentication method {challenge.method!r}")
+        try:
+            return await fresh_token(self.get_token)
+        except TokenUnavailable as error:
+            self._outcome = (error.error, str(error))
+            raise
+
+    def _left(self, details) -> None:
+        self.session = None
+        self._cancel_refresh()
+        if self._outcome is None:  # first reason wins: a refused refresh, a failed get_token
+            self._outcome = (details.reason, details.message or "")
+
+    def _left_for_refresh_failure(self, session, error: BaseException) -> bool:
+        """A refresh failed: no user any more (the kit stops), or a token for other roles (a new
+        session with it, now) makes the session leave; True then. Anything else is retried."""
+        reason = getattr(error, "error", None) or type(error).__name__
+        if reason not in (NO_TOKEN, REFRESH_REFUSED):
+            return False
+        self._outcome = (reason, error.args[0] if error.args else "")
+        session.leave("wamp.close.normal", "the session cannot take this token")
+        return True
+
+    def _set_state(self, state: str, reason: str | None = None, message: str | None = None) -> None:
+        self.state, self.reason, self.message = state, reason, message
+        if self.on_state is not None:
+            self.on_state(state, self)
+
+    def _stopped(self, reason: str, message: str) -> tuple[str, str]:
+        self._cancel_refresh()
+        self._set_state("stopped", reason, message)
+        return reason, message
+
+
+class KitSession:
+    """Put before the framework's ApplicationSession: the WAMP session of one connection, which
+    hands everything it learns to its kit Client."""
+
+    def __init__(self, config, client: KitClient) -> None:
+        super().__init__(config)
+        self._client = client
+
+    def onConnect(self):  # noqa: N802 - Autobahn's names
+        self.join(self.config.realm, authmethods=self._client._authmethods)
+
+    async def onChallenge(self, challenge):  # noqa: N802
+        return await self._client._challenged(challenge)
+
+    async def onJoin(self, details):  # noqa: N802
+        await self._client._joined_session(self, details)
+
+    def onLeave(self, details):  # noqa: N802
+        self._client._left(details)
+        return super().onLeave(details)  # disconnects
