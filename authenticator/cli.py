@@ -11,10 +11,10 @@ from pathlib import Path
 import click
 
 from .keys import KeyConfigError, load_hmac_secret
-from .nodecheck import COMPONENT_CLASS, check_node, read_node_config
+from .nodecheck import COMPONENT_CLASS, check_node, find_component, read_node_config
 from .policy import ACTIONS, MATCHES
 from .reasons import Rejected
-from .settings import DEFAULT_EXTRA, ConfigError, Settings, component_extra, load_settings, router_url
+from .settings import DEFAULT_EXTRA, ConfigError, Settings, component_extra, key_sources, load_settings, router_url
 from .tokens import TokenVerifier, user_claims
 
 
@@ -28,13 +28,8 @@ def _settings(cbdir: str, *, generate_secret: bool = False) -> Settings:
         settings = load_settings(component_extra(path / "config.json"), path, generate_secret=generate_secret)
     except ConfigError as error:
         raise click.ClickException(f"configuration: {error}") from error
-    click.echo(f"keys: {_key_sources(settings)}", err=True)
+    click.echo(f"keys: {key_sources(settings)}", err=True)
     return settings
-
-
-def _key_sources(settings: Settings) -> str:
-    sources = [f"{'/'.join(sorted(k.algorithms))} from {k.source}" for k in settings.keys.keys]
-    return "; ".join(sources + [f"JWKS {u.url}" for u in settings.jwks_urls])
 
 
 cbdir_option = click.option(
@@ -181,13 +176,10 @@ def check(config_name, cbdir) -> None:
         config = read_node_config(path)
     except (OSError, ValueError) as error:
         raise click.ClickException(f"cannot read {path}: {type(error).__name__}: {error}") from error
-    extra = next(
-        (dict(c.get("extra", {})) for w in config.get("workers", []) for c in w.get("components", [])
-         if c.get("classname") == COMPONENT_CLASS),
-        None,
-    )  # fmt: skip
-    if extra is None:
+    found = find_component(config)
+    if found is None:
         raise click.ClickException(f"{path}: no router worker has a component with classname {COMPONENT_CLASS}")
+    extra = dict(found[3].get("extra", {}))
     try:
         settings = load_settings(extra, Path(cbdir), generate_secret=None)
     except ConfigError as error:
@@ -201,7 +193,7 @@ def check(config_name, cbdir) -> None:
         click.echo(problem.line(path), err=True)
     if problems:
         sys.exit(1)
-    click.echo(f"OK {path}: roles {', '.join(settings.policy.roles)}; keys: {_key_sources(settings)}")
+    click.echo(f"OK {path}: roles {', '.join(settings.policy.roles)}; keys: {key_sources(settings)}")
 
 
 @main.command()

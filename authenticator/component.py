@@ -32,7 +32,7 @@ from .keeper import SessionKeeper
 from .nodecheck import AUTHENTICATE, AUTHENTICATE_HEADERS, AUTHORIZE, REFRESH, REVOKE
 from .reasons import Reason, Rejected
 from .settings import ConfigError, load_settings
-from .startup import node_config_file, node_problems, ready_line, stop_for_configuration
+from .startup import node_config_file, node_problems, read_node, ready_line, stop_for_configuration
 from .store import StoreUnavailable, open_store
 from .tokens import Identity, TokenVerifier
 
@@ -61,7 +61,8 @@ class AuthenticatorComponent(ApplicationSession):
             stop_for_configuration([f"{where}: {error}"])
         except Exception as error:  # noqa: BLE001 - a value of a type no check foresaw: still one line
             stop_for_configuration([f"{where}: unreadable ({type(error).__name__}: {clip(str(error), 300)})"])
-        problems = node_problems(self._node_config, self.settings)
+        self._node, unreadable = read_node(self._node_config)
+        problems = unreadable or node_problems(self._node, self._node_config, self.settings)
         if problems:
             stop_for_configuration(problems)
         try:
@@ -109,7 +110,7 @@ class AuthenticatorComponent(ApplicationSession):
                 lambda problem: reactor.callFromThread(self.log.warn, "authenticator: {problem}", problem=problem),
             )
             reactor.addSystemEventTrigger("during", "shutdown", stop.set)
-        self.log.warn(ready_line(self._node_config, self.settings, details.realm))
+        self.log.warn(ready_line(self._node, self.settings, details.realm))
 
     # -- authentication ----------------------------------------------------------------------
 

@@ -178,28 +178,22 @@ class _BoundedObserver:
     def __call__(self, event: dict) -> None:
         if any(_too_long(value) for value in event.values()):
             event = {key: clip(value) if _too_long(value) else value for key, value in event.items()}
-        if any(_may_hold_a_token(value) for value in event.values()):
-            event = {key: _redacted_value(value) for key, value in event.items()}
+        redacted = {key: new for key, value in event.items() if (new := _redacted(value)) is not value}
+        if redacted:
+            event = {**event, **redacted}
         failure = event.get("log_failure")
         if failure is not None:
             event = {**event, "log_failure": _ClippedFailure(failure)}
         self._inner(event)
 
 
-def _may_hold_a_token(value: object) -> bool:
-    """Strings, and the containers Crossbar logs as values (a request's headers as a dict)."""
-    if isinstance(value, dict | list | tuple):
-        value = repr(value)
-    if not isinstance(value, str):
-        return False
-    return "eyJ" in value or "ookie" in value or "uthorization" in value
-
-
-def _redacted_value(value: object) -> object:
-    if isinstance(value, str):
-        return redact(value)
-    if isinstance(value, dict | list | tuple) and _may_hold_a_token(value):
-        return redact(repr(value))  # rendered in the line as the container's repr anyway
+def _redacted(value: object) -> object:
+    """The value itself, or, where it may carry a token, its text with tokens and secret header
+    values replaced: a string, or a container Crossbar logs as a value (a request's headers as a
+    dict) as the repr the line would render anyway. One repr per container."""
+    text = repr(value) if isinstance(value, dict | list | tuple) else value
+    if isinstance(text, str) and ("eyJ" in text or "ookie" in text or "uthorization" in text):
+        return redact(text)
     return value
 
 

@@ -38,7 +38,7 @@ class Problem:
 def check_node(config: Mapping, policy_roles: Iterable[str]) -> list[Problem]:
     """Every problem between the node config and the authenticator's policy roles."""
     problems: list[Problem] = []
-    found = _component(config)
+    found = find_component(config)
     if found is None:
         return [Problem("workers", f"no router worker has a component with classname {COMPONENT_CLASS}")]
     w, c, worker, component = found
@@ -80,7 +80,8 @@ def check_node(config: Mapping, policy_roles: Iterable[str]) -> list[Problem]:
     return problems
 
 
-def _component(config: Mapping):
+def find_component(config: Mapping):
+    """(worker index, component index, worker, component) of the authenticator component, or None."""
     for w, worker in enumerate(config.get("workers", [])):
         for c, component in enumerate(worker.get("components", [])):
             if component.get("classname") == COMPONENT_CLASS:

@@ -19,7 +19,7 @@ from .keys import (
     load_hmac_secret,
     load_public_key_file,
 )
-from .nodecheck import COMPONENT_CLASS
+from .nodecheck import COMPONENT_CLASS, find_component
 from .policy import Policy, PolicyError, load_policy
 from .suggest import unknown_keys
 
@@ -399,11 +399,16 @@ def component_extra(config_file: Path) -> dict:
         raise ConfigError(f"{config_file} does not exist; pass --cbdir pointing at your .crossbar folder") from error
     except json.JSONDecodeError as error:
         raise ConfigError(f"{config_file} is not valid JSON: {error}") from error
-    for worker in config.get("workers", []):
-        for component in worker.get("components", []):
-            if component.get("classname") == COMPONENT_CLASS:
-                return dict(component.get("extra", {}))
-    raise ConfigError(f"{config_file} has no component with classname {COMPONENT_CLASS}")
+    found = find_component(config)
+    if found is None:
+        raise ConfigError(f"{config_file} has no component with classname {COMPONENT_CLASS}")
+    return dict(found[3].get("extra", {}))
+
+
+def key_sources(settings: Settings) -> str:
+    """Where the keys come from, for the ready line and the CLI: algorithms and source, never a key."""
+    sources = [f"{'/'.join(sorted(k.algorithms))} from {k.source}" for k in settings.keys.keys]
+    return "; ".join(sources + [f"JWKS {u.url}" for u in settings.jwks_urls])
 
 
 def router_url(config_file: Path) -> str:

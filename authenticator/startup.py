@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from .nodecheck import check_node, controller_config_file, read_node_config
-from .settings import Settings, websocket_url
+from .settings import Settings, key_sources, websocket_url
 
 # The exit status of a router worker stopped by its configuration (the node then stops too).
 CONFIG_EXIT = 78  # EX_CONFIG
@@ -25,13 +25,19 @@ def node_config_file(cbdir: Path) -> Path | None:
     return controller_config_file(cbdir, cmdline)
 
 
-def node_problems(config_file: Path | None, settings: Settings) -> list[str]:
+def read_node(config_file: Path | None) -> tuple[dict | None, list[str]]:
+    """The node config (read once at start, for the checks and the ready line), or why not."""
     if config_file is None:
-        return []
+        return None, []
     try:
-        config = read_node_config(config_file)
+        return read_node_config(config_file), []
     except (OSError, ValueError) as error:
-        return [f"{config_file}: cannot be read to check it: {type(error).__name__}"]
+        return None, [f"{config_file}: cannot be read to check it: {type(error).__name__}"]
+
+
+def node_problems(config: dict | None, config_file: Path | None, settings: Settings) -> list[str]:
+    if config is None:
+        return []
     return [p.line(config_file) for p in check_node(config, settings.policy.roles)]
 
 
@@ -51,14 +57,7 @@ def stop_for_configuration(lines: list[str]) -> NoReturn:
     os._exit(CONFIG_EXIT)
 
 
-def ready_line(config_file: Path | None, settings: Settings, realm: str) -> str:
-    url = None
-    if config_file is not None:
-        try:
-            url = websocket_url(read_node_config(config_file))
-        except (OSError, ValueError):
-            url = None
-    keys = "; ".join(f"{'/'.join(sorted(k.algorithms))} from {k.source}" for k in settings.keys.keys)
-    keys += "".join(f"; JWKS {u.url}" for u in settings.jwks_urls)
+def ready_line(config: dict | None, settings: Settings, realm: str) -> str:
+    url = websocket_url(config) if config is not None else None
     where = f"clients connect to {url}, " if url else ""
-    return f"authenticator: ready: {where}realm {realm}; keys: {keys}"
+    return f"authenticator: ready: {where}realm {realm}; keys: {key_sources(settings)}"
