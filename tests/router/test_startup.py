@@ -56,8 +56,11 @@ def test_every_start_says_at_warn_where_clients_connect_and_where_the_keys_come_
 def refused_start(tmp_path, edit_config) -> list[str]:
     """The lines of a start that the configuration stops: the node exits, nothing listens."""
     node = RouterProcess(tmp_path, env={"JWT_SECRET": "s" * 40}, edit_config=edit_config, loglevel="warn")
-    with pytest.raises(RuntimeError) as caught:
-        node.start()
+    try:
+        with pytest.raises(RuntimeError) as caught:
+            node.start()
+    finally:
+        node.stop()  # a node that started after all must not outlive the test
     assert node.process.returncode != 0
     assert "Traceback" not in caught.value.args[0], caught.value.args[0]
     return [line for line in node.log().splitlines() if "CONFIGURATION ERROR:" in line]
