@@ -30,35 +30,46 @@ class Authorizer:
         self._cache_budget = dict.fromkeys(settings.policy.roles, settings.limits.authorization_cache_entries)
 
     def authorize(self, session: dict, uri, action, options) -> dict:
+        decision = self.decide(
+            authrole=session.get("authrole"), authid=session.get("authid"), roles=self._token_roles(session),
+            action=action, uri=uri, options=options, cache_budget=True,
+        )  # fmt: skip
+        answer = decision.as_crossbar_answer()
+        if decision.allow and action == "call" and uri in self._own_procedures:
+            answer["disclose"] = True  # our procedures need to know who calls them
+        return answer
+
+    def decide(self, *, authrole, authid, roles: Iterable[str], action, uri, options, cache_budget: bool = False,
+               via: str = "wamp") -> Decision:  # fmt: skip
+        """The one decision of WebSocket sessions and HTTP publications: the request checks, the
+        policy, the denial's log line and the count. `cache_budget`: the answer goes to Crossbar,
+        which may cache it."""
         problem = request_problem(action, uri, options, self._settings.limits.max_uri_length)
         if problem is not None:
             decision = Decision(False, False, False, 0, problem)
         else:
             decision = self._settings.policy.decide(
-                authrole=session.get("authrole"),
-                authid=session.get("authid"),
+                authrole=authrole,
+                authid=authid,
                 action=action,
                 uri=uri,
                 match=(options or {}).get("match", "exact"),
-                session_roles=sorted(self._token_roles(session)),
+                session_roles=sorted(roles),
                 retain=bool((options or {}).get("retain")),
             )
         if decision.cacheable:
-            decision = self._within_budget(decision, session.get("authrole"))
+            decision = self._within_budget(decision, authrole) if cache_budget else replace(decision, cacheable=False)
         if not decision.allow:
             self._log.warn(
-                "authorization denied: {action} {uri} authid={authid} role={role} reason={reason}",
-                action=clip(action, 20), uri=clip(uri, 200), authid=session.get("authid"),
-                role=session.get("authrole"), reason=clip(decision.reason, 500),
+                "authorization denied: {action} {uri} authid={authid} role={role} via={via} reason={reason}",
+                action=clip(action, 20), uri=clip(uri, 200), authid=authid, role=authrole, via=via,
+                reason=clip(decision.reason, 500),
             )  # fmt: skip
         metrics.AUTHORIZATIONS.labels(
             action if action in ACTIONS else "other", "allow" if decision.allow else "deny",
             "yes" if decision.cacheable else "no",
         ).inc()  # fmt: skip
-        answer = decision.as_crossbar_answer()
-        if decision.allow and action == "call" and uri in self._own_procedures:
-            answer["disclose"] = True  # our procedures need to know who calls them
-        return answer
+        return decision
 
     def _within_budget(self, decision: Decision, role) -> Decision:
         if self._cache_budget.get(role, 0) <= 0:

@@ -27,6 +27,7 @@ from .authorizer import Authorizer
 from .carriers import token_from_headers
 from .hardening import clip, drop_forwarded_yields, harden_router_worker
 from .hello_timeout import install_hello_timeout
+from .http_publish import HttpPublishing
 from .jwks import JwksRefresher
 from .keeper import SessionKeeper
 from .nodecheck import AUTHENTICATE, AUTHENTICATE_HEADERS, AUTHORIZE, REFRESH, REVOKE
@@ -110,7 +111,18 @@ class AuthenticatorComponent(ApplicationSession):
                 lambda problem: reactor.callFromThread(self.log.warn, "authenticator: {problem}", problem=problem),
             )
             reactor.addSystemEventTrigger("during", "shutdown", stop.set)
+        self._start_http_publishing(details.realm)
         self.log.warn(ready_line(self._node, self.settings, details.realm))
+
+    def _start_http_publishing(self, realm: str) -> None:
+        """POST /publish (authenticator/http_publish.py) publishes through the router this
+        component is embedded in."""
+        router = getattr(self._transport, "_router", None)
+        if router is None:
+            self.log.warn("authenticator: not embedded in a router worker; HTTP publishing is off")
+            return
+        self.http_publishing = HttpPublishing(realm, router, self.admission, self.authorizer, self.settings, self.log)
+        self.http_publishing.start()
 
     # -- authentication ----------------------------------------------------------------------
 
@@ -281,6 +293,8 @@ class AuthenticatorComponent(ApplicationSession):
 
     def onLeave(self, details):
         metrics.ACTIVE_SESSIONS.count = None
+        if getattr(self, "http_publishing", None) is not None:
+            self.http_publishing.stop()
         self.keeper.stop()
         self.jwks.stop()
         super().onLeave(details)

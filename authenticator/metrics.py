@@ -41,6 +41,13 @@ REFRESHES = Counter(
     "crossbar_jwt_refreshes", "Token refreshes of live sessions, by outcome and refusal reason.",
     ["outcome", "reason"], registry=REGISTRY,
 )  # fmt: skip
+HTTP_PUBLISHES = Counter(
+    "crossbar_jwt_http_publishes",
+    "Publications over HTTP (POST /publish), by outcome (published, denied, invalid, token_refused, "
+    "too_large, unavailable, failed) and reason (the token refusal's code, else none). A batch counts each "
+    "of its publications; a request refused as a whole counts once.",
+    ["outcome", "reason"], registry=REGISTRY,
+)  # fmt: skip
 JWKS_FETCHES = Counter("crossbar_jwt_jwks_fetches", "JWKS fetches, by outcome (ok, failed).", ["outcome"],
                        registry=REGISTRY)  # fmt: skip
 

@@ -5,9 +5,10 @@ the WebSocket transport and authentication; the one router worker keeps the real
 authenticator component and authorization. The proxies reach the router over a Unix socket with
 WAMP-anonymous-proxy (the router trusts what its local proxies authenticated).
 
-Crossbar 26's proxy workers cannot host ``wsgi`` paths (the demo issuer at /auth): the router
-worker keeps them on a loopback-only web transport (``internal_port``) and the proxies forward
-those paths to it with Crossbar's ``reverseproxy`` path service.
+Crossbar 26's proxy workers cannot host ``wsgi`` paths (the demo issuer at /auth, /metrics), and
+HTTP publishing (/publish) must run where the realm is: the router worker keeps these paths on a
+loopback-only web transport (``internal_port``) and the proxies forward them to it with
+Crossbar's ``reverseproxy`` path service.
 
 The proxies load no component: each proxy transport gets a ``resource`` path that hardens its
 worker as the component hardens the router worker (authenticator/hardening.py: recursion limit,
@@ -23,6 +24,7 @@ from __future__ import annotations
 import copy
 
 from .hello_timeout import DEFAULT_HELLO_TIMEOUT_SECONDS
+from .publishing import DEFAULT_MAX_BODY_BYTES
 
 # The path that hardens a proxy worker; it must sort before the WebSocket path (see _hardened).
 HARDENING_PATH = "hardening"
@@ -30,6 +32,7 @@ HARDENING_PATH = "hardening"
 PROXY_AUTHENTICATOR_ROLE = "proxy-authenticator"
 ROUTER_SOCKET = "router.sock"
 BACKEND = "router"
+PUBLISH_RESOURCE = "authenticator.http_publish.publish_resource"
 INTERNAL_PORT = 8081  # loopback only: the router worker's own web transport for wsgi paths
 
 
@@ -49,7 +52,7 @@ def proxy_config(config: dict, proxies: int, internal_port: int = INTERNAL_PORT)
             "auth": {"anonymous-proxy": {"type": "static"}},
         }
     ]
-    hosted = _wsgi_paths(public)
+    hosted = _router_paths(public)
     if hosted:
         router["transports"].append(
             {
@@ -84,6 +87,12 @@ def proxy_config(config: dict, proxies: int, internal_port: int = INTERNAL_PORT)
         if component.get("classname") == "authenticator.component.AuthenticatorComponent":
             component.setdefault("extra", {}).setdefault("session", {})["behind_proxies"] = True
             hello_timeout = component["extra"].get("limits", {}).get("hello_timeout_seconds", hello_timeout)
+    # The proxies take request bodies before forwarding them: bound them as the router worker does.
+    body_limit = max(
+        [DEFAULT_MAX_BODY_BYTES]
+        + [p.get("extra", {}).get("max_body_bytes", DEFAULT_MAX_BODY_BYTES) for p in hosted.values()
+           if p.get("classname") == PUBLISH_RESOURCE]
+    )  # fmt: skip
     # Every role a client session can get must have a route to the router worker.
     client_roles = [r["name"] for r in realm["roles"] if r["name"] != "authenticator"]
     for i in range(proxies):
@@ -105,18 +114,19 @@ def proxy_config(config: dict, proxies: int, internal_port: int = INTERNAL_PORT)
                         "auth": {"anonymous-proxy": {"type": "static"}},
                     }
                 },
-                "transports": [_hardened(_shared(t), hello_timeout) for t in copy.deepcopy(public)],
+                "transports": [_hardened(_shared(t), hello_timeout, body_limit) for t in copy.deepcopy(public)],
             }
         )
     return config
 
 
-def _wsgi_paths(transports: list[dict]) -> dict:
+def _router_paths(transports: list[dict]) -> dict:
+    """The paths only the router worker can serve: wsgi apps, and HTTP publishing (it needs the realm)."""
     return {
         name: copy.deepcopy(path)
         for transport in transports
         for name, path in transport.get("paths", {}).items()
-        if path.get("type") == "wsgi"
+        if path.get("type") == "wsgi" or path.get("classname") == PUBLISH_RESOURCE
     }
 
 
@@ -129,8 +139,9 @@ def _shared(transport: dict) -> dict:
     return transport
 
 
-def _hardened(transport: dict, hello_timeout: float) -> dict:
-    """A proxy's web transport with the path that hardens its worker (and installs the HELLO timeout).
+def _hardened(transport: dict, hello_timeout: float, body_limit: int) -> dict:
+    """A proxy's web transport with the path that hardens its worker (and installs the HELLO timeout
+    and the request body bound).
 
     Crossbar starts a transport's paths in sorted order: the name sorts before the WebSocket
     path's, so the worker is hardened before its first WebSocket connection.
@@ -143,6 +154,6 @@ def _hardened(transport: dict, hello_timeout: float) -> dict:
         paths[HARDENING_PATH] = {
             "type": "resource",
             "classname": "authenticator.hardening.harden_proxy_worker",
-            "extra": {"hello_timeout_seconds": hello_timeout},
+            "extra": {"hello_timeout_seconds": hello_timeout, "max_request_body_bytes": body_limit},
         }
     return transport

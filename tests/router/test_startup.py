@@ -76,7 +76,7 @@ def extra(config):
 
 def test_a_bad_policy_stops_the_start_with_one_line_naming_the_rule(tmp_path):
     def glob_match(config):
-        extra(config)["policy"]["roles"][1]["rules"][0]["match"] = "glob"
+        next(r for r in extra(config)["policy"]["roles"] if r["name"] == "user")["rules"][0]["match"] = "glob"
 
     (line,) = refused_start(tmp_path, glob_match)
     assert "config.json: the authenticator component's extra: " in line

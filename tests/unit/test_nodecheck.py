@@ -50,8 +50,8 @@ USER = role_index(SHIPPED, "user")
 @pytest.mark.parametrize(
     ("change", "roles", "path", "says"),
     [
-        (lambda c: None, (*POLICY_ROLES, "backend"), "workers[0].realms[0].roles",
-         "the policy role 'backend' is not a role of realm 'realm1'"),
+        (lambda c: None, (*POLICY_ROLES, "auditor"), "workers[0].realms[0].roles",
+         "the policy role 'auditor' is not a role of realm 'realm1'"),
         (lambda c: realm(c)["roles"][USER].update(authorizer="authenticator.authorise"), POLICY_ROLES,
          f"workers[0].realms[0].roles[{USER}].authorizer", "'authenticator.authorise' is not"),
         (lambda c: realm(c)["roles"][USER].pop("authorizer"), POLICY_ROLES,

@@ -1,0 +1,324 @@
+"""POST /publish: a backend publishes over HTTP with a token, under the same policy as WebSocket clients.
+
+The token (``Authorization: Bearer <JWT>``) goes through the same admission as a WebSocket login
+(authenticator/admission.py: keys, claim rules, revocation, single use, reasons); each publication
+is decided by the same authorizer, for the token's authid and roles; it is published from an
+embedded session of that identity (authenticator/publisher_sessions.py), so subscribers see it as
+from a WAMP publisher. All on the reactor, as Crossbar's own HTTP bridge: no thread per request.
+
+Node config, a path of the router worker's web transport (Crossbar's ``resource`` path type)::
+
+    "publish": {"type": "resource", "classname": "authenticator.http_publish.publish_resource",
+                "extra": {"realm": "realm1", "max_body_bytes": 65536, "max_batch": 100}}
+
+Answers: docs/publishing.md.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from twisted.internet.defer import Deferred, DeferredList, maybeDeferred
+from twisted.internet.task import LoopingCall
+from twisted.logger import Logger
+from twisted.web import server
+from twisted.web.resource import Resource
+
+from . import metrics
+from .body_limit import limit_request_bodies
+from .hardening import clip
+from .publisher_sessions import PublisherPool
+from .publishing import (
+    DEFAULT_MAX_BATCH,
+    DEFAULT_MAX_BODY_BYTES,
+    INVALID_ARGUMENT,
+    NOT_AUTHORIZED,
+    BodyProblem,
+    Publication,
+    Refusal,
+    batch_answer,
+    parse_body,
+    single_answer,
+)
+from .reasons import Reason, Rejected
+from .suggest import unknown_keys
+from .tokens import Identity
+
+# The realm's publishing service, by realm: filled by the authenticator component when it joins.
+# Crossbar hands a ``resource`` path nothing but its own extra, so the two meet here, in the one
+# router worker process they share.
+SERVICES: dict[str, HttpPublishing] = {}
+RESOURCE_KEYS = ("realm", "max_body_bytes", "max_batch")
+BEARER_ADVICE = (
+    "Send the JWT in an 'Authorization: Bearer <token>' header (a cookie is never taken here: a browser "
+    "would attach it to any site's form)."
+)
+TOKEN_STATUS = {Reason.STORE_UNAVAILABLE: 503, Reason.INTERNAL_ERROR: 500}
+
+
+@dataclass
+class Answer:
+    status: int
+    body: object
+    headers: dict = field(default_factory=dict)
+    outcome: str = "published"
+    reason: str = "none"
+    logged: bool = True  # False: refused by the resource itself, before the service, and not yet logged
+
+
+class HttpPublishing:
+    """The realm's HTTP publishing: token -> identity -> decisions -> publications -> answer."""
+
+    def __init__(self, realm: str, router, admission, authorizer, settings, log) -> None:
+        self.realm = realm
+        self._admission, self._authorizer, self._settings, self._log = admission, authorizer, settings, log
+        self.pool = PublisherPool(router, realm)
+        self._sweep = LoopingCall(self.pool.close_idle)
+
+    def start(self) -> None:
+        SERVICES[self.realm] = self
+        self._sweep.start(15, now=False)
+
+    def stop(self) -> None:
+        if SERVICES.get(self.realm) is self:
+            del SERVICES[self.realm]
+        if self._sweep.running:
+            self._sweep.stop()
+        self.pool.close()
+
+    def handle(self, token: str | None, body: bytes, peer: str, max_batch: int) -> Answer | Deferred:
+        if token is None:
+            return self._token_refused(Rejected(Reason.MISSING_TOKEN), peer)
+        try:
+            checked = self._admission.check(token)
+        except Exception as error:  # noqa: BLE001 - any failure must become a clean refusal
+            return self._token_refused(_as_rejection(error), peer)
+        if isinstance(checked, Deferred):
+            return checked.addCallbacks(
+                self._admitted, lambda failure: self._token_refused(_as_rejection(failure.value), peer),
+                callbackArgs=(body, peer, max_batch),
+            )  # fmt: skip
+        return self._admitted(checked, body, peer, max_batch)
+
+    def _admitted(self, identity: Identity, body: bytes, peer: str, max_batch: int) -> Answer | Deferred:
+        try:
+            batch, items = parse_body(body, max_batch=max_batch, max_uri_length=self._settings.limits.max_uri_length)
+        except BodyProblem as problem:
+            self._log_refusal(400, INVALID_ARGUMENT, str(problem), identity.authid, peer)
+            metrics.HTTP_PUBLISHES.labels("invalid", "none").inc()
+            return Answer(400, Refusal(INVALID_ARGUMENT, str(problem)).answer(), outcome="invalid")
+        results = [self._publish_one(identity, item, peer) for item in items]
+        done = DeferredList([maybeDeferred(lambda r=r: r) for r in results], consumeErrors=True)
+        return done.addCallback(self._answer, batch)
+
+    def _publish_one(self, identity: Identity, item: Publication | Refusal, peer: str):
+        if isinstance(item, Refusal):
+            self._log_refusal(400, item.error, item.message, identity.authid, peer)
+            metrics.HTTP_PUBLISHES.labels("invalid", "none").inc()
+            return item
+        decision = self._authorizer.decide(
+            authrole=identity.role, authid=identity.authid, roles=identity.roles, action="publish",
+            uri=item.topic, options=item.options, via="http",
+        )  # fmt: skip
+        if not decision.allow:
+            metrics.HTTP_PUBLISHES.labels("denied", "none").inc()
+            return Refusal(
+                NOT_AUTHORIZED,
+                f"Not authorized to publish to '{clip(item.topic, 200)}' as '{identity.authid}' (role "
+                f"'{identity.role}'): {decision.reason}. Ask for a token with a role whose rules allow it.",
+            )
+        session = self.pool.session(identity.authid, identity.role)
+        published = session.publish_decided(
+            item.topic, item.args, item.kwargs, item.options, decision.as_crossbar_answer()
+        )
+        return published.addCallbacks(self._published, self._broker_refused, errbackArgs=(identity, item, peer))
+
+    def _published(self, publication_id: int) -> int:
+        metrics.HTTP_PUBLISHES.labels("published", "none").inc()
+        return publication_id
+
+    def _broker_refused(self, failure, identity: Identity, item: Publication, peer: str) -> Refusal:
+        error = getattr(failure.value, "error", None)
+        if error == INVALID_ARGUMENT:
+            text = clip(failure.value.args[0] if failure.value.args else error, 300)
+            self._log_refusal(400, error, text, identity.authid, peer)
+            metrics.HTTP_PUBLISHES.labels("invalid", "none").inc()
+            return Refusal(INVALID_ARGUMENT, text)
+        kind = error or type(failure.value).__name__
+        self._log.warn("http publish failed: {kind} topic={topic} authid={authid} peer={peer}", kind=clip(kind, 100),
+                       topic=clip(item.topic, 200), authid=identity.authid, peer=peer)  # fmt: skip
+        metrics.HTTP_PUBLISHES.labels("failed", "none").inc()
+        return Refusal("wamp.error.runtime_error", "The router could not publish this; retry, or read the router log.")
+
+    def _answer(self, results: list, batch: bool) -> Answer:
+        items = [value if ok else Refusal("wamp.error.runtime_error", "internal error") for ok, value in results]
+        if batch:
+            status, body = batch_answer(items)
+            return Answer(status, body, outcome="batch")
+        status, body = single_answer(items[0])
+        return Answer(status, body, outcome="published" if status == 200 else "refused")
+
+    def _token_refused(self, rejection: Rejected, peer: str) -> Answer:
+        status = TOKEN_STATUS.get(rejection.reason, 401)
+        metrics.HTTP_PUBLISHES.labels("token_refused", rejection.reason.code).inc()
+        self._log_refusal(status, rejection.reason.code, rejection.detail or "-", rejection.authid, peer,
+                          jti=rejection.jti)  # fmt: skip
+        message = rejection.message
+        if rejection.reason is Reason.INTERNAL_ERROR:
+            message = Rejected(Reason.INTERNAL_ERROR).message  # never the exception's words
+        elif rejection.reason is Reason.MISSING_TOKEN:  # the WAMP advice (the ticket) does not apply here
+            what = rejection.reason.what + (f": {rejection.detail}" if rejection.detail else "")
+            message = f"{what}. {BEARER_ADVICE}"
+        headers = {}
+        if status == 401:
+            # RFC 6750 3.1: a request without a token gets the challenge without an error code.
+            headers["WWW-Authenticate"] = (
+                f'Bearer realm="{self.realm}"' if rejection.reason is Reason.MISSING_TOKEN
+                else f'Bearer realm="{self.realm}", error="invalid_token"'
+            )  # fmt: skip
+        elif status == 503:
+            headers["Retry-After"] = "1"
+        body = {"error": rejection.reason.uri, "message": message}
+        return Answer(status, body, headers, outcome="token_refused", reason=rejection.reason.code)
+
+    def _log_refusal(self, status: int, reason: str, detail: str, authid, peer: str, jti=None) -> None:
+        self._log.warn(
+            "http publish refused: status={status} reason={reason} detail={detail} authid={authid} peer={peer} "
+            "jti={jti}", status=status, reason=reason, detail=clip(detail, 300), authid=authid, peer=peer, jti=jti,
+        )  # fmt: skip
+
+
+def _as_rejection(error: BaseException) -> Rejected:
+    return error if isinstance(error, Rejected) else Rejected(Reason.INTERNAL_ERROR, type(error).__name__)
+
+
+# -- the Twisted Web resource ---------------------------------------------------------------------
+
+
+class PublishResource(Resource):
+    isLeaf = True
+
+    def __init__(self, realm: str, max_body_bytes: int, max_batch: int) -> None:
+        super().__init__()
+        self.realm, self.max_body_bytes, self.max_batch = realm, max_body_bytes, max_batch
+        self.log = Logger()
+        limit_request_bodies(max_body_bytes)
+
+    def render(self, request):
+        peer = _peer(request)
+        if request.method != b"POST":
+            request.setHeader(b"allow", b"POST")
+            return self._finish(request, _refused(405, "Only POST publishes here.", "method"), peer)
+        problem = _content_type_problem(request.getHeader(b"content-type"))
+        if problem is not None:
+            return self._finish(request, _refused(400, problem, "invalid"), peer)
+        body = request.content.read(self.max_body_bytes + 1)
+        if len(body) > self.max_body_bytes:
+            message = f"The request body is larger than {self.max_body_bytes} bytes; send less per request."
+            return self._finish(request, _refused(413, message, "too_large"), peer)
+        service = SERVICES.get(self.realm)
+        if service is None:
+            message = f"HTTP publishing on realm '{self.realm}' is not ready: the authenticator has not joined it."
+            answer = _refused(503, message, "unavailable", error="wamp.error.no_such_realm")
+            answer.headers["Retry-After"] = "1"
+            return self._finish(request, answer, peer)
+        try:
+            token = _bearer_token(request.requestHeaders.getRawHeaders(b"authorization") or [])
+        except Rejected as rejection:
+            return self._finish(request, service._token_refused(rejection, peer), peer)
+        answered = service.handle(token, body, peer, self.max_batch)
+        if not isinstance(answered, Deferred):
+            return self._finish(request, answered, peer)
+        finished = []
+        request.notifyFinish().addErrback(lambda _: finished.append(True))  # the client went away
+        answered.addErrback(self._failed)
+        answered.addCallback(lambda answer: None if finished else self._write(request, answer, peer))
+        return server.NOT_DONE_YET
+
+    def _failed(self, failure) -> Answer:
+        self.log.warn("http publish failed: internal error {kind}", kind=type(failure.value).__name__)
+        return _refused(500, Rejected(Reason.INTERNAL_ERROR).message, "failed", error=Reason.INTERNAL_ERROR.uri)
+
+    def _finish(self, request, answer: Answer, peer: str) -> bytes:
+        if not answer.logged:
+            self.log.warn(
+                "http publish refused: status={status} reason={reason} detail={detail} authid=None peer={peer}",
+                status=answer.status, reason=answer.outcome, detail=clip(answer.body.get("message"), 300), peer=peer,
+            )  # fmt: skip
+        return self._body(request, answer)
+
+    def _write(self, request, answer: Answer, peer: str) -> None:
+        request.write(self._body(request, answer))
+        request.finish()
+
+    def _body(self, request, answer: Answer) -> bytes:
+        request.setResponseCode(answer.status)
+        request.setHeader(b"content-type", b"application/json")
+        request.setHeader(b"cache-control", b"no-store")
+        for name, value in answer.headers.items():
+            request.setHeader(name.encode("ascii"), value.encode("ascii"))
+        return json.dumps(answer.body, separators=(",", ":")).encode("utf-8")
+
+
+def _refused(status: int, message: str, outcome: str, *, error: str = INVALID_ARGUMENT) -> Answer:
+    metrics.HTTP_PUBLISHES.labels(outcome, "none").inc()
+    return Answer(status, {"error": error, "message": message}, outcome=outcome, logged=False)
+
+
+def _bearer_token(values: list[bytes]) -> str | None:
+    if not values:
+        return None
+    if len(values) > 1:
+        raise Rejected(Reason.MALFORMED_TOKEN, "send one Authorization header")
+    scheme, _, token = values[0].partition(b" ")
+    if scheme.lower() != b"bearer" or not token.strip():
+        raise Rejected(Reason.MISSING_TOKEN, "the Authorization header must be 'Bearer <token>'")
+    try:
+        return token.strip().decode("ascii")
+    except UnicodeDecodeError:
+        raise Rejected(Reason.MALFORMED_TOKEN, "the token is not ASCII") from None
+
+
+def _content_type_problem(value: bytes | None) -> str | None:
+    if value is None:
+        return None  # curl --data-binary @file sends none; the body must still be JSON
+    media, _, params = value.decode("latin-1").partition(";")
+    charset = params.strip().lower()
+    if media.strip().lower() != "application/json" or charset not in ("", "charset=utf-8", "charset=utf8"):
+        return (
+            f"Content-Type '{clip(value.decode('latin-1'), 100)}' is not accepted: send "
+            "'Content-Type: application/json' with a UTF-8 JSON body."
+        )
+    return None
+
+
+def _peer(request) -> str:
+    address = request.getClientAddress()
+    host = getattr(address, "host", None)
+    return f"{host}:{getattr(address, 'port', '')}" if host else str(address)
+
+
+def publish_resource(extra: Mapping) -> PublishResource:
+    """Factory of the ``resource`` path (Crossbar calls it with the path's ``extra``)."""
+    from .startup import stop_for_configuration
+
+    extra = dict(extra or {})
+    where = "the HTTP publish path's extra (authenticator.http_publish.publish_resource)"
+    problems = []
+    unknown = unknown_keys(where, extra, RESOURCE_KEYS)
+    if unknown:
+        problems.append(unknown)
+    realm = extra.get("realm")
+    if not isinstance(realm, str) or not realm:
+        problems.append(f"{where}: 'realm' must name the realm to publish on, such as \"realm1\"")
+    limits = {}
+    for key, default in (("max_body_bytes", DEFAULT_MAX_BODY_BYTES), ("max_batch", DEFAULT_MAX_BATCH)):
+        value = extra.get(key, default)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            problems.append(f"{where}: '{key}' must be a positive whole number (default {default})")
+        limits[key] = value
+    if problems:
+        stop_for_configuration(problems)
+    return PublishResource(realm, limits["max_body_bytes"], limits["max_batch"])

@@ -1,0 +1,189 @@
+"""HTTP publishing, the pure part: a request body -> publications, and outcomes -> HTTP answers.
+
+No Twisted, no I/O. The body has the shape of Crossbar's HTTP bridge (``{"topic", "args",
+"kwargs", "options"}``, or a JSON list of those: a batch), so its users feel at home, with one
+difference that matters: nothing in it can change who the publisher is. The publisher is the
+token's identity (authenticator/http_publish.py); ``forward_for`` and every other option that
+names a publisher or reaches past the policy is refused, never passed on.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from .suggest import unknown_keys
+
+DEFAULT_MAX_BODY_BYTES = 65536  # as the WebSocket's max_message_size
+DEFAULT_MAX_BATCH = 100
+# Deeper JSON than this is refused before anything serializes it again for the subscribers.
+MAX_DEPTH = 32
+MAX_LISTED = 100  # entries of one exclude/eligible list
+MAX_LISTED_LENGTH = 256  # characters of one authid or authrole in such a list
+
+FIELDS = ("topic", "args", "kwargs", "options")
+# Receiver filters, by authid or authrole (Crossbar's names). Not by session id: a backend has no
+# business knowing WAMP session ids, and they name sessions of any user.
+FILTER_OPTIONS = ("exclude_authid", "exclude_authrole", "eligible_authid", "eligible_authrole")
+OPTIONS = (*FILTER_OPTIONS, "acknowledge", "retain")
+# Options that would change who the publisher is, or how it is disclosed: refused by name so that
+# the answer says why, not just "unknown option".
+PUBLISHER_OPTIONS = frozenset({"forward_for", "disclose_me", "exclude_me", "exclude", "eligible",
+                               "publisher", "publisher_authid", "publisher_authrole"})  # fmt: skip
+# Crossbar's loose URI rule (router/broker.py), non-empty components, plus a length bound below.
+_URI = re.compile(r"^([^\s.#]+\.)*([^\s.#]+)$")
+
+INVALID_ARGUMENT = "wamp.error.invalid_argument"
+NOT_AUTHORIZED = "wamp.error.not_authorized"
+
+
+class BodyProblem(ValueError):
+    """The request body, or one publication of a batch, cannot be published; the message says why."""
+
+
+@dataclass(frozen=True)
+class Publication:
+    topic: str
+    args: list = field(default_factory=list)
+    kwargs: dict = field(default_factory=dict)
+    # The receiver filters and retain, as Crossbar's PublishOptions takes them.
+    options: dict = field(default_factory=dict)
+
+    @property
+    def retain(self) -> bool:
+        return bool(self.options.get("retain"))
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """One publication that was not published: a WAMP error URI and a message for the caller."""
+
+    error: str
+    message: str
+
+    def answer(self) -> dict:
+        return {"error": self.error, "message": self.message}
+
+
+def parse_body(body: bytes, *, max_batch: int, max_uri_length: int) -> tuple[bool, list[Publication | Refusal]]:
+    """(is a batch, the publications in order). A body that is not JSON, too deep, or neither an
+    object nor a list raises BodyProblem; in a batch, a bad publication is a Refusal in its place
+    (a bad one does not stop the others)."""
+    try:
+        document = json.loads(body)
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        raise BodyProblem("The body is not JSON: send a JSON object (or a list of them) as UTF-8.") from None
+    if _depth_exceeds(document, MAX_DEPTH):
+        raise BodyProblem(f"The body is nested deeper than {MAX_DEPTH} levels.")
+    if isinstance(document, dict):
+        return False, [publication(document, max_uri_length)]
+    if not isinstance(document, list):
+        raise BodyProblem('The body must be a JSON object {"topic": ..., "args": [...]} or a list of them.')
+    if not document:
+        raise BodyProblem("The batch is empty: send at least one publication.")
+    if len(document) > max_batch:
+        raise BodyProblem(f"The batch has {len(document)} publications; at most {max_batch} per request.")
+    items: list[Publication | Refusal] = []
+    for entry in document:
+        try:
+            items.append(publication(entry, max_uri_length))
+        except BodyProblem as problem:
+            items.append(Refusal(INVALID_ARGUMENT, str(problem)))
+    return True, items
+
+
+def publication(entry: object, max_uri_length: int) -> Publication:
+    """One publication of the body, checked: types, URI, options."""
+    if not isinstance(entry, dict):
+        raise BodyProblem('A publication must be a JSON object {"topic": ..., "args": [...], "kwargs": {...}}.')
+    unknown = unknown_keys("A publication", entry, FIELDS)
+    if unknown:
+        raise BodyProblem(unknown + ".")
+    topic = entry.get("topic")
+    if not isinstance(topic, str) or not topic:
+        raise BodyProblem("'topic' must be a non-empty string, such as \"app.user.bob.notifications\".")
+    if len(topic) > max_uri_length:
+        raise BodyProblem(f"'topic' is longer than {max_uri_length} characters.")
+    if not _URI.match(topic):
+        raise BodyProblem("'topic' is not a valid WAMP URI: dot-separated, non-empty parts, no spaces or '#'.")
+    args = entry.get("args")
+    kwargs = entry.get("kwargs")
+    if args is not None and not isinstance(args, list):
+        raise BodyProblem("'args' must be a JSON list.")
+    if kwargs is not None and not isinstance(kwargs, dict):
+        raise BodyProblem("'kwargs' must be a JSON object.")
+    return Publication(topic, args or [], kwargs or {}, _options(entry.get("options")))
+
+
+def _options(options: object) -> dict:
+    if options is None:
+        return {}
+    if not isinstance(options, dict):
+        raise BodyProblem("'options' must be a JSON object.")
+    forbidden = sorted(key for key in options if key in PUBLISHER_OPTIONS)
+    if forbidden:
+        # The publisher is the token's identity: a body naming another (forward_for) would let any
+        # token holder make subscribers see any publisher, as Crossbar's own bridge does.
+        raise BodyProblem(
+            f"Option '{forbidden[0]}' is not accepted over HTTP: the publisher is the token's identity, and "
+            "receivers are chosen by authid or authrole (exclude_authid, eligible_authid, ...)."
+        )
+    unknown = unknown_keys("'options'", options, OPTIONS)
+    if unknown:
+        raise BodyProblem(unknown + ".")
+    if options.get("acknowledge", True) is not True:
+        raise BodyProblem("'acknowledge' is always true over HTTP: the answer is the publication's id.")
+    checked: dict[str, Any] = {}
+    for name in FILTER_OPTIONS:
+        value = options.get(name)
+        if value is None:
+            continue
+        if (
+            not isinstance(value, list)
+            or len(value) > MAX_LISTED
+            or not all(isinstance(v, str) and 0 < len(v) <= MAX_LISTED_LENGTH for v in value)
+        ):
+            raise BodyProblem(
+                f"'{name}' must be a list of at most {MAX_LISTED} strings of 1 to {MAX_LISTED_LENGTH} characters."
+            )
+        checked[name] = list(value)
+    retain = options.get("retain", False)
+    if not isinstance(retain, bool):
+        raise BodyProblem("'retain' must be true or false.")
+    if retain:
+        checked["retain"] = True
+    return checked
+
+
+def _depth_exceeds(document: object, limit: int) -> bool:
+    """Whether any container of the parsed document is nested deeper than `limit` (iterative: no
+    recursion a hostile body could exhaust)."""
+    stack = [(document, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, (dict, list)):
+            if depth > limit:
+                return True
+            children = value.values() if isinstance(value, dict) else value
+            stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
+    return False
+
+
+# -- answers ------------------------------------------------------------------------------------
+
+STATUS_OF_ERROR: Mapping[str, int] = {NOT_AUTHORIZED: 403, INVALID_ARGUMENT: 400}
+
+
+def single_answer(item: int | Refusal) -> tuple[int, dict]:
+    """The status and body of a one-publication request: its id, or its refusal's status."""
+    if isinstance(item, Refusal):
+        return STATUS_OF_ERROR.get(item.error, 500), item.answer()
+    return 200, {"id": item}
+
+
+def batch_answer(items: list[int | Refusal]) -> tuple[int, list[dict]]:
+    """A batch is answered 200 once its token was accepted: each publication its own outcome."""
+    return 200, [item.answer() if isinstance(item, Refusal) else {"id": item} for item in items]

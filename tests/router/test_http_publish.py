@@ -1,0 +1,269 @@
+"""POST /publish through a real crossbar node (both deployments): a backend publishes with a token,
+under the same policy, and subscribers see it as from a WAMP publisher."""
+
+from __future__ import annotations
+
+import json
+import socket
+
+import pytest_twisted
+import treq
+from autobahn.wamp.types import SubscribeOptions
+
+from tests.support.tokens import mint, unique
+from tests.support.wamp import Inbox, connect
+
+DETAILS = SubscribeOptions(details_arg="details")
+
+
+def publish_url(router) -> str:
+    return f"http://127.0.0.1:{router.port}/publish"
+
+
+async def post(router, body, token: str | None = None, *, headers: dict | None = None, method: str = "POST"):
+    """(status, headers, JSON answer) of one request to /publish."""
+    sent = {"Content-Type": ["application/json"], **{k: [v] for k, v in (headers or {}).items()}}
+    if token is not None:
+        sent["Authorization"] = [f"Bearer {token}"]
+    data = body if isinstance(body, bytes) else json.dumps(body).encode()
+    response = await treq.request(method, publish_url(router), data=data, headers=sent, timeout=10)
+    text = await response.text()
+    return response.code, response.headers, (json.loads(text) if text else None)
+
+
+def backend_token(name: str | None = None, **claims) -> str:
+    return mint(name or unique("backend"), ["backend"], **claims)
+
+
+@pytest_twisted.ensureDeferred
+async def test_bob_receives_what_the_backend_publishes_to_him_and_alice_does_not(router):
+    alice_id, bob_id = unique("alice"), unique("bob")
+    alice, bob = await connect(router.url, mint(alice_id)), await connect(router.url, mint(bob_id))
+    try:
+        alice_inbox, bob_inbox = Inbox(), Inbox()
+        await alice.subscribe(alice_inbox, f"app.user.{alice_id}.notifications", options=DETAILS)
+        await bob.subscribe(bob_inbox, f"app.user.{bob_id}.notifications", options=DETAILS)
+        backend = unique("backend")
+        status, headers, answer = await post(
+            router, {"topic": f"app.user.{bob_id}.notifications", "args": ["report ready"], "kwargs": {"n": 1}},
+            backend_token(backend),
+        )  # fmt: skip
+        assert status == 200, answer
+        assert isinstance(answer["id"], int)
+        assert headers.getRawHeaders("cache-control") == ["no-store"]
+        args, kwargs = await bob_inbox.next()
+        details = kwargs.pop("details")
+        assert (args, kwargs) == (("report ready",), {"n": 1})
+        # as from a WAMP publisher of that identity: disclosed by the backend rule, never forwarded
+        assert (details.publisher_authid, details.publisher_authrole) == (backend, "backend")
+        assert details.forward_for is None
+        # the marker: alice's own event arrives after bob's, and it is the first thing she gets
+        await post(router, {"topic": f"app.user.{alice_id}.notifications", "args": ["marker"]}, backend_token())
+        args, _ = await alice_inbox.next()
+        assert args == ("marker",)
+        assert alice_inbox.events == []
+    finally:
+        alice.leave()
+        bob.leave()
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_publisher_is_the_tokens_identity_never_one_from_the_body(router):
+    bob_id = unique("bob")
+    bob = await connect(router.url, mint(bob_id))
+    try:
+        inbox = Inbox()
+        await bob.subscribe(inbox, f"app.user.{bob_id}.notifications", options=DETAILS)
+        offset = router.log_size()
+        for option in ("forward_for", "disclose_me", "publisher_authid"):
+            forged = [{"session": 1, "authid": "root", "authrole": "admin"}] if option == "forward_for" else "root"
+            body = {"topic": f"app.user.{bob_id}.notifications", "args": ["forged"], "options": {option: forged}}
+            status, _, answer = await post(router, body, backend_token())
+            assert status == 400, answer
+            assert answer["error"] == "wamp.error.invalid_argument"
+            assert f"Option '{option}' is not accepted over HTTP" in answer["message"]
+        router.wait_for_log("http publish refused: status=400 reason=wamp.error.invalid_argument", after=offset)
+        # the marker: a plain publication arrives, and nothing forged came before it
+        backend = unique("backend")
+        await post(router, {"topic": f"app.user.{bob_id}.notifications", "args": ["real"]}, backend_token(backend))
+        args, kwargs = await inbox.next()
+        assert args == ("real",) and kwargs["details"].publisher_authid == backend
+        assert inbox.events == []
+    finally:
+        bob.leave()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_policy_denial_is_403_with_the_rule_that_decided(router):
+    carol = unique("carol")
+    offset = router.log_size()
+    # a user may publish to chat, not to someone's notifications
+    status, _, answer = await post(router, {"topic": "app.user.bob.notifications", "args": [1]}, mint(carol))
+    assert status == 403, answer
+    assert answer["error"] == "wamp.error.not_authorized"
+    assert f"as '{carol}' (role 'user')" in answer["message"] and "no rule" in answer["message"]
+    router.wait_for_log(
+        f"authorization denied: publish app.user.bob.notifications authid={carol} role=user via=http", after=offset
+    )
+    # and the same token may publish where its rules allow it
+    status, _, answer = await post(router, {"topic": "app.chat.lobby", "args": ["hi"]}, mint(carol))
+    assert status == 200, answer
+
+
+@pytest_twisted.ensureDeferred
+async def test_per_user_rules_apply_to_http_publications(router, tmp_path):
+    # The {authid} rules decide for the token's authid. The shipped policy lets users subscribe
+    # to their own notifications, not publish: a custom role would be needed to publish to one's
+    # own topic; here the backend's prefix rule and the user's denial are enough to show both ends.
+    dave = unique("dave")
+    status, _, answer = await post(router, {"topic": f"app.user.{dave}.notifications"}, mint(dave))
+    assert status == 403 and "no rule" in answer["message"], answer
+
+
+@pytest_twisted.ensureDeferred
+async def test_token_refusals_are_401_with_reason_and_challenge(router):
+    cases = {
+        "expired": mint(unique("backend"), ["backend"], ttl=-60),
+        "invalid_signature": mint(unique("backend"), ["backend"], secret="another-secret-of-32-bytes-or-more!"),
+        "malformed_token": "not-a-jwt",
+    }
+    for reason, token in cases.items():
+        offset = router.log_size()
+        status, headers, answer = await post(router, {"topic": "app.public.news"}, token)
+        assert status == 401, (reason, answer)
+        assert answer["error"] == f"authenticator.error.{reason}"
+        assert headers.getRawHeaders("www-authenticate") == ['Bearer realm="realm1", error="invalid_token"']
+        line = router.wait_for_log(f"http publish refused: status=401 reason={reason}", after=offset)
+        assert token not in line
+    status, headers, answer = await post(router, {"topic": "app.public.news"})
+    assert status == 401 and answer["error"] == "authenticator.error.missing_token"
+    assert "Authorization: Bearer" in answer["message"]
+    assert headers.getRawHeaders("www-authenticate") == ['Bearer realm="realm1"']
+    status, _, answer = await post(router, {"topic": "app.public.news"}, headers={"Authorization": "Basic YTpi"})
+    assert status == 401 and answer["error"] == "authenticator.error.missing_token", answer
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_revoked_token_is_refused(router):
+    backend = unique("backend")
+    token = backend_token(backend)
+    status, _, _ = await post(router, {"topic": "app.public.news"}, token)
+    assert status == 200
+    admin = await connect(router.url, mint("root", ["admin"]))
+    try:
+        await admin.call("authenticator.revoke", authid=backend)
+    finally:
+        admin.leave()
+    status, _, answer = await post(router, {"topic": "app.public.news"}, token)
+    assert status == 401 and answer["error"] == "authenticator.error.revoked", answer
+
+
+@pytest_twisted.ensureDeferred
+async def test_malformed_bodies_are_400_and_say_why(router):
+    token = backend_token()
+    cases = [
+        (b"{not json", "not JSON"),
+        (b'"a string"', "must be a JSON object"),
+        (json.dumps({"args": [1]}).encode(), "'topic' must be a non-empty string"),
+        (json.dumps({"topic": "app..news"}).encode(), "not a valid WAMP URI"),
+        (json.dumps({"topic": "app.public.news", "args": {"a": 1}}).encode(), "'args' must be a JSON list"),
+        (json.dumps({"topic": "app.public.news", "kwarg": {}}).encode(), "did you mean 'kwargs'"),
+        (json.dumps({"topic": "app.public.news", "options": {"acknowledge": False}}).encode(), "always true"),
+        (b'{"topic": "app.public.news", "args": ' + b"[" * 40 + b"]" * 40 + b"}", "nested deeper"),
+        (json.dumps([]).encode(), "batch is empty"),
+        (json.dumps([{"topic": "app.public.news"}] * 101).encode(), "at most 100"),
+    ]  # fmt: skip
+    for body, expected in cases:
+        status, _, answer = await post(router, body, token)
+        assert status == 400, (body[:60], answer)
+        assert answer["error"] == "wamp.error.invalid_argument" and expected in answer["message"], (body[:60], answer)
+    plain = {"Content-Type": "text/plain"}
+    status, _, answer = await post(router, b'{"topic": "app.public.news"}', token, headers=plain)
+    assert status == 400 and "Content-Type" in answer["message"], answer
+
+
+@pytest_twisted.ensureDeferred
+async def test_other_methods_are_405(router):
+    response = await treq.get(publish_url(router), timeout=10)
+    assert response.code == 405
+    assert response.headers.getRawHeaders("allow") == ["POST"]
+    assert json.loads(await response.text())["error"] == "wamp.error.invalid_argument"
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_body_over_the_limit_is_413(router):
+    token = backend_token()
+    big = json.dumps({"topic": "app.public.news", "args": ["x" * 70000]}).encode()
+    status, _, answer = await post(router, big, token)
+    assert status == 413, answer
+    assert "larger than 65536 bytes" in answer["message"]
+
+
+def test_a_body_over_the_limit_is_refused_before_it_is_read(router):
+    """A declared Content-Length over the limit is answered 413 while the body has not been sent:
+    the router does not take the bytes first."""
+    with socket.create_connection(("127.0.0.1", router.port), timeout=10) as s:
+        s.sendall(
+            b"POST /publish HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 1000000000\r\n\r\n{"
+        )
+        answer = s.recv(4096)
+    assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_batch_is_answered_in_order_and_a_denial_does_not_stop_the_others(router):
+    bob_id = unique("bob")
+    bob = await connect(router.url, mint(bob_id))
+    try:
+        inbox = Inbox()
+        await bob.subscribe(inbox, f"app.user.{bob_id}.notifications")
+        batch = [
+            {"topic": f"app.user.{bob_id}.notifications", "args": ["first"]},
+            {"topic": "app.secret.plans", "args": ["denied"]},
+            {"topic": "not a uri"},
+            {"topic": f"app.user.{bob_id}.notifications", "args": ["last"]},
+        ]
+        status, _, answer = await post(router, batch, backend_token())
+        assert status == 200, answer
+        assert [sorted(item) for item in answer] == [["id"], ["error", "message"], ["error", "message"], ["id"]]
+        assert [item.get("error") for item in answer] == [
+            None, "wamp.error.not_authorized", "wamp.error.invalid_argument", None,
+        ]  # fmt: skip
+        assert (await inbox.next())[0] == ("first",)
+        assert (await inbox.next())[0] == ("last",)
+    finally:
+        bob.leave()
+
+
+@pytest_twisted.ensureDeferred
+async def test_receiver_filters_choose_by_authid(router):
+    alice_id, bob_id = unique("alice"), unique("bob")
+    alice, bob = await connect(router.url, mint(alice_id)), await connect(router.url, mint(bob_id))
+    try:
+        alice_inbox, bob_inbox = Inbox(), Inbox()
+        await alice.subscribe(alice_inbox, "app.public.news")
+        await bob.subscribe(bob_inbox, "app.public.news")
+        token = backend_token()
+        options = {"eligible_authid": [alice_id]}
+        status, _, answer = await post(router, {"topic": "app.public.news", "args": ["only alice"], "options": options},
+                                       token)  # fmt: skip
+        assert status == 200, answer
+        await post(router, {"topic": "app.public.news", "args": ["marker"], "options": {"exclude_authid": [alice_id]}},
+                   token)  # fmt: skip
+        assert (await alice_inbox.next())[0] == ("only alice",)
+        assert (await bob_inbox.next())[0] == ("marker",)  # bob's first event is the marker
+        assert alice_inbox.events == []
+    finally:
+        alice.leave()
+        bob.leave()
+
+
+@pytest_twisted.ensureDeferred
+async def test_http_publishes_are_counted_by_outcome(router):
+    await post(router, {"topic": "app.public.news"}, backend_token())
+    await post(router, {"topic": "app.secret"}, backend_token())
+    response = await treq.get(f"http://127.0.0.1:{router.port}/metrics", timeout=10)
+    text = await response.text()
+    assert 'crossbar_jwt_http_publishes_total{outcome="published",reason="none"}' in text
+    assert 'crossbar_jwt_http_publishes_total{outcome="denied",reason="none"}' in text

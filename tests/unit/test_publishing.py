@@ -1,0 +1,131 @@
+"""The HTTP publish body, pure: what is accepted, what is refused and why, and the answers."""
+
+import json
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from authenticator.publishing import (
+    FILTER_OPTIONS,
+    INVALID_ARGUMENT,
+    MAX_DEPTH,
+    NOT_AUTHORIZED,
+    PUBLISHER_OPTIONS,
+    BodyProblem,
+    Publication,
+    Refusal,
+    batch_answer,
+    parse_body,
+    single_answer,
+)
+
+LIMITS = {"max_batch": 100, "max_uri_length": 512}
+DETERMINISTIC = {"derandomize": True, "database": None, "deadline": None}
+
+
+def parse(document) -> tuple[bool, list]:
+    return parse_body(json.dumps(document).encode(), **LIMITS)
+
+
+def test_the_bridge_shape_is_accepted():
+    batch, (item,) = parse({"topic": "app.user.bob.notifications", "args": [1], "kwargs": {"a": 2},
+                            "options": {"exclude_authid": ["alice"], "acknowledge": True}})  # fmt: skip
+    assert not batch
+    assert item == Publication("app.user.bob.notifications", [1], {"a": 2}, {"exclude_authid": ["alice"]})
+
+
+def test_a_batch_keeps_its_order_and_a_bad_entry_takes_only_its_place():
+    batch, items = parse([{"topic": "app.a"}, {"topic": "bad uri"}, "nope", {"topic": "app.b"}])
+    assert batch
+    assert [type(i).__name__ for i in items] == ["Publication", "Refusal", "Refusal", "Publication"]
+    assert items[1].error == INVALID_ARGUMENT and "valid WAMP URI" in items[1].message
+
+
+@pytest.mark.parametrize("option", sorted(PUBLISHER_OPTIONS))
+def test_every_option_that_names_a_publisher_is_refused_by_name(option):
+    with pytest.raises(BodyProblem, match=f"Option '{option}' is not accepted over HTTP"):
+        parse({"topic": "app.a", "options": {option: [{"session": 1, "authid": "root", "authrole": "admin"}]}})
+
+
+@pytest.mark.parametrize(
+    ("document", "says"),
+    [
+        ({"topic": "app.a", "option": {}}, "did you mean 'options'"),
+        ({"topic": "app.a", "options": {"eligible_authids": []}}, "did you mean 'eligible_authid'"),
+        ({"topic": "app.a", "options": {"exclude_authid": "alice"}}, "must be a list"),
+        ({"topic": "app.a", "options": {"exclude_authid": [""]}}, "must be a list"),
+        ({"topic": "app.a", "options": {"retain": "yes"}}, "'retain' must be true or false"),
+        ({"topic": "app.a", "kwargs": []}, "'kwargs' must be a JSON object"),
+        ({"topic": 5}, "'topic' must be a non-empty string"),
+        ({"topic": "a" * 513}, "longer than 512"),
+        ({"topic": "app.#"}, "not a valid WAMP URI"),
+        ({"topic": ".app"}, "not a valid WAMP URI"),
+    ],
+)
+def test_wrong_shapes_say_what_to_send(document, says):
+    with pytest.raises(BodyProblem, match=None) as problem:
+        parse(document)
+    assert says in str(problem.value)
+
+
+def test_depth_and_size_bounds():
+    deep = json.dumps({"topic": "app.a", "args": [[[]]]}).encode()
+    assert parse_body(deep, **LIMITS)[1][0].args == [[[]]]
+    too_deep = b'{"topic": "app.a", "args": ' + b"[" * MAX_DEPTH + b"]" * MAX_DEPTH + b"}"
+    with pytest.raises(BodyProblem, match="nested deeper"):
+        parse_body(too_deep, **LIMITS)
+    # far deeper than Python's recursion limit: refused, not a crash
+    with pytest.raises(BodyProblem):
+        parse_body(b"[" * 100000 + b"]" * 100000, **LIMITS)
+    with pytest.raises(BodyProblem, match="at most 3"):
+        parse_body(json.dumps([{"topic": "app.a"}] * 4).encode(), max_batch=3, max_uri_length=512)
+    for body in (b"\xff\xfe", b"", b"null", b"[]"):
+        with pytest.raises(BodyProblem):
+            parse_body(body, **LIMITS)
+
+
+def test_answers():
+    assert single_answer(7) == (200, {"id": 7})
+    assert single_answer(Refusal(NOT_AUTHORIZED, "no")) == (403, {"error": NOT_AUTHORIZED, "message": "no"})
+    assert single_answer(Refusal(INVALID_ARGUMENT, "bad"))[0] == 400
+    assert batch_answer([1, Refusal(NOT_AUTHORIZED, "no")]) == (200, [{"id": 1}, {"error": NOT_AUTHORIZED,
+                                                                                    "message": "no"}])  # fmt: skip
+
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=8),
+    lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=8), children, max_size=3),
+    max_leaves=10,
+)
+OPTION_NAMES = st.sampled_from(sorted({*PUBLISHER_OPTIONS, *FILTER_OPTIONS, "retain", "acknowledge", "match"}))
+AUTHIDS = st.lists(st.text(min_size=1, max_size=5), max_size=3)
+
+
+def test_whatever_the_options_nothing_that_names_a_publisher_passes():
+    reached = {"accepted": 0, "refused as a publisher option": 0, "refused otherwise": 0}
+
+    well_formed = st.fixed_dictionaries(
+        {}, optional={**dict.fromkeys(FILTER_OPTIONS, AUTHIDS), "retain": st.booleans(), "acknowledge": st.just(True)}
+    )
+    anything = st.dictionaries(OPTION_NAMES | st.text(max_size=12), AUTHIDS | st.booleans() | JSON, max_size=3)
+
+    @settings(max_examples=400, **DETERMINISTIC)
+    @given(options=well_formed | anything)
+    def judged(options):
+        try:
+            (item,) = parse({"topic": "app.a", "options": options})[1]
+        except BodyProblem as problem:
+            named = set(options) & PUBLISHER_OPTIONS
+            assert ("is not accepted over HTTP" in str(problem)) == bool(named)
+            reached["refused as a publisher option" if named else "refused otherwise"] += 1
+            return
+        assert not set(options) & PUBLISHER_OPTIONS
+        assert set(item.options) <= {*FILTER_OPTIONS, "retain"}
+        assert all(isinstance(v, list) for k, v in item.options.items() if k != "retain")
+        reached["accepted"] += 1
+
+    judged()
+    print(f"\noptions judged: {reached}")
+    # Derandomized: 334 accepted, 23 and 43 refused here; the bound catches a strategy that drifts to one side.
+    assert min(reached.values()) >= 15, reached
