@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from twisted.internet.defer import Deferred, DeferredList, maybeDeferred
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from twisted.web import server
 from twisted.web.resource import Resource
 
@@ -55,6 +56,7 @@ BEARER_ADVICE = (
     "Send the JWT in an 'Authorization: Bearer <token>' header (a cookie is never taken here: a browser "
     "would attach it to any site's form)."
 )
+PUBLISHED = metrics.HTTP_PUBLISHES.labels("published", "none")  # the hot path: looked up once
 TOKEN_STATUS = {Reason.STORE_UNAVAILABLE: 503, Reason.INTERNAL_ERROR: 500}
 
 
@@ -110,8 +112,11 @@ class HttpPublishing:
             metrics.HTTP_PUBLISHES.labels("invalid", "none").inc()
             return Answer(400, Refusal(INVALID_ARGUMENT, str(problem)).answer(), outcome="invalid")
         results = [self._publish_one(identity, item, peer) for item in items]
+        if not batch:
+            (result,) = results
+            return result.addCallback(self._single) if isinstance(result, Deferred) else self._single(result)
         done = DeferredList([maybeDeferred(lambda r=r: r) for r in results], consumeErrors=True)
-        return done.addCallback(self._answer, batch)
+        return done.addCallback(self._batch)
 
     def _publish_one(self, identity: Identity, item: Publication | Refusal, peer: str):
         if isinstance(item, Refusal):
@@ -135,8 +140,9 @@ class HttpPublishing:
         )
         return published.addCallbacks(self._published, self._broker_refused, errbackArgs=(identity, item, peer))
 
-    def _published(self, publication_id: int) -> int:
-        metrics.HTTP_PUBLISHES.labels("published", "none").inc()
+    @staticmethod
+    def _published(publication_id: int) -> int:
+        PUBLISHED.inc()
         return publication_id
 
     def _broker_refused(self, failure, identity: Identity, item: Publication, peer: str) -> Refusal:
@@ -152,13 +158,16 @@ class HttpPublishing:
         metrics.HTTP_PUBLISHES.labels("failed", "none").inc()
         return Refusal("wamp.error.runtime_error", "The router could not publish this; retry, or read the router log.")
 
-    def _answer(self, results: list, batch: bool) -> Answer:
-        items = [value if ok else Refusal("wamp.error.runtime_error", "internal error") for ok, value in results]
-        if batch:
-            status, body = batch_answer(items)
-            return Answer(status, body, outcome="batch")
-        status, body = single_answer(items[0])
+    @staticmethod
+    def _single(result: int | Refusal) -> Answer:
+        status, body = single_answer(result)
         return Answer(status, body, outcome="published" if status == 200 else "refused")
+
+    @staticmethod
+    def _batch(results: list) -> Answer:
+        items = [value if ok else Refusal("wamp.error.runtime_error", "internal error") for ok, value in results]
+        status, body = batch_answer(items)
+        return Answer(status, body, outcome="batch")
 
     def _token_refused(self, rejection: Rejected, peer: str) -> Answer:
         status = TOKEN_STATUS.get(rejection.reason, 401)
@@ -231,15 +240,20 @@ class PublishResource(Resource):
         answered = service.handle(token, body, peer, self.max_batch)
         if not isinstance(answered, Deferred):
             return self._finish(request, answered, peer)
-        finished = []
-        request.notifyFinish().addErrback(lambda _: finished.append(True))  # the client went away
-        answered.addErrback(self._failed)
-        answered.addCallback(lambda answer: None if finished else self._write(request, answer, peer))
+        outcome: list = []
+        answered.addBoth(outcome.append)
+        if outcome:  # an embedded publish is answered at once: no NOT_DONE_YET round
+            return self._finish(request, self._answer_of(outcome[0]), peer)
+        gone: list = []
+        request.notifyFinish().addErrback(gone.append)  # the client went away meanwhile
+        answered.addCallback(lambda _: None if gone else self._write(request, self._answer_of(outcome[0]), peer))
         return server.NOT_DONE_YET
 
-    def _failed(self, failure) -> Answer:
-        self.log.warn("http publish failed: internal error {kind}", kind=type(failure.value).__name__)
-        return _refused(500, Rejected(Reason.INTERNAL_ERROR).message, "failed", error=Reason.INTERNAL_ERROR.uri)
+    def _answer_of(self, result) -> Answer:
+        if isinstance(result, Failure):
+            self.log.warn("http publish failed: internal error {kind}", kind=type(result.value).__name__)
+            return _refused(500, Rejected(Reason.INTERNAL_ERROR).message, "failed", error=Reason.INTERNAL_ERROR.uri)
+        return result
 
     def _finish(self, request, answer: Answer, peer: str) -> bytes:
         if not answer.logged:
@@ -259,7 +273,9 @@ class PublishResource(Resource):
         request.setHeader(b"cache-control", b"no-store")
         for name, value in answer.headers.items():
             request.setHeader(name.encode("ascii"), value.encode("ascii"))
-        return json.dumps(answer.body, separators=(",", ":")).encode("utf-8")
+        body = json.dumps(answer.body, separators=(",", ":")).encode("utf-8")
+        request.setHeader(b"content-length", b"%d" % len(body))
+        return body
 
 
 def _refused(status: int, message: str, outcome: str, *, error: str = INVALID_ARGUMENT) -> Answer:

@@ -15,6 +15,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 import jwt
@@ -108,6 +109,15 @@ def user_claims(sub: str, roles: Iterable[str], ttl: int, *, now: float | None =
 # An issuer puts the same header on every token, and parsing it is a third of PyJWT's work. Only
 # headers of tokens that verified are remembered, so refused tokens cannot fill (or poison) it.
 HEADER_CACHE_SIZE = 64
+# Tokens that verified, by their exact text: a backend sends the same token with every HTTP
+# publication, a client reconnects with its token, and the signature is most of the verification.
+# Verifying is a function of the token, the settings (fixed), the key and the clock: a remembered
+# token is used only while the key that verified it is still the one its header selects (a
+# rotated or removed key forgets it), and its times are checked again at every use. Revocation
+# and replay are not verification: the store is asked every time (admission.py). Single-use
+# tokens are never remembered (they must not come twice). Oldest first out; at most
+# TOKEN_CACHE_SIZE * max_token_bytes of memory (2 MiB at the defaults).
+TOKEN_CACHE_SIZE = 256
 
 
 class TokenVerifier:
@@ -115,8 +125,23 @@ class TokenVerifier:
         self.settings = settings
         self.clock = clock
         self._verified_headers: dict[str, dict] = {}
+        self._verified_tokens: dict[str, tuple[object, dict, Identity]] = {}
 
     def verify(self, token: object) -> Identity:
+        remembered = self._verified_tokens.get(token) if isinstance(token, str) else None
+        if remembered is not None:
+            key, header, identity = remembered
+            try:
+                still = self.settings.keys.select(header.get("kid"), header["alg"]) is key
+            except Rejected:
+                still = False
+            if still:
+                self._check_times(identity.claims, identity.jti)
+                return identity
+            del self._verified_tokens[token]
+        return self._verify(token)
+
+    def _verify(self, token: object) -> Identity:
         claims_rules = self.settings.claims
         if token is None or token == "":
             raise Rejected(Reason.MISSING_TOKEN)
@@ -166,15 +191,20 @@ class TokenVerifier:
             raise Rejected(Reason.UNKNOWN_ROLE, self._unknown_roles(token_roles), authid=authid, jti=jti)
         if len(self._verified_headers) < HEADER_CACHE_SIZE:
             self._verified_headers[header_segment] = header
-        return Identity(
+        identity = Identity(
             authid=authid,
             role=role,
             roles=known,
             expires_at=claims.get("exp"),
             issued_at=claims.get("iat"),
             jti=jti,
-            claims=claims,
+            claims=MappingProxyType(claims),  # shared by every use of a remembered token: read-only
         )
+        if not self.settings.single_use:
+            if len(self._verified_tokens) >= TOKEN_CACHE_SIZE:
+                del self._verified_tokens[next(iter(self._verified_tokens))]
+            self._verified_tokens[token] = (key, header, identity)
+        return identity
 
     # -- steps ---------------------------------------------------------------------------------
 

@@ -16,6 +16,11 @@ LABELS = {
     "jwt-2proxy": "crossbar-jwt scale-out config, 2 proxy workers (both cores)",
 }
 
+HTTP_LABELS = {
+    "publish": "crossbar-jwt `POST /publish` (Bearer JWT, verified and decided by the policy)",
+    "bridge": "Crossbar's HTTP bridge `publisher` (static role, no signature)",
+}
+
 
 def _spread(values: list[float]) -> dict:
     return {"median": statistics.median(values), "min": min(values), "max": max(values)}
@@ -52,6 +57,21 @@ def summarize(results: dict) -> dict:
                 "rate": _spread([r["rate"] for r in rounds]), "vs_static": ratio,
                 "generator_cpu_percent": statistics.median(r["generator_cpu_percent"] for r in rounds),
             }  # fmt: skip
+    http = results.get("http")
+    if http:
+        summary["http"] = {
+            name: {
+                "rate": _spread([r["rate"] for r in rounds]),
+                "p50_ms": _spread([r["p50_ms"] for r in rounds]),
+                "p99_ms": _spread([r["p99_ms"] for r in rounds]),
+                "vs_bridge": _ratios(http, name, "bridge"),
+                "errors": sum(r["errors"] for r in rounds),
+                "delivered": sum(r["events"] for r in rounds) / max(1, sum(r["requests"] for r in rounds)),
+                "server_cpu_percent": statistics.median(r["server_cpu_percent"] for r in rounds),
+                "generator_cpu_percent": statistics.median(r["generator_cpu_percent"] for r in rounds),
+            }
+            for name, rounds in http.items()
+        }
     summary["memory"] = results["memory"]
     return summary
 
@@ -96,7 +116,22 @@ def markdown(summary: dict, results: dict) -> str:
     lines += ["", "### 3. Verification cost per token (pure core, µs)", "", "| algorithm | µs/token |", "|---|---|"]
     for alg, s in summary["verify"].items():
         lines.append(f"| {alg} | {_range(s, '{:.1f}')} |")
-    lines += ["", "### 4. Memory per idle authenticated session (server RSS growth)", "",
+    if "http" in summary:
+        lines += [
+            "",
+            "### 4. HTTP publish (keep-alive, 20 in flight, 1 subscriber; publishes/s)",
+            "",
+            "| endpoint | publishes/s | × Crossbar bridge | p50 ms | p99 ms | delivered | errors | server CPU "
+            "| generator CPU |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
+        for name, h in summary["http"].items():
+            lines.append(
+                f"| {HTTP_LABELS.get(name, name)} | {_range(h['rate'])} | {_ratio(h['vs_bridge'])} "
+                f"| {_range(h['p50_ms'], '{:.1f}')} | {_range(h['p99_ms'], '{:.1f}')} | {100 * h['delivered']:.0f} % "
+                f"| {h['errors']} | {h['server_cpu_percent']:.0f} % | {h['generator_cpu_percent']:.0f} % |"
+            )
+    lines += ["", "### 5. Memory per idle authenticated session (server RSS growth)", "",
               "| system | sessions | KiB/session |", "|---|---|---|"]  # fmt: skip
     for name, s in summary["memory"].items():
         lines.append(f"| {LABELS.get(name, name)} | {s['sessions']} | {s['kib_per_session']:.1f} |")
@@ -114,6 +149,9 @@ def text_table(summary: dict) -> str:
     for name, kinds in summary["fanout"].items():
         for kind, s in kinds.items():
             rows.append(f"fan-out {name:9s} {kind:20s} {s['rate']['median']:8.0f}/s x static {_x(s['vs_static'])}")
+    for name, h in summary.get("http", {}).items():
+        rows.append(f"http {name:8s} {h['rate']['median']:8.0f}/s x bridge {_x(h['vs_bridge'])} "
+                    f"p50 {h['p50_ms']['median']:.1f} ms p99 {h['p99_ms']['median']:.1f} ms")  # fmt: skip
     return "\n".join(rows)
 
 
@@ -147,6 +185,12 @@ def readme_summary(summary: dict, results: dict) -> str:
             cells = " | ".join(f"{_at_least(f[name][k])}{f[name][k]['rate']['median'] / 1000:.0f}k events/s "
                                f"(× {_x(f[name][k]['vs_static'])})" for k in kinds)  # fmt: skip
             rows.append(f"| {LABELS.get(name, name)} | {cells} |")
+    if "http" in summary:
+        rows += ["", "| HTTP publish, keep-alive, 20 in flight | publishes/s | × Crossbar bridge | p50 | p99 |",
+                 "|---|---|---|---|---|"]  # fmt: skip
+        for name, h in summary["http"].items():
+            rows.append(f"| {HTTP_LABELS.get(name, name)} | {h['rate']['median']:.0f} | {_x(h['vs_bridge'])} "
+                        f"| {h['p50_ms']['median']:.1f} ms | {h['p99_ms']['median']:.1f} ms |")  # fmt: skip
     rows += ["", "≥: the load generator's core was saturated (≥ 90 % CPU), so the server could do more.",
              "", "![session rate, latency and fan-out](docs/benchmarks.png)"]  # fmt: skip
     return "\n".join(rows)

@@ -24,9 +24,10 @@ from pathlib import Path
 import psutil
 
 from bench import report
-from bench.systems import NODE, make_systems
+from bench.systems import HTTP_TOPIC, NODE, http_publish_node, make_systems
 from bench.verify_cost import verification_cost
 from tests.support.router import REPO
+from tests.support.tokens import mint
 
 LOAD_CPU = "1"
 RESULTS = REPO / "bench" / "results"
@@ -90,6 +91,41 @@ def fanout_benchmark(systems, rounds: int, events: int, secret: str) -> dict:
                 print(f"  fan-out round {r + 1}/{rounds} {s.name:9s} {kind:20s} {result['rate']:8.0f} events/s "
                       f"server CPU {result['server_cpu_percent']:3.0f} % generator CPU "
                       f"{result['generator_cpu_percent']:3.0f} %", flush=True)  # fmt: skip
+    return samples
+
+
+HTTP_ENDPOINTS = {"publish": "crossbar-jwt POST /publish (Bearer JWT, policy)", "bridge": "Crossbar HTTP bridge"}
+
+
+def http_benchmark(rounds: int, requests: int, secret: str) -> dict:
+    """HTTP publishes/s, keep-alive, 20 in flight, one WAMP subscriber: our /publish and Crossbar's
+    bridge publisher in the same router worker, alternated round by round."""
+    node = http_publish_node(secret)
+    samples: dict[str, list[dict]] = {name: [] for name in HTTP_ENDPOINTS}
+    try:
+        token = mint("billing", ["backend"], ttl=3600, secret=secret)
+        for r in range(-1, rounds):  # round -1: warm-up
+            for name in HTTP_ENDPOINTS:
+                job = {"url": f"http://127.0.0.1:{node.port}/{name}", "token": token, "ws": node.url,
+                       "topic": HTTP_TOPIC, "requests": requests if r >= 0 else 500, "inflight": 20}  # fmt: skip
+                pids = node.node_pids()
+                before = cpu_seconds(pids)
+                completed = subprocess.run(
+                    ["taskset", "-c", LOAD_CPU, sys.executable, "-m", "bench.http_load", json.dumps(job)],
+                    capture_output=True, text=True, timeout=300, cwd=REPO,
+                )  # fmt: skip
+                if completed.returncode != 0:
+                    raise RuntimeError(f"HTTP load generator failed ({name}): {completed.stderr[-2000:]}")
+                result = json.loads(completed.stdout.strip().splitlines()[-1])
+                result["server_cpu_percent"] = 100 * (cpu_seconds(pids) - before) / result["seconds"]
+                if r < 0:
+                    continue
+                samples[name].append(result)
+                print(f"  http round {r + 1}/{rounds} {name:8s} {result['rate']:7.0f}/s p50 {result['p50_ms']:5.1f} ms "
+                      f"p99 {result['p99_ms']:5.1f} ms server CPU {result['server_cpu_percent']:3.0f} % errors "
+                      f"{result['errors']} events {result['events']}/{result['requests']}", flush=True)  # fmt: skip
+    finally:
+        node.stop()
     return samples
 
 
@@ -158,13 +194,15 @@ def main(argv=None) -> int:
     parser.add_argument("--sessions", type=int, default=1000, help="sessions per round and system")
     parser.add_argument("--events", type=int, default=3000, help="publishes per fan-out round (x100 deliveries)")
     parser.add_argument("--idle", type=int, default=1000, help="idle sessions for the memory figure")
+    parser.add_argument("--requests", type=int, default=5000, help="HTTP publishes per round and endpoint")
     parser.add_argument("--quick", action="store_true", help="2 rounds, smaller counts: a smoke run, not figures")
-    parser.add_argument("--only", choices=["verify", "sessions", "fanout", "memory"], help="one part, nothing written")
+    parts = ["verify", "sessions", "fanout", "http", "memory"]
+    parser.add_argument("--only", choices=parts, help="one part, nothing written")
     parser.add_argument("--no-write", action="store_true", help="print only; leave docs/ and bench/results/ alone")
     parser.add_argument("--report-only", action="store_true", help="rewrite the docs from bench/results/latest.json")
     args = parser.parse_args(argv)
     if args.quick:
-        args.rounds, args.sessions, args.events, args.idle = 2, 200, 200, 200
+        args.rounds, args.sessions, args.events, args.idle, args.requests = 2, 200, 200, 200, 1000
     if args.report_only:
         results = json.loads((RESULTS / "latest.json").read_text())
         summary = report.summarize(results)
@@ -194,6 +232,9 @@ def main(argv=None) -> int:
         print("fan-out: 1 publisher, 100 subscribers", flush=True)
         with running([s for s in make_systems(secret, fanout=True) if s.name != "stock"]) as systems:
             results["fanout"] = fanout_benchmark(systems, args.rounds, args.events, secret)
+    if wanted("http"):
+        print("HTTP publish: keep-alive, 20 in flight, 1 subscriber", flush=True)
+        results["http"] = http_benchmark(args.rounds, args.requests, secret)
     if wanted("memory"):
         print(f"memory per idle session ({args.idle} sessions)", flush=True)
         results["memory"] = memory_benchmark(lambda: make_systems(secret), args.idle, secret)

@@ -170,3 +170,28 @@ def make_systems(secret: str, *, fanout: bool = False, proxies: bool = False) ->
     if proxies:  # the scale-out config (docs/scaling.md): 1 and 2 proxy workers
         systems += [CrossbarSystem(f"jwt-{n}proxy", None, None, jwt_auth, secret, proxies=n) for n in (1, 2)]
     return systems
+
+
+BRIDGE_ROLE = "bridge"
+HTTP_TOPIC = "app.public.bench"
+
+
+def _add_crossbar_bridge(config: dict) -> None:
+    """Crossbar's own HTTP bridge beside our /publish, in the same router worker: its ``publisher``
+    path, static role, no signature (its fastest form), publisher disclosed like the backend rule."""
+    router = _router(config)
+    router["realms"][0]["roles"].append({"name": BRIDGE_ROLE, "permissions": [
+        {"uri": "app.", "match": "prefix", "allow": {"call": False, "register": False, "publish": True,
+                                                     "subscribe": False},
+         "disclose": {"caller": False, "publisher": True}, "cache": True},
+    ]})  # fmt: skip
+    router["transports"][0]["paths"]["bridge"] = {"type": "publisher", "realm": "realm1", "role": BRIDGE_ROLE}
+
+
+def http_publish_node(secret: str) -> RouterProcess:
+    """The shipped config plus Crossbar's bridge, pinned to the server core."""
+    workdir = Path(tempfile.mkdtemp(prefix="bench-http-"))
+    return RouterProcess(
+        workdir, env={"JWT_SECRET": secret}, edit_config=_add_crossbar_bridge, loglevel=shipped_loglevel(),
+        cpus=SERVER_CPU,
+    ).start()  # fmt: skip

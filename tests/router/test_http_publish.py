@@ -6,11 +6,13 @@ from __future__ import annotations
 import json
 import socket
 
+import pytest
 import pytest_twisted
 import treq
 from autobahn.wamp.types import SubscribeOptions
 
-from tests.support.tokens import mint, unique
+from tests.support.router import RouterProcess
+from tests.support.tokens import TEST_SECRET, mint, unique
 from tests.support.wamp import Inbox, connect
 
 DETAILS = SubscribeOptions(details_arg="details")
@@ -108,16 +110,6 @@ async def test_a_policy_denial_is_403_with_the_rule_that_decided(router):
     # and the same token may publish where its rules allow it
     status, _, answer = await post(router, {"topic": "app.chat.lobby", "args": ["hi"]}, mint(carol))
     assert status == 200, answer
-
-
-@pytest_twisted.ensureDeferred
-async def test_per_user_rules_apply_to_http_publications(router, tmp_path):
-    # The {authid} rules decide for the token's authid. The shipped policy lets users subscribe
-    # to their own notifications, not publish: a custom role would be needed to publish to one's
-    # own topic; here the backend's prefix rule and the user's denial are enough to show both ends.
-    dave = unique("dave")
-    status, _, answer = await post(router, {"topic": f"app.user.{dave}.notifications"}, mint(dave))
-    assert status == 403 and "no rule" in answer["message"], answer
 
 
 @pytest_twisted.ensureDeferred
@@ -267,3 +259,44 @@ async def test_http_publishes_are_counted_by_outcome(router):
     text = await response.text()
     assert 'crossbar_jwt_http_publishes_total{outcome="published",reason="none"}' in text
     assert 'crossbar_jwt_http_publishes_total{outcome="denied",reason="none"}' in text
+
+
+@pytest.fixture(scope="module")
+def single_use_router(tmp_path_factory):
+    def single_use(config):
+        config["workers"][0]["components"][0]["extra"]["single_use"] = True
+
+    node = RouterProcess(
+        tmp_path_factory.mktemp("single-use-http"), env={"JWT_SECRET": TEST_SECRET}, edit_config=single_use
+    ).start()
+    yield node
+    assert node.stop() == 0, node.log()[-3000:]
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_single_use_token_publishes_once_and_its_replay_is_refused(single_use_router):
+    token = backend_token(jti=unique("jti"))
+    status, _, answer = await post(single_use_router, {"topic": "app.public.news"}, token)
+    assert status == 200, answer
+    offset = single_use_router.log_size()
+    status, headers, answer = await post(single_use_router, {"topic": "app.public.news"}, token)
+    assert status == 401 and answer["error"] == "authenticator.error.replayed", answer
+    assert headers.getRawHeaders("www-authenticate") == ['Bearer realm="realm1", error="invalid_token"']
+    single_use_router.wait_for_log("http publish refused: status=401 reason=replayed", after=offset)
+    # a fresh token publishes: the store answers, it is the replay that is refused
+    status, _, answer = await post(single_use_router, {"topic": "app.public.news"}, backend_token(jti=unique("jti")))
+    assert status == 200, answer
+
+
+@pytest_twisted.ensureDeferred
+async def test_no_token_and_no_secret_reach_the_log(router):
+    token = backend_token()
+    await post(router, {"topic": "app.public.news"}, token)
+    await post(router, {"topic": "app.secret"}, token)
+    await post(router, b"{bad", token)
+    expired = mint(unique("backend"), ["backend"], ttl=-60)
+    await post(router, {"topic": "app.public.news"}, expired)
+    log = router.log()
+    assert "http publish refused: status=401 reason=expired" in log
+    for secret in (token, expired, token.split(".")[2], TEST_SECRET):
+        assert secret not in log
