@@ -7,6 +7,8 @@ configuration as the authenticator.
     POST /auth/login   {"username", "password"} -> session cookie (HttpOnly, SameSite=Lax)
     POST /auth/logout
     GET  /auth/token   -> {"token", "exp"}: a short-lived JWT for the logged-in user, every call
+    POST /auth/backend-publish {"user", "text"} (admins): the other path, as your backend would
+                       take it: mint a `backend` token here, on the server, and POST /publish
 
 It runs inside the router worker: whatever it parses or computes is the router's to pay. A body
 over `max_body_bytes` is answered 413 unread, one that is not a small JSON object 400, and each
@@ -22,6 +24,8 @@ import os
 import re
 import threading
 import time
+import urllib.error
+import urllib.request
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -253,7 +257,34 @@ def create_app(cbdir: Path, config_file: Path | None = None) -> Flask:
             response.set_cookie(cookie_name, encoded, max_age=ttl, httponly=True, samesite="Strict")
         return response
 
+    @app.post("/backend-publish")
+    def backend_publish():
+        """The demo's "from the backend" button: what a PHP or Django backend does after an event."""
+        authid = session.get("authid")
+        if authid not in users or "admin" not in users[authid]["roles"]:
+            return jsonify(error="Only a logged-in admin may publish from the demo backend."), 403
+        body = login_body(request.get_data(cache=False)) if request.is_json else None  # JSON only: no CSRF
+        if body is None or not all(isinstance(body.get(k), str) and body[k] for k in ("user", "text")):
+            return jsonify(error='Send {"user": "...", "text": "..."} as JSON.'), 400
+        token = key.sign(user_claims("demo-backend", ["backend"], 30))
+        publication = {"topic": f"app.user.{body['user']}.notifications", "args": [body["text"]]}
+        # The router's own port, as seen by this request (behind proxies: the router worker's).
+        url = f"http://127.0.0.1:{request.environ['SERVER_PORT']}/publish"
+        status, answer = _post_json(url, publication, token)
+        return jsonify(status=status, answer=answer), 200 if status == 200 else 502
+
     return app
+
+
+def _post_json(url: str, body: dict, token: str) -> tuple[int, dict]:
+    """On the wsgi thread pool, never the reactor: the router answers this request meanwhile."""
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST", headers=headers)  # noqa: S310 - our router, http://
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310 - our own router, http://
+            return response.status, json.load(response)
+    except urllib.error.HTTPError as error:
+        return error.code, json.load(error)
 
 
 # Crossbar imports `app` in the router worker, whose working directory is the node directory.

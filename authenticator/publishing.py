@@ -74,7 +74,11 @@ def parse_body(body: bytes, *, max_batch: int, max_uri_length: int) -> tuple[boo
     (a bad one does not stop the others)."""
     try:
         document = json.loads(body)
-    except (UnicodeDecodeError, ValueError, RecursionError):
+    except RecursionError:
+        # The router worker runs with Python's default recursion limit (authenticator/hardening.py):
+        # the C parser stops ~1,000 levels deep with this error, not a crash.
+        raise BodyProblem(f"The body is nested deeper than {MAX_DEPTH} levels.") from None
+    except (UnicodeDecodeError, ValueError):
         raise BodyProblem("The body is not JSON: send a JSON object (or a list of them) as UTF-8.") from None
     # Fewer opening brackets than the bound cannot nest deeper (a C-speed count spares the walk).
     if body.count(b"[") + body.count(b"{") > MAX_DEPTH and _depth_exceeds(document, MAX_DEPTH):

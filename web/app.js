@@ -132,6 +132,16 @@ adminAction("notify-form", async () => {
                         { acknowledge: true });
   return "notification sent";
 });
+// The other path: the demo issuer (standing in for your backend) mints a `backend` token on the
+// server and POSTs /publish; bob's page receives it like any event.
+$("notify-backend").addEventListener("click", async () => {
+  if (!$("notify-form").reportValidity()) return;
+  const response = await post("/auth/backend-publish", { user: $("notify-user").value, text: $("notify-text").value });
+  const body = await response.json();
+  $("admin-result").textContent = response.ok
+    ? `published from the backend (POST /publish, publication ${body.answer.id})`
+    : `refused: ${body.answer ? `${body.status} ${body.answer.error}: ${body.answer.message}` : body.error}`;
+});
 adminAction("announce-form", async () => {
   await client.session.publish("app.public.feed", [$("announce-text").value], {}, { acknowledge: true, exclude_me: false });
   return "announced";

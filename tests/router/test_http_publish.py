@@ -162,6 +162,8 @@ async def test_malformed_bodies_are_400_and_say_why(router):
         (json.dumps({"topic": "app.public.news", "kwarg": {}}).encode(), "did you mean 'kwargs'"),
         (json.dumps({"topic": "app.public.news", "options": {"acknowledge": False}}).encode(), "always true"),
         (b'{"topic": "app.public.news", "args": ' + b"[" * 40 + b"]" * 40 + b"}", "nested deeper"),
+        # far past the parser's recursion limit, within the body limit: refused, the worker lives on
+        (b'{"topic": "app.public.news", "args": ' + b"[" * 30000 + b"]" * 30000 + b"}", "nested deeper"),
         (json.dumps([]).encode(), "batch is empty"),
         (json.dumps([{"topic": "app.public.news"}] * 101).encode(), "at most 100"),
     ]  # fmt: skip

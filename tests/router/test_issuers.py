@@ -112,3 +112,15 @@ async def test_the_readmes_php_token_endpoint_mints_tokens_the_router_accepts(ro
     finally:
         server.terminate()
         server.wait(timeout=10)
+
+
+def test_only_an_admin_may_publish_from_the_demo_backend(router):
+    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
+    body = {"user": "bob", "text": "hi"}
+    assert _http(router, opener, "POST", "/auth/backend-publish", body)[0] == 403  # not logged in
+    _http(router, opener, "POST", "/auth/login", {"username": "alice", "password": "alice-demo-password"})
+    status, answer, _ = _http(router, opener, "POST", "/auth/backend-publish", body)
+    assert status == 403 and "admin" in answer["error"]
+    _http(router, opener, "POST", "/auth/login", {"username": "root", "password": "root-demo-password"})
+    status, answer, _ = _http(router, opener, "POST", "/auth/backend-publish", body)
+    assert status == 200 and answer["status"] == 200 and isinstance(answer["answer"]["id"], int), answer

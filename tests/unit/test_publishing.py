@@ -76,7 +76,7 @@ def test_depth_and_size_bounds():
     with pytest.raises(BodyProblem, match="nested deeper"):
         parse_body(too_deep, **LIMITS)
     # far deeper than Python's recursion limit: refused, not a crash
-    with pytest.raises(BodyProblem):
+    with pytest.raises(BodyProblem, match="nested deeper"):
         parse_body(b"[" * 100000 + b"]" * 100000, **LIMITS)
     with pytest.raises(BodyProblem, match="at most 3"):
         parse_body(json.dumps([{"topic": "app.a"}] * 4).encode(), max_batch=3, max_uri_length=512)

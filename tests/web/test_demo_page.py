@@ -55,17 +55,33 @@ def test_bob_never_sees_alices_notification(router, open_page):
         log_in(page, name)
     root.fill("#notify-user", "alice")
     root.fill("#notify-text", "for alice only")
-    root.click("#notify-form button")
+    root.click("#notify-wamp")
     expect(alice.locator("#notifications li")).to_have_text(["for alice only"])
     root.fill("#notify-user", "bob")
     root.fill("#notify-text", "for bob")
-    root.click("#notify-form button")
+    root.click("#notify-wamp")
     expect(bob.locator("#notifications li")).to_have_text(["for bob"])  # bob's arrived; alice's never did
     # bob cannot subscribe to alice's topic even by hand
     error = bob.evaluate(
         "connection.session.subscribe('app.user.alice.notifications', () => {}).then(() => 'ok', e => e.error)"
     )
     assert error == "wamp.error.not_authorized"
+
+
+def test_the_admin_notifies_bob_from_the_backend_over_http(router, open_page):
+    """The other path: the demo issuer mints a backend token on the server and POSTs /publish."""
+    bob, root = open_page(router), open_page(router)
+    log_in(bob, "bob")
+    log_in(root, "root")
+    root.fill("#notify-user", "bob")
+    root.fill("#notify-text", "your report is ready")
+    root.click("#notify-backend")
+    expect(root.locator("#admin-result")).to_contain_text("published from the backend (POST /publish, publication ")
+    expect(bob.locator("#notifications li")).to_have_text(["your report is ready"])
+    # the backend's rules decide: it may not publish outside app.user./app.public./app.chat.
+    root.fill("#notify-user", "bob.notifications.x y")
+    root.click("#notify-backend")
+    expect(root.locator("#admin-result")).to_contain_text("refused: 400 wamp.error.invalid_argument")
 
 
 def test_a_logged_out_visitor_sees_the_public_feed_and_cannot_chat(router, open_page):
