@@ -237,7 +237,12 @@ class PublishResource(Resource):
             token = _bearer_token(request.requestHeaders.getRawHeaders(b"authorization") or [])
         except Rejected as rejection:
             return self._finish(request, service._token_refused(rejection, peer), peer)
-        answered = service.handle(token, body, peer, self.max_batch)
+        try:
+            answered = service.handle(token, body, peer, self.max_batch)
+        except Exception:  # noqa: BLE001 - a bug must still be a JSON answer, logged by its type only
+            answered = Failure()
+        if isinstance(answered, Failure):
+            return self._finish(request, self._answer_of(answered), peer)
         if not isinstance(answered, Deferred):
             return self._finish(request, answered, peer)
         outcome: list = []
@@ -252,7 +257,9 @@ class PublishResource(Resource):
     def _answer_of(self, result) -> Answer:
         if isinstance(result, Failure):
             self.log.warn("http publish failed: internal error {kind}", kind=type(result.value).__name__)
-            return _refused(500, Rejected(Reason.INTERNAL_ERROR).message, "failed", error=Reason.INTERNAL_ERROR.uri)
+            answer = _refused(500, Rejected(Reason.INTERNAL_ERROR).message, "failed", error=Reason.INTERNAL_ERROR.uri)
+            answer.logged = True
+            return answer
         return result
 
     def _finish(self, request, answer: Answer, peer: str) -> bytes:
