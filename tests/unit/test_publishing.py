@@ -1,6 +1,8 @@
 """The HTTP publish body, pure: what is accepted, what is refused and why, and the answers."""
 
 import json
+import subprocess
+import sys
 
 import pytest
 from hypothesis import given, settings
@@ -19,6 +21,7 @@ from authenticator.publishing import (
     parse_body,
     single_answer,
 )
+from tests.support.router import REPO
 
 LIMITS = {"max_batch": 100, "max_uri_length": 512}
 DETERMINISTIC = {"derandomize": True, "database": None, "deadline": None}
@@ -83,6 +86,26 @@ def test_depth_and_size_bounds():
     for body in (b"\xff\xfe", b"", b"null", b"[]"):
         with pytest.raises(BodyProblem):
             parse_body(body, **LIMITS)
+
+
+def test_a_deep_body_is_refused_before_the_parser_even_where_the_recursion_limit_was_raised():
+    """Crossbar imports py_ecc, which raises the recursion limit to 100,000: there json.loads of a
+    deep body overflows the C stack (SIGSEGV). Run where it would crash, in a process of its own."""
+    program = (
+        "import sys; sys.setrecursionlimit(100000)\n"
+        "from authenticator.publishing import BodyProblem, parse_body\n"
+        "try:\n"
+        "    parse_body(b'[' * 200000 + b']' * 200000, max_batch=100, max_uri_length=512)\n"
+        "except BodyProblem as problem:\n"
+        "    print(problem)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=60, cwd=REPO)
+    assert done.returncode == 0, (done.returncode, done.stderr[-500:])
+    assert "nested deeper than 32 levels" in done.stdout
+    # brackets inside strings are text, not nesting
+    (item,) = parse_body(json.dumps({"topic": "app.a", "args": ["[" * 100 + '\\"' + "{" * 100]}).encode(),
+                         **LIMITS)[1]  # fmt: skip
+    assert item.args == ["[" * 100 + '\\"' + "{" * 100]
 
 
 def test_answers():
