@@ -10,20 +10,25 @@ smaller limits themselves (the demo issuer: 4 KiB).
 
 from __future__ import annotations
 
-from twisted.web import server
+from collections.abc import Callable
 
-_state = {"limit": None}
+from twisted.web import http, server
+
+_state: dict = {"limit": None, "refused": None}
 TOO_LARGE = (
     b"HTTP/1.1 413 Request Entity Too Large\r\nContent-Type: application/json\r\nCache-Control: no-store\r\n"
     b"Connection: close\r\nContent-Length: %d\r\n\r\n%s"
 )
 
 
-def limit_request_bodies(max_bytes: int) -> None:
-    """Bound request bodies in this process at `max_bytes` (the largest any caller asks for)."""
+def limit_request_bodies(max_bytes: int, refused: Callable[[object, int], None] | None = None) -> None:
+    """Bound request bodies in this process at `max_bytes` (the largest any caller asks for);
+    `refused(request, limit)` is told of each refusal (to log and count it)."""
     if _state["limit"] is None:
         _install()
     _state["limit"] = max(_state["limit"] or 0, max_bytes)
+    if refused is not None:
+        _state["refused"] = refused
 
 
 def current_limit() -> int | None:
@@ -67,7 +72,14 @@ def _install() -> None:
 
 
 def _refuse(request, limit: int) -> None:
+    """Answer 413 and close. HTTP/1.x only: Twisted handles one request of a connection at a time
+    (later pipelined ones wait unread), so nothing else is being written on it. An HTTP/2 stream
+    (TLS with ALPN h2) is not refused early: the path's own check answers it once it is read."""
+    if not isinstance(request.channel, http.HTTPChannel):
+        return
     request._body_refused = True
+    if _state["refused"] is not None:
+        _state["refused"](request, limit)
     body = (
         b'{"error": "wamp.error.invalid_argument", "message": "The request body is larger than %d bytes; '
         b'send less per request (a batch can be split)."}' % limit

@@ -72,7 +72,11 @@ def harden_proxy_worker(extra: Mapping) -> IResource:
     log = Logger()
     harden_router_worker(lambda message: log.warn(message))
     install_hello_timeout(extra.get("hello_timeout_seconds", DEFAULT_HELLO_TIMEOUT_SECONDS))
-    limit_request_bodies(extra.get("max_request_body_bytes", DEFAULT_MAX_BODY_BYTES))
+    limit_request_bodies(
+        extra.get("max_request_body_bytes", DEFAULT_MAX_BODY_BYTES),
+        lambda request, limit: log.warn("http request refused: status=413 reason=too_large detail=body over "
+                                        "{limit} bytes, refused while it arrived", limit=limit),
+    )  # fmt: skip
     return notFound()
 
 

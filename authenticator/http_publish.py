@@ -111,12 +111,22 @@ class HttpPublishing:
             self._log_refusal(400, INVALID_ARGUMENT, str(problem), identity.authid, peer)
             metrics.HTTP_PUBLISHES.labels("invalid", "none").inc()
             return Answer(400, Refusal(INVALID_ARGUMENT, str(problem)).answer(), outcome="invalid")
-        results = [self._publish_one(identity, item, peer) for item in items]
+        results = [self._publish_guarded(identity, item, peer) for item in items]
         if not batch:
             (result,) = results
             return result.addCallback(self._single) if isinstance(result, Deferred) else self._single(result)
         done = DeferredList([maybeDeferred(lambda r=r: r) for r in results], consumeErrors=True)
         return done.addCallback(self._batch)
+
+    def _publish_guarded(self, identity: Identity, item: Publication | Refusal, peer: str):
+        """One publication; a failure of its own is its refusal, never the batch's (the ones
+        before it were published: failing the request would have the client publish them twice)."""
+        try:
+            return self._publish_one(identity, item, peer)
+        except Exception as error:  # noqa: BLE001 - logged by its type only
+            self._log.warn("http publish failed: internal error {kind}", kind=type(error).__name__)
+            metrics.HTTP_PUBLISHES.labels("failed", "none").inc()
+            return Refusal("wamp.error.runtime_error", "The router could not publish this; retry, or read its log.")
 
     def _publish_one(self, identity: Identity, item: Publication | Refusal, peer: str):
         if isinstance(item, Refusal):
@@ -147,11 +157,15 @@ class HttpPublishing:
 
     def _broker_refused(self, failure, identity: Identity, item: Publication, peer: str) -> Refusal:
         error = getattr(failure.value, "error", None)
-        if error == INVALID_ARGUMENT:
+        if error == NOT_AUTHORIZED:  # the broker's own refusals (e.g. wamp.* topics)
+            self._log_refusal(403, error, "refused by the broker", identity.authid, peer)
+            metrics.HTTP_PUBLISHES.labels("denied", "none").inc()
+            return Refusal(NOT_AUTHORIZED, f"The router refused to publish to '{clip(item.topic, 200)}'.")
+        if error in (INVALID_ARGUMENT, "wamp.error.invalid_uri"):
             text = clip(failure.value.args[0] if failure.value.args else error, 300)
             self._log_refusal(400, error, text, identity.authid, peer)
             metrics.HTTP_PUBLISHES.labels("invalid", "none").inc()
-            return Refusal(INVALID_ARGUMENT, text)
+            return Refusal(INVALID_ARGUMENT, text)  # a permanent error: 400, not "retry"
         kind = error or type(failure.value).__name__
         self._log.warn("http publish failed: {kind} topic={topic} authid={authid} peer={peer}", kind=clip(kind, 100),
                        topic=clip(item.topic, 200), authid=identity.authid, peer=peer)  # fmt: skip
@@ -213,7 +227,15 @@ class PublishResource(Resource):
         super().__init__()
         self.realm, self.max_body_bytes, self.max_batch = realm, max_body_bytes, max_batch
         self.log = Logger()
-        limit_request_bodies(max_body_bytes)
+        limit_request_bodies(max_body_bytes, self._refused_while_arriving)
+
+    def _refused_while_arriving(self, request, limit: int) -> None:
+        """body_limit answered 413 before the body was read (any path of this worker)."""
+        metrics.HTTP_PUBLISHES.labels("too_large", "none").inc()
+        self.log.warn(
+            "http request refused: status=413 reason=too_large detail={detail} peer={peer}",
+            detail=f"body over {limit} bytes, refused while it arrived", peer=_peer(request),
+        )  # fmt: skip
 
     def render(self, request):
         peer = _peer(request)

@@ -25,9 +25,13 @@ from autobahn.twisted.wamp import ApplicationSession
 from autobahn.wamp import message
 from autobahn.wamp.exception import ApplicationError
 from autobahn.wamp.types import ComponentConfig
+from twisted.internet import reactor
 from twisted.internet.defer import Deferred
 
 DENIED = {"allow": False, "cache": False, "disclose": False}
+# Crossbar answers an embedded publish at once; one whose answer never comes (an exception inside
+# the broker is swallowed by Router.process) must not hold its HTTP request forever.
+PUBLISH_TIMEOUT_SECONDS = 10
 # What an application watching wamp.session.on_join sees of these sessions.
 AUTHEXTRA = {"via": "http"}
 
@@ -50,12 +54,17 @@ class PublisherSession(ApplicationSession):
         publish = message.Publish(request, topic, args=args, kwargs=kwargs, acknowledge=True, **options)
         done = Deferred()
         self._waiting[request] = done
+        done.addTimeout(PUBLISH_TIMEOUT_SECONDS, reactor, onTimeoutCancel=lambda *_: self._gave_up(request))
         self.decision = (topic, answer)
         try:
             self._transport.send(publish)
         finally:
             self.decision = None  # never left for a later message
         return done
+
+    def _gave_up(self, request: int) -> None:
+        self._waiting.pop(request, None)
+        raise ApplicationError("wamp.error.timeout", "The router did not acknowledge the publication.")
 
     def onMessage(self, msg):  # noqa: N802 - Autobahn's name
         if isinstance(msg, (message.Published, message.Error)) and msg.request in self._waiting:

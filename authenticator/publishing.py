@@ -23,6 +23,7 @@ DEFAULT_MAX_BATCH = 100
 MAX_DEPTH = 32
 MAX_LISTED = 100  # entries of one exclude/eligible list
 MAX_LISTED_LENGTH = 256  # characters of one authid or authrole in such a list
+MAX_NAMED_UNKNOWN = 3  # unknown keys an answer names
 
 FIELDS = ("topic", "args", "kwargs", "options")
 # Receiver filters, by authid or authrole (Crossbar's names). Not by session id: a backend has no
@@ -99,9 +100,9 @@ def publication(entry: object, max_uri_length: int) -> Publication:
     """One publication of the body, checked: types, URI, options."""
     if not isinstance(entry, dict):
         raise BodyProblem('A publication must be a JSON object {"topic": ..., "args": [...], "kwargs": {...}}.')
-    unknown = unknown_keys("A publication", entry, FIELDS)
+    unknown = _unknown("A publication", entry, FIELDS)
     if unknown:
-        raise BodyProblem(unknown + ".")
+        raise BodyProblem(unknown)
     topic = entry.get("topic")
     if not isinstance(topic, str) or not topic:
         raise BodyProblem("'topic' must be a non-empty string, such as \"app.user.bob.notifications\".")
@@ -131,9 +132,9 @@ def _options(options: object) -> dict:
             f"Option '{forbidden[0]}' is not accepted over HTTP: the publisher is the token's identity, and "
             "receivers are chosen by authid or authrole (exclude_authid, eligible_authid, ...)."
         )
-    unknown = unknown_keys("'options'", options, OPTIONS)
+    unknown = _unknown("'options'", options, OPTIONS)
     if unknown:
-        raise BodyProblem(unknown + ".")
+        raise BodyProblem(unknown)
     if options.get("acknowledge", True) is not True:
         raise BodyProblem("'acknowledge' is always true over HTTP: the answer is the publication's id.")
     checked: dict[str, Any] = {}
@@ -149,6 +150,10 @@ def _options(options: object) -> dict:
             raise BodyProblem(
                 f"'{name}' must be a list of at most {MAX_LISTED} strings of 1 to {MAX_LISTED_LENGTH} characters."
             )
+        if not value and name.startswith("eligible"):
+            # Crossbar's broker treats an empty eligible list as no filter: the event would reach
+            # every subscriber, the opposite of what a backend that computed no recipients means.
+            raise BodyProblem(f"'{name}' is empty: it would reach every subscriber. Leave it out, or do not publish.")
         checked[name] = list(value)
     retain = options.get("retain", False)
     if not isinstance(retain, bool):
@@ -156,6 +161,17 @@ def _options(options: object) -> dict:
     if retain:
         checked["retain"] = True
     return checked
+
+
+def _unknown(where: str, given: dict, known) -> str | None:
+    """The unknown keys, "did you mean" for the first few only: a body of thousands of unknown keys
+    must not cost a suggestion each, nor an answer larger than the request."""
+    unknown = [key for key in given if key not in known]
+    if not unknown:
+        return None
+    more = len(unknown) - MAX_NAMED_UNKNOWN
+    named = unknown_keys(where, unknown[:MAX_NAMED_UNKNOWN], known)
+    return named + (f" (and {more} more unknown keys)." if more > 0 else ".")
 
 
 def _nesting_exceeds(raw: bytes, limit: int) -> bool:
@@ -177,7 +193,11 @@ def _nesting_exceeds(raw: bytes, limit: int) -> bool:
     return False
 
 
-_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')  # linear: the two alternatives never overlap
+# A string, or an unterminated one to the end of the body: every match that starts at a quote
+# succeeds (possessive, no backtracking; a lone trailing backslash too), so the scan is linear
+# whatever the body. (A pattern that can fail after scanning far, like "(?:[^"\\]|\\.)*", is
+# retried from every later quote: quadratic, 17 s for 64 KiB of escaped quotes.)
+_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*+(?:"|\\?\Z)', re.DOTALL)
 _OPENING = frozenset(b"[{")
 _NOT_A_BRACKET = bytes(b for b in range(256) if b not in b"[]{}")
 

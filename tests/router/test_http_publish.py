@@ -10,6 +10,7 @@ import pytest
 import pytest_twisted
 import treq
 from autobahn.wamp.types import SubscribeOptions
+from twisted.internet import threads
 
 from tests.support.router import RouterProcess
 from tests.support.tokens import TEST_SECRET, mint, unique
@@ -195,13 +196,38 @@ async def test_a_body_over_the_limit_is_413(router):
 
 def test_a_body_over_the_limit_is_refused_before_it_is_read(router):
     """A declared Content-Length over the limit is answered 413 while the body has not been sent:
-    the router does not take the bytes first."""
+    the router does not take the bytes first. The refusal is logged (and, in the router worker,
+    counted)."""
+    offset = router.log_size()
     with socket.create_connection(("127.0.0.1", router.port), timeout=10) as s:
         s.sendall(
             b"POST /publish HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
             b"Content-Length: 1000000000\r\n\r\n{"
         )
         answer = s.recv(4096)
+    assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
+    assert b"larger than 65536 bytes" in answer
+    router.wait_for_log("http request refused: status=413 reason=too_large", after=offset)
+
+
+def test_a_chunked_body_is_cut_off_when_it_passes_the_limit(router):
+    """No Content-Length: the bytes are counted as they come, and the connection is answered 413
+    and closed while the client is still sending."""
+    chunk = b"x" * 16384
+    with socket.create_connection(("127.0.0.1", router.port), timeout=10) as s:
+        s.sendall(b"POST /publish HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                  b"Transfer-Encoding: chunked\r\n\r\n")  # fmt: skip
+        answer = b""
+        try:
+            for _ in range(64):  # 1 MiB offered; the limit is 64 KiB
+                s.sendall(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # closed by the router: what the test wants
+        try:
+            while part := s.recv(4096):
+                answer += part
+        except ConnectionResetError:
+            pass
     assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
 
 
@@ -255,12 +281,15 @@ async def test_receiver_filters_choose_by_authid(router):
 
 @pytest_twisted.ensureDeferred
 async def test_http_publishes_are_counted_by_outcome(router):
+    await threads.deferToThread(test_a_body_over_the_limit_is_refused_before_it_is_read, router)
     await post(router, {"topic": "app.public.news"}, backend_token())
     await post(router, {"topic": "app.secret"}, backend_token())
     response = await treq.get(f"http://127.0.0.1:{router.port}/metrics", timeout=10)
     text = await response.text()
     assert 'crossbar_jwt_http_publishes_total{outcome="published",reason="none"}' in text
     assert 'crossbar_jwt_http_publishes_total{outcome="denied",reason="none"}' in text
+    if not router.proxies:  # behind proxies, a proxy worker refuses it, and counts nothing of ours
+        assert 'crossbar_jwt_http_publishes_total{outcome="too_large",reason="none"}' in text
 
 
 @pytest.fixture(scope="module")

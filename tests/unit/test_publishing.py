@@ -108,6 +108,33 @@ def test_a_deep_body_is_refused_before_the_parser_even_where_the_recursion_limit
     assert item.args == ["[" * 100 + '\\"' + "{" * 100]
 
 
+def test_hostile_bodies_cost_linear_time_and_small_answers():
+    """Unterminated strings of escaped quotes made the string-stripping regex retry from every
+    quote (17 s for 64 KiB, on the reactor); thousands of unknown keys cost a suggestion each and
+    an answer larger than the request. A security bound, far from any benchmark figure."""
+    import time
+
+    hostile = [
+        b"[" * 33 + b'"' + b'\\"' * 32000,
+        b"[" * 33 + b'"' + b'\\"' * 32000 + b"\\",
+        b"[" * 33 + (b'"' + b'\\"' * 1000 + b"\\\n") * 30,
+        b'{"topic": "app.a", ' + b",".join(b'"k%d": 1' % i for i in range(3700)) + b"}",
+    ]
+    for body in hostile:
+        started = time.perf_counter()
+        with pytest.raises(BodyProblem) as problem:
+            parse_body(body, **LIMITS)
+        assert time.perf_counter() - started < 1.0, body[:40]
+        assert len(str(problem.value)) < 400
+    assert "(and 3697 more unknown keys)" in str(problem.value)
+
+
+def test_an_empty_eligible_list_is_refused_it_would_reach_everyone():
+    with pytest.raises(BodyProblem, match="'eligible_authid' is empty: it would reach every subscriber"):
+        parse({"topic": "app.a", "options": {"eligible_authid": []}})
+    assert parse({"topic": "app.a", "options": {"exclude_authid": []}})[1][0].options == {"exclude_authid": []}
+
+
 def test_answers():
     assert single_answer(7) == (200, {"id": 7})
     assert single_answer(Refusal(NOT_AUTHORIZED, "no")) == (403, {"error": NOT_AUTHORIZED, "message": "no"})
@@ -122,7 +149,7 @@ JSON = st.recursive(
     max_leaves=10,
 )
 OPTION_NAMES = st.sampled_from(sorted({*PUBLISHER_OPTIONS, *FILTER_OPTIONS, "retain", "acknowledge", "match"}))
-AUTHIDS = st.lists(st.text(min_size=1, max_size=5), max_size=3)
+AUTHIDS = st.lists(st.text(min_size=1, max_size=5), min_size=1, max_size=3)
 
 
 def test_whatever_the_options_nothing_that_names_a_publisher_passes():

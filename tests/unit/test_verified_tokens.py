@@ -42,19 +42,25 @@ def test_the_same_token_is_verified_once_and_gives_the_same_identity(verifier, m
         first.claims["sub"] = "root"  # shared by every use: read-only
 
 
-def test_a_remembered_token_still_expires(verifier, clock):
+def test_a_remembered_token_still_expires(verifier, clock, monkeypatch):
+    checked = signatures_checked(verifier, monkeypatch)
     token = mint("billing", ["backend"], ttl=60, now=NOW)
     verifier.verify(token)
+    clock["now"] = NOW + 60 + 9
+    verifier.verify(token)  # within the leeway: from memory
+    assert len(checked) == 1
     clock["now"] = NOW + 60 + 10  # exp + leeway
     with pytest.raises(Rejected) as refused:
         verifier.verify(token)
-    assert refused.value.reason is Reason.EXPIRED
+    assert refused.value.reason is Reason.EXPIRED and len(checked) == 1  # refused from memory, too
 
 
 def test_a_remembered_token_is_forgotten_when_its_key_is_replaced(verifier, monkeypatch):
     checked = signatures_checked(verifier, monkeypatch)
     token = mint("billing", ["backend"], now=NOW)
     verifier.verify(token)
+    verifier.verify(token)
+    assert len(checked) == 1  # remembered, until the key changes
     ring = verifier.settings.keys
     # the same kid (none: the default key) now selects another key object, with another secret
     rotated = replace(ring.select(None, "HS256"), material=b"another-secret-another-secret-0123456789")
