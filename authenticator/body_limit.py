@@ -1,11 +1,12 @@
 """A bound on HTTP request bodies, enforced while they arrive.
 
 Twisted Web buffers a request's whole body (into a temporary file past 100 KB) before any
-resource sees it, with no limit: a resource's own check comes after the bytes were taken. This
-bounds every request body of the worker's web transports at the largest limit our paths take
-(the HTTP publish path's ``max_body_bytes``): a declared Content-Length above it is answered 413
-at once, and a chunked body is cut off with 413 as it passes the bound. Paths check their own,
-smaller limits themselves (the demo issuer: 4 KiB).
+resource sees it, with no limit: a resource's own check comes after the bytes were taken. Here a
+path whose resource declares ``max_body_bytes`` (the HTTP publish resource), or a path named to
+:func:`limit_path` (a proxy worker's forwarded /publish), is bounded as its body arrives: a
+declared Content-Length above the bound is answered 413 at once, and a chunked body is cut off
+with 413 as it passes the bound. Other paths are left as they were (the demo issuer checks its
+own 4 KiB).
 """
 
 from __future__ import annotations
@@ -14,28 +15,27 @@ from collections.abc import Callable
 
 from twisted.web import http, server
 
-_state: dict = {"limit": None, "refused": None}
+_state: dict = {"installed": False, "paths": {}, "refused": None}
 TOO_LARGE = (
     b"HTTP/1.1 413 Request Entity Too Large\r\nContent-Type: application/json\r\nCache-Control: no-store\r\n"
     b"Connection: close\r\nContent-Length: %d\r\n\r\n%s"
 )
 
 
-def limit_request_bodies(max_bytes: int, refused: Callable[[object, int], None] | None = None) -> None:
-    """Bound request bodies in this process at `max_bytes` (the largest any caller asks for);
+def limit_path(name: str, max_bytes: int, refused: Callable[[object, int], None] | None = None) -> None:
+    """Bound the bodies of requests to the top-level path `name` (e.g. "publish") in this process;
     `refused(request, limit)` is told of each refusal (to log and count it)."""
-    if _state["limit"] is None:
-        _install()
-    _state["limit"] = max(_state["limit"] or 0, max_bytes)
+    install(refused)
+    _state["paths"][name.encode()] = max_bytes
+
+
+def install(refused: Callable[[object, int], None] | None = None) -> None:
+    """Bound the paths whose resource declares ``max_body_bytes`` (idempotent)."""
     if refused is not None:
         _state["refused"] = refused
-
-
-def current_limit() -> int | None:
-    return _state["limit"]
-
-
-def _install() -> None:
+    if _state["installed"]:
+        return
+    _state["installed"] = True
     got_length, handle_chunk, process = (
         server.Request.gotLength,
         server.Request.handleContentChunk,
@@ -43,8 +43,8 @@ def _install() -> None:
     )
 
     def bounded_got_length(request, length):
-        limit = _state["limit"]
-        request._body_left = limit
+        limit = _limit_for(request)
+        request._body_limit = request._body_left = limit
         if limit is not None and length is not None and length > limit:
             _refuse(request, limit)
             length = 0  # nothing of it is kept
@@ -58,7 +58,7 @@ def _install() -> None:
             left -= len(data)
             request._body_left = left
             if left < 0:
-                _refuse(request, _state["limit"])
+                _refuse(request, request._body_limit)
                 return
         handle_chunk(request, data)
 
@@ -69,6 +69,20 @@ def _install() -> None:
     server.Request.gotLength = bounded_got_length
     server.Request.handleContentChunk = bounded_chunk
     server.Request.process = process_unless_refused
+
+
+def _limit_for(request) -> int | None:
+    """The bound of the request's top-level path: its resource's ``max_body_bytes``, or a named one.
+    Read from the request line (the channel's): the request itself is not parsed yet."""
+    channel = request.channel
+    raw = getattr(channel, "_path", None)
+    if not isinstance(raw, bytes):
+        return None
+    first = raw.split(b"?", 1)[0].lstrip(b"/").split(b"/", 1)[0]
+    root = getattr(getattr(channel, "site", None), "resource", None)
+    child = getattr(root, "children", {}).get(first)
+    limit = getattr(child, "max_body_bytes", None)
+    return limit if isinstance(limit, int) else _state["paths"].get(first)
 
 
 def _refuse(request, limit: int) -> None:
@@ -85,6 +99,6 @@ def _refuse(request, limit: int) -> None:
         b'send less per request (a batch can be split)."}' % limit
     )
     channel = request.channel
-    if channel is not None and channel.transport is not None:
+    if channel.transport is not None:
         channel.transport.write(TOO_LARGE % (len(body), body))
         channel.loseConnection()

@@ -59,24 +59,22 @@ def harden_proxy_worker(extra: Mapping) -> IResource:
     transport's paths in sorted order and listens after, so it holds before any client byte.
 
     ``{"type": "resource", "classname": "authenticator.hardening.harden_proxy_worker",
-    "extra": {"hello_timeout_seconds": 10, "max_request_body_bytes": 65536}}``; the path itself
-    answers 404.
+    "extra": {"hello_timeout_seconds": 10, "max_request_body_bytes": {"publish": 65536}}}``; the
+    path itself answers 404.
     """
     from twisted.logger import Logger
     from twisted.web.pages import notFound
 
-    from .body_limit import limit_request_bodies
+    from .body_limit import limit_path
     from .hello_timeout import DEFAULT_HELLO_TIMEOUT_SECONDS, install_hello_timeout
-    from .publishing import DEFAULT_MAX_BODY_BYTES
 
     log = Logger()
     harden_router_worker(lambda message: log.warn(message))
     install_hello_timeout(extra.get("hello_timeout_seconds", DEFAULT_HELLO_TIMEOUT_SECONDS))
-    limit_request_bodies(
-        extra.get("max_request_body_bytes", DEFAULT_MAX_BODY_BYTES),
-        lambda request, limit: log.warn("http request refused: status=413 reason=too_large detail=body over "
-                                        "{limit} bytes, refused while it arrived", limit=limit),
-    )  # fmt: skip
+    for path, limit in (extra.get("max_request_body_bytes") or {}).items():  # the paths forwarded to the router
+        limit_path(path, limit, lambda request, limit: log.warn(
+            "http request refused: status=413 reason=too_large detail=body over {limit} bytes, refused while it "
+            "arrived", limit=limit))  # fmt: skip
     return notFound()
 
 

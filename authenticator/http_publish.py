@@ -27,8 +27,7 @@ from twisted.python.failure import Failure
 from twisted.web import server
 from twisted.web.resource import Resource
 
-from . import metrics
-from .body_limit import limit_request_bodies
+from . import body_limit, metrics
 from .hardening import clip
 from .publisher_sessions import PublisherPool
 from .publishing import (
@@ -227,7 +226,7 @@ class PublishResource(Resource):
         super().__init__()
         self.realm, self.max_body_bytes, self.max_batch = realm, max_body_bytes, max_batch
         self.log = Logger()
-        limit_request_bodies(max_body_bytes, self._refused_while_arriving)
+        body_limit.install(self._refused_while_arriving)  # reads this resource's max_body_bytes
 
     def _refused_while_arriving(self, request, limit: int) -> None:
         """body_limit answered 413 before the body was read (any path of this worker)."""

@@ -88,11 +88,10 @@ def proxy_config(config: dict, proxies: int, internal_port: int = INTERNAL_PORT)
             component.setdefault("extra", {}).setdefault("session", {})["behind_proxies"] = True
             hello_timeout = component["extra"].get("limits", {}).get("hello_timeout_seconds", hello_timeout)
     # The proxies take request bodies before forwarding them: bound them as the router worker does.
-    body_limit = max(
-        [DEFAULT_MAX_BODY_BYTES]
-        + [p.get("extra", {}).get("max_body_bytes", DEFAULT_MAX_BODY_BYTES) for p in hosted.values()
-           if p.get("classname") == PUBLISH_RESOURCE]
-    )  # fmt: skip
+    body_limit = {
+        name: path.get("extra", {}).get("max_body_bytes", DEFAULT_MAX_BODY_BYTES)
+        for name, path in hosted.items() if path.get("classname") == PUBLISH_RESOURCE
+    }  # fmt: skip
     # Every role a client session can get must have a route to the router worker.
     client_roles = [r["name"] for r in realm["roles"] if r["name"] != "authenticator"]
     for i in range(proxies):
@@ -139,7 +138,7 @@ def _shared(transport: dict) -> dict:
     return transport
 
 
-def _hardened(transport: dict, hello_timeout: float, body_limit: int) -> dict:
+def _hardened(transport: dict, hello_timeout: float, body_limit: dict[str, int]) -> dict:
     """A proxy's web transport with the path that hardens its worker (and installs the HELLO timeout
     and the request body bound).
 

@@ -46,10 +46,13 @@ def test_proxies_get_the_routers_transport_limits_and_the_hello_timeout():
         assert web["paths"]["ws"]["options"] == shipped_web["paths"]["ws"]["options"]
         hook = web["paths"][HARDENING_PATH]
         assert hook["classname"] == "authenticator.hardening.harden_proxy_worker"
-        assert hook["extra"] == {"hello_timeout_seconds": 3, "max_request_body_bytes": 65536}
+        assert hook["extra"] == {"hello_timeout_seconds": 3, "max_request_body_bytes": {"publish": 65536}}
         assert HARDENING_PATH < "ws"  # Crossbar starts paths in sorted order: the hook first
     default = proxy_config(SHIPPED, proxies=1)["workers"][1]["transports"][0]["paths"][HARDENING_PATH]
-    assert default["extra"] == {"hello_timeout_seconds": DEFAULT_HELLO_TIMEOUT_SECONDS, "max_request_body_bytes": 65536}
+    assert default["extra"] == {
+        "hello_timeout_seconds": DEFAULT_HELLO_TIMEOUT_SECONDS,
+        "max_request_body_bytes": {"publish": 65536},
+    }
 
 
 def test_zero_proxies_is_refused():
