@@ -21,6 +21,7 @@ system-deps:
 	[ -x /usr/bin/chromium ] || missing="$$missing chromium"; \
 	command -v php >/dev/null || missing="$$missing php-cli"; \
 	php -r 'exit(function_exists("curl_init") ? 0 : 1);' 2>/dev/null || missing="$$missing php-curl"; \
+	command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || missing="$$missing nginx"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing Debian packages for the tests:$$missing"; \
 		$(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q $$missing; \
@@ -41,7 +42,7 @@ run: $(INSTALLED) $(WEB_DEPS)
 	@echo "crossbar-jwt: starting the router, demo on http://127.0.0.1:8080 (log level $(LOGLEVEL); make run LOGLEVEL=info logs every session)"
 	$(BIN)/crossbar start --cbdir .crossbar --config $(CONFIG) --loglevel $(LOGLEVEL)
 
-## test: install the test dependencies (and Debian's redis-server, chromium, php-cli and php-curl when missing), run the whole suite
+## test: install the test dependencies (and Debian's redis-server, chromium, php-cli, php-curl and nginx when missing), run the whole suite
 test: $(TEST_INSTALLED) $(WEB_DEPS) $(ISSUER_DEPS) $(BENCH_DEPS) system-deps
 	$(BIN)/ruff check authenticator tests bench
 	$(BIN)/pytest tests/unit tests/component tests/router

@@ -238,3 +238,31 @@ def proxy_config_command(proxies, internal_port, cbdir) -> None:
     except (OSError, json.JSONDecodeError) as error:
         raise click.ClickException(f"cannot read {path}: {error}") from error
     click.echo(json.dumps(proxy_config(config, proxies, internal_port), indent=4))
+
+
+@main.command("production-config")
+@click.option("--origin", "origins", multiple=True, default=["https://app.example.com"], show_default=True,
+              help="An origin whose pages may open the WebSocket (repeat for several).")  # fmt: skip
+@click.option("--port", type=click.IntRange(1, 65535), default=8080, show_default=True)
+@click.option("--interface", default="127.0.0.1", show_default=True,
+              help="127.0.0.1 behind a reverse proxy; 0.0.0.0 with --tls-key/--tls-certificate.")  # fmt: skip
+@click.option("--tls-key", help="The TLS private key file (PEM), relative to the node directory.")
+@click.option("--tls-certificate", help="The TLS certificate file (PEM), relative to the node directory.")
+@click.option("--static", "static_directory", help="A directory of pages to serve at /, relative to the node dir.")
+@cbdir_option
+def production_config_command(origins, port, interface, tls_key, tls_certificate, static_directory, cbdir) -> None:
+    """Print the production node config (no demo, explicit keys, origins, metrics on loopback)
+    derived from config.json."""
+    from .profiles import production_config
+
+    if bool(tls_key) != bool(tls_certificate):
+        raise click.UsageError("give both --tls-key and --tls-certificate, or neither")
+    path = Path(cbdir) / "config.json"
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as error:
+        raise click.ClickException(f"cannot read {path}: {error}") from error
+    tls = {"key": tls_key, "certificate": tls_certificate} if tls_key else None
+    derived = production_config(config, origins=tuple(origins), port=port, interface=interface, tls=tls,
+                                static_directory=static_directory)  # fmt: skip
+    click.echo(json.dumps(derived, indent=4))

@@ -17,7 +17,8 @@ from autobahn.twisted.wamp import ApplicationSession
 from autobahn.wamp.exception import ApplicationError
 from autobahn.wamp.types import RegisterOptions
 from twisted.internet import reactor
-from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.internet.defer import Deferred, ensureDeferred, maybeDeferred
+from twisted.internet.task import deferLater
 from twisted.internet.threads import blockingCallFromThread, deferToThreadPool
 from twisted.python.threadpool import ThreadPool
 
@@ -31,6 +32,7 @@ from .http_publish import HttpPublishing
 from .jwks import JwksRefresher
 from .keeper import SessionKeeper
 from .nodecheck import AUTHENTICATE, AUTHENTICATE_HEADERS, AUTHORIZE, REFRESH, REVOKE
+from .peers import client_address
 from .reasons import Reason, Rejected
 from .settings import ConfigError, load_settings
 from .startup import node_config_file, node_problems, read_node, ready_line, stop_for_configuration
@@ -42,6 +44,10 @@ OWN_PROCEDURES = frozenset({REFRESH, REVOKE})
 # Store calls in flight at once: one call waiting out its timeout does not hold the others (a
 # revocation, the one retry of a store that was down); the GuardedStore refuses the rest at once.
 IO_THREADS = 4
+# What clients are told when the router stops (a WAMP close reason: the kits reconnect on it).
+SHUTDOWN_REASON = "wamp.close.system_shutdown"
+SHUTDOWN_MESSAGE = "The router is stopping; reconnect (another router may take you)."
+SHUTDOWN_GOODBYE_SECONDS = 2
 # The longest authid or jti revoke accepts (tokens are at most max_token_bytes anyway).
 MAX_ID = 1024
 
@@ -112,7 +118,29 @@ class AuthenticatorComponent(ApplicationSession):
             )
             reactor.addSystemEventTrigger("during", "shutdown", stop.set)
         self._start_http_publishing(details.realm)
+        # A stopping router (SIGINT, systemd's stop) drops its connections: clients would see a lost
+        # transport. They get a GOODBYE with a reason first, and reconnect elsewhere.
+        reactor.addSystemEventTrigger("before", "shutdown", lambda: ensureDeferred(self._goodbye_to_everyone()))
         self.log.warn(ready_line(self._node, self.settings, details.realm))
+
+    async def _goodbye_to_everyone(self) -> None:
+        """Before the reactor stops: GOODBYE to every client session, then wait (at most
+        SHUTDOWN_GOODBYE_SECONDS) until they have left, so the GOODBYEs are on the wire before the
+        connections are dropped."""
+        if not self.is_attached():
+            return
+        roles = list(self.settings.policy.roles)
+        deadline = time.monotonic() + SHUTDOWN_GOODBYE_SECONDS
+        try:
+            for role in roles:
+                await self.call("wamp.session.kill_by_authrole", role, reason=SHUTDOWN_REASON,
+                                message=SHUTDOWN_MESSAGE)  # fmt: skip
+            self.log.warn("authenticator: router stopping; sent GOODBYE ({reason}) to every client session",
+                          reason=SHUTDOWN_REASON)  # fmt: skip
+            while time.monotonic() < deadline and await self.call("wamp.session.count", filter_authroles=roles):
+                await deferLater(reactor, 0.05, lambda: None)
+        except Exception as error:  # noqa: BLE001 - a stop must go on whatever happens here
+            self.log.warn("authenticator: could not say GOODBYE to every session ({kind})", kind=type(error).__name__)
 
     def _start_http_publishing(self, realm: str) -> None:
         """POST /publish (authenticator/http_publish.py) publishes through the router this
@@ -132,7 +160,7 @@ class AuthenticatorComponent(ApplicationSession):
 
     def authenticate_headers(self, realm, authid, details):
         """WAMP-anonymous, dynamic: a token in the upgrade's headers, else the anonymous role."""
-        peer = _peer(details)
+        peer = _peer(details, self.settings.trusted_proxies)
         try:
             token, carrier = token_from_headers(_headers(details), self.settings)
         except Rejected as rejection:
@@ -149,7 +177,7 @@ class AuthenticatorComponent(ApplicationSession):
     def _login(self, token, carrier: str, details):
         """The login hot path: plain calls while no I/O is needed, so that with reusable tokens and
         the SQLite store the answer returns at once, on the reactor."""
-        peer = _peer(details)
+        peer = _peer(details, self.settings.trusted_proxies)
         try:
             checked = self.admission.check(token)
         except Exception as error:  # noqa: BLE001 - any failure must become a clean refusal
@@ -165,7 +193,8 @@ class AuthenticatorComponent(ApplicationSession):
         metrics.AUTHENTICATIONS.labels("accepted", "none").inc()
         self.log.info(
             "authentication accepted: authid={authid} role={role} via={via} peer={peer} jti={jti}",
-            authid=identity.authid, role=identity.role, via=carrier, peer=_peer(details), jti=identity.jti,
+            authid=identity.authid, role=identity.role, via=carrier,
+            peer=_peer(details, self.settings.trusted_proxies), jti=identity.jti,
         )  # fmt: skip
         return {"authid": identity.authid, "role": identity.role, "extra": extra}
 
@@ -325,8 +354,10 @@ def _count_revocation(authid, jti, origin: str) -> None:
             metrics.REVOCATIONS.labels(kind, origin).inc()
 
 
-def _peer(details) -> str | None:
-    return (details.get("transport") or {}).get("peer")
+def _peer(details, trusted: frozenset[str] = frozenset()) -> str | None:
+    transport = details.get("transport") or {}
+    forwarded = (transport.get("http_headers_received") or {}).get("x-forwarded-for")
+    return client_address(transport.get("peer"), forwarded if isinstance(forwarded, str) else None, trusted)
 
 
 def _headers(details) -> dict:

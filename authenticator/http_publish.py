@@ -29,6 +29,7 @@ from twisted.web.resource import Resource
 
 from . import body_limit, metrics
 from .hardening import clip
+from .peers import client_address
 from .publisher_sessions import PublisherPool
 from .publishing import (
     DEFAULT_MAX_BATCH,
@@ -237,6 +238,7 @@ class PublishResource(Resource):
         )  # fmt: skip
 
     def render(self, request):
+        request._publish_realm = self.realm
         peer = _peer(request)
         if request.method != b"POST":
             request.setHeader(b"allow", b"POST")
@@ -341,7 +343,11 @@ def _content_type_problem(value: bytes | None) -> str | None:
 def _peer(request) -> str:
     address = request.getClientAddress()
     host = getattr(address, "host", None)
-    return f"{host}:{getattr(address, 'port', '')}" if host else str(address)
+    peer = f"{host}:{getattr(address, 'port', '')}" if host else str(address)
+    service = SERVICES.get(getattr(request, "_publish_realm", None))
+    trusted = service._settings.trusted_proxies if service is not None else frozenset()
+    forwarded = request.getHeader(b"x-forwarded-for")
+    return client_address(peer, forwarded.decode("latin-1") if forwarded else None, trusted)
 
 
 def publish_resource(extra: Mapping) -> PublishResource:

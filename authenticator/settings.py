@@ -97,6 +97,8 @@ class Settings:
     bearer_header: bool = True
     cookie: CookieRule | None = None
     limits: Limits = Limits()
+    # Addresses of reverse proxies (nginx) whose X-Forwarded-For names the client, for log lines.
+    trusted_proxies: frozenset[str] = frozenset()
 
 
 def load_settings(extra: Mapping, cbdir: Path, *, generate_secret: bool | None = True) -> Settings:
@@ -104,9 +106,16 @@ def load_settings(extra: Mapping, cbdir: Path, *, generate_secret: bool | None =
     False: refuse instead; None: check only, a secret file that is not there yet is fine."""
     known = (
         "keys", "claims", "policy", "anonymous_role", "max_token_bytes", "single_use", "store", "session",
-        "bearer_header", "cookie", "issuer", "limits", "cbdir",
+        "bearer_header", "cookie", "issuer", "limits", "cbdir", "generate_secret", "trusted_proxies",
     )  # fmt: skip
     _refuse_unknown("the authenticator's extra", extra, known)
+    may_generate = extra.get("generate_secret", True)
+    if not isinstance(may_generate, bool):
+        raise ConfigError("'generate_secret' must be true or false")
+    if not may_generate and generate_secret:
+        # Production: a start without an explicit key source stops; it never makes up a secret.
+        generate_secret = False
+    trusted_proxies = _trusted_proxies(extra.get("trusted_proxies", []))
     try:
         keys, jwks_urls = _load_keys(extra.get("keys", DEFAULT_EXTRA["keys"]), cbdir, generate_secret)
         anonymous_role = extra.get("anonymous_role", "anonymous")
@@ -156,6 +165,7 @@ def load_settings(extra: Mapping, cbdir: Path, *, generate_secret: bool | None =
         bearer_header=bearer,
         cookie=_load_cookie(extra.get("cookie")),
         limits=_load_limits(extra.get("limits", {})),
+        trusted_proxies=trusted_proxies,
     )
 
 
@@ -292,6 +302,17 @@ def _load_claims(spec: object) -> ClaimRules:
     return ClaimRules(
         authid, tuple(roles), tuple(required), float(leeway), max_length, tuple(issuers), tuple(audience), lifetime
     )
+
+
+def _trusted_proxies(value: object) -> frozenset[str]:
+    import ipaddress
+
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ConfigError("'trusted_proxies' must be a list of IP addresses, such as [\"127.0.0.1\"]")
+    try:
+        return frozenset(str(ipaddress.ip_address(v)) for v in value)
+    except ValueError as error:
+        raise ConfigError(f"'trusted_proxies': {error}") from None
 
 
 def _load_keys(spec: object, cbdir: Path, generate_secret: bool | None) -> tuple[KeyRing, tuple[JwksUrl, ...]]:

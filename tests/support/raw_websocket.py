@@ -24,13 +24,14 @@ class Ended:
 
 
 class RawWebSocket:
-    def __init__(self, port: int, protocols: tuple[str, ...] = ("wamp.2.json",)) -> None:
+    def __init__(self, port: int, protocols: tuple[str, ...] = ("wamp.2.json",), origin: str | None = None) -> None:
         self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
         key = base64.b64encode(os.urandom(16)).decode()
         lines = [
             "GET /ws HTTP/1.1", f"Host: 127.0.0.1:{port}", "Upgrade: websocket", "Connection: Upgrade",
             f"Sec-WebSocket-Key: {key}", "Sec-WebSocket-Version: 13",
             *([f"Sec-WebSocket-Protocol: {', '.join(protocols)}"] if protocols else []),
+            *([f"Origin: {origin}"] if origin is not None else []),
         ]  # fmt: skip
         self.sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
         response = b""

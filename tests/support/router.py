@@ -7,6 +7,7 @@ import json
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -39,10 +40,14 @@ def wait_for(condition, timeout: float, what: str, interval: float = 0.05):
 class RouterProcess:
     def __init__(
         self, workdir: Path, *, env: dict[str, str] | None = None, edit_config=None, loglevel: str = "info",
-        cpus: str | None = None, proxies: int = 0, edit_scaled_config=None,
+        cpus: str | None = None, proxies: int = 0, edit_scaled_config=None, production: dict | None = None,
     ) -> None:  # fmt: skip
         self.workdir = workdir
         self.proxies = proxies  # > 0: the scale-out config, that many proxy workers in front of the router
+        # not None: the production profile (authenticator.profiles.production_config with these options)
+        self.production = production
+        self.tls = bool(production and production.get("tls"))
+        self.metrics_port = free_port()
         self.loglevel = loglevel
         self.cpus = cpus  # e.g. "0": pin the node and its workers to that core (taskset), as the benchmark does
         self.cbdir = workdir / ".crossbar"
@@ -58,7 +63,7 @@ class RouterProcess:
 
     @property
     def url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}/ws"
+        return f"{'wss' if self.tls else 'ws'}://127.0.0.1:{self.port}/ws"
 
     @property
     def config(self) -> dict:
@@ -85,6 +90,11 @@ class RouterProcess:
             if edit_scaled_config is not None:
                 edit_scaled_config(scaled)
             (self.cbdir / "config-proxies.json").write_text(json.dumps(scaled, indent=2))
+        if self.production is not None:
+            from authenticator.profiles import production_config
+
+            derived = production_config(config, port=self.port, metrics_port=self.metrics_port, **self.production)
+            (self.cbdir / "config-production.json").write_text(json.dumps(derived, indent=2))
 
     def start(self) -> RouterProcess:
         self._log_offset = self.log_size()  # a restart appends: only look at what this run writes
@@ -100,6 +110,7 @@ class RouterProcess:
                     "--loglevel",
                     self.loglevel,
                     *(["--config", "config-proxies.json"] if self.proxies else []),
+                    *(["--config", "config-production.json"] if self.production is not None else []),
                 ],  # fmt: skip
                 cwd=self.workdir,
                 env=self.env,
@@ -124,6 +135,10 @@ class RouterProcess:
         # The ws path comes up last; before that the web transport answers 404 (or nothing at all).
         try:
             with socket.create_connection(("127.0.0.1", self.port), timeout=1) as s:
+                if self.tls:  # readiness only: the tests check the certificate themselves
+                    context = ssl.create_default_context()
+                    context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+                    s = context.wrap_socket(s)  # noqa: PLW2901
                 s.sendall(b"GET /ws HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
                 status = s.recv(64).split(b" ", 2)
         except OSError:

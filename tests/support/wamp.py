@@ -56,8 +56,9 @@ class Client(ApplicationSession):
 
 
 def connect(
-    url: str, ticket: str | None = None, *, authmethods=None, authid=None, authextra=None, headers=None
-) -> defer.Deferred:
+    url: str, ticket: str | None = None, *, authmethods=None, authid=None, authextra=None, headers=None,
+    tls_ca=None, bind_address: str | None = None,
+) -> defer.Deferred:  # fmt: skip
     """Connect and join; fires with the joined Client, or fails with Refused."""
     if authmethods is None:
         authmethods = ["ticket"] if ticket is not None else ["anonymous"]
@@ -69,7 +70,15 @@ def connect(
 
     factory = WampWebSocketClientFactory(make, url=url, headers=headers)
     host, port = url.split("//")[1].split("/")[0].split(":")
-    reactor.connectTCP(host, int(port), factory)
+    bind = {"bindAddress": (bind_address, 0)} if bind_address else {}
+    if url.startswith("wss:"):
+        # Trust the test CA only (tls_ca: its PEM file); the certificate names localhost and 127.0.0.1.
+        from twisted.internet.ssl import Certificate, optionsForClientTLS
+
+        trust = Certificate.loadPEM(tls_ca.read_bytes()) if tls_ca is not None else None
+        reactor.connectSSL("127.0.0.1", int(port), factory, optionsForClientTLS("localhost", trustRoot=trust), **bind)
+    else:
+        reactor.connectTCP(host, int(port), factory, **bind)
     return joined.addTimeout(CONNECT_TIMEOUT, reactor)
 
 

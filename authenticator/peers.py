@@ -1,0 +1,45 @@
+"""Who a client is, by address, behind a reverse proxy: for log lines. Pure.
+
+Behind nginx every connection comes from nginx. Its X-Forwarded-For names the client, but any
+client can send that header too: it is believed only when the connection comes from an address
+in ``trusted_proxies``, and then only up to the first hop that is not a trusted proxy (the
+right-most untrusted address: entries left of it were written by the client). Crossbar has no
+such option (Autobahn's ``trustXForwardedFor`` trusts a number of hops from any peer, and
+Crossbar 26 does not pass it on), so Crossbar's own log lines keep the proxy's address.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+
+MAX_HEADER_CHARS = 1024  # more hops than any real chain of proxies
+
+
+def host_of(peer: str | None) -> str | None:
+    """The IP address of a Crossbar peer ('tcp4:127.0.0.1:35994', 'tcp6:::1:4000') or 'host:port'."""
+    if not peer:
+        return None
+    text = peer.split(":", 1)[1] if peer.startswith(("tcp4:", "tcp6:")) else peer
+    host = text.rsplit(":", 1)[0] if ":" in text else text
+    return _ip(host.strip("[]"))
+
+
+def client_address(peer: str | None, forwarded_for: str | None, trusted: frozenset[str]) -> str | None:
+    """The client's address for a log line: the peer itself, or, when the peer is a trusted proxy,
+    the right-most address of X-Forwarded-For that is not one (with the proxy named)."""
+    if not trusted or not forwarded_for or host_of(peer) not in trusted:
+        return peer
+    for hop in reversed(forwarded_for[:MAX_HEADER_CHARS].split(",")):
+        address = _ip(hop.strip())
+        if address is None:
+            return peer  # not an address: nothing after it can be believed either
+        if address not in trusted:
+            return f"{address} (via {peer})"
+    return peer
+
+
+def _ip(text: str) -> str | None:
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        return None
