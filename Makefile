@@ -34,12 +34,17 @@ $(WEB_DEPS): web/package.json web/package-lock.json
 # warn: refusals, denials, revocations and problems, each with its reason. Crossbar logs ~5 info
 # lines per session, which costs ~30 % of the session rate (docs/benchmarks.md); LOGLEVEL=info shows them.
 LOGLEVEL ?= warn
-# config-proxies.json: the scale-out node (proxy workers in front of the router worker), docs/scaling.md
+# config-proxies.json: the scale-out node (proxy workers in front of the router worker), docs/scaling.md;
+# PROFILE=production: config-production.json (no demo, JWT_SECRET required, docs/operations.md)
+PROFILE ?= demo
+ifeq ($(PROFILE),production)
+CONFIG ?= config-production.json
+endif
 CONFIG ?= config.json
 
 ## run: create the venv, install, and start the router (demo on http://127.0.0.1:8080)
 run: $(INSTALLED) $(WEB_DEPS)
-	@echo "crossbar-jwt: starting the router, demo on http://127.0.0.1:8080 (log level $(LOGLEVEL); make run LOGLEVEL=info logs every session)"
+	@echo "crossbar-jwt: starting the router with $(CONFIG) on port 8080 (log level $(LOGLEVEL); make run LOGLEVEL=info logs every session)"
 	$(BIN)/crossbar start --cbdir .crossbar --config $(CONFIG) --loglevel $(LOGLEVEL)
 
 ## test: install the test dependencies (and Debian's redis-server, chromium, php-cli, php-curl and nginx when missing), run the whole suite

@@ -57,6 +57,7 @@ def test_a_start_without_an_explicit_key_source_stops_with_one_line(tmp_path):
     assert "CONFIGURATION ERROR" in str(stopped.value)
     assert "environment variable JWT_SECRET is not set" in str(stopped.value)
     assert not (node.cbdir / "jwt-secret.key").exists()  # no development secret was made up
+    assert node.process.returncode == 1
 
 
 def test_no_demo_no_public_metrics(production):

@@ -41,6 +41,7 @@ class RouterProcess:
     def __init__(
         self, workdir: Path, *, env: dict[str, str] | None = None, edit_config=None, loglevel: str = "info",
         cpus: str | None = None, proxies: int = 0, edit_scaled_config=None, production: dict | None = None,
+        port: int | None = None,
     ) -> None:  # fmt: skip
         self.workdir = workdir
         self.proxies = proxies  # > 0: the scale-out config, that many proxy workers in front of the router
@@ -51,7 +52,7 @@ class RouterProcess:
         self.loglevel = loglevel
         self.cpus = cpus  # e.g. "0": pin the node and its workers to that core (taskset), as the benchmark does
         self.cbdir = workdir / ".crossbar"
-        self.port = free_port()
+        self.port = port or free_port()
         self.env = {**os.environ, **(env or {})}
         self.log_file = workdir / "node.log"
         self.process: subprocess.Popen | None = None

@@ -1,0 +1,35 @@
+"""The deployment files in docs/ say what docs/operations.md promises of them."""
+
+import configparser
+import shlex
+
+from tests.support.router import REPO
+
+
+def unit() -> configparser.ConfigParser:
+    parser = configparser.ConfigParser(strict=False, interpolation=None)
+    parser.optionxform = str
+    parser.read_string((REPO / "docs" / "systemd" / "crossbar-jwt.service").read_text())
+    return parser
+
+
+def test_the_systemd_unit_runs_the_production_profile():
+    service = unit()["Service"]
+    command = shlex.split(service["ExecStart"])
+    assert command[1:3] == ["start", "--cbdir"]
+    assert command[command.index("--config") + 1] == "config-production.json"
+    assert (REPO / ".crossbar" / "config-production.json").exists()
+    assert command[command.index("--loglevel") + 1] == "warn"
+    assert service["KillSignal"] == "SIGINT"  # Crossbar's clean stop: GOODBYE to clients, exit 0
+    assert service["EnvironmentFile"].startswith("/etc/")  # secrets outside the unit and the repository
+    assert "JWT_SECRET" not in service.get("Environment", "")
+    # one descriptor per session; 18,000 sessions on one worker, twice that behind proxies
+    assert int(service["LimitNOFILE"]) >= 2 * 18000
+    assert service["Restart"] == "on-failure" and "StartLimitBurst" in unit()["Unit"]
+
+
+def test_the_nginx_site_forwards_the_websocket_and_the_clients_address():
+    site = (REPO / "docs" / "nginx" / "crossbar-jwt.conf").read_text()
+    for directive in ("proxy_set_header Upgrade $http_upgrade;", "proxy_http_version 1.1;",
+                      "proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;", "ssl_protocols"):  # fmt: skip
+        assert directive in site
