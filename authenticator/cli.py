@@ -263,6 +263,9 @@ def production_config_command(origins, port, interface, tls_key, tls_certificate
     except (OSError, json.JSONDecodeError) as error:
         raise click.ClickException(f"cannot read {path}: {error}") from error
     tls = {"key": tls_key, "certificate": tls_certificate} if tls_key else None
-    derived = production_config(config, origins=tuple(origins), port=port, interface=interface, tls=tls,
-                                static_directory=static_directory)  # fmt: skip
+    try:
+        derived = production_config(config, origins=tuple(origins), port=port, interface=interface, tls=tls,
+                                    static_directory=static_directory)  # fmt: skip
+    except ValueError as error:
+        raise click.UsageError(str(error)) from None
     click.echo(json.dumps(derived, indent=4))

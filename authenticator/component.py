@@ -134,10 +134,12 @@ class AuthenticatorComponent(ApplicationSession):
         try:
             for role in roles:
                 await self.call("wamp.session.kill_by_authrole", role, reason=SHUTDOWN_REASON,
-                                message=SHUTDOWN_MESSAGE)  # fmt: skip
+                                message=SHUTDOWN_MESSAGE).addTimeout(SHUTDOWN_GOODBYE_SECONDS, reactor)  # fmt: skip
             self.log.warn("authenticator: router stopping; sent GOODBYE ({reason}) to every client session",
                           reason=SHUTDOWN_REASON)  # fmt: skip
-            while time.monotonic() < deadline and await self.call("wamp.session.count", filter_authroles=roles):
+            while time.monotonic() < deadline and await self.call(
+                "wamp.session.count", filter_authroles=roles
+            ).addTimeout(SHUTDOWN_GOODBYE_SECONDS, reactor):
                 await deferLater(reactor, 0.05, lambda: None)
         except Exception as error:  # noqa: BLE001 - a stop must go on whatever happens here
             self.log.warn("authenticator: could not say GOODBYE to every session ({kind})", kind=type(error).__name__)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import ipaddress
 
 MAX_HEADER_CHARS = 1024  # more hops than any real chain of proxies
+MAX_HOPS = 8
 
 
 def host_of(peer: str | None) -> str | None:
@@ -29,7 +30,12 @@ def client_address(peer: str | None, forwarded_for: str | None, trusted: frozens
     the right-most address of X-Forwarded-For that is not one (with the proxy named)."""
     if not trusted or not forwarded_for or host_of(peer) not in trusted:
         return peer
-    for hop in reversed(forwarded_for[:MAX_HEADER_CHARS].split(",")):
+    # From the right: the proxy appended the address it saw last; whatever is left of it was
+    # written by the client. So the tail is read (never the head), and a cut first hop ignored.
+    hops = forwarded_for[-MAX_HEADER_CHARS:].split(",")
+    if len(forwarded_for) > MAX_HEADER_CHARS:
+        hops = hops[1:]
+    for hop in reversed(hops[-MAX_HOPS:]):
         address = _ip(hop.strip())
         if address is None:
             return peer  # not an address: nothing after it can be believed either
@@ -39,6 +45,10 @@ def client_address(peer: str | None, forwarded_for: str | None, trusted: frozens
 
 
 def _ip(text: str) -> str | None:
+    """A plain IPv4 or IPv6 address, or None. No IPv6 scope id: ipaddress accepts any text after
+    its '%', which would put client words into a log line."""
+    if "%" in text:
+        return None
     try:
         return str(ipaddress.ip_address(text))
     except ValueError:

@@ -24,6 +24,7 @@ What it changes, each a production decision (docs/operations.md, "Production che
 from __future__ import annotations
 
 import copy
+import ipaddress
 
 from .nodecheck import COMPONENT_CLASS
 
@@ -46,6 +47,35 @@ def crossbar_origin(origin: str) -> str:
     return f"{scheme}://{rest}"
 
 
+def browser_origin(origin: str) -> str:
+    """An origin as a browser's Origin header writes it: the default port left out."""
+    normalized = crossbar_origin(origin)
+    for default in ("https://", ":443"), ("http://", ":80"):
+        if normalized.startswith(default[0]) and normalized.endswith(default[1]):
+            return normalized[: -len(default[1])]
+    return normalized
+
+
+def options_of(config: dict) -> dict:
+    """The production_config options a derived config was made with (for the drift check: an
+    operator's own origins, port or TLS files are theirs; keys, claims and policy must not drift)."""
+    router = config["workers"][0]
+    public = router["transports"][0]
+    endpoint = public["endpoint"]
+    ws = next(p for p in public["paths"].values() if p.get("type") == "websocket")
+    root = public["paths"].get("/", {})
+    metrics = [t for t in router["transports"] if t.get("id") == "metrics"]
+    extra = next(c for c in router.get("components", []) if c.get("classname") == COMPONENT_CLASS)["extra"]
+    return {
+        "origins": tuple(browser_origin(o) for o in ws["options"]["allowed_origins"]),
+        "port": endpoint["port"], "interface": endpoint["interface"], "tls": endpoint.get("tls"),
+        "static_directory": root.get("directory") if root.get("type") == "static" else None,
+        "metrics_port": metrics[0]["endpoint"]["port"] if metrics else METRICS_PORT,
+        "trusted_proxies": tuple(extra.get("trusted_proxies", ())) or ("127.0.0.1", "::1"),
+        "node_id": config["controller"]["id"],
+    }  # fmt: skip
+
+
 def production_config(
     config: dict,
     *,
@@ -59,6 +89,11 @@ def production_config(
     node_id: str = NODE_ID,
 ) -> dict:
     """The production node config of `config` (the demo node config, not changed)."""
+    if not tls and not ipaddress.ip_address(interface).is_loopback:
+        # Plain HTTP on a public interface: tokens in the clear, and X-Forwarded-For trusted from
+        # loopback on a port the world reaches. Behind a proxy, listen on loopback.
+        raise ValueError(f"interface {interface} is not loopback: give a TLS key and certificate, or keep 127.0.0.1 "
+                         "behind a reverse proxy")  # fmt: skip
     config = copy.deepcopy(config)
     config["controller"] = {**config.get("controller", {}), "id": node_id}
     router = config["workers"][0]
@@ -91,7 +126,8 @@ def production_config(
         extra["anonymous_role"] = None
         extra["trusted_proxies"] = list(trusted_proxies) if not tls else []
         if extra.get("cookie"):
-            extra["cookie"]["allowed_origins"] = list(origins)
+            # the carrier compares the Origin header as browsers send it: no default port, no slash
+            extra["cookie"]["allowed_origins"] = [browser_origin(o) for o in origins]
         for key in extra.get("keys", []):
             if key.get("secret_file") == "jwt-secret.key":
                 key.pop("secret_file")  # the demo's generated secret: production names its own source

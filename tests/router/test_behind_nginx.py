@@ -164,7 +164,7 @@ async def test_the_routers_lines_name_the_clients_real_address(site):
     assert refused.reason == "authenticator.error.malformed_token"
     line = site.wait_for_log("authentication refused: reason=malformed_token", after=offset)
     assert f"peer={CLIENT} (via tcp4:127.0.0.1:" in line
-    # a client's own X-Forwarded-For is not believed: nginx appends the real address after it
+    # a client's own X-Forwarded-For is not believed: nginx replaces it with the address it saw
     offset = site.log_size()
     await through_nginx(site, "not-a-jwt", headers={"X-Forwarded-For": "203.0.113.9"}).addErrback(lambda f: None)
     line = site.wait_for_log("authentication refused: reason=malformed_token", after=offset)
@@ -182,3 +182,12 @@ async def test_the_routers_lines_name_the_clients_real_address(site):
     line = site.wait_for_log(f"authentication accepted: authid={name}", after=offset)
     assert f"peer={CLIENT} (via" in line
     client.leave()
+
+
+def test_no_token_reaches_the_log_at_info_behind_nginx(site):
+    """The production profile at info, every test above through nginx (cookies, Bearer, tickets)."""
+    import re
+
+    assert "authentication accepted" in site.log()
+    assert not re.search(r"eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.", site.log())
+    assert TEST_SECRET not in site.log()

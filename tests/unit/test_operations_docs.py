@@ -31,5 +31,14 @@ def test_the_systemd_unit_runs_the_production_profile():
 def test_the_nginx_site_forwards_the_websocket_and_the_clients_address():
     site = (REPO / "docs" / "nginx" / "crossbar-jwt.conf").read_text()
     for directive in ("proxy_set_header Upgrade $http_upgrade;", "proxy_http_version 1.1;",
-                      "proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;", "ssl_protocols"):  # fmt: skip
+                      "proxy_set_header X-Forwarded-For $remote_addr;", "ssl_protocols"):  # fmt: skip
         assert directive in site
+    assert "$proxy_add_x_forwarded_for" not in site  # it keeps the client's own entries
+
+
+def test_make_run_profile_production_starts_the_production_config():
+    import subprocess
+
+    done = subprocess.run(["make", "-n", "run", "PROFILE=production"], cwd=REPO, capture_output=True, text=True)
+    command = [line for line in done.stdout.splitlines() if "crossbar start" in line]
+    assert command and "--config config-production.json" in command[-1] and "--loglevel warn" in command[-1]

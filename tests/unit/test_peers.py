@@ -28,6 +28,17 @@ def test_the_right_most_untrusted_address_from_a_trusted_proxy(peer, forwarded, 
     assert client_address(peer, forwarded, NGINX) == expected
 
 
+def test_a_long_header_is_read_from_its_tail_and_scope_ids_are_not_addresses():
+    # a client pads its own entries so that a head-first cut would drop the proxy's real one
+    padded = "1.1.1.1," + " " * (1024 - len("1.1.1.1,") - len("6.6.6.6")) + "6.6.6.6"
+    assert client_address("tcp4:127.0.0.1:1", padded + ", 203.0.113.9", NGINX) == "203.0.113.9 (via tcp4:127.0.0.1:1)"
+    assert (
+        client_address("tcp4:127.0.0.1:1", "x" * 5000 + ",203.0.113.9", NGINX) == "203.0.113.9 (via tcp4:127.0.0.1:1)"
+    )
+    forged = "fe80::1%x detail=ok authid=root"
+    assert client_address("tcp4:127.0.0.1:1", forged, NGINX) == "tcp4:127.0.0.1:1"
+
+
 def test_without_trusted_proxies_the_header_is_never_read():
     assert client_address("tcp4:127.0.0.1:5000", "203.0.113.9", frozenset()) == "tcp4:127.0.0.1:5000"
 

@@ -56,3 +56,29 @@ def test_a_bad_value_is_refused_with_its_name(tmp_path, change, named):
 def test_the_shipped_configuration_loads(tmp_path):
     settings = load_settings(SHIPPED, tmp_path)
     assert settings.behind_proxies is False and settings.expiry_grace_seconds == 5
+
+
+def test_production_never_generates_a_secret_even_where_a_secret_file_is_named(shipped_extra, tmp_path):
+    from authenticator.settings import ConfigError, load_settings
+
+    extra = {
+        **shipped_extra,
+        "generate_secret": False,
+        "keys": [{"algorithms": ["HS256"], "secret_env": "CBJWT_UNSET_TEST_VARIABLE", "secret_file": "prod.key"}],
+    }
+    with pytest.raises(ConfigError, match="create .*prod.key"):
+        load_settings(extra, tmp_path, generate_secret=True)
+    assert not (tmp_path / "prod.key").exists()
+    with pytest.raises(ConfigError, match="'generate_secret' must be true or false"):
+        load_settings({**shipped_extra, "generate_secret": "no"}, tmp_path)
+
+
+def test_trusted_proxies_are_ip_addresses(shipped_extra, tmp_path, monkeypatch):
+    from authenticator.settings import ConfigError, load_settings
+
+    monkeypatch.setenv("JWT_SECRET", "x" * 40)
+    assert load_settings({**shipped_extra, "trusted_proxies": ["127.0.0.1", "::1"]}, tmp_path).trusted_proxies == {
+        "127.0.0.1", "::1"}  # fmt: skip
+    for bad in (["nginx.local"], "127.0.0.1", [1]):
+        with pytest.raises(ConfigError, match="trusted_proxies"):
+            load_settings({**shipped_extra, "trusted_proxies": bad}, tmp_path)
