@@ -118,9 +118,10 @@ class AuthenticatorComponent(ApplicationSession):
             )
             reactor.addSystemEventTrigger("during", "shutdown", stop.set)
         self._start_http_publishing(details.realm)
-        # A stopping router (SIGINT, systemd's stop) drops its connections: clients would see a lost
-        # transport. They get a GOODBYE with a reason first, and reconnect elsewhere.
-        reactor.addSystemEventTrigger("before", "shutdown", lambda: ensureDeferred(self._goodbye_to_everyone()))
+        if self.settings.goodbye_on_stop:
+            # A stopping router (SIGINT, systemd's stop) drops its connections: clients would see a
+            # lost transport. They get a GOODBYE with a reason first, and the kits reconnect.
+            reactor.addSystemEventTrigger("before", "shutdown", lambda: ensureDeferred(self._goodbye_to_everyone()))
         self.log.warn(ready_line(self._node, self.settings, details.realm))
 
     async def _goodbye_to_everyone(self) -> None:

@@ -11,8 +11,9 @@ What it changes, each a production decision (docs/operations.md, "Production che
 - ``allowed_origins`` on the WebSocket (cross-site WebSocket hijacking), and no ``null`` origin;
   the same origins for the cookie carrier;
 - /metrics on a transport of its own, loopback only, not on the public port;
-- a node id of its own (Crossbar's default is the host name and pid, which every WELCOME would
-  otherwise name);
+- a node id of its own (Crossbar's default is the host name and pid);
+- a GOODBYE (``wamp.close.system_shutdown``) to every client when the router stops
+  (``session.goodbye_on_stop``): the client kits reconnect; plain AutobahnJS would not;
 - behind a reverse proxy (nginx): the public transport listens on loopback and the component
   takes X-Forwarded-For from the proxy's address only (``trusted_proxies``); with ``tls`` the
   transport terminates TLS itself (Crossbar 26: TLS 1.3 only) with the certificate files named.
@@ -125,6 +126,7 @@ def production_config(
         extra["generate_secret"] = False
         extra["anonymous_role"] = None
         extra["trusted_proxies"] = list(trusted_proxies) if not tls else []
+        extra.setdefault("session", {})["goodbye_on_stop"] = True  # the kits reconnect after it
         if extra.get("cookie"):
             # the carrier compares the Origin header as browsers send it: no default port, no slash
             extra["cookie"]["allowed_origins"] = [browser_origin(o) for o in origins]

@@ -94,6 +94,10 @@ class Settings:
     join_timeout_seconds: float = 30.0
     # Behind Crossbar proxy workers the router session id differs from the one authentication saw.
     behind_proxies: bool = False
+    # When the router stops, GOODBYE (wamp.close.system_shutdown) to every client session first.
+    # The client kits reconnect after it; plain AutobahnJS does not reconnect after a GOODBYE
+    # (it does after a dropped connection), so the demo config leaves it off.
+    goodbye_on_stop: bool = False
     bearer_header: bool = True
     cookie: CookieRule | None = None
     limits: Limits = Limits()
@@ -138,7 +142,8 @@ def load_settings(extra: Mapping, cbdir: Path, *, generate_secret: bool | None =
     session = extra.get("session", {})
     if not isinstance(session, Mapping):
         raise ConfigError("'session' must be an object")
-    _refuse_unknown("'session'", session, ("expiry_grace_seconds", "join_timeout_seconds", "behind_proxies"))
+    _refuse_unknown("'session'", session, ("expiry_grace_seconds", "join_timeout_seconds", "behind_proxies",
+                                           "goodbye_on_stop"))  # fmt: skip
     grace = session.get("expiry_grace_seconds", 5)
     if not isinstance(grace, int | float) or not 0 <= grace <= 3600:
         raise ConfigError("'session.expiry_grace_seconds' must be a number from 0 to 3600")
@@ -148,6 +153,9 @@ def load_settings(extra: Mapping, cbdir: Path, *, generate_secret: bool | None =
     behind_proxies = session.get("behind_proxies", False)
     if not isinstance(behind_proxies, bool):
         raise ConfigError("'session.behind_proxies' must be true or false")
+    goodbye_on_stop = session.get("goodbye_on_stop", False)
+    if not isinstance(goodbye_on_stop, bool):
+        raise ConfigError("'session.goodbye_on_stop' must be true or false")
     bearer = extra.get("bearer_header", True)
     if not isinstance(bearer, bool):
         raise ConfigError("'bearer_header' must be true or false")
@@ -162,6 +170,7 @@ def load_settings(extra: Mapping, cbdir: Path, *, generate_secret: bool | None =
         expiry_grace_seconds=float(grace),
         join_timeout_seconds=float(join_timeout),
         behind_proxies=behind_proxies,
+        goodbye_on_stop=goodbye_on_stop,
         bearer_header=bearer,
         cookie=_load_cookie(extra.get("cookie")),
         limits=_load_limits(extra.get("limits", {})),
