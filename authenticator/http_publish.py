@@ -76,6 +76,7 @@ class HttpPublishing:
     def __init__(self, realm: str, router, admission, authorizer, settings, log) -> None:
         self.realm = realm
         self._admission, self._authorizer, self._settings, self._log = admission, authorizer, settings, log
+        self.trusted_proxies = settings.trusted_proxies  # whose X-Forwarded-For names the client (peers.py)
         self.pool = PublisherPool(router, realm)
         self._sweep = LoopingCall(self.pool.close_idle)
 
@@ -345,7 +346,7 @@ def _peer(request) -> str:
     host = getattr(address, "host", None)
     peer = f"{host}:{getattr(address, 'port', '')}" if host else str(address)
     service = SERVICES.get(getattr(request, "_publish_realm", None))
-    trusted = service._settings.trusted_proxies if service is not None else frozenset()
+    trusted = getattr(service, "trusted_proxies", frozenset())
     forwarded = request.getHeader(b"x-forwarded-for")
     return client_address(peer, forwarded.decode("latin-1") if forwarded else None, trusted)
 
