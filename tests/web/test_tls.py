@@ -5,7 +5,7 @@ key: --ignore-certificate-errors-spki-list)."""
 from __future__ import annotations
 
 import pytest
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import expect
 
 from tests.support.router import RouterProcess, free_port
 from tests.support.tls import make_certificates
@@ -47,16 +47,16 @@ def tls_router(tmp_path_factory):
     assert node.stop() == 0, node.log()[-3000:]
 
 
-def test_chromium_joins_over_wss_from_an_https_page(tls_router):
+def test_chromium_joins_over_wss_from_an_https_page(browser, tls_router):
+    """A Chromium of its own (it trusts the test key), from the suite's Playwright (one per process)."""
     trust = f"--ignore-certificate-errors-spki-list={tls_router.certificates.spki_sha256}"
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=[*CHROMIUM_ARGS, trust])
-        try:
-            page = browser.new_context().new_page()
-            page.goto(f"https://localhost:{tls_router.port}/index.html")
-            page.set_content(PAGE)  # a test page on the router's https origin
-            page.wait_for_function("typeof autobahn !== 'undefined'")
-            page.evaluate("token => window.start(token)", mint("alice"))
-            expect(page.locator("#state")).to_have_text("joined alice user over https:")
-        finally:
-            browser.close()
+    trusting = browser.browser_type.launch(executable_path=CHROMIUM, headless=True, args=[*CHROMIUM_ARGS, trust])
+    try:
+        page = trusting.new_context().new_page()
+        page.goto(f"https://localhost:{tls_router.port}/index.html")
+        page.set_content(PAGE)  # a test page on the router's https origin
+        page.wait_for_function("typeof autobahn !== 'undefined'")
+        page.evaluate("token => window.start(token)", mint("alice"))
+        expect(page.locator("#state")).to_have_text("joined alice user over https:")
+    finally:
+        trusting.close()
