@@ -65,9 +65,8 @@ class Answer:
     status: int
     body: object
     headers: dict = field(default_factory=dict)
-    outcome: str = "published"
-    reason: str = "none"
-    logged: bool = True  # False: refused by the resource itself, before the service, and not yet logged
+    # Set on a refusal the resource made itself, before the service, and not logged yet: its reason.
+    unlogged_reason: str | None = None
 
 
 class HttpPublishing:
@@ -111,7 +110,7 @@ class HttpPublishing:
         except BodyProblem as problem:
             self._log_refusal(400, INVALID_ARGUMENT, str(problem), identity.authid, peer)
             metrics.HTTP_PUBLISHES.labels("invalid", "none").inc()
-            return Answer(400, Refusal(INVALID_ARGUMENT, str(problem)).answer(), outcome="invalid")
+            return Answer(400, Refusal(INVALID_ARGUMENT, str(problem)).answer())
         results = [self._publish_guarded(identity, item, peer) for item in items]
         if not batch:
             (result,) = results
@@ -176,13 +175,13 @@ class HttpPublishing:
     @staticmethod
     def _single(result: int | Refusal) -> Answer:
         status, body = single_answer(result)
-        return Answer(status, body, outcome="published" if status == 200 else "refused")
+        return Answer(status, body)
 
     @staticmethod
     def _batch(results: list) -> Answer:
         items = [value if ok else Refusal("wamp.error.runtime_error", "internal error") for ok, value in results]
         status, body = batch_answer(items)
-        return Answer(status, body, outcome="batch")
+        return Answer(status, body)
 
     def _token_refused(self, rejection: Rejected, peer: str) -> Answer:
         status = TOKEN_STATUS.get(rejection.reason, 401)
@@ -205,7 +204,7 @@ class HttpPublishing:
         elif status == 503:
             headers["Retry-After"] = "1"
         body = {"error": rejection.reason.uri, "message": message}
-        return Answer(status, body, headers, outcome="token_refused", reason=rejection.reason.code)
+        return Answer(status, body, headers)
 
     def _log_refusal(self, status: int, reason: str, detail: str, authid, peer: str, jti=None) -> None:
         self._log.warn(
@@ -282,15 +281,16 @@ class PublishResource(Resource):
         if isinstance(result, Failure):
             self.log.warn("http publish failed: internal error {kind}", kind=type(result.value).__name__)
             answer = _refused(500, Rejected(Reason.INTERNAL_ERROR).message, "failed", error=Reason.INTERNAL_ERROR.uri)
-            answer.logged = True
+            answer.unlogged_reason = None  # logged just above
             return answer
         return result
 
     def _finish(self, request, answer: Answer, peer: str) -> bytes:
-        if not answer.logged:
+        if answer.unlogged_reason is not None:
             self.log.warn(
                 "http publish refused: status={status} reason={reason} detail={detail} authid=None peer={peer}",
-                status=answer.status, reason=answer.outcome, detail=clip(answer.body.get("message"), 300), peer=peer,
+                status=answer.status, reason=answer.unlogged_reason, detail=clip(answer.body.get("message"), 300),
+                peer=peer,
             )  # fmt: skip
         return self._body(request, answer)
 
@@ -311,7 +311,7 @@ class PublishResource(Resource):
 
 def _refused(status: int, message: str, outcome: str, *, error: str = INVALID_ARGUMENT) -> Answer:
     metrics.HTTP_PUBLISHES.labels(outcome, "none").inc()
-    return Answer(status, {"error": error, "message": message}, outcome=outcome, logged=False)
+    return Answer(status, {"error": error, "message": message}, unlogged_reason=outcome)
 
 
 def _bearer_token(values: list[bytes]) -> str | None:

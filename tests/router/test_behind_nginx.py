@@ -16,7 +16,7 @@ import pytest
 import pytest_twisted
 from twisted.internet import reactor, threads
 
-from tests.support.router import REPO, RouterProcess, free_port, wait_for
+from tests.support.router import REPO, RouterProcess, free_port, port_answers, wait_for
 from tests.support.tls import make_certificates
 from tests.support.tokens import TEST_SECRET, mint, unique
 from tests.support.wamp import Inbox, connect, wamp_error
@@ -66,21 +66,13 @@ def site(tmp_path_factory):
     )
     nginx = subprocess.Popen([nginx_binary(), "-p", str(prefix), "-c", str(prefix / "nginx.conf"), "-g",
                               "daemon off;"], stderr=subprocess.PIPE)  # fmt: skip
-    wait_for(lambda: _answers(public_port) or nginx.poll() is not None, 10, "nginx to listen")
+    wait_for(lambda: port_answers(public_port) or nginx.poll() is not None, 10, "nginx to listen")
     assert nginx.poll() is None, nginx.stderr.read().decode()[-2000:]
     node.public_port, node.origin, node.certificates = public_port, origin, certificates
     yield node
     nginx.terminate()
     nginx.wait(timeout=10)
     assert node.stop() == 0, node.log()[-3000:]
-
-
-def _answers(port: int) -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-    except OSError:
-        return False
-    return True
 
 
 def through_nginx(site, ticket, **kwargs):

@@ -4,7 +4,6 @@ against the real router."""
 import http.cookiejar
 import json
 import shutil
-import socket
 import subprocess
 import sys
 import urllib.error
@@ -14,7 +13,7 @@ import pytest
 import pytest_twisted
 from twisted.internet import threads
 
-from tests.support.router import REPO, free_port, wait_for
+from tests.support.router import REPO, free_port, port_answers, wait_for
 from tests.support.snippets import readme_snippet
 from tests.support.tokens import TEST_SECRET
 from tests.support.wamp import connect
@@ -69,14 +68,6 @@ def test_the_demo_issuer_gives_tokens_only_to_a_logged_in_session(router):
     assert _http(router, opener, "GET", "/auth/token")[0] == 401
 
 
-def _answers(port: int) -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-    except OSError:
-        return False
-    return True
-
-
 def _fetch(opener, url: str) -> tuple[int, dict, bytes]:
     try:
         with opener.open(url, timeout=10) as response:
@@ -98,7 +89,7 @@ async def test_the_readmes_php_token_endpoint_mints_tokens_the_router_accepts(ro
                               env={"JWT_SECRET": TEST_SECRET, "PATH": "/usr/bin:/bin"},
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     try:
-        await threads.deferToThread(wait_for, lambda: _answers(port), 10, "php -S to listen")
+        await threads.deferToThread(wait_for, lambda: port_answers(port), 10, "php -S to listen")
         opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
         base = f"http://127.0.0.1:{port}"
         status, _, _ = await threads.deferToThread(_fetch, opener, f"{base}/token.php")

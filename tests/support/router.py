@@ -25,6 +25,15 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def port_answers(port: int) -> bool:
+    """Whether something accepts TCP connections on 127.0.0.1:port."""
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+    except OSError:
+        return False
+    return True
+
+
 def wait_for(condition, timeout: float, what: str, interval: float = 0.05):
     """Poll a condition until it holds (returns a truthy value) or the deadline passes."""
     deadline = time.monotonic() + timeout
