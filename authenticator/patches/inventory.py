@@ -1,0 +1,101 @@
+"""The inventory: every symbol of Crossbar, Autobahn or Twisted that this project replaces or wraps.
+
+A patch is verified on the exact versions of the distributions it touches: an upgrade can rename
+a target (the install fails: loud) or keep the name and change what it does (the patch keeps
+"working" and protects nothing: silent). The guard (:mod:`.guard`) refuses both before the worker
+takes a client. To verify a new version: run the test named in each entry against it, then add
+the version here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# The versions the whole suite ran on (constraints.txt pins them).
+CROSSBAR = ("26.10.1",)
+AUTOBAHN = ("26.10.2",)
+TWISTED = ("26.10.0",)
+
+
+@dataclass(frozen=True)
+class Patch:
+    name: str  # short, stable: it names the patch in the log and in the guard's refusal
+    targets: tuple[str, ...]  # "module:Qualified.name" of each replaced or wrapped symbol
+    installed_by: str  # "module:function" in this package's tree
+    why: str
+    verified: tuple[tuple[str, tuple[str, ...]], ...]  # (distribution, versions) it was verified on
+    test: str  # the test that fails when the patch does not hold
+
+
+PATCHES: tuple[Patch, ...] = (
+    Patch(
+        name="log-values",
+        targets=("crossbar._logging:make_JSON_observer",),
+        installed_by="authenticator.hardening:bound_log_values",
+        why="Crossbar's worker writes log events to the controller verbatim: client text could be any length, "
+        "carry tokens or cookies, or start a fake line. The observer is wrapped: values are bounded, tokens "
+        "redacted, control characters escaped.",
+        verified=(("crossbar", CROSSBAR),),
+        test="tests/router/test_secrets_in_logs.py",
+    ),
+    Patch(
+        name="welcome-details",
+        targets=("autobahn.wamp.message:Welcome.marshal",),
+        installed_by="authenticator.hardening:keep_crossbar_details_out_of_welcome",
+        why="Crossbar adds the host name, pid, worker and peer (x_cb_*) and, behind proxies, the client's "
+        "upgrade headers to every WELCOME; a client must not read them.",
+        verified=(("autobahn", AUTOBAHN), ("crossbar", CROSSBAR)),
+        test="tests/router/test_hostile_clients.py::test_a_welcome_carries_no_host_name_process_id_or_echo_of_the_"
+        "clients_headers",
+    ),
+    Patch(
+        name="forwarded-yields",
+        targets=("crossbar.router.dealer:Dealer.processYield",),
+        installed_by="authenticator.hardening:drop_forwarded_yields",
+        why="A YIELD is never authorized and Crossbar discloses the callee its forward_for names: any callee "
+        "could answer as root/admin.",
+        verified=(("crossbar", CROSSBAR),),
+        test="tests/router/test_custom_policy.py::test_a_callee_cannot_answer_as_another_user",
+    ),
+    Patch(
+        name="hello-timeout",
+        targets=(
+            "crossbar.router.protocol:WampWebSocketServerProtocol.onOpen",
+            "crossbar.router.protocol:WampWebSocketServerProtocol.onClose",
+            "autobahn.websocket.protocol:WebSocketProtocol.sendCloseFrame",
+        ),
+        installed_by="authenticator.hello_timeout:install_hello_timeout",
+        why="Crossbar has no deadline from the WebSocket upgrade to WELCOME: idle sockets could lock every "
+        "other client out.",
+        verified=(("crossbar", CROSSBAR), ("autobahn", AUTOBAHN)),
+        test="tests/router/test_idle_connections.py",
+    ),
+    Patch(
+        name="request-bodies",
+        targets=(
+            "twisted.web.server:Request.gotLength",
+            "twisted.web.server:Request.handleContentChunk",
+            "twisted.web.server:Request.process",
+        ),
+        installed_by="authenticator.body_limit:install",
+        why="Twisted Web buffers a request's whole body, with no limit, before any resource sees it.",
+        verified=(("twisted", TWISTED),),
+        test="tests/router/test_http_publish.py",
+    ),
+    Patch(
+        name="publisher-decisions",
+        targets=("crossbar.router.router:Router.authorize",),
+        installed_by="authenticator.publisher_sessions:install_decision_hook",
+        why="POST /publish has decided already; the embedded publisher session is answered with that decision "
+        "for that one topic, once, and denied everything else (no second authorizer round trip).",
+        verified=(("crossbar", CROSSBAR),),
+        test="tests/component/test_publisher_sessions.py",
+    ),
+)
+
+
+def by_name(name: str) -> Patch:
+    for patch in PATCHES:
+        if patch.name == name:
+            return patch
+    raise KeyError(f"no patch named {name!r} in the inventory (authenticator/patches/inventory.py)")

@@ -1,0 +1,113 @@
+"""The patch inventory is complete and true, and its guard refuses what was not verified."""
+
+import ast
+import re
+from pathlib import Path
+
+import pytest
+
+from authenticator.patches import ACCEPT_VARIABLE, PATCHES, Guard, check
+from authenticator.patches.guard import accepted_versions, installed_version, resolves
+from authenticator.patches.inventory import Patch
+
+REPO = Path(__file__).resolve().parents[2]
+FOREIGN = ("crossbar", "autobahn", "twisted", "txaio")
+
+
+@pytest.mark.parametrize("patch", PATCHES, ids=lambda p: p.name)
+def test_every_patch_is_verified_on_the_installed_versions_and_its_targets_exist(patch):
+    assert check([patch], installed_version, resolves) == []
+
+
+@pytest.mark.parametrize("patch", PATCHES, ids=lambda p: p.name)
+def test_every_patch_names_its_installer_and_a_test_that_exists(patch):
+    assert resolves(patch.installed_by), patch.installed_by
+    path, _, name = patch.test.partition("::")
+    source = (REPO / path).read_text()
+    assert not name or re.search(rf"def {re.escape(name)}\b", source), patch.test
+
+
+def _installers_of_foreign_attributes() -> set[str]:
+    """Every function of the package that assigns an attribute of a name imported from Crossbar,
+    Autobahn, Twisted or txaio (``Dealer.processYield = ...``): "module:function"."""
+    found = set()
+    for path in (REPO / "authenticator").rglob("*.py"):
+        module = ".".join(path.relative_to(REPO).with_suffix("").parts)
+        tree = ast.parse(path.read_text())
+        foreign = set()
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] in FOREIGN:
+                foreign.update(alias.asname or alias.name for alias in node.names)
+            elif isinstance(node, ast.Import):
+                foreign.update(
+                    (a.asname or a.name).split(".")[0] for a in node.names if a.name.split(".")[0] in FOREIGN
+                )
+        for function in (n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef)):
+            for node in ast.walk(function):
+                targets = node.targets if isinstance(node, ast.Assign) else []
+                for target in targets:
+                    for attribute in (t for t in ast.walk(target) if isinstance(t, ast.Attribute)):
+                        root = attribute
+                        while isinstance(root, ast.Attribute):
+                            root = root.value
+                        if isinstance(root, ast.Name) and root.id in foreign and isinstance(attribute.ctx, ast.Store):
+                            found.add(f"{module}:{function.name}")
+    return found
+
+
+def test_every_function_that_replaces_a_foreign_attribute_is_in_the_inventory():
+    installers = {patch.installed_by for patch in PATCHES}
+    found = _installers_of_foreign_attributes()
+    assert "authenticator.hardening:drop_forwarded_yields" in found  # the scan sees a known patch
+    assert found - installers == set()
+
+
+def fake_patch(**changes) -> Patch:
+    fields = {
+        "name": "fake", "targets": ("authenticator.patches.guard:Guard.apply",),
+        "installed_by": "authenticator.patches.guard:check", "why": "a test's",
+        "verified": (("crossbar", ("26.10.1",)),), "test": "tests/unit/test_patch_inventory.py",
+    }  # fmt: skip
+    return Patch(**{**fields, **changes})
+
+
+def versions(**running):
+    return lambda dist: running.get(dist)
+
+
+def test_an_unverified_version_refuses_the_start_with_one_line_naming_the_patch_and_the_way_out():
+    problems = check([fake_patch()], versions(crossbar="26.11.0"), resolves)
+    guard = Guard(problems, accepted_versions(None))
+    [line] = [p.refusal() for p in guard.refused]
+    assert "patch 'fake'" in line and "not verified on crossbar 26.11.0 (verified: crossbar 26.10.1)" in line
+    assert f"{ACCEPT_VARIABLE}=crossbar==26.11.0" in line and "\n" not in line
+
+
+def test_the_operator_accepts_exactly_the_running_versions_and_is_warned():
+    problems = check([fake_patch()], versions(crossbar="26.11.0"), resolves)
+    assert Guard(problems, accepted_versions("crossbar==26.11.1")).refused  # another version: still refused
+    guard = Guard(problems, accepted_versions(" autobahn==1.0 , Crossbar==26.11.0"))
+    assert guard.refused == [] and "accepted by CROSSBAR_JWT_ACCEPT_UNVERIFIED" in guard.accepted[0].warning()
+    assert guard.apply("log-values", lambda: "installed") == "installed"
+
+
+def test_a_target_gone_is_skipped_only_when_accepted_and_said_at_every_start():
+    gone = fake_patch(name="log-values", targets=("crossbar._logging:no_such_observer",))
+    problems = check([gone], versions(crossbar="26.11.0"), resolves)
+    assert "crossbar._logging:no_such_observer is gone" in problems[0].refusal()
+    guard = Guard(problems, accepted_versions("crossbar==26.11.0"))
+    assert guard.apply("log-values", lambda: "installed") is None
+    assert "is NOT installed" in guard.accepted[0].warning()
+    # A target gone on a verified version is a broken install: no acceptance covers it.
+    broken = check([gone], versions(crossbar="26.10.1"), resolves)
+    assert Guard(broken, accepted_versions("crossbar==26.10.1")).refused
+
+
+def test_a_patch_site_outside_the_inventory_fails_at_install():
+    with pytest.raises(KeyError, match="no patch named 'unlisted'"):
+        Guard([], frozenset()).apply("unlisted", lambda: None)
+
+
+def test_a_missing_distribution_is_not_a_verified_one():
+    [problem] = check([fake_patch()], versions(), resolves)
+    assert problem.unverified == (("crossbar", "(not installed)"),)
