@@ -66,6 +66,7 @@ from .kit import (  # noqa: F401 - the kit's vocabulary, importable from here
     fresh_token,
     refresh_delay,
     seconds_left,
+    timer_seconds,
 )
 
 
@@ -146,7 +147,7 @@ class Client(KitClient):
             if joined:
                 failures = 0
             self._set_state("reconnecting", reason, message)
-            self._waiting = task.deferLater(self._reactor, self.backoff.delay(failures), lambda: None)
+            self._waiting = task.deferLater(self._reactor, self._retry_delay(failures), lambda: None)
             failures += 1
             try:
                 await self._waiting
@@ -215,11 +216,13 @@ class Client(KitClient):
 
     def _schedule_refresh(self, session, expires_in: float, attempt: int = 0, delay: float | None = None) -> None:
         self._cancel_refresh()
-        if delay is None:
-            delay = refresh_delay(expires_in, self.refresh_ahead)
+        delay = timer_seconds(refresh_delay(expires_in, self.refresh_ahead) if delay is None else delay)
         self._refresh_call = self._reactor.callLater(
             delay, lambda: defer.ensureDeferred(self._refresh(session, expires_in - delay, attempt))
         )
+
+    def _warn(self, text: str) -> None:
+        self.log.warn("{text}", text=text)
 
     def _cancel_refresh(self) -> None:
         if self._refresh_call is not None and self._refresh_call.active():
@@ -240,7 +243,7 @@ class Client(KitClient):
             # Try again shortly; if no refresh succeeds the router ends the session at exp (+ grace).
             self.log.warn("token refresh failed ({reason}); trying again",
                           reason=getattr(error, "error", None) or type(error).__name__)  # fmt: skip
-            self._schedule_refresh(session, expires_in, attempt + 1, self.backoff.delay(attempt))
+            self._schedule_refresh(session, expires_in, attempt + 1, self._retry_delay(attempt))
             return
         if session is not self.session:
             return

@@ -43,6 +43,7 @@ from .kit import (
     fresh_token,
     refresh_delay,
     seconds_left,
+    timer_seconds,
 )
 
 log = logging.getLogger(__name__)
@@ -112,7 +113,7 @@ class Client(KitClient):
             if joined:
                 failures = 0
             self._set_state("reconnecting", reason, message)
-            self._waiting = asyncio.ensure_future(asyncio.sleep(self.backoff.delay(failures)))
+            self._waiting = asyncio.ensure_future(asyncio.sleep(self._retry_delay(failures)))
             failures += 1
             try:
                 await self._waiting
@@ -192,12 +193,17 @@ class Client(KitClient):
     def _schedule_refresh(self, session, delay: float, attempt: int) -> None:
         if self._refresh_handle is not None:
             self._refresh_handle.cancel()
-        self._refresh_handle = asyncio.get_running_loop().call_later(delay, self._start_refresh, session, attempt)
+        self._refresh_handle = asyncio.get_running_loop().call_later(
+            timer_seconds(delay), self._start_refresh, session, attempt
+        )
 
     def _start_refresh(self, session, attempt: int) -> None:
         self._refresh_handle = None
         self._refresh_task = asyncio.ensure_future(self._refresh(session, attempt))
         self._refresh_task.add_done_callback(_log_failure)
+
+    def _warn(self, text: str) -> None:
+        log.warning("%s", text)
 
     def _cancel_refresh(self) -> None:
         if self._refresh_handle is not None:
@@ -222,7 +228,7 @@ class Client(KitClient):
             log.warning(
                 "token refresh failed (%s); trying again", getattr(error, "error", None) or type(error).__name__
             )
-            self._schedule_refresh(session, self.backoff.delay(attempt), attempt + 1)
+            self._schedule_refresh(session, self._retry_delay(attempt), attempt + 1)
             return
         if session is not self.session:
             return

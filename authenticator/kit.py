@@ -5,6 +5,7 @@ authenticator/client_asyncio.py on asyncio (Autobahn picks one framework per pro
 from __future__ import annotations
 
 import inspect
+import math
 import random
 import time
 from collections.abc import Callable
@@ -49,6 +50,24 @@ FINAL_REASONS = frozenset(
 )
 
 
+# The longest timer either kit sets: 2^31 - 1 ms, about 24.8 days. JavaScript's setTimeout fires at
+# once for a longer delay (web/crossbar-jwt.js clamps to it); the Python kits use the same bound, so
+# that both refresh a long-lived token at the same time, after at most this long.
+MAX_TIMER_SECONDS = (2**31 - 1) / 1000
+
+
+def timer_seconds(delay: float) -> float:
+    """A delay as a timer takes it: within [0, MAX_TIMER_SECONDS]. NaN (a delay nobody could
+    compute) waits the longest, never 0 s: "at once" is how a timer turns into a tight loop."""
+    try:
+        seconds = float(delay)
+    except (TypeError, ValueError, OverflowError):
+        return MAX_TIMER_SECONDS
+    if math.isnan(seconds):
+        return MAX_TIMER_SECONDS
+    return min(MAX_TIMER_SECONDS, max(0.0, seconds))
+
+
 @dataclass(frozen=True)
 class Backoff:
     """Seconds to wait before reconnect attempt n (0, 1, ...) since the last join. The cap keeps a
@@ -61,15 +80,28 @@ class Backoff:
     jitter: float = 0.1
 
     def delay(self, attempt: int, rand: Callable[[], float] = random.random) -> float:
-        mean = min(self.maximum, self.initial * self.growth**attempt)
-        return min(self.maximum, mean * (1 + self.jitter * (2 * rand() - 1)))
+        """Within [0, maximum] for any attempt count: growth**attempt overflows a float after some
+        1,750 attempts of 1.5x (about 40 minutes of outage), where `maximum` has long been reached."""
+        try:
+            grown = self.initial * float(self.growth) ** attempt if self.initial > 0 else 0.0
+        except OverflowError:
+            grown = math.inf
+        mean = min(self.maximum, grown) if math.isfinite(grown) else self.maximum
+        delay = min(self.maximum, mean * (1 + self.jitter * (2 * rand() - 1)))
+        if math.isfinite(delay):
+            return max(0.0, delay)
+        return self.maximum if math.isfinite(self.maximum) else Backoff.maximum  # never NaN, never "at once"
 
 
 def refresh_delay(expires_in: float, ahead: float = 10.0) -> float:
     """Seconds from now until the refresh, from the seconds the router says the token has left
     (`expires_in`, on the router's clock: this machine's may be off by minutes): `ahead` before
     exp, at most a third of what is left, never under 0.5 s. A token already past exp (admitted
-    within the leeway) is refreshed at once."""
+    within the leeway) is refreshed at once. A lifetime that is not a number is not refreshed
+    ahead (the router ends the session at exp and the kit reconnects with a fresh token). The
+    timer takes at most MAX_TIMER_SECONDS of it (timer_seconds)."""
+    if math.isnan(expires_in):
+        return MAX_TIMER_SECONDS
     return max(0.5, expires_in - min(ahead, max(expires_in, 0.0) / 3))
 
 
@@ -134,6 +166,20 @@ class KitClient:
 
     def _cancel_refresh(self) -> None:
         raise NotImplementedError  # the framework's timer
+
+    def _warn(self, text: str) -> None:
+        raise NotImplementedError  # the framework's log
+
+    def _retry_delay(self, attempt: int) -> float:
+        """The backoff's delay before retry `attempt`, as a timer takes it. The backoff may be the
+        application's own: if it raises, the kit says so and waits the default maximum, instead
+        of leaving its reconnect loop (the client would stay "reconnecting" and never try again)."""
+        try:
+            return timer_seconds(self.backoff.delay(attempt))
+        except Exception as error:  # noqa: BLE001 - whatever the backoff raised: keep reconnecting
+            self._warn(f"crossbar-jwt: the backoff failed for attempt {attempt} ({type(error).__name__}: {error}); "
+                       f"waiting {Backoff.maximum} s")  # fmt: skip
+            return Backoff.maximum
 
     # -- the session's side (called by the framework's session, KitSession) --------------------
 

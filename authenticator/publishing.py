@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from .finite_json import NonFiniteNumber, finite_float, refuse_constant
 from .suggest import unknown_keys
 
 DEFAULT_MAX_BODY_BYTES = 65536  # as the WebSocket's max_message_size
@@ -76,7 +77,19 @@ def parse_body(body: bytes, *, max_batch: int, max_uri_length: int) -> tuple[boo
     if _nesting_exceeds(body, MAX_DEPTH):
         raise BodyProblem(f"The body is nested deeper than {MAX_DEPTH} levels.")
     try:
-        document = json.loads(body)
+        # NaN, Infinity and numbers beyond the float range are refused, not read: Python would write
+        # them back bare for the subscribers, and their JSON parsers fail on them (AutobahnJS in Node
+        # then receives nothing more on that connection).
+        document = json.loads(body, parse_constant=refuse_constant, parse_float=finite_float)
+    except NonFiniteNumber as problem:
+        what = (
+            f"{problem.value}, which is not JSON (RFC 8259 has no NaN or Infinity)"
+            if problem.value in ("NaN", "Infinity", "-Infinity")
+            else f"the number {problem.value}, beyond the range of a double (it would reach subscribers as Infinity)"
+        )
+        raise BodyProblem(
+            f"The body carries {what}; subscribers' JSON parsers fail on it. Send null, or the value as a string."
+        ) from None
     except (UnicodeDecodeError, ValueError, RecursionError):
         raise BodyProblem("The body is not JSON: send a JSON object (or a list of them) as UTF-8.") from None
     if isinstance(document, dict):

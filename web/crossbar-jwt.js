@@ -42,6 +42,8 @@
 //     (the AutobahnJS module; default: the global `autobahn`)
 //   client: state, reason, message, session (the joined autobahn.Session or null), refreshes,
 //     connection (the autobahn.Connection underneath), close()
+//   No timer of the kit is longer than MAX_TIMER_SECONDS (2^31 − 1 ms, ~24.8 days; setTimeout fires
+//   at once beyond it): a longer-lived token is refreshed after that long.
 // Details: docs/clients.md.
 
 export const EXPIRED = "authenticator.error.expired";
@@ -79,6 +81,20 @@ export const FINAL_REASONS = new Set([
   "wamp.error.no_auth_method",
 ]);
 
+// The longest timer the kit sets, in seconds: 2^31 − 1 ms (about 24.8 days). setTimeout fires at once
+// for a longer delay (and for Infinity or NaN), in browsers and in Node: a token living 30 days
+// would be refreshed in a tight loop. A longer delay waits this long instead; a long-lived token
+// is then refreshed early, which is harmless. The Python kits use the same bound.
+const MAX_TIMER_MS = 2 ** 31 - 1;
+export const MAX_TIMER_SECONDS = MAX_TIMER_MS / 1000;
+
+// setTimeout for `seconds`, within [0, MAX_TIMER_SECONDS]: every timer of the kit goes through here.
+// NaN (a delay nobody can compute) waits the longest, never 0 s.
+function later(fn, seconds) {
+  const ms = seconds * 1000;
+  return setTimeout(fn, Number.isNaN(ms) ? MAX_TIMER_MS : Math.min(MAX_TIMER_MS, Math.max(0, ms)));
+}
+
 const DEFAULTS = {
   refreshAheadSeconds: 10,
   initialRetryDelay: 0.5,
@@ -91,10 +107,25 @@ const DEFAULTS = {
 // Seconds from now until the refresh, from the seconds the router says the token has left
 // (`expires_in`, on the router's clock): `ahead` before exp, ahead = min(refreshAheadSeconds, a
 // third of what is left), never under 0.5 s. A token already past exp (admitted within the
-// leeway) is refreshed at once.
+// leeway) is refreshed at once. A lifetime that is not a number (no usable answer) is not refreshed
+// ahead: the router ends the session at exp and the kit reconnects with a fresh token.
 export function refreshDelay(expiresIn, refreshAheadSeconds = DEFAULTS.refreshAheadSeconds) {
+  if (Number.isNaN(expiresIn)) return MAX_TIMER_SECONDS;
   const ahead = Math.min(refreshAheadSeconds, Math.max(expiresIn, 0) / 3);
   return Math.max(0.5, expiresIn - ahead);
+}
+
+// Seconds before retry `attempt` (0, 1, ...): `initial` growing `growth`× per attempt to at most
+// `maximum`, ±`jitter`; `rand` in [0, 1). Within [0, maximum] for any attempt count and never NaN:
+// growth ** attempt is Infinity after some 1,750 attempts of 1.5× (about 40 minutes of outage), and
+// 0 × Infinity is NaN, which setTimeout takes as "at once" (authenticator/kit.py: the same rule).
+export function retryDelay(attempt, { initial = DEFAULTS.initialRetryDelay, maximum = DEFAULTS.maxRetryDelay,
+  growth = DEFAULTS.retryDelayGrowth, jitter = DEFAULTS.retryDelayJitter } = {}, rand = Math.random) {
+  const grown = initial > 0 ? initial * growth ** attempt : 0;
+  const mean = Number.isFinite(grown) ? Math.min(maximum, grown) : maximum;
+  const delay = Math.min(maximum, mean * (1 + jitter * (2 * rand() - 1)));
+  if (Number.isFinite(delay)) return Math.max(0, delay);
+  return Number.isFinite(maximum) ? maximum : DEFAULTS.maxRetryDelay; // NaN options: never "at once"
 }
 
 // `expires_in` from the router, else (an older router) exp against this machine's clock.
@@ -133,10 +164,9 @@ export function connect(options) {
     if (o.onState) o.onState(state, client);
   }
 
-  function backoff() {
-    const mean = Math.min(o.maxRetryDelay, o.initialRetryDelay * o.retryDelayGrowth ** failures++);
-    return Math.min(o.maxRetryDelay, mean * (1 + o.retryDelayJitter * (2 * Math.random() - 1)));
-  }
+  const retry = {
+    initial: o.initialRetryDelay, maximum: o.maxRetryDelay, growth: o.retryDelayGrowth, jitter: o.retryDelayJitter,
+  };
 
   async function freshToken() {
     const fresh = await o.getToken();
@@ -165,7 +195,7 @@ export function connect(options) {
     },
     max_retries: -1,
     initial_retry_delay: o.initialRetryDelay,
-    max_retry_delay: o.maxRetryDelay,
+    max_retry_delay: Math.min(o.maxRetryDelay, MAX_TIMER_SECONDS), // AutobahnJS's own setTimeout
     retry_delay_growth: o.retryDelayGrowth,
     retry_delay_jitter: o.retryDelayJitter,
   });
@@ -212,15 +242,15 @@ export function connect(options) {
     // backoff: AutobahnJS does not retry the first two, and would start its backoff over at every
     // WebSocket that opens (a failing getToken() would be asked every 0.5 s).
     setState("reconnecting", reason, message);
-    retryTimer = setTimeout(() => {
+    retryTimer = later(() => {
       if (client.state !== "stopped") connection.open();
-    }, backoff() * 1000);
+    }, retryDelay(failures++, retry));
     return true;
   };
 
   function scheduleRefresh(s, expiresIn) {
     clearTimeout(refreshTimer);
-    refreshTimer = setTimeout(() => refresh(s, 0), refreshDelay(expiresIn, o.refreshAheadSeconds) * 1000);
+    refreshTimer = later(() => refresh(s, 0), refreshDelay(expiresIn, o.refreshAheadSeconds));
   }
 
   async function refresh(s, attempt) {
@@ -251,8 +281,7 @@ export function connect(options) {
       // Try again shortly; if no refresh succeeds the router ends the session at exp (+ grace).
       console.warn("crossbar-jwt: token refresh failed, retrying", reason);
       clearTimeout(refreshTimer);
-      const delay = Math.min(o.maxRetryDelay, o.initialRetryDelay * o.retryDelayGrowth ** attempt);
-      refreshTimer = setTimeout(() => refresh(s, attempt + 1), delay * 1000);
+      refreshTimer = later(() => refresh(s, attempt + 1), retryDelay(attempt, { ...retry, jitter: 0 }));
     }
   }
 

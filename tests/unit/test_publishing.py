@@ -135,6 +135,31 @@ def test_an_empty_eligible_list_is_refused_it_would_reach_everyone():
     assert parse({"topic": "app.a", "options": {"exclude_authid": []}})[1][0].options == {"exclude_authid": []}
 
 
+@pytest.mark.parametrize(
+    ("body", "named"),
+    [
+        (b'{"topic": "app.a", "args": [NaN]}', "NaN"),
+        (b'{"topic": "app.a", "kwargs": {"x": Infinity}}', "Infinity"),
+        (b'{"topic": "app.a", "args": [[{"deep": -Infinity}]]}', "-Infinity"),
+        (b'{"topic": "app.a", "args": [1e999]}', "the number 1e999"),  # valid JSON that Python reads as inf
+        (b'[{"topic": "app.a"}, {"topic": "app.b", "args": [NaN]}]', "NaN"),  # in a batch: the whole body
+    ],
+)
+def test_non_finite_numbers_are_refused_saying_why_and_what_to_send(body, named):
+    """Python reads them and writes them back bare, which no strict JSON parser (AutobahnJS in Node,
+    a browser) reads: one such event left every Node subscriber of the topic deaf."""
+    with pytest.raises(BodyProblem) as refused:
+        parse_body(body, **LIMITS)
+    assert f"The body carries {named}" in str(refused.value), refused.value
+    assert "Send null, or the value as a string." in str(refused.value)
+
+
+def test_finite_numbers_pass_unchanged():
+    (item,) = parse_body(b'{"topic": "app.a", "args": [1.5, -0.0, 1e308, -1e-320, 12345678901234567890]}', **LIMITS)[1]
+    assert item.args == [1.5, -0.0, 1e308, -1e-320, 12345678901234567890]
+    assert json.dumps(item.args, allow_nan=False)  # what the router writes for the subscribers
+
+
 def test_answers():
     assert single_answer(7) == (200, {"id": 7})
     assert single_answer(Refusal(NOT_AUTHORIZED, "no")) == (403, {"error": NOT_AUTHORIZED, "message": "no"})

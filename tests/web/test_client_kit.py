@@ -10,6 +10,7 @@ import shutil
 import signal
 import subprocess
 import time
+import uuid
 
 import pytest
 from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
@@ -177,7 +178,7 @@ def test_when_the_user_is_revoked_the_kit_stops_and_says_why(router, kit_page):
     answer = page.evaluate(
         """async (token) => (await admin(token)).call("authenticator.revoke", [], { authid: "bob" })""", admin_token()
     )
-    assert answer == {"sessions_ended": 1}
+    assert answer["sessions_ended"] == 1
     page.wait_for_function("client.state === 'stopped'", timeout=5000)
     assert page.evaluate("client.reason") == "authenticator.error.revoked"
     assert page.evaluate("client.message")  # the router's explanation, passed on
@@ -293,6 +294,19 @@ def test_a_token_admitted_within_the_leeway_is_refreshed_at_once_and_the_session
     joined = page.evaluate("kit.sessions[0].at")
     page.wait_for_function(f"Date.now() >= {joined + 3000}")  # past the grace the session had
     assert page.evaluate("[client.state, kit.sessions.length]") == ["connected", 1], page.evaluate("kit.states")
+
+
+def test_a_30_day_token_is_refreshed_after_the_longest_timer_not_in_a_loop(router, open_page):
+    """setTimeout fires at once for a delay over 2^31 - 1 ms (~24.8 days), in Chromium as in Node: a
+    30-day token was refreshed 2,423 times in 5 s. The kit's timers stop at that bound."""
+    page = started_kit(router, open_page, "app.chat.kit-long-token", user="alice")
+    page.route("**/auth/token", lambda route: route.fulfill(json={"token": mint("alice", ["user"], ttl=30 * 86400,
+                                                                                 jti=uuid.uuid4().hex)}))  # fmt: skip
+    page.evaluate("startKit('app.chat.kit-long-token')")
+    page.wait_for_function("client.state === 'connected' && kit.subscribed.length === 1", timeout=10000)
+    joined = page.evaluate("Date.now()")
+    page.wait_for_function(f"Date.now() >= {joined + 2000}")
+    assert page.evaluate("[client.state, client.refreshes, kit.tokens, kit.sessions.length]") == ["connected", 0, 1, 1]
 
 
 def test_close_while_the_router_is_down_stops_every_attempt(router, kit_page):
