@@ -29,7 +29,6 @@ from twisted.web.resource import Resource
 
 from . import body_limit, metrics
 from .hardening import clip
-from .peers import client_address
 from .publisher_sessions import PublisherPool
 from .publishing import (
     DEFAULT_MAX_BATCH,
@@ -58,6 +57,7 @@ BEARER_ADVICE = (
 )
 PUBLISHED = metrics.HTTP_PUBLISHES.labels("published", "none")  # the hot path: looked up once
 TOKEN_STATUS = {Reason.STORE_UNAVAILABLE: 503, Reason.INTERNAL_ERROR: 500}
+TOO_LARGE_ADVICE = "Send less per request (a batch can be split)."
 
 
 @dataclass
@@ -76,6 +76,7 @@ class HttpPublishing:
         self.realm = realm
         self._admission, self._authorizer, self._settings, self._log = admission, authorizer, settings, log
         self.trusted_proxies = settings.trusted_proxies  # whose X-Forwarded-For names the client (peers.py)
+        body_limit.trust_forwarded_for(self.trusted_proxies)  # the same in the worker's early 413 lines
         self.pool = PublisherPool(router, realm)
         self._sweep = LoopingCall(self.pool.close_idle)
 
@@ -222,20 +223,20 @@ def _as_rejection(error: BaseException) -> Rejected:
 
 class PublishResource(Resource):
     isLeaf = True
+    # The body bound this path declares to authenticator/body_limit.py (with max_body_bytes): the
+    # bound holds while the body arrives, the answer is one of ours.
+    too_large_error = INVALID_ARGUMENT
+    too_large_advice = TOO_LARGE_ADVICE
 
     def __init__(self, realm: str, max_body_bytes: int, max_batch: int) -> None:
         super().__init__()
         self.realm, self.max_body_bytes, self.max_batch = realm, max_body_bytes, max_batch
         self.log = Logger()
-        body_limit.install(self._refused_while_arriving)  # reads this resource's max_body_bytes
 
-    def _refused_while_arriving(self, request, limit: int) -> None:
-        """body_limit answered 413 before the body was read (any path of this worker)."""
+    @staticmethod
+    def body_refused(request, limit: int) -> None:
+        """body_limit answered 413 before the body was read (and logged it): counted."""
         metrics.HTTP_PUBLISHES.labels("too_large", "none").inc()
-        self.log.warn(
-            "http request refused: status=413 reason=too_large detail={detail} peer={peer}",
-            detail=f"body over {limit} bytes, refused while it arrived", peer=_peer(request),
-        )  # fmt: skip
 
     def render(self, request):
         request._publish_realm = self.realm
@@ -247,8 +248,8 @@ class PublishResource(Resource):
         if problem is not None:
             return self._finish(request, _refused(400, problem, "invalid"), peer)
         body = request.content.read(self.max_body_bytes + 1)
-        if len(body) > self.max_body_bytes:
-            message = f"The request body is larger than {self.max_body_bytes} bytes; send less per request."
+        if len(body) > self.max_body_bytes:  # body_limit refuses it first; this holds without it too
+            message = body_limit.too_large_answer(self.max_body_bytes, INVALID_ARGUMENT, TOO_LARGE_ADVICE)["message"]
             return self._finish(request, _refused(413, message, "too_large"), peer)
         service = SERVICES.get(self.realm)
         if service is None:
@@ -342,13 +343,8 @@ def _content_type_problem(value: bytes | None) -> str | None:
 
 
 def _peer(request) -> str:
-    address = request.getClientAddress()
-    host = getattr(address, "host", None)
-    peer = f"{host}:{getattr(address, 'port', '')}" if host else str(address)
     service = SERVICES.get(getattr(request, "_publish_realm", None))
-    trusted = getattr(service, "trusted_proxies", frozenset())
-    forwarded = request.getHeader(b"x-forwarded-for")
-    return client_address(peer, forwarded.decode("latin-1") if forwarded else None, trusted)
+    return body_limit.request_peer(request, getattr(service, "trusted_proxies", frozenset()))
 
 
 def publish_resource(extra: Mapping) -> PublishResource:

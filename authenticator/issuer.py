@@ -11,8 +11,10 @@ configuration as the authenticator.
                        take it: mint a `backend` token here, on the server, and POST /publish
 
 It runs inside the router worker: whatever it parses or computes is the router's to pay. A body
-over `max_body_bytes` is answered 413 unread, one that is not a small JSON object 400, and each
-client address gets `login_attempts_per_minute` logins (429 and Retry-After past that).
+over `max_body_bytes` is answered 413 unread (the app declares the bound to
+authenticator/body_limit.py, which refuses it while it arrives, before Twisted keeps a byte), one
+that is not a small JSON object 400, and each client address gets `login_attempts_per_minute`
+logins (429 and Retry-After past that).
 """
 
 from __future__ import annotations
@@ -196,8 +198,10 @@ def create_app(cbdir: Path, config_file: Path | None = None) -> Flask:
     app.secret_key, _, _ = load_hmac_secret("ISSUER_SESSION_SECRET", cbdir / "issuer-session.key", generate=True)
     app.config.update(
         SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Lax", SESSION_COOKIE_NAME="session",
-        MAX_CONTENT_LENGTH=limits.max_body_bytes,  # larger bodies: 413 before a byte is parsed
+        MAX_CONTENT_LENGTH=limits.max_body_bytes,  # the same bound, should a body reach the app
     )  # fmt: skip
+    # Declared to authenticator/body_limit.py: bodies over it are refused 413 while they arrive.
+    app.max_body_bytes, app.too_large_advice = limits.max_body_bytes, SEND
 
     @app.errorhandler(RequestEntityTooLarge)
     def too_large(_error):

@@ -10,10 +10,19 @@ HTTP publishing (/publish) must run where the realm is: the router worker keeps 
 loopback-only web transport (``internal_port``) and the proxies forward them to it with
 Crossbar's ``reverseproxy`` path service.
 
+A derivation never widens what the source exposes: only the transports that carry a WebSocket
+move to the proxies, each forwarding only the router paths it had itself; a transport without a
+WebSocket (the production profile's loopback-only /metrics) stays on the router worker as it is,
+and the internal transport serves nothing at / (no static directory the source did not serve).
+
 The proxies load no component: each proxy transport gets a ``resource`` path that hardens its
 worker as the component hardens the router worker (authenticator/hardening.py: recursion limit,
-bounded log lines, no Crossbar details in WELCOME) and installs the HELLO timeout
-(authenticator/hello_timeout.py) with the component's ``limits.hello_timeout_seconds``.
+bounded log lines, no Crossbar details in WELCOME, request bodies bounded while they arrive) and
+installs the HELLO timeout (authenticator/hello_timeout.py) with the component's
+``limits.hello_timeout_seconds``. The bodies of the paths it forwards get the bound the router
+worker gives them (authenticator/body_limit.py; HTTP publishing's ``max_body_bytes``, the demo
+issuer's ``issuer.max_body_bytes``), and its refusal lines believe X-Forwarded-For from the
+component's ``trusted_proxies``.
 
     python -m authenticator proxy-config --proxies 2 > .crossbar/config-proxies.json
     crossbar start --cbdir .crossbar --config config-proxies.json
@@ -24,7 +33,8 @@ from __future__ import annotations
 import copy
 
 from .hello_timeout import DEFAULT_HELLO_TIMEOUT_SECONDS
-from .publishing import DEFAULT_MAX_BODY_BYTES
+from .publishing import DEFAULT_MAX_BODY_BYTES, INVALID_ARGUMENT
+from .settings import load_issuer_settings
 
 # The path that hardens a proxy worker; it must sort before the WebSocket path (see _hardened).
 HARDENING_PATH = "hardening"
@@ -33,6 +43,8 @@ PROXY_AUTHENTICATOR_ROLE = "proxy-authenticator"
 ROUTER_SOCKET = "router.sock"
 BACKEND = "router"
 PUBLISH_RESOURCE = "authenticator.http_publish.publish_resource"
+ISSUER_MODULE = "authenticator.issuer"
+COMPONENT_CLASS = "authenticator.component.AuthenticatorComponent"
 INTERNAL_PORT = 8081  # loopback only: the router worker's own web transport for wsgi paths
 
 
@@ -43,7 +55,9 @@ def proxy_config(config: dict, proxies: int, internal_port: int = INTERNAL_PORT)
     config = copy.deepcopy(config)
     router = config["workers"][0]
     realm = router["realms"][0]
-    public = router["transports"]
+    # The proxies take the transports that carry a WebSocket; the others stay where they are.
+    public = [t for t in router["transports"] if not _without_websocket(t)]
+    kept = [t for t in router["transports"] if _without_websocket(t)]
     router["transports"] = [
         {
             "type": "rawsocket",
@@ -58,16 +72,17 @@ def proxy_config(config: dict, proxies: int, internal_port: int = INTERNAL_PORT)
             {
                 "type": "web",
                 "endpoint": {"type": "tcp", "interface": "127.0.0.1", "port": internal_port},
-                "paths": {"/": {"type": "static", "directory": "../web"}, **hosted},
+                "paths": {"/": {"type": "json", "value": {}}, **hosted},
             }
         )
         for transport in public:
-            for name in hosted:
-                public_port = transport["endpoint"].get("port")
+            public_port = transport["endpoint"].get("port")
+            for name in [name for name in transport.get("paths", {}) if name in hosted]:  # its own, no other
                 transport["paths"][name] = {
                     "type": "reverseproxy", "host": "127.0.0.1", "port": internal_port, "path": f"/{name}",
                     **({"forwarded_port": public_port} if isinstance(public_port, int) else {}),
                 }  # fmt: skip
+    router["transports"].extend(kept)
     realm["roles"].append(
         {
             "name": PROXY_AUTHENTICATOR_ROLE,
@@ -82,16 +97,15 @@ def proxy_config(config: dict, proxies: int, internal_port: int = INTERNAL_PORT)
             ],
         }
     )
-    hello_timeout = DEFAULT_HELLO_TIMEOUT_SECONDS
+    hello_timeout, extra = DEFAULT_HELLO_TIMEOUT_SECONDS, {}
     for component in router.get("components", []):
-        if component.get("classname") == "authenticator.component.AuthenticatorComponent":
-            component.setdefault("extra", {}).setdefault("session", {})["behind_proxies"] = True
-            hello_timeout = component["extra"].get("limits", {}).get("hello_timeout_seconds", hello_timeout)
-    # The proxies take request bodies before forwarding them: bound them as the router worker does.
-    body_limit = {
-        name: path.get("extra", {}).get("max_body_bytes", DEFAULT_MAX_BODY_BYTES)
-        for name, path in hosted.items() if path.get("classname") == PUBLISH_RESOURCE
-    }  # fmt: skip
+        if component.get("classname") == COMPONENT_CLASS:
+            extra = component.setdefault("extra", {})
+            extra.setdefault("session", {})["behind_proxies"] = True
+            hello_timeout = extra.get("limits", {}).get("hello_timeout_seconds", hello_timeout)
+    hardening = {"hello_timeout_seconds": hello_timeout, "request_bodies": _forwarded_bodies(hosted, extra)}
+    if extra.get("trusted_proxies"):
+        hardening["trusted_proxies"] = list(extra["trusted_proxies"])
     # Every role a client session can get must have a route to the router worker.
     client_roles = [r["name"] for r in realm["roles"] if r["name"] != "authenticator"]
     for i in range(proxies):
@@ -113,34 +127,59 @@ def proxy_config(config: dict, proxies: int, internal_port: int = INTERNAL_PORT)
                         "auth": {"anonymous-proxy": {"type": "static"}},
                     }
                 },
-                "transports": [_hardened(_shared(t), hello_timeout, body_limit) for t in copy.deepcopy(public)],
+                "transports": [_hardened(_shared(t), hardening) for t in copy.deepcopy(public)],
             }
         )
     return config
 
 
+def _without_websocket(transport: dict) -> bool:
+    """A web transport with no WebSocket path: nothing for the proxies to do there."""
+    paths = transport.get("paths", {}).values()
+    return transport.get("type") == "web" and not any(path.get("type") == "websocket" for path in paths)
+
+
 def _router_paths(transports: list[dict]) -> dict:
-    """The paths only the router worker can serve: wsgi apps, and HTTP publishing (it needs the realm)."""
-    return {
-        name: copy.deepcopy(path)
-        for transport in transports
-        for name, path in transport.get("paths", {}).items()
-        if path.get("type") == "wsgi" or path.get("classname") == PUBLISH_RESOURCE
-    }
+    """The paths only the router worker can serve: wsgi apps, and HTTP publishing (it needs the realm).
+    One internal transport hosts them all: a name the public transports use for two different
+    paths is refused."""
+    hosted: dict = {}
+    for transport in transports:
+        for name, path in transport.get("paths", {}).items():
+            if path.get("type") != "wsgi" and path.get("classname") != PUBLISH_RESOURCE:
+                continue
+            if hosted.setdefault(name, copy.deepcopy(path)) != path:
+                raise ValueError(f"the path {name!r} is a different service on two public transports: rename one")
+    return hosted
+
+
+def _forwarded_bodies(hosted: dict, component_extra: dict) -> dict:
+    """The body bound of each forwarded path that declares one in the router worker (the rest get
+    body_limit's default there and here): HTTP publishing's, and the demo issuer's."""
+    bodies = {}
+    for name, path in hosted.items():
+        if path.get("classname") == PUBLISH_RESOURCE:
+            limit = path.get("extra", {}).get("max_body_bytes", DEFAULT_MAX_BODY_BYTES)
+            bodies[name] = {"max_bytes": limit, "error": INVALID_ARGUMENT}
+        elif path.get("type") == "wsgi" and path.get("module") == ISSUER_MODULE:
+            bodies[name] = {"max_bytes": load_issuer_settings(component_extra.get("issuer", {})).max_body_bytes}
+    return bodies
 
 
 def _shared(transport: dict) -> dict:
     transport["endpoint"]["shared"] = True  # every proxy accepts on the same port (SO_REUSEPORT)
     for path in transport.get("paths", {}).values():
+        if path.get("type") == "websocket":  # GET /ws: no status page with Crossbar's version and the pid
+            path.setdefault("options", {})["enable_webstatus"] = False
         for method in (path.get("auth") or {}).values():
             if method.get("type") == "dynamic":
                 method["authenticator-role"] = PROXY_AUTHENTICATOR_ROLE
     return transport
 
 
-def _hardened(transport: dict, hello_timeout: float, body_limit: dict[str, int]) -> dict:
+def _hardened(transport: dict, extra: dict) -> dict:
     """A proxy's web transport with the path that hardens its worker (and installs the HELLO timeout
-    and the request body bound).
+    and the request body bounds).
 
     Crossbar starts a transport's paths in sorted order: the name sorts before the WebSocket
     path's, so the worker is hardened before its first WebSocket connection.
@@ -153,6 +192,6 @@ def _hardened(transport: dict, hello_timeout: float, body_limit: dict[str, int])
         paths[HARDENING_PATH] = {
             "type": "resource",
             "classname": "authenticator.hardening.harden_proxy_worker",
-            "extra": {"hello_timeout_seconds": hello_timeout, "max_request_body_bytes": body_limit},
+            "extra": {**extra, "request_bodies": {n: b for n, b in extra["request_bodies"].items() if n in paths}},
         }
     return transport

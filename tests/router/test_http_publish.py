@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import socket
+import time
 
 import pytest
 import pytest_twisted
@@ -12,6 +13,8 @@ import treq
 from autobahn.wamp.types import SubscribeOptions
 from twisted.internet import threads
 
+from tests.router.test_metrics import scrape, value
+from tests.router.test_request_bodies import TO_PUBLISH
 from tests.support.router import RouterProcess
 from tests.support.tokens import TEST_SECRET, mint, unique
 from tests.support.wamp import Inbox, connect
@@ -45,6 +48,15 @@ async def test_bob_receives_what_the_backend_publishes_to_him_and_alice_does_not
     try:
         alice_inbox, bob_inbox = Inbox(), Inbox()
         await alice.subscribe(alice_inbox, f"app.user.{alice_id}.notifications", options=DETAILS)
+        # Every subscription that would receive bob's event if the policy let it: each is refused,
+        # and were one granted, its events would come to the same inbox before alice's marker.
+        tried = {}
+        for topic, match in ((f"app.user.{bob_id}.notifications", "exact"), ("app.user.", "prefix"),
+                             ("app.user..notifications", "wildcard"), ("app.", "prefix"), ("", "prefix")):  # fmt: skip
+            options = SubscribeOptions(match=match, details_arg="details")
+            tried[(topic, match)] = await alice.subscribe(alice_inbox, topic, options=options).addCallbacks(
+                lambda _: "subscribed", lambda failure: failure.value.error
+            )
         await bob.subscribe(bob_inbox, f"app.user.{bob_id}.notifications", options=DETAILS)
         backend = unique("backend")
         status, headers, answer = await post(
@@ -65,6 +77,7 @@ async def test_bob_receives_what_the_backend_publishes_to_him_and_alice_does_not
         args, _ = await alice_inbox.next()
         assert args == ("marker",)
         assert alice_inbox.events == []
+        assert set(tried.values()) == {"wamp.error.not_authorized"}, tried
     finally:
         alice.leave()
         bob.leave()
@@ -194,29 +207,38 @@ async def test_a_body_over_the_limit_is_413(router):
     assert "larger than 65536 bytes" in answer["message"]
 
 
-def test_a_body_over_the_limit_is_refused_before_it_is_read(router):
+@pytest.mark.parametrize("path", TO_PUBLISH)
+def test_a_body_over_the_limit_is_refused_before_it_is_read(router, path):
     """A declared Content-Length over the limit is answered 413 while the body has not been sent:
-    the router does not take the bytes first. The refusal is logged (and, in the router worker,
-    counted)."""
+    the router does not take the bytes first, however the path is spelled (as Twisted routes it;
+    more spellings and paths in test_request_bodies.py). The refusal is logged with the client
+    (and, in the router worker, counted)."""
+    refuse_a_huge_body(router, path)
+
+
+def refuse_a_huge_body(router, path: str) -> None:
     offset = router.log_size()
     with socket.create_connection(("127.0.0.1", router.port), timeout=10) as s:
         s.sendall(
-            b"POST /publish HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-            b"Content-Length: 1000000000\r\n\r\n{"
+            b"POST %s HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 1000000000\r\n\r\n{" % path.encode()
         )
         answer = s.recv(4096)
+        port = s.getsockname()[1]
     assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
     assert b"larger than 65536 bytes" in answer
-    router.wait_for_log("http request refused: status=413 reason=too_large", after=offset)
+    line = router.wait_for_log(f"peer=127.0.0.1:{port}", after=offset)
+    assert "http request refused: status=413 reason=too_large" in line and f"path={path}" in line
 
 
-def test_a_chunked_body_is_cut_off_when_it_passes_the_limit(router):
+@pytest.mark.parametrize("path", TO_PUBLISH)
+def test_a_chunked_body_is_cut_off_when_it_passes_the_limit(router, path):
     """No Content-Length: the bytes are counted as they come, and the connection is answered 413
     and closed while the client is still sending."""
     chunk = b"x" * 16384
     with socket.create_connection(("127.0.0.1", router.port), timeout=10) as s:
-        s.sendall(b"POST /publish HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-                  b"Transfer-Encoding: chunked\r\n\r\n")  # fmt: skip
+        s.sendall(b"POST %s HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                  b"Transfer-Encoding: chunked\r\n\r\n" % path.encode())  # fmt: skip
         answer = b""
         try:
             for _ in range(64):  # 1 MiB offered; the limit is 64 KiB
@@ -281,15 +303,53 @@ async def test_receiver_filters_choose_by_authid(router):
 
 @pytest_twisted.ensureDeferred
 async def test_http_publishes_are_counted_by_outcome(router):
-    await threads.deferToThread(test_a_body_over_the_limit_is_refused_before_it_is_read, router)
-    await post(router, {"topic": "app.public.news"}, backend_token())
-    await post(router, {"topic": "app.secret"}, backend_token())
-    response = await treq.get(f"http://127.0.0.1:{router.port}/metrics", timeout=10)
-    text = await response.text()
-    assert 'crossbar_jwt_http_publishes_total{outcome="published",reason="none"}' in text
-    assert 'crossbar_jwt_http_publishes_total{outcome="denied",reason="none"}' in text
-    if not router.proxies:  # behind proxies, a proxy worker refuses it, and counts nothing of ours
-        assert 'crossbar_jwt_http_publishes_total{outcome="too_large",reason="none"}' in text
+    """Counters of the shared router: what this test adds, read before and after."""
+    before = await threads.deferToThread(scrape, router)
+    await threads.deferToThread(refuse_a_huge_body, router, "/%70ublish")
+    assert (await post(router, {"topic": "app.public.news"}, backend_token()))[0] == 200
+    assert (await post(router, {"topic": "app.secret"}, backend_token()))[0] == 403
+    after = await threads.deferToThread(scrape, router)
+
+    def grew(outcome: str) -> float:
+        return value(after, "crossbar_jwt_http_publishes_total", outcome=outcome, reason="none") - value(
+            before, "crossbar_jwt_http_publishes_total", outcome=outcome, reason="none"
+        )
+
+    assert (grew("published"), grew("denied")) == (1, 1)
+    # behind proxies a proxy worker refuses the body over the limit, and counts nothing of ours
+    assert grew("too_large") == (0 if router.proxies else 1)
+
+
+@pytest_twisted.ensureDeferred
+async def test_backend_identities_that_publish_are_not_live_sessions(router):
+    """Issue 20, finding 10: each identity that publishes over HTTP gets an embedded session (kept
+    for reuse); crossbar_jwt_active_sessions counted them as client sessions (1,000 `user` sessions
+    after 3,000 backends published). K distinct identities, of two roles, publish: the gauge of
+    live sessions does not move."""
+    count = 25
+
+    def live(samples: dict) -> list[float]:
+        return [value(samples, "crossbar_jwt_active_sessions", role=role) for role in ("backend", "user")]
+
+    def settled() -> dict:
+        """Sessions of earlier tests on the shared router may still be leaving: two equal readings."""
+        previous = scrape(router)
+        for _ in range(50):
+            time.sleep(0.1)
+            current = scrape(router)
+            if live(current) == live(previous):
+                return current
+            previous = current
+        raise AssertionError("the live sessions never settled")
+
+    before = await threads.deferToThread(settled)
+    for i in range(count):
+        assert (await post(router, {"topic": "app.public.news"}, backend_token()))[0] == 200
+        user = mint(unique("writer"), ["user"])  # a user may publish to app.chat. over HTTP too
+        assert (await post(router, {"topic": f"app.chat.{unique('room')}", "args": [i]}, user))[0] == 200
+    after = await threads.deferToThread(scrape, router)
+    assert live(after) == live(before)  # [backend, user]; with the embedded sessions: + [25, 25]
+    assert value(after, "crossbar_jwt_active_sessions_scrape_ok") == 1
 
 
 @pytest.fixture(scope="module")
