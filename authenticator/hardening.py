@@ -10,10 +10,16 @@ must not silently take a protection away).
 from __future__ import annotations
 
 import importlib
-import re
 import sys
 from collections.abc import Callable, Mapping, Sized
 from typing import TYPE_CHECKING
+
+# The text functions live in a pure module; these names stay importable from here.
+from .logtext import MAX_LOGGED_VALUE as MAX_LOGGED_VALUE
+from .logtext import REDACTED as REDACTED
+from .logtext import clip as clip
+from .logtext import for_log
+from .logtext import redact as redact
 
 if TYPE_CHECKING:
     from twisted.web.resource import IResource
@@ -27,29 +33,22 @@ RECURSION_LIMIT = 1000
 # Modules that raise the limit when first imported: imported here first, so that the side effect
 # is spent before the limit is restored, and a later import by Crossbar is a no-op.
 _RAISES_THE_LIMIT = ("py_ecc",)
-# The longest value a log event may carry into the node log. Client-controlled text (a URI, a
-# protocol error quoting a message, a traceback of a parse) must not make a log line large: the
-# controller relays worker lines in time quadratic in their length while the worker blocks on
-# the full pipe.
-MAX_LOGGED_VALUE = 2000
-# Tokens in log lines. Crossbar logs each new session's authextra at info, and behind proxies that
-# holds every header of the client's upgrade (Cookie, Authorization: a token); at debug it logs
-# WAMP messages, tickets included. Whatever Crossbar logs, a JWS in compact form (its header is
-# JSON, so its base64url starts with "eyJ") and the values of Cookie, Set-Cookie and
-# Authorization headers (also as the bytes a proxy's reverseproxy path logs) are replaced before
-# the line is written.
-_JWS = re.compile(r"eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*")
-_SECRET_HEADER = re.compile(
-    r"""(b?['"](?:set-)?(?:cookie|authorization)['"]\s*:\s*b?)(['"])(?:(?!\2).)*\2""", re.IGNORECASE
-)
-REDACTED = "<redacted>"
 
 
 def harden_router_worker(warn: Callable[[str], None]) -> None:
     restore_recursion_limit()
     keep_crossbar_details_out_of_welcome()
+    from .finite_json import install as refuse_non_finite_json  # no NaN/Infinity in or out as JSON
+
+    refuse_non_finite_json()
+    from .body_limit import install as bound_request_bodies  # every request body of the worker, while it arrives
+
+    bound_request_bodies()
     if not bound_log_values():
         warn("authenticator: Crossbar's worker log observer was not found; log lines are not bounded")
+    from .protocol_errors import install as one_line_per_protocol_error  # the client's fault: no traceback
+
+    one_line_per_protocol_error()
 
 
 def harden_proxy_worker(extra: Mapping) -> IResource:
@@ -58,23 +57,25 @@ def harden_proxy_worker(extra: Mapping) -> IResource:
     proxy transport this path, named to sort before its WebSocket path: Crossbar builds a
     transport's paths in sorted order and listens after, so it holds before any client byte.
 
-    ``{"type": "resource", "classname": "authenticator.hardening.harden_proxy_worker",
-    "extra": {"hello_timeout_seconds": 10, "max_request_body_bytes": {"publish": 65536}}}``; the
-    path itself answers 404.
+    ``{"type": "resource", "classname": "authenticator.hardening.harden_proxy_worker", "extra":
+    {"hello_timeout_seconds": 10, "request_bodies": {"publish": {"max_bytes": 65536, "error":
+    "wamp.error.invalid_argument"}, "auth": {"max_bytes": 4096}}, "trusted_proxies": ["127.0.0.1"]}}``:
+    the bodies of the paths the proxy forwards to the router worker are bounded as the router
+    bounds them (every other path by authenticator/body_limit.py's own rules), and refusals name
+    the client behind ``trusted_proxies``. The path itself answers 404.
     """
     from twisted.logger import Logger
     from twisted.web.pages import notFound
 
-    from .body_limit import limit_path
+    from . import body_limit
     from .hello_timeout import DEFAULT_HELLO_TIMEOUT_SECONDS, install_hello_timeout
 
     log = Logger()
     harden_router_worker(lambda message: log.warn(message))
     install_hello_timeout(extra.get("hello_timeout_seconds", DEFAULT_HELLO_TIMEOUT_SECONDS))
-    for path, limit in (extra.get("max_request_body_bytes") or {}).items():  # the paths forwarded to the router
-        limit_path(path, limit, lambda request, limit: log.warn(
-            "http request refused: status=413 reason=too_large detail=body over {limit} bytes, refused while it "
-            "arrived", limit=limit))  # fmt: skip
+    for path, bound in (extra.get("request_bodies") or {}).items():  # the paths forwarded to the router
+        body_limit.declare_path(path, bound["max_bytes"], error=bound.get("error"))
+    body_limit.trust_forwarded_for(extra.get("trusted_proxies") or ())
     return notFound()
 
 
@@ -89,16 +90,21 @@ def restore_recursion_limit() -> int:
 
 
 def keep_crossbar_details_out_of_welcome() -> None:
-    """What a client's WELCOME.authextra may carry: what the authenticator returned, not Crossbar's
-    additions.
+    """What a client's WELCOME may carry: what the authenticator returned, not Crossbar's additions.
 
-    Crossbar 26 writes ``x_cb_node`` (the host name unless the node config names the node),
-    ``x_cb_worker``, ``x_cb_peer`` and ``x_cb_pid`` into every session's authextra
-    (router/session.py, welcome()), proxy workers add ``x_cb_proxy_*``, and behind proxies the
-    router's session gets ``transport``: the frontend connection's details with **every HTTP header
-    the client sent**, so a page's script could read its own HttpOnly token cookie back from
-    WELCOME. Crossbar has no option to leave them out. They stay in the router's own view of the
-    session (meta API, authorizer); only the WELCOME message on the wire leaves them out.
+    Crossbar 26 puts ``x_cb_node`` (the host name unless the node config names the node),
+    ``x_cb_worker``, ``x_cb_peer`` and ``x_cb_pid`` into every WELCOME twice: as top-level details
+    (the message's custom attributes) and in ``authextra`` (router/session.py, welcome()); proxy
+    workers add ``x_cb_proxy_*`` to authextra, and behind proxies the router's session gets
+    ``transport``: the frontend connection's details with **every HTTP header the client sent**,
+    so a page's script could read its own HttpOnly token cookie back from WELCOME. Crossbar has no
+    option to leave them out. They stay in the router's own view of the session (meta API,
+    authorizer); only the WELCOME message on the wire leaves them out.
+
+    The filter does not depend on the message's layout: every dict of the marshalled message, at
+    any depth, loses its ``x_cb_*`` and ``transport`` keys (copies: the message shares its dicts
+    with the router's session). Every serializer the ``ws`` paths offer (JSON; CBOR between proxy
+    and router) goes through ``marshal``.
     """
     from autobahn.wamp.message import Welcome
 
@@ -106,12 +112,15 @@ def keep_crossbar_details_out_of_welcome() -> None:
         return
     marshal = Welcome.marshal
 
+    def left_out(value):
+        if isinstance(value, dict):
+            return {key: left_out(item) for key, item in value.items() if not _crossbar_detail(key)}
+        if isinstance(value, list | tuple):
+            return type(value)(left_out(item) for item in value)
+        return value
+
     def marshal_for_the_client(self):
-        raw = marshal(self)
-        extra = raw[2].get("authextra") if len(raw) > 2 and isinstance(raw[2], dict) else None
-        if isinstance(extra, dict) and any(_crossbar_detail(key) for key in extra):
-            raw[2] = {**raw[2], "authextra": {k: v for k, v in extra.items() if not _crossbar_detail(k)}}
-        return raw
+        return left_out(marshal(self))
 
     marshal_for_the_client._keeps_crossbar_details_out = True
     Welcome.marshal = marshal_for_the_client
@@ -148,16 +157,9 @@ def drop_forwarded_yields(forwards: Callable[[str], bool], warn: Callable[..., N
     Dealer.processYield = process_yield_of_the_real_callee
 
 
-def clip(value: object, limit: int = MAX_LOGGED_VALUE) -> str:
-    """Client-controlled text for a log line: at most `limit` characters, and says it was cut."""
-    text = value if isinstance(value, str) else repr(value)
-    if len(text) <= limit:
-        return text
-    return f"{text[: limit // 2]}...[{len(text) - limit} characters cut]...{text[-limit // 2 :]}"
-
-
 def bound_log_values() -> bool:
-    """Wrap Crossbar's worker log observer so that no event value is longer than MAX_LOGGED_VALUE.
+    """Wrap Crossbar's worker log observer so that every event reaches the node log as one line of
+    bounded, escaped text without tokens (:class:`_BoundedObserver`).
 
     Crossbar's worker writes every log event as JSON to its controller through one observer on
     Twisted's global log publisher (crossbar._logging.make_JSON_observer). Returns whether it was
@@ -168,7 +170,7 @@ def bound_log_values() -> bool:
     observers = list(getattr(globalLogPublisher, "_observers", ()))
     found = False
     for observer in observers:
-        if getattr(observer, "__qualname__", "") == _BoundedObserver.__qualname__:
+        if isinstance(observer, _BoundedObserver):
             return True  # already wrapped
         if getattr(observer, "__qualname__", "") == "make_JSON_observer.<locals>._make_json":
             globalLogPublisher.removeObserver(observer)
@@ -177,51 +179,106 @@ def bound_log_values() -> bool:
     return found
 
 
+# A whole rendered line, and the traceback of a failure, may be longer than one value (several
+# values, a deep stack), but are bounded too.
+MAX_LOGGED_LINE = 4 * MAX_LOGGED_VALUE
+# Keys of an event that are the logging system's own, not values to render: passed on as they are.
+_STRUCTURAL = frozenset({"log_level", "log_logger", "log_source", "log_time"})
+# Keys the rendered text replaces: the format, the failure (its traceback is in the text) and a
+# flattened event's pre-rendered fields.
+_REPLACED = frozenset({"log_format", "log_failure", "failure", "log_flattened"})
+
+
 class _BoundedObserver:
+    """Stands between Twisted's log publisher and Crossbar's worker observer: every event it passes
+    on renders as one line of escaped, bounded text without tokens, however it was logged.
+
+    How Crossbar writes a worker's line (crossbar/_logging.py, make_JSON_observer; Crossbar
+    26.10.1): the worker renders the event's format with its values (``formatEvent``), appends the
+    failure's traceback after a line break, and sends that text *and every other value* of the
+    event as JSON to the controller (crossbar/node/worker.py), which decodes it (``\\n`` in JSON
+    is a newline again) and prints the text as it is; for an event with a ``log_category`` the
+    controller renders the category's format with the values instead. So both are made safe here,
+    before they leave the worker:
+
+    - the text: rendered here from the event (values clipped first, so rendering stays bounded),
+      then escaped, clipped to MAX_LOGGED_LINE and redacted (:func:`authenticator.logtext.for_log`).
+      This covers client text in a value, in a format string built with an f-string (Autobahn and
+      Crossbar do that), and in whatever ``str()`` of an object gives. The failure's traceback
+      (the exception's words are often the client's) is escaped the same way and appended to the
+      text on the same line: one event, one line. The event passed on carries the text as its
+      format (braces doubled), and no failure.
+    - the values: strings escaped, clipped and redacted; numbers, booleans and None as they are;
+      anything else as its escaped repr (which is what Crossbar's JSON encoder would send).
+
+    Events below the worker's log level are passed on untouched: Crossbar's observer drops them
+    first thing, and they should cost nothing here either.
+    """
+
     def __init__(self, inner) -> None:
+        from twisted.logger import LogLevel
+        from txaio import get_global_log_level
+        from txaio.tx import log_levels
+
         self._inner = inner
+        self._info = LogLevel.info
+        self._rank = log_levels.index
+        self._threshold = lambda: log_levels.index(get_global_log_level())
 
     def __call__(self, event: dict) -> None:
-        if any(_too_long(value) for value in event.values()):
-            event = {key: clip(value) if _too_long(value) else value for key, value in event.items()}
-        redacted = {key: new for key, value in event.items() if (new := _redacted(value)) is not value}
-        if redacted:
-            event = {**event, **redacted}
-        failure = event.get("log_failure")
-        if failure is not None:
-            event = {**event, "log_failure": _ClippedFailure(failure)}
-        self._inner(event)
+        level = event.get("log_level", self._info)
+        try:
+            dropped = self._rank(level.name) > self._threshold()
+        except (AttributeError, ValueError):
+            dropped = False  # an odd level: Crossbar's observer decides
+        if dropped:
+            self._inner(event)
+            return
+        try:
+            safe = _one_safe_line(event)
+        except Exception as error:  # noqa: BLE001 - Twisted drops an observer that raises: never raise
+            safe = {key: event[key] for key in _STRUCTURAL if key in event}
+            safe["log_format"] = f"(an event that could not be made safe to log: {type(error).__name__})"
+        self._inner(safe)
 
 
-def _redacted(value: object) -> object:
-    """The value itself, or, where it may carry a token, its text with tokens and secret header
-    values replaced: a string, or a container Crossbar logs as a value (a request's headers as a
-    dict) as the repr the line would render anyway. One repr per container."""
-    text = repr(value) if isinstance(value, dict | list | tuple) else value
-    if isinstance(text, str) and ("eyJ" in text or "ookie" in text or "uthorization" in text):
-        return redact(text)
-    return value
+def _one_safe_line(event: dict) -> dict:
+    from twisted.logger import formatEvent
+
+    # Render with bounded values (a 60 KB URI must not be rendered whole) but otherwise as logged:
+    # a format may read attributes ("{log_failure.value}") or use !r.
+    bounded = {key: clip(value) if _too_long(value) else value for key, value in event.items()}
+    text = for_log(formatEvent(bounded), MAX_LOGGED_LINE)
+    failure = event.get("log_failure")
+    if failure is not None:
+        traceback = for_log(_traceback_of(failure), MAX_LOGGED_LINE)
+        text = f"{text} {traceback}" if text else traceback
+    safe = {key: value if key in _STRUCTURAL else _safe_value(value) for key, value in event.items()
+            if key not in _REPLACED}  # fmt: skip
+    safe["log_format"] = text.replace("{", "{{").replace("}", "}}")
+    return safe
 
 
-def redact(text: str) -> str:
-    """The text with every compact JWS and every Cookie/Authorization header value replaced."""
-    return _SECRET_HEADER.sub(rf"\1\2{REDACTED}\2", _JWS.sub(REDACTED, text))
+def _safe_value(value: object) -> object:
+    if isinstance(value, str):
+        return for_log(value)
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    try:
+        text = repr(value)
+    except Exception as error:  # noqa: BLE001 - an object whose repr fails is still logged
+        text = f"<{type(value).__name__}, repr failed: {type(error).__name__}>"
+    return for_log(text)
+
+
+def _traceback_of(failure) -> str:
+    try:
+        return failure.getTraceback().rstrip("\n")
+    except Exception as error:  # noqa: BLE001 - a traceback that cannot be formatted is still logged
+        return f"(no traceback: {type(error).__name__}) {failure!r}"
 
 
 def _too_long(value: object) -> bool:
     if isinstance(value, str | bytes):
         return len(value) > MAX_LOGGED_VALUE
     return isinstance(value, Sized) and not isinstance(value, dict) and len(value) > MAX_LOGGED_VALUE
-
-
-class _ClippedFailure:
-    """Stands in for a Failure in a log event: Crossbar's observer only renders its traceback."""
-
-    def __init__(self, failure) -> None:
-        self._failure = failure
-
-    def getTraceback(self, *args, **kwargs) -> str:  # noqa: N802 - Twisted's name
-        return redact(clip(self._failure.getTraceback(*args, **kwargs), 4 * MAX_LOGGED_VALUE))
-
-    def __getattr__(self, name):
-        return getattr(self._failure, name)

@@ -1,9 +1,15 @@
-"""Messages for configuration keys that are not known: name each one, and the nearest known key."""
+"""Messages for configuration keys that are not known: name each one, and the nearest known key.
+
+A key may come from a client (the body of ``POST /publish``): the message quotes it escaped
+(authenticator/logtext.py), as it goes into a log line and an HTTP answer.
+"""
 
 from __future__ import annotations
 
 import difflib
 from collections.abc import Iterable
+
+from .logtext import escape
 
 
 def unknown_keys(where: str, given: Iterable[object], known: Iterable[str]) -> str | None:
@@ -16,5 +22,6 @@ def unknown_keys(where: str, given: Iterable[object], known: Iterable[str]) -> s
     named = []
     for key in unknown:
         close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
-        named.append(f"'{key[:64]}' (did you mean '{close[0]}'?)" if close else f"'{key[:64]}'")
+        shown = escape(key[:64])
+        named.append(f"'{shown}' (did you mean '{close[0]}'?)" if close else f"'{shown}'")
     return f"{where} has unknown key{'s' if len(unknown) > 1 else ''} {', '.join(named)}; it takes {', '.join(known)}"

@@ -78,9 +78,11 @@ PATCHES: tuple[Patch, ...] = (
             "twisted.web.server:Request.process",
         ),
         installed_by="authenticator.body_limit:install",
-        why="Twisted Web buffers a request's whole body, with no limit, before any resource sees it.",
+        why="Twisted Web buffers a request's whole body, with no limit, before any resource sees it, and "
+        "Autobahn's WebSocket resource and Crossbar's reverseproxy then read it into memory: every body of every "
+        "path is bounded while it arrives, by the path as Twisted routes it.",
         verified=(("twisted", TWISTED),),
-        test="tests/router/test_http_publish.py",
+        test="tests/router/test_request_bodies.py",
     ),
     Patch(
         name="publisher-decisions",
@@ -90,6 +92,33 @@ PATCHES: tuple[Patch, ...] = (
         "for that one topic, once, and denied everything else (no second authorizer round trip).",
         verified=(("crossbar", CROSSBAR),),
         test="tests/component/test_publisher_sessions.py",
+    ),
+    Patch(
+        name="protocol-errors",
+        targets=("autobahn.wamp.websocket:WampWebSocketProtocol.onMessage",),
+        installed_by="authenticator.protocol_errors:install",
+        why="Autobahn logs every error of a client's message with its full traceback (~4.2 KB, the client's "
+        "words verbatim) and an invalid URI as an internal error: a client's fault becomes one bounded warn "
+        "line without traceback, at most a few per window, the rest counted.",
+        verified=(("autobahn", AUTOBAHN), ("crossbar", CROSSBAR)),
+        test="tests/router/test_log_injection.py::test_a_flood_of_invalid_messages_gives_a_bounded_number_of_lines",
+    ),
+    Patch(
+        name="finite-json",
+        targets=(
+            "autobahn.wamp.serializer:_WAMPJsonDecoder",
+            "autobahn.wamp.serializer:_WAMPJsonEncoder",
+            "autobahn.wamp.websocket:WampWebSocketProtocol.send",
+            "autobahn.twisted.rawsocket:WampRawSocketProtocol.send",
+        ),
+        installed_by="authenticator.finite_json:install",
+        why="Python's JSON reads NaN/Infinity and Autobahn wrote them back bare, which is not JSON: one "
+        "publication of [NaN] left every Node AutobahnJS subscriber of the topic deaf. Refused on the way in "
+        "(the sender's connection closes with the reason); never written on the way out (the message is not "
+        "sent to that JSON peer, one warn line).",
+        verified=(("autobahn", AUTOBAHN),),
+        test="tests/router/test_non_finite_numbers.py::test_a_wamp_message_with_nan_or_infinity_closes_its_sender_"
+        "with_the_reason_and_node_subscribers_keep_receiving",
     ),
 )
 

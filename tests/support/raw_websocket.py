@@ -24,14 +24,21 @@ class Ended:
 
 
 class RawWebSocket:
-    def __init__(self, port: int, protocols: tuple[str, ...] = ("wamp.2.json",), origin: str | None = None) -> None:
+    def __init__(
+        self, port: int, protocols: tuple[str, ...] = ("wamp.2.json",), origin: str | None = None, *,
+        headers: dict[str, str] | None = None, wrap=None,
+    ) -> None:  # fmt: skip
+        """`headers`: more upgrade headers (a Cookie); `wrap`: socket -> socket (TLS, behind nginx)."""
         self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+        if wrap is not None:
+            self.sock = wrap(self.sock)
         key = base64.b64encode(os.urandom(16)).decode()
         lines = [
             "GET /ws HTTP/1.1", f"Host: 127.0.0.1:{port}", "Upgrade: websocket", "Connection: Upgrade",
             f"Sec-WebSocket-Key: {key}", "Sec-WebSocket-Version: 13",
             *([f"Sec-WebSocket-Protocol: {', '.join(protocols)}"] if protocols else []),
             *([f"Origin: {origin}"] if origin is not None else []),
+            *(f"{name}: {value}" for name, value in (headers or {}).items()),
         ]  # fmt: skip
         self.sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
         response = b""
@@ -90,7 +97,13 @@ class RawWebSocket:
 
     def join(self, token: str) -> int:
         """HELLO with a ticket, AUTHENTICATE, WELCOME: the session id."""
-        self.send_wamp([HELLO, "realm1", {"roles": {"publisher": {}, "subscriber": {}}, "authmethods": ["ticket"]}])
+        return self.welcome(token)[1]
+
+    def welcome(self, token: str | None) -> list:
+        """HELLO (with a ticket, or anonymous: a token the upgrade carries, or none), AUTHENTICATE
+        when challenged: the whole WELCOME message as it came."""
+        methods = ["ticket"] if token is not None else ["anonymous"]
+        self.send_wamp([HELLO, "realm1", {"roles": {"publisher": {}, "subscriber": {}}, "authmethods": methods}])
         deadline = time.monotonic() + 10
         while True:
             received = self.next_frame(deadline)
@@ -104,7 +117,7 @@ class RawWebSocket:
                 self.send_wamp([AUTHENTICATE, token, {}])
             else:
                 assert message[0] == WELCOME, message
-                return message[1]
+                return message
 
     def close(self) -> None:
         self.sock.close()
