@@ -20,6 +20,7 @@ from .logtext import REDACTED as REDACTED
 from .logtext import clip as clip
 from .logtext import for_log
 from .logtext import redact as redact
+from .patches.guard import Guard, guard_this_process
 
 if TYPE_CHECKING:
     from twisted.web.resource import IResource
@@ -35,20 +36,43 @@ RECURSION_LIMIT = 1000
 _RAISES_THE_LIMIT = ("py_ecc",)
 
 
-def harden_router_worker(warn: Callable[[str], None]) -> None:
-    restore_recursion_limit()
-    keep_crossbar_details_out_of_welcome()
+def harden_router_worker(warn: Callable[[str], None]) -> Guard:
+    """Check the patch inventory (a version not verified, or a target gone, stops this worker with
+    one line per patch) and install the patches every worker needs; the returned guard installs
+    the others (the HELLO deadline, the YIELD rule), so that each goes through the same check."""
+    from .body_limit import install as bound_request_bodies  # every request body, while it arrives
     from .finite_json import install as refuse_non_finite_json  # no NaN/Infinity in or out as JSON
-
-    refuse_non_finite_json()
-    from .body_limit import install as bound_request_bodies  # every request body of the worker, while it arrives
-
-    bound_request_bodies()
-    if not bound_log_values():
-        warn("authenticator: Crossbar's worker log observer was not found; log lines are not bounded")
     from .protocol_errors import install as one_line_per_protocol_error  # the client's fault: no traceback
 
-    one_line_per_protocol_error()
+    guard = guard_this_process(warn)
+    restore_recursion_limit()
+    guard.apply("log-values", require_bounded_log_values)
+    guard.apply("welcome-details", keep_crossbar_details_out_of_welcome)
+    guard.apply("finite-json", refuse_non_finite_json)
+    guard.apply("request-bodies", bound_request_bodies)
+    guard.apply("protocol-errors", one_line_per_protocol_error)
+    return guard
+
+
+def require_bounded_log_values() -> None:
+    """In a Crossbar worker, the log observer must be found and wrapped: otherwise client text
+    reaches the node log unescaped and unbounded, so the worker does not start. Outside one (a
+    component test), there is no such observer to wrap."""
+    if bound_log_values() or not in_crossbar_worker():
+        return
+    from .startup import stop_for_configuration
+
+    stop_for_configuration([
+        "patch 'log-values': Crossbar's worker log observer (crossbar._logging.make_JSON_observer) was not found "
+        "on the log publisher, so client text would reach the log unescaped. Install the versions constraints.txt "
+        "pins (pip install -c constraints.txt -e .)."
+    ])  # fmt: skip
+
+
+def in_crossbar_worker() -> bool:
+    """Whether this process is a worker Crossbar's controller started (python -m crossbar.worker.main)."""
+    main = sys.modules.get("__main__")
+    return getattr(getattr(main, "__spec__", None), "name", None) == "crossbar.worker.main"
 
 
 def harden_proxy_worker(extra: Mapping) -> IResource:
@@ -71,8 +95,9 @@ def harden_proxy_worker(extra: Mapping) -> IResource:
     from .hello_timeout import DEFAULT_HELLO_TIMEOUT_SECONDS, install_hello_timeout
 
     log = Logger()
-    harden_router_worker(lambda message: log.warn(message))
-    install_hello_timeout(extra.get("hello_timeout_seconds", DEFAULT_HELLO_TIMEOUT_SECONDS))
+    guard = harden_router_worker(lambda message: log.warn(message))
+    hello_timeout = extra.get("hello_timeout_seconds", DEFAULT_HELLO_TIMEOUT_SECONDS)
+    guard.apply("hello-timeout", install_hello_timeout, hello_timeout)
     for path, bound in (extra.get("request_bodies") or {}).items():  # the paths forwarded to the router
         body_limit.declare_path(path, bound["max_bytes"], error=bound.get("error"))
     body_limit.trust_forwarded_for(extra.get("trusted_proxies") or ())
