@@ -36,7 +36,7 @@ PATCHES: tuple[Patch, ...] = (
         "carry tokens or cookies, or start a fake line. The observer is wrapped: values are bounded, tokens "
         "redacted, control characters escaped.",
         verified=(("crossbar", CROSSBAR),),
-        test="tests/router/test_secrets_in_logs.py",
+        test="tests/router/test_log_injection.py::test_a_hello_realm_with_a_fake_line_is_one_escaped_warn_line",
     ),
     Patch(
         name="welcome-details",
