@@ -30,12 +30,17 @@ class Patch:
 PATCHES: tuple[Patch, ...] = (
     Patch(
         name="log-values",
-        targets=("crossbar._logging:make_JSON_observer",),
+        targets=(
+            "crossbar._logging:make_JSON_observer",
+            "twisted.logger:globalLogPublisher.addObserver",
+            "twisted.logger:globalLogPublisher.removeObserver",
+            "twisted.logger:formatEvent",
+        ),
         installed_by="authenticator.hardening:bound_log_values",
         why="Crossbar's worker writes log events to the controller verbatim: client text could be any length, "
         "carry tokens or cookies, or start a fake line. The observer is wrapped: values are bounded, tokens "
         "redacted, control characters escaped.",
-        verified=(("crossbar", CROSSBAR),),
+        verified=(("crossbar", CROSSBAR), ("twisted", TWISTED)),
         test="tests/router/test_log_injection.py::test_a_hello_realm_with_a_fake_line_is_one_escaped_warn_line",
     ),
     Patch(
@@ -76,12 +81,18 @@ PATCHES: tuple[Patch, ...] = (
             "twisted.web.server:Request.gotLength",
             "twisted.web.server:Request.handleContentChunk",
             "twisted.web.server:Request.process",
+            # what the bound reads to route the path as Twisted will, before the body arrives
+            "twisted.web.server:Site.getResourceFor",
+            "twisted.web.server:unquote",
+            "twisted.web.http:HTTPChannel.allHeadersReceived",
+            "twisted.web.wsgi:WSGIResource",
+            "autobahn.twisted.resource:WebSocketResource",
         ),
         installed_by="authenticator.body_limit:install",
         why="Twisted Web buffers a request's whole body, with no limit, before any resource sees it, and "
         "Autobahn's WebSocket resource and Crossbar's reverseproxy then read it into memory: every body of every "
         "path is bounded while it arrives, by the path as Twisted routes it.",
-        verified=(("twisted", TWISTED),),
+        verified=(("twisted", TWISTED), ("autobahn", AUTOBAHN)),
         test="tests/router/test_request_bodies.py",
     ),
     Patch(
@@ -116,7 +127,7 @@ PATCHES: tuple[Patch, ...] = (
         "publication of [NaN] left every Node AutobahnJS subscriber of the topic deaf. Refused on the way in "
         "(the sender's connection closes with the reason); never written on the way out (the message is not "
         "sent to that JSON peer, one warn line).",
-        verified=(("autobahn", AUTOBAHN),),
+        verified=(("autobahn", AUTOBAHN), ("crossbar", CROSSBAR)),  # Crossbar sends through transport.send
         test="tests/router/test_non_finite_numbers.py::test_a_wamp_message_with_nan_or_infinity_closes_its_sender_"
         "with_the_reason_and_node_subscribers_keep_receiving",
     ),

@@ -28,8 +28,11 @@ def test_every_patch_names_its_installer_and_a_test_that_exists(patch):
 
 
 def _installers_of_foreign_attributes() -> set[str]:
-    """Every function of the package that assigns an attribute of a name imported from Crossbar,
-    Autobahn, Twisted or txaio (``Dealer.processYield = ...``): "module:function"."""
+    """Every function of the package that patches something not ours: "module:function". Three
+    shapes: it assigns an attribute of a name imported from Crossbar, Autobahn, Twisted or txaio
+    (``Dealer.processYield = ...``); it assigns a function it defines to any object's attribute
+    (``router.authorize = authorize``: a wrapper installed on an instance); it adds or removes an
+    observer of Twisted's log publisher."""
     found = set()
     for path in (REPO / "authenticator").rglob("*.py"):
         module = ".".join(path.relative_to(REPO).with_suffix("").parts)
@@ -43,22 +46,41 @@ def _installers_of_foreign_attributes() -> set[str]:
                     (a.asname or a.name).split(".")[0] for a in node.names if a.name.split(".")[0] in FOREIGN
                 )
         for function in (n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef)):
-            for node in ast.walk(function):
-                targets = node.targets if isinstance(node, ast.Assign) else []
-                for target in targets:
-                    for attribute in (t for t in ast.walk(target) if isinstance(t, ast.Attribute)):
-                        root = attribute
-                        while isinstance(root, ast.Attribute):
-                            root = root.value
-                        if isinstance(root, ast.Name) and root.id in foreign and isinstance(attribute.ctx, ast.Store):
-                            found.add(f"{module}:{function.name}")
+            nested = {n.name for n in ast.walk(function) if isinstance(n, ast.FunctionDef) and n is not function}
+            if any(_patches(node, foreign, nested) for node in ast.walk(function)):
+                found.add(f"{module}:{function.name}")
     return found
+
+
+def _patches(node: ast.AST, foreign: set[str], nested: set[str]) -> bool:
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+        return node.func.attr in ("addObserver", "removeObserver") and _root(node.func) in foreign
+    if not isinstance(node, ast.Assign):
+        return False
+    for target in node.targets:
+        for attribute in (t for t in ast.walk(target) if isinstance(t, ast.Attribute)):
+            if not isinstance(attribute.ctx, ast.Store):
+                continue
+            if _root(attribute) in foreign:
+                return True
+            if isinstance(node.value, ast.Name) and node.value.id in nested and _root(attribute) != "self":
+                return True  # (a method keeping a function of its own is not a patch)
+    return False
+
+
+def _root(attribute: ast.Attribute) -> str | None:
+    root = attribute
+    while isinstance(root, ast.Attribute):
+        root = root.value
+    return root.id if isinstance(root, ast.Name) else None
 
 
 def test_every_function_that_replaces_a_foreign_attribute_is_in_the_inventory():
     installers = {patch.installed_by for patch in PATCHES}
     found = _installers_of_foreign_attributes()
-    assert "authenticator.hardening:drop_forwarded_yields" in found  # the scan sees a known patch
+    # the scan sees each shape: a class attribute, a wrapper on an instance, a log observer
+    assert {"authenticator.hardening:drop_forwarded_yields", "authenticator.publisher_sessions:install_decision_hook",
+            "authenticator.hardening:bound_log_values"} <= found  # fmt: skip
     assert found - installers == set()
 
 
