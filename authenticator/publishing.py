@@ -15,7 +15,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .finite_json import NonFiniteNumber, finite_float, refuse_constant
+from .finite_json import (
+    LoneSurrogate,
+    NonFiniteNumber,
+    finite_float,
+    may_hold_surrogates,
+    refuse_constant,
+    refuse_lone_surrogates,
+)
 from .suggest import unknown_keys
 
 DEFAULT_MAX_BODY_BYTES = 65536  # as the WebSocket's max_message_size
@@ -92,6 +99,17 @@ def parse_body(body: bytes, *, max_batch: int, max_uri_length: int) -> tuple[boo
         ) from None
     except (UnicodeDecodeError, ValueError, RecursionError):
         raise BodyProblem("The body is not JSON: send a JSON object (or a list of them) as UTF-8.") from None
+    if may_hold_surrogates(body):
+        # The escape "\ud800" without its pair (or its bytes, which json.loads lets through): a
+        # string that is not Unicode, which no subscriber's serializer can write. Anywhere in the
+        # body (topic, args, kwargs, a key, any publication of a batch): refused whole.
+        try:
+            refuse_lone_surrogates(document)
+        except LoneSurrogate as problem:
+            raise BodyProblem(
+                f"The body carries a lone surrogate {problem.value}, which is not valid Unicode: send valid UTF-8 "
+                "(a character outside the BMP as its pair of escapes, or as UTF-8)."
+            ) from None
     if isinstance(document, dict):
         return False, [publication(document, max_uri_length)]
     if not isinstance(document, list):

@@ -275,3 +275,106 @@ def test_a_float_nan_from_a_cbor_client_reaches_cbor_subscribers_and_leaves_json
         dave.close()
         stderr = node.stop()
     assert "JSON decoding error" not in stderr, stderr
+
+
+# -- lone surrogates -------------------------------------------------------------------------------
+
+
+def surrogate_reason(escape: str) -> str:
+    """The close reason of a message carrying the lone surrogate `escape` (e.g. "\\ud800")."""
+    return (
+        f"WAMP Protocol Error (invalid serialization of WAMP message: LoneSurrogate {escape} is not valid Unicode: "
+        "send valid UTF-8)"
+    )
+
+
+def lone_surrogate_messages(topic: str) -> list[tuple[str, bytes, str]]:
+    """(what, the message as sent, the surrogate the reason names): the JSON escape of half a
+    UTF-16 pair, which Python's parser reads into a string no UTF-8 writer takes back."""
+    t = topic.encode()
+    return [
+        ("PUBLISH args", b'[16, 1, {"acknowledge": true}, "%s", ["a\\ud800b"]]' % t, "\\ud800"),
+        ("PUBLISH kwargs, a key deep in them", b'[16, 1, {"acknowledge": true}, "%s", [], {"a": [{"\\udfff": 1}]}]' % t,
+         "\\udfff"),
+        ("PUBLISH URI", b'[16, 1, {"acknowledge": true}, "%s\\ud800", []]' % t, "\\ud800"),
+        ("SUBSCRIBE URI", b'[32, 1, {}, "nope.x\\ud800"]', "\\ud800"),
+        ("CALL URI", b'[48, 1, {}, "nope.x\\uD800", []]', "\\ud800"),
+        ("CALL args, a low half after a valid pair", b'[48, 1, {}, "authenticator.refresh", ["\\ud83d\\ude00\\udc00"]]',
+         "\\udc00"),
+    ]  # fmt: skip
+
+
+def hello_with_realm(realm: bytes, method: str) -> bytes:
+    return b'[1, "%s", {"roles": {"subscriber": {}, "publisher": {}}, "authmethods": ["%s"]}]' % (
+        realm,
+        method.encode(),
+    )
+
+
+@pytest.mark.parametrize("sender", ["authenticated", "anonymous"])
+def test_a_lone_surrogate_closes_its_sender_with_the_reason_no_traceback_and_node_subscribers_keep_receiving(
+    router, tmp_path, sender
+):
+    topic = f"app.chat.{unique('surrogate')}"
+    subscriber = NodeSubscriber(tmp_path, router.url, mint(unique("bob")), topic)
+    offset = router.log_size()
+    try:
+        for method in ("ticket", "anonymous"):  # the realm of a HELLO, before any login
+            ws = RawWebSocket(router.port)
+            ws.send(hello_with_realm(b"realm1\\ud800", method))
+            code, reason, received = close_of(ws)
+            assert (code, reason, received) == (PROTOCOL_ERROR, surrogate_reason("\\ud800"), []), (method, reason)
+
+        for what, hostile, escape in lone_surrogate_messages(topic):
+            ws = RawWebSocket(router.port)
+            ws.welcome(mint(unique("alice")) if sender == "authenticated" else None)
+            ws.send(hostile)
+            code, reason, received = close_of(ws)
+            assert (code, reason) == (PROTOCOL_ERROR, surrogate_reason(escape)), (what, code, reason)
+            assert received == [], (what, received)  # no PUBLISHED, no RESULT, no ERROR: nothing of it was taken
+
+        marker_sender = unique("marker")
+        publisher = RawWebSocket(router.port)
+        publisher.join(mint(marker_sender))
+        published(publisher, topic, 2, "marker")
+        publisher.close()
+        # The next event is the marker: nothing hostile arrived, and the subscriber still decodes.
+        assert subscriber.next_event() == ["marker"]
+        router.wait_for_log(f"authentication accepted: authid={marker_sender}", after=offset)  # the log is this far
+    finally:
+        stderr = subscriber.stop()
+    written = router.log()[offset:]
+    assert "Traceback" not in written and "Unhandled error" not in written, written[-3000:]
+    assert "JSON decoding error" not in stderr, stderr
+
+
+def test_post_publish_with_a_lone_surrogate_is_400_saying_why(router, tmp_path):
+    topic = f"app.public.{unique('surrogate')}"
+    token = mint(unique("backend"), ["backend"])
+    subscriber = NodeSubscriber(tmp_path, router.url, None, topic)
+    offset = router.log_size()
+    try:
+        hostile = [
+            (b'{"topic": "%s", "args": ["\\ud800"]}', "\\ud800"),
+            (b'{"topic": "%s\\ud800"}', "\\ud800"),  # the topic
+            (b'{"topic": "%s", "kwargs": {"\\udfff": 1}}', "\\udfff"),  # a key
+            (b'{"topic": "%s", "args": ["\xed\xa0\x80"]}', "\\ud800"),  # its bytes, which json.loads lets through
+            (b'[{"topic": "%s", "args": ["ok"]}, {"topic": "%s", "args": ["\\udbff"]}]', "\\udbff"),  # a batch, whole
+        ]  # fmt: skip
+        for body, escape in hostile:
+            status, answer = post_publish(router, body.replace(b"%s", topic.encode()), token)
+            assert (status, answer) == (400, {
+                "error": "wamp.error.invalid_argument",
+                "message": f"The body carries a lone surrogate {escape}, which is not valid Unicode: send valid UTF-8 "
+                           "(a character outside the BMP as its pair of escapes, or as UTF-8).",
+            }), body  # fmt: skip
+        status, answer = post_publish(
+            router, json.dumps({"topic": topic, "args": ["marker \U0001f600"]}).encode(), token
+        )
+        assert status == 200, answer
+        assert subscriber.next_event() == ["marker \U0001f600"]  # the first event it gets: nothing refused arrived
+    finally:
+        stderr = subscriber.stop()
+    written = router.log()[offset:]
+    assert "Traceback" not in written and "Unhandled error" not in written, written[-3000:]
+    assert "JSON decoding error" not in stderr, stderr

@@ -15,7 +15,7 @@ from autobahn.wamp.serializer import CBORSerializer, JsonSerializer
 from autobahn.wamp.websocket import WampWebSocketProtocol
 
 from authenticator import finite_json
-from authenticator.finite_json import DropLog, NonFiniteNumber, install
+from authenticator.finite_json import DropLog, LoneSurrogate, NonFiniteNumber, install
 
 CLOSE_REASON_BYTES = 123  # what a WebSocket close frame holds
 
@@ -90,6 +90,80 @@ def test_an_event_json_cannot_carry_is_sent_to_no_json_peer_with_one_warn_line_a
     assert len(lines) == 1
 
 
+LONE_SURROGATES = [
+    (b'[1, "realm1\\ud800", {"roles": {"subscriber": {}}}]', "\\ud800"),  # HELLO's realm
+    (b'[16, 1, {}, "app.chat.x", ["\\ud800"]]', "\\ud800"),
+    (b'[16, 1, {}, "app.chat.x", [], {"a": [{"\\uDFFF": 1}]}]', "\\udfff"),  # a key, deep
+    (b'[32, 1, {}, "nope.x\\udbff"]', "\\udbff"),  # a URI
+    (b'[48, 1, {}, "x.y", ["\\ud83d\\ude00\\udc00"]]', "\\udc00"),  # a low half after a valid pair
+    (b'[16, 1, {"x": "\\ud800"}, "app.chat.x"]', "\\ud800"),  # options
+]
+
+
+@pytest.mark.parametrize(("raw", "escape"), LONE_SURROGATES)
+def test_a_lone_surrogate_anywhere_is_a_protocol_error_that_says_what_to_send(raw, escape):
+    with pytest.raises(ProtocolError) as refused:
+        JsonSerializer().unserialize(raw, isBinary=False)
+    reason = f"WAMP Protocol Error ({refused.value})"
+    assert reason == (
+        f"WAMP Protocol Error (invalid serialization of WAMP message: LoneSurrogate {escape} is not valid Unicode: "
+        "send valid UTF-8)"
+    )
+    assert len(reason.encode()) <= CLOSE_REASON_BYTES, reason  # whole: not cut off
+
+
+def test_valid_pairs_and_an_escaped_backslash_before_u_still_pass():
+    [publish] = JsonSerializer().unserialize(b'[16, 1, {}, "app.chat.x", ["\\ud83d\\ude00", "\\\\ud800"]]', False)
+    assert publish.args == ["\U0001f600", "\\ud800"]
+
+
+@pytest.mark.parametrize(
+    ("unsendable", "why"),
+    [
+        ("\ud800", "it carries a lone surrogate, which is not valid Unicode"),
+        ({"\udfff": 1}, "it carries a lone surrogate, which is not valid Unicode"),  # in a key
+        (object(), "it cannot be written as JSON (TypeError)"),  # a type no serializer writes
+    ],
+    ids=["surrogate", "surrogate-key", "object"],
+)
+def test_a_message_no_serializer_can_write_is_dropped_for_every_peer_without_raising(monkeypatch, unsendable, why):
+    """What a component in the router could make: the broker's fan-out loop called send for each
+    receiver, and the first that raised stopped it (later receivers missed the event, a traceback
+    was logged); behind the proxies the CBOR link raised. Every peer, JSON or CBOR, WebSocket or
+    RawSocket (the proxies' link to the router, both ways), drops it with the one line."""
+    from autobahn.twisted.rawsocket import WampRawSocketServerProtocol
+
+    class RawPeer(WampRawSocketServerProtocol):
+        def __init__(self, wire_serializer, session_id: int) -> None:
+            self._serializer = wire_serializer
+            self._session = type("Session", (), {"_session_id": session_id, "_authid": None})()
+            self._max_len_send = 0
+            self.sent: list[bytes] = []
+
+        def sendString(self, payload):  # noqa: N802 - Twisted's name
+            self.sent.append(payload)
+
+    lines = []
+    monkeypatch.setattr(finite_json, "_drops", DropLog(lambda text, **fields: lines.append(text.format(**fields))))
+    peers = [
+        Peer(JsonSerializer(), 1),
+        Peer(CBORSerializer(), 2),
+        RawPeer(CBORSerializer(), 3),
+        Peer(JsonSerializer(), 4),
+    ]
+    hostile = event("x", unsendable)
+    for peer in peers:
+        assert peer.send(hostile) is None  # no exception into the sender
+    assert [peer.sent for peer in peers] == [[], [], [], []]
+    [line] = lines  # rate-limited: one for the message, whatever the peers
+    assert line.startswith(f"authenticator: EVENT not sent to JSON peers: {why} (the first: session=1)."), line
+    assert "\ud800" not in line and "\udfff" not in line  # the line carries no surrogate itself
+
+    for peer in peers:
+        peer.send(event("after"))
+    assert [len(peer.sent) for peer in peers] == [1, 1, 1, 1]
+
+
 def test_drops_are_logged_at_most_once_per_interval_counting_the_rest():
     now = [100.0]
     lines = []
@@ -124,3 +198,12 @@ def test_install_proves_the_patch_holds(monkeypatch):
     monkeypatch.setattr(serializer, "_loads", lambda s, **kwargs: __import__("json").loads(s))
     with pytest.raises(RuntimeError, match="still reads"):
         install()
+
+
+def test_install_proves_lone_surrogates_are_refused(monkeypatch):
+    monkeypatch.setattr(finite_json, "refuse_lone_surrogates", lambda document: None)
+    with pytest.raises(RuntimeError, match="still reads"):
+        install()
+    monkeypatch.undo()
+    with pytest.raises(LoneSurrogate):
+        serializer.JsonObjectSerializer().unserialize(b'["\\ud800"]')
