@@ -22,6 +22,18 @@ A declared ``Content-Length`` over the bound is answered 413 before a byte of th
 (and no ``100 Continue`` is sent); a chunked body is cut off with 413 when it passes the bound.
 Both close the connection. Each refusal is one warn line naming the client (behind a trusted
 proxy: the client, via the proxy; authenticator/peers.py).
+
+A bound on size alone still let a body be held without end: 300 connections each sending 65,000
+of a declared 65,536 bytes, then one byte every 5 s, were all open after 25 s (Twisted's idle
+timeout of 15 s starts again at every byte), each holding its 64 KiB. So also:
+
+- the whole body must arrive within :data:`BODY_DEADLINE` seconds of the end of its headers, or
+  the request is answered 408 (JSON, saying what to do) and the connection closed, with one
+  warn line naming the client;
+- a worker holds at most :data:`MAX_BUFFERED_BYTES` of bodies in flight, counted from the
+  declared length (a chunked body: as it grows) until the request is answered or its connection
+  lost: a body past it is refused 503 with ``Retry-After`` (unread, when its length is
+  declared), and the connection closed.
 """
 
 from __future__ import annotations
@@ -40,10 +52,38 @@ from .peers import client_address
 # worker's memory (the WebSocket's max_message_size is the same).
 DEFAULT_MAX_BYTES = 65536
 DEFAULT_ADVICE = "Send less per request."
-TOO_LARGE = (
-    b"HTTP/1.1 413 Request Entity Too Large\r\nContent-Type: application/json\r\nCache-Control: no-store\r\n"
-    b"Connection: close\r\nContent-Length: %d\r\n\r\n%s"
+# Seconds from the end of a request's headers by which its whole body must have arrived. Why 10:
+# the largest body a shipped path takes is 64 KiB (/publish, and the default), which takes 9.4 s
+# over a 56 kbit/s link, slower than any link a real client of this service still uses; a body
+# slower than that is a broken client or one holding the worker's memory on purpose (Twisted's
+# idle timeout, 15 s, starts again at every byte and never ends a trickle). It ends each held
+# body within 10 s, so what MAX_BUFFERED_BYTES lets in is free again within 10 s. A path that
+# declares a much larger bound needs clients fast enough to send it in this time.
+BODY_DEADLINE = 10.0
+# Body bytes one worker holds for the requests in flight, at most (each counted from its
+# declared length, a chunked body as it grows, until the request is answered or its connection
+# lost). 64 MiB: 1,024 bodies of the largest shipped bound at once, far more than the
+# legitimate load of a worker (a publish body is answered in milliseconds) and far less than the
+# memory it has. Past it a new body is refused 503 with Retry-After: the deadline frees the held
+# ones within BODY_DEADLINE.
+MAX_BUFFERED_BYTES = 64 * 1024 * 1024
+RETRY_AFTER = int(BODY_DEADLINE)
+STATUS_LINES = {
+    408: b"408 Request Timeout",
+    413: b"413 Request Entity Too Large",
+    503: b"503 Service Unavailable",
+}
+REFUSAL = (
+    b"HTTP/1.1 %s\r\nContent-Type: application/json\r\nCache-Control: no-store\r\n"
+    b"Connection: close\r\n%sContent-Length: %d\r\n\r\n%s"
 )
+TOO_SLOW_MESSAGE = (
+    f"The request body did not arrive within {BODY_DEADLINE:.0f} seconds of its headers. Send the whole body "
+    "right after the headers, or retry over a faster connection."
+)
+BUSY_MESSAGE = "The server holds as many request bodies as it takes at once. Retry after the seconds in Retry-After."
+# The error URIs of a path that answers {"error": <uri>, "message": ...} (/publish), per status.
+ERROR_URIS = {408: "wamp.error.timeout", 503: "wamp.error.unavailable"}
 
 log = Logger()
 
@@ -55,11 +95,18 @@ class Bound:
     advice: str | None = None
     refused: Callable[[object, int], None] | None = None
 
-    def answer(self) -> bytes:
-        return json.dumps(too_large_answer(self.max_bytes, self.error, self.advice)).encode()
+    def answer(self, status: int = 413) -> bytes:
+        if status == 413:
+            return json.dumps(too_large_answer(self.max_bytes, self.error, self.advice)).encode()
+        message = TOO_SLOW_MESSAGE if status == 408 else BUSY_MESSAGE
+        return json.dumps(
+            {"error": ERROR_URIS[status], "message": message} if self.error else {"error": message}
+        ).encode()
 
 
-_state: dict = {"installed": False, "paths": {}, "trusted": frozenset()}
+# "buffered": the body bytes this worker holds for requests in flight (MAX_BUFFERED_BYTES);
+# "clock": what schedules the deadlines (the reactor; a test's Clock).
+_state: dict = {"installed": False, "paths": {}, "trusted": frozenset(), "buffered": 0, "clock": None}
 
 
 def too_large_answer(limit: int, error: str | None = None, advice: str | None = None) -> dict:
@@ -95,7 +142,11 @@ def install() -> None:
       decided here, and a declared length over it refused;
     - ``twisted.web.server.Request.handleContentChunk``: each decoded piece of the body
       (identity or chunked), counted against the bound;
-    - ``twisted.web.server.Request.process``: not run for a refused request.
+    - ``twisted.web.server.Request.process``: not run for a refused request; for the others, the
+      body is complete: its deadline is cancelled.
+
+    The deadline is a ``callLater`` from ``gotLength``; what a body holds is given back on
+    ``Request.notifyFinish`` (answered, or its connection lost): no further target.
 
     The path is routed with ``twisted.web.server.unquote`` and ``Site.getResourceFor``, as
     ``requestReceived`` and ``process`` will route it. A target that is missing raises here.
@@ -122,6 +173,11 @@ def install() -> None:
             request.requestHeaders.removeHeader(b"expect")  # no "100 Continue" after the 413
             _refuse(request, bound, f"Content-Length {length} over {bound.max_bytes} bytes, refused unread")
             return got_length(request, 0)  # nothing of it is kept
+        _track(request, length)
+        if length is not None and not _reserve(request, length):
+            request.requestHeaders.removeHeader(b"expect")
+            _refuse(request, bound, f"Content-Length {length}, refused unread", 503)
+            return got_length(request, 0)
         # chunked (no length): at most the bound is kept, in memory when it is small
         return got_length(request, length if length is not None else bound.max_bytes)
 
@@ -130,23 +186,24 @@ def install() -> None:
             return
         bound = _bound(request)
         request._body_left -= len(data)
+        request._body_received = getattr(request, "_body_received", 0) + len(data)
         if request._body_left < 0:
             _refuse(request, bound, f"chunked body past {bound.max_bytes} bytes, cut off while it arrived")
+            return
+        if request._body_chunked and not _reserve(request, len(data)):
+            _refuse(request, bound, f"chunked body at {request._body_received} bytes, cut off while it arrived", 503)
             return
         handle_chunk(request, data)
 
     def process_unless_refused(request):
+        deadline = getattr(request, "_body_deadline", None)
+        if deadline is not None and deadline.active():
+            deadline.cancel()  # the body is complete
         if not getattr(request, "_body_refused", False):
             return process(request)
         if not isinstance(request.channel, http.HTTPChannel):  # an HTTP/2 stream: answered on it now
-            body = request._body_bound.answer()
-            request.setResponseCode(413)
-            for name, value in ((b"content-type", b"application/json"), (b"cache-control", b"no-store"),
-                                (b"content-length", b"%d" % len(body))):  # fmt: skip
-                request.setHeader(name, value)
-            request.write(body)
-            request.finish()
-        return None  # HTTP/1.x: answered 413 already, the connection is closing
+            _answer_on_stream(request)
+        return None  # HTTP/1.x: answered already, the connection is closing
 
     server.Request.gotLength = bounded_got_length
     server.Request.handleContentChunk = bounded_chunk
@@ -217,22 +274,94 @@ def _takes_no_body() -> tuple[type, ...]:
     return (WebSocketResource, static.File)
 
 
-def _refuse(request, bound: Bound, detail: str) -> None:
-    """Answer 413 and close. Over HTTP/1.x Twisted handles one request of a connection at a time
-    (later pipelined ones wait unread), so nothing else is being written on it; an HTTP/2 stream
-    is answered when it ends (process), its body dropped meanwhile."""
+def _track(request, length: int | None) -> None:
+    """A body is coming (`length` declared, or None: chunked): start its deadline, and release
+    what it holds when the request is answered or its connection lost (Twisted fires
+    notifyFinish for both)."""
+    request._body_reserved = 0
+    request._body_received = 0
+    request._body_declared = length
+    request._body_chunked = length is None
+    clock = _state["clock"]
+    if clock is None:
+        from twisted.internet import reactor as clock
+    request._body_deadline = clock.callLater(BODY_DEADLINE, _too_slow, request)
+    request.notifyFinish().addBoth(_released, request)
+
+
+def _reserve(request, size: int) -> bool:
+    """Count `size` more body bytes as held by this worker, unless that passes the cap."""
+    if _state["buffered"] + size > MAX_BUFFERED_BYTES:
+        return False
+    _state["buffered"] += size
+    request._body_reserved += size
+    return True
+
+
+def _released(result, request):
+    deadline = getattr(request, "_body_deadline", None)
+    if deadline is not None and deadline.active():
+        deadline.cancel()
+    _state["buffered"] -= getattr(request, "_body_reserved", 0)
+    request._body_reserved = 0
+    return None  # a lost connection's failure is handled: nothing to log
+
+
+def buffered_bytes() -> int:
+    """The body bytes this worker holds for requests in flight."""
+    return _state["buffered"]
+
+
+def _too_slow(request) -> None:
+    """The deadline passed with the body incomplete: 408, and the connection closed."""
+    if getattr(request, "_body_refused", False) or getattr(request, "_disconnected", False):
+        return
+    of = "" if request._body_declared is None else f" of {request._body_declared}"
+    detail = f"body incomplete {BODY_DEADLINE:.0f} s after its headers ({request._body_received}{of} bytes)"
+    _refuse(request, request._body_bound, detail, 408)
+    if not isinstance(request.channel, http.HTTPChannel):  # an HTTP/2 stream: answered now, not when it ends
+        _answer_on_stream(request)
+
+
+def _answer_on_stream(request) -> None:
+    if getattr(request, "_body_answered", False):
+        return
+    request._body_answered = True
+    status = request._body_status
+    body = request._body_bound.answer(status)
+    request.setResponseCode(status)
+    for name, value in ((b"content-type", b"application/json"), (b"cache-control", b"no-store"),
+                        (b"content-length", b"%d" % len(body))):  # fmt: skip
+        request.setHeader(name, value)
+    if status == 503:
+        request.setHeader(b"retry-after", b"%d" % RETRY_AFTER)
+    request.write(body)
+    request.finish()
+
+
+REASONS = {408: "too_slow", 413: "too_large", 503: "too_many_bodies"}
+
+
+def _refuse(request, bound: Bound, detail: str, status: int = 413) -> None:
+    """Answer `status` (413, 408, 503) and close. Over HTTP/1.x Twisted handles one request of a
+    connection at a time (later pipelined ones wait unread), so nothing else is being written on
+    it; an HTTP/2 stream is answered when it ends (process) or at its deadline, its body dropped
+    meanwhile."""
     request._body_refused = True
     request._body_bound = bound
+    request._body_status = status
     log.warn(
-        "http request refused: status=413 reason=too_large detail={detail} path={path} peer={peer}",
-        detail=detail, path=clip(request.uri.decode("latin-1"), 200), peer=request_peer(request, _state["trusted"]),
+        "http request refused: status={status} reason={reason} detail={detail} path={path} peer={peer}",
+        status=status, reason=REASONS[status], detail=detail, path=clip(request.uri.decode("latin-1"), 200),
+        peer=request_peer(request, _state["trusted"]),
     )  # fmt: skip
-    if bound.refused is not None:
+    if status == 413 and bound.refused is not None:
         bound.refused(request, bound.max_bytes)
     channel = request.channel
     if isinstance(channel, http.HTTPChannel) and channel.transport is not None:
-        body = bound.answer()
-        channel.transport.write(TOO_LARGE % (len(body), body))
+        body = bound.answer(status)
+        retry = b"Retry-After: %d\r\n" % RETRY_AFTER if status == 503 else b""
+        channel.transport.write(REFUSAL % (STATUS_LINES[status], retry, len(body), body))
         channel.loseConnection()
 
 

@@ -15,20 +15,39 @@ import time
 import psutil
 import pytest
 
-from tests.support.tokens import mint, unique
+from authenticator.body_limit import BODY_DEADLINE, DEFAULT_MAX_BYTES, TOO_SLOW_MESSAGE
+from tests.conftest import DEPLOYMENTS
+from tests.support.router import RouterProcess
+from tests.support.tokens import TEST_SECRET, mint, unique
 
 HUGE = 1_000_000_000  # a declared Content-Length no worker could hold
 MIB = 1024 * 1024
-PUBLISH_BOUND = 65536  # the shipped /publish max_body_bytes
+# The /publish bound of the `narrow` node: not the default bound of every other path
+# (DEFAULT_MAX_BYTES, 65,536, which the shipped /publish also has), so that a spelling routed to
+# the default instead of /publish shows in the number the 413 names.
+PUBLISH_BOUND = 40000
 # Spellings of /publish that Twisted routes to the /publish resource (segments percent-decoded,
-# the query left out, a trailing slash a leaf resource ignores; behind the proxies, the forwarded
-# path): each must get the /publish bound.
+# the query left out, a trailing slash a leaf resource ignores, the first character of the target
+# dropped whatever it is; behind the proxies, the forwarded path): each must get the /publish bound.
 TO_PUBLISH = ["/publish", "/%70ublish", "/%70%75%62%6C%69%73%68", "/%70%75%62%6c%69%73%68", "/publish/",
-              "/publish?x=1", "/%70ublish?x=1&y=%2F"]  # fmt: skip
+              "/publish?x=1", "/%70ublish?x=1&y=%2F", "xpublish", "Zpublish?x"]  # fmt: skip
 # Spellings Twisted does not route to it (no '//' or '/./' removal, no case folding, an
 # absolute-form target is routed as segments of its own text): never published, and bounded by
 # the bound of whatever they reach.
 NOT_TO_PUBLISH = ["//publish", "/./publish", "/PUBLISH", "/%50UBLISH", "/publish%2F", "ABSOLUTE"]
+
+
+@pytest.fixture(scope="module", params=list(DEPLOYMENTS))
+def narrow(request, tmp_path_factory):
+    """The shipped config with /publish bounded at PUBLISH_BOUND, in both deployments."""
+
+    def narrow_publish(config):
+        config["workers"][0]["transports"][0]["paths"]["publish"]["extra"]["max_body_bytes"] = PUBLISH_BOUND
+
+    node = RouterProcess(tmp_path_factory.mktemp(f"narrow-{request.param}"), env={"JWT_SECRET": TEST_SECRET},
+                         edit_config=narrow_publish, proxies=DEPLOYMENTS[request.param]).start()  # fmt: skip
+    yield node
+    assert node.stop() == 0, node.log()[-3000:]
 
 
 def target(router, spelling: str) -> str:
@@ -45,7 +64,7 @@ def exchange(router, request_head: bytes, body=(), *, source: str = "127.0.0.1")
     the first byte of an answer (or when the router closes). Returns (the answer, the body bytes
     sent when it began, the client's port). The answer is read until the router closes the
     connection; a router that never answers fails the test after 30 s."""
-    pieces, pending, sent, answered_at, answer = iter(body), b"", 0, None, b""
+    pieces, pending, sent, answered_at, answer, not_before = iter(body), b"", 0, None, b"", 0.0
     with socket.create_connection(("127.0.0.1", router.port), timeout=10, source_address=(source, 0)) as s:
         port = s.getsockname()[1]
         s.sendall(request_head)
@@ -54,8 +73,9 @@ def exchange(router, request_head: bytes, body=(), *, source: str = "127.0.0.1")
         while time.monotonic() < deadline:
             if answered_at is None and not pending:
                 pending = next(pieces, b"")
-            writing = [s] if answered_at is None and pending else []
-            readable, writable, _ = select.select([s], writing, [], 0.5)
+                not_before = time.monotonic() + getattr(pending, "delay", 0)
+            writing = [s] if answered_at is None and pending and time.monotonic() >= not_before else []
+            readable, writable, _ = select.select([s], writing, [], 0.5 if writing or not pending else 0.05)
             if readable:
                 try:
                     data = s.recv(65536)
@@ -94,10 +114,12 @@ def body_of(answer: bytes) -> dict:
 
 
 def refused_unread(router, path: str, length: int = HUGE, **headers) -> dict:
-    """A head declaring `length` and one byte of the body: answered 413 without the rest."""
-    answer, sent, _ = exchange(router, head(router, "POST", path, {"Content-Length": str(length), **headers}), [b"{"])
+    """A head declaring `length` and no byte of its body: answered 413 all the same, and the
+    connection closed. A router that waited for the body would answer nothing before the body
+    deadline, and then 408."""
+    answer, sent, _ = exchange(router, head(router, "POST", path, {"Content-Length": str(length), **headers}))
     assert status_of(answer) == 413, answer[:300]
-    assert sent <= 1
+    assert sent == 0
     assert b"Connection: close" in answer
     return body_of(answer)
 
@@ -114,29 +136,72 @@ def publish(router, path: str, body: dict) -> int:
 
 
 @pytest.mark.parametrize("spelling", TO_PUBLISH)
-def test_every_spelling_of_publish_gets_its_bound(router, spelling):
-    assert publish(router, spelling, {"topic": "app.public.news", "args": ["spelled"]}) == 200
-    answer = refused_unread(router, spelling)
-    assert f"larger than {PUBLISH_BOUND} bytes" in answer["message"]
-    assert answer["error"] == "wamp.error.invalid_argument"
-    answer = refused_unread(router, spelling, PUBLISH_BOUND + 1)
-    assert f"larger than {PUBLISH_BOUND} bytes" in answer["message"]
+def test_every_spelling_of_publish_gets_its_bound(narrow, spelling):
+    assert publish(narrow, spelling, {"topic": "app.public.news", "args": ["spelled"]}) == 200
+    for length in (HUGE, PUBLISH_BOUND + 1):
+        answer = refused_unread(narrow, spelling, length)
+        assert answer["error"] == "wamp.error.invalid_argument", answer
+        # (behind the proxies the proxy answers, without the publish path's own advice)
+        assert answer["message"].startswith(f"The request body is larger than {PUBLISH_BOUND} bytes. Send less"), answer
+    answer = cut_off(narrow, spelling)
+    assert answer["message"].startswith(f"The request body is larger than {PUBLISH_BOUND} bytes."), answer
+
+
+DEFAULT_REFUSAL = {"error": f"The request body is larger than {DEFAULT_MAX_BYTES} bytes. Send less per request."}
 
 
 @pytest.mark.parametrize("spelling", NOT_TO_PUBLISH)
-def test_spellings_twisted_does_not_route_to_publish_never_publish_and_are_bounded(router, spelling):
-    assert publish(router, spelling, {"topic": "app.public.news", "args": ["not published"]}) in (404, 405)
-    refused_unread(router, target(router, spelling))
-    # bounded by the default (64 KiB) at most, however far from /publish they end
-    refused_unread(router, target(router, spelling), 65537)
+def test_spellings_twisted_does_not_route_to_publish_never_publish_and_get_the_default_bound(narrow, spelling):
+    assert publish(narrow, spelling, {"topic": "app.public.news", "args": ["not published"]}) in (404, 405)
+    for length in (HUGE, DEFAULT_MAX_BYTES + 1):
+        assert refused_unread(narrow, target(narrow, spelling), length) == DEFAULT_REFUSAL
+    assert cut_off(narrow, target(narrow, spelling)) == DEFAULT_REFUSAL
 
 
-@pytest.mark.parametrize("spelling", ["/publish", "/%70ublish", "/publish/", "/publish?x=1", "//publish", "/PUBLISH"])
-def test_a_chunked_body_is_cut_off_with_413_when_it_passes_the_bound(router, spelling):
+def cut_off(router, path: str) -> dict:
+    """A chunked body of 4 MiB: cut off with 413 while it arrives, and the connection closed."""
     headers = {"Transfer-Encoding": "chunked", "Content-Type": "application/json"}
-    answer, sent, _ = exchange(router, head(router, "POST", spelling, headers), chunks(4 * MIB))
+    answer, sent, _ = exchange(router, head(router, "POST", path, headers), chunks(4 * MIB))
     assert status_of(answer) == 413, answer[:300]
     assert sent < 4 * MIB  # cut off while it arrived, and the connection closed (exchange read to the end)
+    return body_of(answer)
+
+
+# -- bodies that take too long -----------------------------------------------------------------------
+
+
+def test_a_body_trickled_past_the_deadline_is_answered_408_and_its_connection_closed(router):
+    """65,000 of a declared 65,536 bytes, then a byte a second (Twisted's idle timeout of 15 s
+    starts again at each): answered 408 at the deadline, counted from the end of the headers."""
+    offset = router.log_size()
+    request = head(router, "POST", "/nowhere", {"Content-Length": "65536"})
+    started = time.monotonic()
+    answer, sent, port = exchange(router, request, trickle(b"x" * 65000), source="127.0.0.4")
+    took = time.monotonic() - started
+    assert status_of(answer) == 408, answer[:300]
+    assert body_of(answer) == {"error": TOO_SLOW_MESSAGE} and b"Connection: close" in answer
+    assert 65000 < sent < 65536 and BODY_DEADLINE - 1 < took < BODY_DEADLINE + 3, (sent, took)
+    line = router.wait_for_log(f"peer=127.0.0.4:{port}", after=offset)
+    assert "http request refused: status=408 reason=too_slow detail=body incomplete" in line, line
+    assert "bytes) path=/nowhere" in line, line
+
+
+def trickle(first: bytes):
+    """`first`, then a byte a second, without end (exchange stops at the answer)."""
+    yield first
+    while True:
+        yield Paced(b"x", 1.0)
+
+
+class Paced(bytes):
+    """A piece exchange sends `delay` seconds after the one before it."""
+
+    delay = 0.0
+
+    def __new__(cls, data: bytes, delay: float):
+        piece = super().__new__(cls, data)
+        piece.delay = delay
+        return piece
 
 
 # -- paths that take no body, or a small one ---------------------------------------------------------
