@@ -56,7 +56,7 @@ class AuthenticatorComponent(ApplicationSession):
     def __init__(self, config=None):
         super().__init__(config)
         # First: Crossbar parses client bytes in this process as soon as its transports open.
-        harden_router_worker(self.log.warn)
+        guard = harden_router_worker(self.log.warn)
         extra = dict(config.extra or {})
         cbdir = Path(extra.pop("cbdir", "."))
         self._node_config = node_config_file(cbdir)
@@ -73,12 +73,13 @@ class AuthenticatorComponent(ApplicationSession):
         if problems:
             stop_for_configuration(problems)
         try:
-            self.store = open_store(self.settings.store)
+            self.store = open_store(self.settings.store, leeway_seconds=self.settings.claims.leeway_seconds)
         except StoreUnavailable as error:
             stop_for_configuration([f"{where}: 'store': {error}"])
-        install_hello_timeout(self.settings.limits.hello_timeout_seconds)
+        guard.apply("hello-timeout", install_hello_timeout, self.settings.limits.hello_timeout_seconds)
         # Roles the policy does not know are static ones (router links): they may relay results.
-        drop_forwarded_yields(lambda role: role not in self.settings.policy.roles, self.log.warn)
+        guard.apply("forwarded-yields", drop_forwarded_yields, lambda role: role not in self.settings.policy.roles,
+                    self.log.warn)  # fmt: skip
         self.verifier = TokenVerifier(self.settings)
         self.keeper = SessionKeeper(
             grace_seconds=self.settings.expiry_grace_seconds, join_timeout_seconds=self.settings.join_timeout_seconds,
@@ -253,22 +254,28 @@ class AuthenticatorComponent(ApplicationSession):
 
     async def revoke(self, authid=None, jti=None, details=None):
         """Refuse a user's tokens issued until now (authid=...) or one token (jti=...), and end the
-        live sessions they cover."""
-        _caller(details)  # refuses a forwarded call: the log names who revoked
+        live sessions they cover.
+
+        A revocation by authid covers every token with an `iat` up to now plus the claim leeway
+        (authenticator/store.py, `covers`): a token minted just before it by an issuer whose clock
+        runs fast carries an `iat` ahead of ours. The answer says up to when (`tokens_issued_until`,
+        Unix time on the router's clock): the user's next token must be issued after it."""
         if (authid is None and jti is None) or not all(_bounded_text(v) for v in (authid, jti)):
             raise ApplicationError(
                 "wamp.error.invalid_argument",
                 f"Call revoke with authid='...' or jti='...' (at most {MAX_ID} characters).",
             )
-        lifetime = self.settings.claims.max_lifetime_seconds
-        keep = None if lifetime is None else lifetime + self.settings.claims.leeway_seconds
+        lifetime, leeway = self.settings.claims.max_lifetime_seconds, self.settings.claims.leeway_seconds
+        # The latest token covered has iat = now + leeway and is accepted until its exp + leeway.
+        keep = None if lifetime is None else lifetime + 2 * leeway
         if self.store.known_down:
             self.log.warn("authenticator: the token store is down; revocation refused: authid={authid} jti={jti}",
                           authid=authid, jti=jti)  # fmt: skip
             raise ApplicationError(Reason.STORE_UNAVAILABLE.uri, Rejected(Reason.STORE_UNAVAILABLE).message)
+        now = time.time()
         try:
             await deferToThreadPool(
-                reactor, self._io, self.store.revoke, authid=authid, jti=jti, now=time.time(), keep_seconds=keep
+                reactor, self._io, self.store.revoke, authid=authid, jti=jti, now=now, keep_seconds=keep
             )
         except StoreUnavailable as error:
             self.log.warn("authenticator: {error}", error=str(error))
@@ -280,7 +287,10 @@ class AuthenticatorComponent(ApplicationSession):
         by = details.caller_authid if details else None
         self.log.warn("revoked: authid={authid} jti={jti} by={by} sessions_ended={n}", authid=authid, jti=jti,
                       by=by, n=len(ended))  # fmt: skip
-        return {"sessions_ended": len(ended)}
+        answer = {"sessions_ended": len(ended)}
+        if authid is not None:
+            answer["tokens_issued_until"] = now + leeway  # this user's tokens with an iat up to it are refused
+        return answer
 
     def _revoked_elsewhere(self, authid: str | None, jti: str | None) -> None:
         _count_revocation(authid, jti, "elsewhere")
@@ -308,10 +318,21 @@ class AuthenticatorComponent(ApplicationSession):
     # -- Crossbar and Autobahn hooks ------------------------------------------------------------
 
     def _count_sessions(self, role: str) -> int:
-        """For the /metrics scrape, on Crossbar's wsgi thread: ask the router, never guess."""
-        return blockingCallFromThread(
-            reactor, lambda: self.call("wamp.session.count", filter_authroles=[role]).addTimeout(2, reactor)
-        )
+        """For the /metrics scrape, on Crossbar's wsgi thread: ask the router, never guess.
+
+        Crossbar's count includes the embedded sessions HTTP publications are made from (one per
+        identity, kept for reuse: authenticator/publisher_sessions.py); they are not clients and are
+        left out. The router answers an embedded session's call within the call, so the count and
+        the publisher sessions it holds are read in the same reactor turn."""
+        publishing = getattr(self, "http_publishing", None)
+
+        def clients(count: int) -> int:
+            return count - (publishing.pool.held(role) if publishing is not None else 0)
+
+        def ask() -> Deferred:
+            return self.call("wamp.session.count", filter_authroles=[role]).addCallback(clients).addTimeout(2, reactor)
+
+        return blockingCallFromThread(reactor, ask)
 
     def onUserError(self, fail, msg):
         """A failure in one of our procedures. A refusal (ApplicationError) was logged once already,
@@ -339,11 +360,13 @@ def _as_rejection(error: BaseException) -> Rejected:
 
 
 def _caller(details) -> int | None:
-    """The calling session of one of our procedures. A call that carries forward_for names another
-    session as its caller (Crossbar believes the first entry): refused, even if the authorizer's
-    check was skipped."""
-    if details is not None and details.forward_for:
-        raise ApplicationError("wamp.error.not_authorized", "Calls with forward_for are reserved for router links.")
+    """The calling session of one of our procedures (disclosed to us: OWN_PROCEDURES).
+
+    A CALL that carries forward_for would make Crossbar disclose its first entry as the caller; the
+    authorizer refuses every such CALL from a client before it reaches us (policy.py; tested through
+    the router by tests/router/test_hostile_clients.py::test_a_client_cannot_call_our_procedures_as_another_session).
+    There is no second check here: Autobahn 26 never fills CallDetails.forward_for of an
+    invocation, so one would never see it."""
     return details.caller if details is not None else None
 
 

@@ -5,7 +5,8 @@ thread pool in the same router worker process, so both see one registry. Labels 
 sets (reasons, roles of the policy, actions) — never an authid, a token or a URI.
 
 Active sessions by role come from Crossbar itself (``wamp.session.count``) at scrape time, so
-they include anonymous sessions and are right behind proxies too.
+they include anonymous sessions and are right behind proxies too; the embedded sessions HTTP
+publications are made from (POST /publish) are not clients and are not counted.
 """
 
 from __future__ import annotations
@@ -65,7 +66,10 @@ class ActiveSessions:
         self.roles: tuple[str, ...] = ()
 
     def collect(self):
-        gauge = GaugeMetricFamily("crossbar_jwt_active_sessions", "Sessions on the realm, by role.", labels=["role"])
+        gauge = GaugeMetricFamily(
+            "crossbar_jwt_active_sessions",
+            "Client sessions on the realm, by role (not the embedded sessions of POST /publish).", labels=["role"],
+        )  # fmt: skip
         counts = self._counts()
         for role, sessions in counts or ():
             gauge.add_metric([role], sessions)

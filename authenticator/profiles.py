@@ -12,6 +12,8 @@ What it changes, each a production decision (docs/operations.md, "Production che
   the same origins for the cookie carrier;
 - /metrics on a transport of its own, loopback only, not on the public port;
 - a node id of its own (Crossbar's default is the host name and pid);
+- no status page on the WebSocket path (``enable_webstatus``: Crossbar answers a plain
+  ``GET /ws`` with its exact version and the worker's pid, and redirects ``?redirect=`` anywhere);
 - a GOODBYE (``wamp.close.system_shutdown``) to every client when the router stops
   (``session.goodbye_on_stop``): the client kits reconnect; plain AutobahnJS would not;
 - behind a reverse proxy (nginx): the public transport listens on loopback and the component
@@ -112,6 +114,7 @@ def production_config(
             options = path.setdefault("options", {})
             options["allowed_origins"] = [crossbar_origin(o) for o in origins]
             options["allow_null_origin"] = False
+            options["enable_webstatus"] = False  # GET /ws: no status page with Crossbar's version and the pid
     if metrics is not None:
         router["transports"].append({
             "type": "web", "id": "metrics",

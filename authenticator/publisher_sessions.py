@@ -13,6 +13,9 @@ a second authorizer round trip through the router (which would halve the rate): 
 the one publish being processed. Crossbar processes an embedded session's PUBLISH synchronously,
 within ``send``; a publish whose decision is not there (any other action, any other URI, a
 decision already used) is denied. Fail closed.
+
+They are not clients: Crossbar's own session count (``wamp.session.count``) includes them, and the
+live-session gauge leaves them out (``PublisherPool.held``, authenticator/component.py).
 """
 
 from __future__ import annotations
@@ -27,6 +30,9 @@ from autobahn.wamp.exception import ApplicationError
 from autobahn.wamp.types import ComponentConfig
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
+from twisted.logger import Logger
+
+from .patches.guard import guard_this_process
 
 DENIED = {"allow": False, "cache": False, "disclose": False}
 # Crossbar answers an embedded publish at once; one whose answer never comes (an exception inside
@@ -105,7 +111,10 @@ def install_decision_hook(router) -> None:
 
 class PublisherPool:
     """At most `size` publisher sessions, the least recently used closed first, and every one
-    closed after `idle_seconds` without a publication."""
+    closed after `idle_seconds` without a publication.
+
+    It also knows every session it made that the router still holds (`held`): a session it let go
+    is detached by Crossbar a reactor turn later."""
 
     def __init__(self, router, realm: str, *, size: int = 1000, idle_seconds: float = 60.0) -> None:
         from crossbar.router.session import RouterApplicationSession  # the router worker's own
@@ -114,7 +123,9 @@ class PublisherPool:
         self._router, self._realm = router, realm
         self._size, self._idle = size, idle_seconds
         self._sessions: OrderedDict[tuple[str, str], PublisherSession] = OrderedDict()
-        install_decision_hook(router)
+        self._made: set[PublisherSession] = set()  # until the router no longer holds them
+        # Through the patch guard: checked already by the worker's hardening (memoized per process).
+        guard_this_process(Logger().warn).apply("publisher-decisions", install_decision_hook, router)
 
     def __len__(self) -> int:
         return len(self._sessions)
@@ -127,12 +138,24 @@ class PublisherPool:
             # Joins at once (an embedded session's HELLO is handled within the constructor).
             self._attach(session, self._router, authid=authid, authrole=authrole, authextra=dict(AUTHEXTRA))
             self._sessions[key] = session
+            if len(self._made) > 2 * len(self._sessions) + 100:
+                self._forget_detached()  # bounded without a scrape (amortized)
+            self._made.add(session)
             while len(self._sessions) > self._size:
                 _, oldest = self._sessions.popitem(last=False)
                 _leave(oldest)
         self._sessions.move_to_end(key)
         session.last_used = time.monotonic()
         return session
+
+    def held(self, authrole: str) -> int:
+        """How many of these sessions with `authrole` the router holds now, as Crossbar's session
+        count sees them: those in the pool, and those let go that it has not detached yet."""
+        self._forget_detached()
+        return sum(1 for session in self._made if session.identity[1] == authrole)
+
+    def _forget_detached(self) -> None:
+        self._made = {session for session in self._made if self._router.is_attached(session)}
 
     def close_idle(self, now: float | None = None) -> int:
         now = time.monotonic() if now is None else now

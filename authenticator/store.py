@@ -1,15 +1,21 @@
 """Replay and revocation state: SQLite in the node directory by default, Redis for several routers.
 
 Synchronous and Twisted-free; the component calls it on its own I/O threads, never on the
-reactor. Any failure to reach the state raises StoreUnavailable, which refuses the login: an
-unchecked token is never accepted. Every call is bounded by the store's timeout, and open_store
-puts a circuit breaker (GuardedStore) in front: once the store has failed, calls are refused at
-once instead of each waiting out its own timeout, until a retry finds it answering again.
+reactor. A revocation of an authid at the router's time T covers every token of it whose `iat`
+is at most T + the claim leeway (`covers`): the verifier accepts an `iat` up to the leeway ahead
+of the router's clock, so a token minted before the revocation by an issuer whose clock runs
+fast carries an `iat` after T.
+
+Any failure to reach the state raises StoreUnavailable, which refuses the login: an unchecked
+token is never accepted. Every call is bounded by the store's timeout, and open_store puts a
+circuit breaker (GuardedStore) in front: once the store has failed, calls are refused at once
+instead of each waiting out its own timeout, until a retry finds it answering again.
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import secrets
 import sqlite3
@@ -48,16 +54,35 @@ class TokenStore(Protocol):
         """REVOKED or REPLAYED when the token may not be used, else None (and it is now used)."""
 
     def revoke(self, *, authid: str | None, jti: str | None, now: float, keep_seconds: float | None) -> None:
-        """Refuse from now on: every token of authid issued at or before now, and the token jti."""
+        """Refuse from now on: every token of authid issued up to now plus the leeway (`covers`), and
+        the token jti."""
 
     def close(self) -> None: ...
 
 
-def open_store(spec: StoreSpec) -> GuardedStore:
+def open_store(spec: StoreSpec, *, leeway_seconds: float) -> GuardedStore:
+    """The configured store behind its circuit breaker; `leeway_seconds` is the claim leeway the
+    verifier allows (claims.leeway_seconds), which every revocation by authid covers."""
     if spec.redis_url:
-        return GuardedStore(RedisStore(spec.redis_url, timeout_seconds=spec.timeout_seconds))
+        return GuardedStore(
+            RedisStore(spec.redis_url, timeout_seconds=spec.timeout_seconds, leeway_seconds=leeway_seconds)
+        )
     assert spec.sqlite_path is not None
-    return GuardedStore(SqliteStore(spec.sqlite_path, timeout_seconds=spec.timeout_seconds))
+    return GuardedStore(
+        SqliteStore(spec.sqlite_path, timeout_seconds=spec.timeout_seconds, leeway_seconds=leeway_seconds)
+    )
+
+
+def covers(revoked_at: float, issued_at: float | None, leeway_seconds: float) -> bool:
+    """Whether a revocation of an authid at the router's time `revoked_at` covers a token of it.
+
+    The verifier accepts an `iat` up to the leeway ahead of the router's clock (an issuer whose
+    clock runs fast), so a token minted before the revocation may carry an `iat` up to
+    revoked_at + leeway: all of those are covered. The price: a token minted honestly within the
+    leeway after the revocation is refused too; the user's next token must be issued after
+    revoked_at + leeway (the revoke answer says when). A token without iat cannot prove it was
+    issued after the revocation: covered."""
+    return issued_at is None or issued_at <= revoked_at + leeway_seconds
 
 
 class GuardedStore:
@@ -148,9 +173,13 @@ class SqliteStore:
 
     revocations_in_memory = True
 
-    def __init__(self, path: Path, *, timeout_seconds: float = 1.0, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, path: Path, *, timeout_seconds: float = 1.0, clock: Callable[[], float] = time.time,
+        leeway_seconds: float = 0.0,
+    ) -> None:  # fmt: skip
         self.path = path
         self.timeout_seconds = timeout_seconds
+        self.leeway_seconds = leeway_seconds
         self._lock = threading.Lock()
         self._admitted = 0
         # authid -> (revoked_at, keep_until); jti -> keep_until. Written on the I/O threads under
@@ -179,8 +208,7 @@ class SqliteStore:
     def revoked(self, *, authid, jti, issued_at, now):
         entry = self._revoked_authids.get(authid)
         if entry is not None and (entry[1] is None or entry[1] > now):
-            # A token without iat cannot prove it was issued after the revocation.
-            if issued_at is None or issued_at <= entry[0]:
+            if covers(entry[0], issued_at, self.leeway_seconds):
                 return Reason.REVOKED
         # One get, not `in` then `[]`: a purge on an I/O thread may drop the entry in between.
         keep_until = self._revoked_jtis.get(jti, _ABSENT) if jti is not None else _ABSENT
@@ -286,7 +314,7 @@ class RedisStore:
     def revoked(self, *, authid, jti, issued_at, now):
         raise NotImplementedError("RedisStore answers revocations through admit, on the I/O thread")
 
-    def __init__(self, url: str, *, timeout_seconds: float = 1.0) -> None:
+    def __init__(self, url: str, *, timeout_seconds: float = 1.0, leeway_seconds: float = 0.0) -> None:
         import redis  # only deployments that configure Redis need the client
         from redis.backoff import NoBackoff
         from redis.retry import Retry
@@ -294,6 +322,7 @@ class RedisStore:
         self._errors = (redis.RedisError,)
         self.url_shown = url.split("@")[-1]  # never log a password from the URL
         self.timeout_seconds = timeout_seconds
+        self.leeway_seconds = leeway_seconds
 
         def connect(socket_timeout: float = timeout_seconds):
             # No retries inside the client: one round trip waits at most the timeout, and the
@@ -314,7 +343,7 @@ class RedisStore:
             revoked_at, jti_revoked = self._redis.mget(
                 [f"{p}revoked:authid:{authid}", f"{p}revoked:jti:{jti}" if jti else f"{p}-"]
             )
-            if revoked_at is not None and (issued_at is None or issued_at <= float(revoked_at)):
+            if revoked_at is not None and covers(float(revoked_at), issued_at, self.leeway_seconds):
                 return Reason.REVOKED
             if jti_revoked is not None:
                 return Reason.REVOKED
@@ -327,7 +356,7 @@ class RedisStore:
             raise StoreUnavailable(f"Redis token store at {self.url_shown}: {type(error).__name__}") from error
 
     def revoke(self, *, authid, jti, now, keep_seconds):
-        ex = None if keep_seconds is None else max(1, int(keep_seconds))
+        ex = None if keep_seconds is None else max(1, math.ceil(keep_seconds))  # never shorter than asked
         try:
             if authid is not None:
                 self._redis.set(f"{self.PREFIX}revoked:authid:{authid}", repr(now), ex=ex)

@@ -137,15 +137,6 @@ async def test_an_unexpected_error_in_refresh_or_revoke_is_internal_error_withou
         assert token not in str(caught.value.args) and "boom" not in str(caught.value.args)
 
 
-@pytest_twisted.ensureDeferred
-async def test_a_forwarded_call_to_our_procedures_is_refused(component):
-    forged = call_details(7, forward_for=[{"session": 7, "authid": "alice", "authrole": "user"}])
-    for call in (component.refresh(mint("alice"), details=forged), component.revoke(authid="bob", details=forged)):
-        with pytest.raises(ApplicationError) as caught:
-            await call
-        assert caught.value.error == "wamp.error.not_authorized"
-
-
 def test_one_role_spending_its_cache_budget_leaves_the_other_roles_theirs(component):
     budget = component.settings.limits.authorization_cache_entries
     visitor = {"session": 21, "authid": "v", "authrole": "anonymous", "authextra": {}}

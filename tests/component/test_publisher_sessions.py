@@ -121,3 +121,28 @@ async def test_a_session_the_router_ended_is_replaced(router):
     await eventually(lambda: not router.is_attached(session), 5, "the router to detach it")
     assert session.gone
     assert pool.session("a", "backend") is not session
+
+
+@pytest_twisted.ensureDeferred
+async def test_held_is_what_crossbars_session_count_counts_of_these_sessions(router):
+    """The live-session gauge is Crossbar's count less `held` (issue 20, finding 10): it must match
+    Crossbar's count of these sessions at every moment, also while one let go is not detached yet."""
+
+    def crossbar_count(role: str) -> int:  # how wamp.session.count counts (crossbar/router/service.py)
+        return sum(1 for s in router._session_id_to_session.values() if s._session_details.authrole == role)
+
+    pool = PublisherPool(router, "realm1", size=2, idle_seconds=60)
+    first = pool.session("a", "backend")
+    pool.session("b", "backend")
+    pool.session("c", "reader")  # evicts a: closed, detached by the router a reactor turn later
+    assert first.gone and router.is_attached(first)
+    assert (
+        (pool.held("backend"), pool.held("reader")) == (crossbar_count("backend"), crossbar_count("reader")) == (2, 1)
+    )
+    await eventually(lambda: not router.is_attached(first), 5, "the router to detach the closed session")
+    assert (
+        (pool.held("backend"), pool.held("reader")) == (crossbar_count("backend"), crossbar_count("reader")) == (1, 1)
+    )
+    pool.close()
+    await eventually(lambda: crossbar_count("backend") + crossbar_count("reader") == 0, 5, "every session detached")
+    assert pool.held("backend") == pool.held("reader") == 0

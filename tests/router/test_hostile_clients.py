@@ -7,6 +7,8 @@ Each test fails without the code it names (docs/reliability.md, "Hostile clients
 from __future__ import annotations
 
 import re
+import socket
+import statistics
 import time
 
 import psutil
@@ -16,6 +18,14 @@ from autobahn.wamp.types import CallOptions, PublishOptions, RegisterOptions, Su
 from twisted.internet import defer
 
 from tests.conftest import DEPLOYMENTS
+from tests.support.keys import JwksServer, new_private_key, public_jwk
+from tests.support.leaks import (
+    STATUS_TARGETS,
+    assert_no_crossbar_details,
+    assert_no_status_page,
+    plain_get,
+    raw_welcomes,
+)
 from tests.support.raw_websocket import AUTHENTICATE, BINARY, CHALLENGE, HELLO, TEXT, RawWebSocket
 from tests.support.router import RouterProcess, wait_for
 from tests.support.tokens import TEST_SECRET, mint, unique
@@ -102,6 +112,21 @@ async def test_a_welcome_carries_no_host_name_process_id_or_echo_of_the_clients_
         visitor.leave()
 
 
+def test_a_welcome_on_the_wire_carries_no_crossbar_detail_at_any_level(router):
+    """Issue 20, finding 7: WELCOME's top-level details carried x_cb_node (the host name),
+    x_cb_pid, x_cb_worker and x_cb_peer; the filter cleaned only authextra. Read the raw message."""
+    welcomes = raw_welcomes(router.port, "http://127.0.0.1:8080")
+    node_id = router.config.get("controller", {}).get("id") or socket.gethostname()  # the demo: the host name
+    assert_no_crossbar_details(welcomes, [router.process.pid, *router.worker_pids()], node_id)
+
+
+def test_a_plain_get_of_the_websocket_path_shows_no_status_page_version_or_pid(router):
+    """Issue 20, finding 7: GET /ws answered Crossbar's status page with its exact version and the
+    worker's pid (and ?redirect= sent the browser anywhere): `enable_webstatus` is false."""
+    answers = {target: plain_get(router.port, target) for target in STATUS_TARGETS}
+    assert_no_status_page(answers, [router.process.pid, *router.worker_pids()])
+
+
 # -- 4. over-long URIs ---------------------------------------------------------------------------
 
 
@@ -148,51 +173,84 @@ async def test_retain_is_refused_unless_a_rule_allows_it_and_nothing_is_retained
 # -- 9. logins abandoned before they join -------------------------------------------------------
 
 
-def abandon_logins(port: int, token: str, count: int) -> None:
-    """HELLO, CHALLENGE, AUTHENTICATE, and close before the WELCOME: the authenticator accepts each."""
+def abandon_logins(node, token: str, count: int) -> None:
+    """HELLO, CHALLENGE, AUTHENTICATE, and close before the WELCOME, `count` times; returns once the
+    node's workers hold none of these connections any more (Crossbar has seen each client go)."""
+    ports = []
     for _ in range(count):
-        ws = RawWebSocket(port)
+        ws = RawWebSocket(node.port)
         ws.send_wamp([HELLO, "realm1", {"roles": {"subscriber": {}}, "authmethods": ["ticket"]}])
         opcode, payload = ws.next_frame(time.monotonic() + 10)
         assert payload.startswith(f"[{CHALLENGE},".encode()), payload
         ws.send_wamp([AUTHENTICATE, token, {}])
+        ports.append(ws.sock.getsockname()[1])
         ws.close()
+
+    def held() -> list[int]:
+        return [c.raddr.port for pid in node.worker_pids() for c in psutil.Process(pid).net_connections("tcp")
+                if c.raddr and c.raddr.port in ports]  # fmt: skip
+
+    wait_for(lambda: not held(), 10, "the workers to close the abandoned connections")
+
+
+@pytest.fixture(scope="module", params=list(DEPLOYMENTS))
+def slow_keys(request, tmp_path_factory):
+    """A node per deployment whose tokens may be signed by a key of a JWKS: a login with a kid it
+    does not know waits for a fetch, which the test holds (JwksServer's "hang") until the client has
+    gone. So in both deployments the authenticator accepts a login whose client is gone and that
+    never joins: the single worker would otherwise answer a reusable token within the same reactor
+    turn, and its WELCOME would beat the client's close. A 3 s join timeout."""
+    jwks = JwksServer()
+
+    def configure(config):
+        extra = config["workers"][0]["components"][0]["extra"]
+        extra["keys"].append({"jwks_url": jwks.url, "algorithms": ["RS256"], "min_refetch_seconds": 0.1,
+                              "timeout_seconds": 30})  # fmt: skip
+        extra["session"]["join_timeout_seconds"] = 3  # longer than accept + revoke; the sweep then drops
+
+    node = RouterProcess(tmp_path_factory.mktemp(f"slow-keys-{request.param}"), env={"JWT_SECRET": TEST_SECRET},
+                         edit_config=configure, proxies=DEPLOYMENTS[request.param]).start()  # fmt: skip
+    node.jwks = jwks
+    yield node
+    jwks.release.set()
+    assert node.stop() == 0, node.log()[-3000:]
+    jwks.close()
+
+
+def logins_accepted_after_their_clients_left(node, authid: str, count: int) -> None:
+    """`count` logins of authid that the authenticator accepts after their clients closed: each
+    waits for the JWKS fetch of a new key, held until every client is gone."""
+    key, kid = new_private_key("rsa"), unique("late-key")
+    token = mint(authid, ["user"], secret=key, algorithm="RS256", headers={"kid": kid})
+    offset = node.log_size()
+    node.jwks.fault, node.jwks.keys = "hang", [public_jwk(key, kid)]
+    node.jwks.release.clear()
+    try:
+        abandon_logins(node, token, count)
+    finally:
+        node.jwks.fault = None
+        node.jwks.release.set()
+    wait_for(lambda: node.log()[offset:].count(f"authentication accepted: authid={authid}") == count, 10,
+             f"{count} logins accepted")  # fmt: skip
 
 
 @pytest_twisted.ensureDeferred
-async def test_logins_closed_before_they_join_are_not_live_sessions(router):
+async def test_logins_closed_before_they_join_are_not_live_sessions(slow_keys):
+    """A login is pending until the router announces its session; one that never joins is not a
+    live session: a revocation does not count it, and it is dropped after the join timeout."""
     name = unique("phantom")
-    offset = router.log_size()
-    abandon_logins(router.port, mint(name, ["user"]), 30)
-    if router.loglevel == "info":
-        wait_for(lambda: router.log()[offset:].count(f"authentication accepted: authid={name}") == 30, 10, "30 logins")
-    live = await connect(router.url, mint(name, ["user"]))
-    root = await connect(router.url, mint(unique("root"), ["admin"]))
+    offset = slow_keys.log_size()
+    logins_accepted_after_their_clients_left(slow_keys, name, 30)
+    live = await connect(slow_keys.url, mint(name, ["user"]))
+    root = await connect(slow_keys.url, mint(unique("root"), ["admin"]))
     try:
         # only the one session that joined is ended; the 30 abandoned logins are not counted
-        assert await root.call("authenticator.revoke", authid=name) == {"sessions_ended": 1}
+        assert (await root.call("authenticator.revoke", authid=name))["sessions_ended"] == 1
         await live.left
     finally:
         root.leave()
-
-
-def test_logins_that_never_join_are_dropped_from_the_table_after_the_join_timeout(tmp_path):
-    """Behind proxies the proxy answers the client only after the router's authenticator did, so a
-    client that closes in between leaves a login that never joins (the single worker answers
-    within the same reactor turn, and its abandoned sessions join and leave)."""
-
-    def short_join_timeout(config):
-        config["workers"][0]["components"][0]["extra"]["session"]["join_timeout_seconds"] = 1
-
-    node = RouterProcess(tmp_path, env={"JWT_SECRET": TEST_SECRET}, edit_config=short_join_timeout, proxies=2)
-    node.start()
-    try:
-        offset = node.log_size()
-        abandon_logins(node.port, mint(unique("phantom"), ["user"]), 5)
-        # the table is not reachable from outside: the sweep logs what it dropped
-        wait_for(lambda: dropped(node.log()[offset:]) == 5, 10, "5 abandoned logins to be dropped")
-    finally:
-        assert node.stop() == 0
+    # the table is not reachable from outside: the sweep logs what it dropped
+    wait_for(lambda: dropped(slow_keys.log()[offset:]) == 30, 10, "30 abandoned logins to be dropped")
 
 
 def dropped(log: str) -> int:
@@ -223,10 +281,19 @@ async def test_a_refused_register_of_an_existing_procedure_answers_as_crossbar_2
 # -- 6. memory that clients can pin ---------------------------------------------------------------
 
 
+# Cached, each fresh 400-character topic keeps ~0.75 KB (measured: 1.4-2.7 MiB per 2,000); reused, ~0.
+TOPICS_PER_ROUND, WARM_UP_ROUNDS, MEASURED_ROUNDS = 2000, 4, 6
+
+
 @pytest_twisted.ensureDeferred
 async def test_distinct_topics_do_not_grow_the_router_for_good(tmp_path):
     """Each cacheable answer stays in Crossbar's never-evicting cache: past the component's budget
-    (here 200) answers are given uncached, so subscribing and dropping fresh topics reuses memory."""
+    (here 200) answers are given uncached, so subscribing and dropping fresh topics reuses memory.
+
+    RSS is noisy (the allocator takes and returns arenas in steps of a MiB or so): the test reads
+    it after each of 6 rounds of 2,000 fresh topics and judges the median growth per round and
+    the growth over all 6 rounds, against what caching costs (measured: a median of 1.5 MiB per
+    round, 10 MiB over 6 rounds; without the budget the test fails on both)."""
 
     def small_budget(config):
         config["workers"][0]["components"][0]["extra"]["limits"] = {"authorization_cache_entries": 200}
@@ -234,32 +301,33 @@ async def test_distinct_topics_do_not_grow_the_router_for_good(tmp_path):
     node = RouterProcess(tmp_path, env={"JWT_SECRET": TEST_SECRET}, edit_config=small_budget, loglevel="warn").start()
     try:
         worker = psutil.Process(node.worker_pids()[0])
-        grown = await churn_topics(node, worker)
+        samples = await churn_topics(node, worker)
     finally:
         assert node.stop() == 0
     mib = 2**20
-    print(f"\nrouter worker growth per 4,000 fresh topics after warm-up: {[round(g / mib, 2) for g in grown]} MiB")
-    # ~4 MiB per round when every answer is cached (measured); reused memory stays near 0
-    assert max(grown) < 1.5 * mib, grown
+    grown = [later - earlier for earlier, later in zip(samples, samples[1:], strict=False)]
+    print(f"\nrouter worker growth per {TOPICS_PER_ROUND:,} fresh topics after warm-up: "
+          f"{[round(g / mib, 2) for g in grown]} MiB")  # fmt: skip
+    assert statistics.median(grown) < 0.5 * mib, grown  # a third of the cached growth per round
+    assert samples[-1] - samples[0] < 3 * mib, grown  # under a third of the cached growth in all
 
 
 async def churn_topics(node, worker) -> list[int]:
+    """The worker's RSS after the warm-up rounds and after each measured round of fresh topics
+    (the warm-up fills the budget and lets the allocator reach its working size)."""
     visitor = await connect(node.url, authmethods=["anonymous"])
-    rounds, per_round, growth = 4, 4000, []
+    samples = []
     try:
-        previous = None
-        for r in range(rounds):
-            for start in range(0, per_round, 200):
+        for r in range(WARM_UP_ROUNDS + MEASURED_ROUNDS):
+            for start in range(0, TOPICS_PER_ROUND, 200):
                 topics = [f"app.public.{r}.{i}." + "t" * 400 for i in range(start, start + 200)]
                 subscriptions = await defer.gatherResults([visitor.subscribe(print, t) for t in topics])
                 await defer.gatherResults([s.unsubscribe() for s in subscriptions])
-            rss = worker.memory_info().rss
-            if previous is not None and r >= 2:  # rounds 0 and 1 warm up allocator and budget
-                growth.append(rss - previous)
-            previous = rss
+            if r >= WARM_UP_ROUNDS - 1:
+                samples.append(worker.memory_info().rss)
     finally:
         visitor.leave()
-    return growth
+    return samples
 
 
 # -- 1, 2. deeply nested messages -------------------------------------------------------------

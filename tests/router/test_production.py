@@ -54,12 +54,54 @@ def status_of(port: int, path: str) -> int:
 def test_a_start_without_an_explicit_key_source_stops_with_one_line(tmp_path):
     env = {"JWT_SECRET": ""}
     node = RouterProcess(tmp_path, env=env, production={}, loglevel="warn")
-    with pytest.raises(RuntimeError) as stopped:
+    with pytest.raises(RuntimeError):
         node.start()
-    assert "CONFIGURATION ERROR" in str(stopped.value)
-    assert "environment variable JWT_SECRET is not set" in str(stopped.value)
+    log = node.log()
+    errors = [line for line in log.splitlines() if "CONFIGURATION ERROR" in line]
+    # one line says what is wrong, and nothing buries it: no traceback of Crossbar's start-up
+    assert len(errors) == 1, log
+    assert "environment variable JWT_SECRET is not set" in errors[0]
+    assert "Traceback" not in log and 'File "' not in log, log
     assert not (node.cbdir / "jwt-secret.key").exists()  # no development secret was made up
     assert node.process.returncode == 1
+
+
+@pytest.mark.parametrize("interface", ["0.0.0.0", "::", "203.0.113.7", "10.0.0.5"])  # noqa: S104 - refused
+def test_a_public_interface_without_tls_is_refused_by_production_config(tmp_path, interface):
+    """Checklist row 3: plain HTTP on an interface other clients reach would carry tokens in the
+    clear (and trust X-Forwarded-For from loopback on a port the world reaches)."""
+    from click.testing import CliRunner
+
+    from authenticator.cli import main
+
+    (tmp_path / "config.json").write_text((REPO / ".crossbar" / "config.json").read_text())
+    source = json.loads((REPO / ".crossbar" / "config.json").read_text())
+    with pytest.raises(ValueError, match=f"interface {interface} is not loopback"):
+        production_config(source, interface=interface)
+    refused = CliRunner().invoke(main, ["production-config", "--interface", interface, "--cbdir", str(tmp_path)])
+    assert refused.exit_code == 2 and f"interface {interface} is not loopback" in refused.output, refused.output
+    assert '"workers"' not in refused.output  # no config printed
+    # with TLS it may listen there; on loopback (behind a proxy) it may go without
+    tls = ["--tls-key", "server.key", "--tls-certificate", "server.crt"]
+    allowed = CliRunner().invoke(main, ["production-config", "--interface", interface, *tls, "--cbdir", str(tmp_path)])
+    assert allowed.exit_code == 0, allowed.output
+    endpoint = json.loads(allowed.output)["workers"][0]["transports"][0]["endpoint"]
+    assert endpoint["interface"] == interface and endpoint["tls"] == {"key": "server.key", "certificate": "server.crt"}
+    for loopback in ("127.0.0.1", "::1"):
+        endpoint = production_config(source, interface=loopback)["workers"][0]["transports"][0]["endpoint"]
+        assert endpoint["interface"] == loopback and "tls" not in endpoint
+
+
+def test_the_production_profile_turns_the_websocket_status_page_off_whatever_the_source_says():
+    """GET /ws would answer Crossbar's status page: its exact version and the worker's pid."""
+    source = json.loads((REPO / ".crossbar" / "config.json").read_text())
+    for path in source["workers"][0]["transports"][0]["paths"].values():
+        if path.get("type") == "websocket":
+            path["options"]["enable_webstatus"] = True
+    derived = production_config(source)
+    websockets = [p for t in derived["workers"][0]["transports"] for p in t["paths"].values()
+                  if p.get("type") == "websocket"]  # fmt: skip
+    assert websockets and all(p["options"]["enable_webstatus"] is False for p in websockets)
 
 
 def test_no_demo_no_public_metrics(production):

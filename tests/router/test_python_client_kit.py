@@ -197,7 +197,7 @@ async def test_when_the_user_is_revoked_the_kit_stops_with_the_reason(router):
     try:
         await kit.joins(1)
         root = await admin(router)
-        assert await root.call("authenticator.revoke", authid=kit.name) == {"sessions_ended": 1}
+        assert (await root.call("authenticator.revoke", authid=kit.name))["sessions_ended"] == 1
         root.leave()
         reason, message = await stopped.addTimeout(5, reactor)
         assert reason == "authenticator.error.revoked" and message

@@ -12,11 +12,13 @@ import time
 import pytest
 
 from authenticator import store as store_module
+from authenticator.reasons import Reason
 from authenticator.settings import ConfigError, StoreSpec, load_settings
-from authenticator.store import GuardedStore, RedisStore, SqliteStore, StoreUnavailable, open_store
+from authenticator.store import GuardedStore, RedisStore, SqliteStore, StoreUnavailable, covers, open_store
+from tests.support.redis_server import RedisServer
 from tests.support.router import REPO
 from tests.support.stalling_proxy import StallingProxy
-from tests.support.tokens import TEST_SECRET
+from tests.support.tokens import TEST_SECRET, unique
 
 NOW = 1_800_000_000.0
 JTI = "jti-that-must-never-be-shown"
@@ -184,14 +186,81 @@ def test_memory_checks_and_other_attributes_pass_through_even_when_down(guarded,
     assert not hasattr(guarded, "listen_for_revocations")  # SQLite has none: the component checks
 
 
-def test_open_store_guards_the_store_and_hands_it_the_timeout(tmp_path):
-    opened = open_store(StoreSpec(sqlite_path=tmp_path / "tokens.sqlite", timeout_seconds=0.5))
+def test_open_store_guards_the_store_and_hands_it_the_timeout_and_the_leeway(tmp_path):
+    opened = open_store(StoreSpec(sqlite_path=tmp_path / "tokens.sqlite", timeout_seconds=0.5), leeway_seconds=7)
     try:
         assert isinstance(opened, GuardedStore) and not opened.known_down
         assert opened.revocations_in_memory is True
+        assert (opened.timeout_seconds, opened.leeway_seconds) == (0.5, 7)
         assert opened.admit(authid="a", jti="j", issued_at=NOW, expires_at=NOW + 60, single_use=True, now=NOW) is None
     finally:
         opened.close()
+
+
+# -- a revocation by authid covers the claim leeway (both stores) ---------------------------------
+
+LEEWAY = 10.0
+
+
+@pytest.fixture(scope="module")
+def redis_url(tmp_path_factory):
+    server = RedisServer(tmp_path_factory.mktemp("redis")).start()
+    yield server.url
+    server.stop()
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+def skewed_store(request, tmp_path):
+    """A store that knows the verifier's leeway (10 s), each kind."""
+    if request.param == "sqlite":
+        store = SqliteStore(tmp_path / "tokens.sqlite", leeway_seconds=LEEWAY)
+    else:
+        store = RedisStore(request.getfixturevalue("redis_url"), leeway_seconds=LEEWAY)
+    yield store
+    store.close()
+
+
+def verdicts(store, authid: str, issued_at: float | None, now: float) -> set:
+    """What the store answers for a reusable token, every way it can be asked: SQLite from memory
+    (the login hot path) and through admit; Redis through admit."""
+    answers = {store.admit(authid=authid, jti=None, issued_at=issued_at, expires_at=None, single_use=False, now=now)}
+    if store.revocations_in_memory:
+        answers.add(store.revoked(authid=authid, jti=None, issued_at=issued_at, now=now))
+    return answers
+
+
+@pytest.mark.parametrize("ahead", [-60, 0, 8, 10])
+def test_a_revocation_covers_a_token_whose_iat_is_up_to_the_leeway_after_it(skewed_store, ahead):
+    """Finding 6 of issue 20: an issuer whose clock runs 8 s fast mints a token just before the
+    revocation; its iat is 8 s after the router's time of the revocation, and the verifier accepts
+    it (iat up to the leeway ahead). The revocation must still cover it."""
+    bob = unique("bob")
+    skewed_store.revoke(authid=bob, jti=None, now=NOW, keep_seconds=None)
+    assert verdicts(skewed_store, bob, NOW + ahead, now=NOW + 1) == {Reason.REVOKED}
+
+
+def test_a_token_issued_after_the_revocation_and_its_leeway_is_accepted(skewed_store):
+    bob = unique("bob")
+    skewed_store.revoke(authid=bob, jti=None, now=NOW, keep_seconds=None)
+    assert verdicts(skewed_store, bob, NOW + LEEWAY + 0.5, now=NOW + 1) == {None}
+    assert verdicts(skewed_store, bob, None, now=NOW + 1) == {Reason.REVOKED}  # no iat: cannot prove it is newer
+    assert verdicts(skewed_store, unique("carol"), NOW, now=NOW + 1) == {None}  # another user
+
+
+def test_the_leeway_is_applied_when_a_token_is_checked_also_after_reopening(tmp_path):
+    path = tmp_path / "tokens.sqlite"
+    SqliteStore(path, leeway_seconds=LEEWAY).revoke(authid="bob", jti=None, now=NOW, keep_seconds=None)
+    reopened = SqliteStore(path, leeway_seconds=LEEWAY)
+    try:
+        assert verdicts(reopened, "bob", NOW + 8, now=NOW + 1) == {Reason.REVOKED}
+        assert verdicts(reopened, "bob", NOW + 11, now=NOW + 2) == {None}
+    finally:
+        reopened.close()
+
+
+def test_the_rule_is_the_same_for_both_stores():
+    assert covers(NOW, NOW + LEEWAY, LEEWAY) and not covers(NOW, NOW + LEEWAY + 0.001, LEEWAY)
+    assert covers(NOW, None, LEEWAY) and covers(NOW, NOW - 3600, 0.0)
 
 
 # -- configuration -------------------------------------------------------------------------------
