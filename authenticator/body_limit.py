@@ -28,8 +28,8 @@ of a declared 65,536 bytes, then one byte every 5 s, were all open after 25 s (T
 timeout of 15 s starts again at every byte), each holding its 64 KiB. So also:
 
 - the whole body must arrive within :data:`BODY_DEADLINE` seconds of the end of its headers, or
-  the request is answered 408 (JSON, saying what to do) and the connection closed, with one
-  warn line naming the client;
+  the request is answered 408 (JSON, saying what to do) and the connection closed (an HTTP/2
+  stream: reset), with one warn line naming the client;
 - a worker holds at most :data:`MAX_BUFFERED_BYTES` of bodies in flight, counted from the
   declared length (a chunked body: as it grows) until the request is answered or its connection
   lost: a body past it is refused 503 with ``Retry-After`` (unread, when its length is
@@ -319,8 +319,17 @@ def _too_slow(request) -> None:
     of = "" if request._body_declared is None else f" of {request._body_declared}"
     detail = f"body incomplete {BODY_DEADLINE:.0f} s after its headers ({request._body_received}{of} bytes)"
     _refuse(request, request._body_bound, detail, 408)
-    if not isinstance(request.channel, http.HTTPChannel):  # an HTTP/2 stream: answered now, not when it ends
-        _answer_on_stream(request)
+    if not isinstance(request.channel, http.HTTPChannel):
+        # An HTTP/2 stream is reset (RST_STREAM), not answered: Twisted forgets a stream once its
+        # answer is sent, and DATA the client still sends on it raised KeyError in Twisted's
+        # connection (a traceback, the connection dropped). A reset stream's DATA is ignored by
+        # the h2 state machine; Twisted does not tell the request, so it is told here (what it
+        # holds is given back).
+        from twisted.internet.error import ConnectionAborted
+        from twisted.python.failure import Failure
+
+        request.channel.abortConnection()
+        request.connectionLost(Failure(ConnectionAborted("request body too slow")))
 
 
 def _answer_on_stream(request) -> None:

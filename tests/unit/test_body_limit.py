@@ -139,3 +139,39 @@ def test_the_refusals_are_one_line_naming_the_client(clock, monkeypatch):
         f"http request refused: status=408 reason=too_slow detail=body incomplete {BODY_DEADLINE:.0f} s after its "
         "headers (40 of 100 bytes) path=/x peer=198.51.100.7:40000"
     )
+
+
+def test_an_http2_stream_past_the_deadline_is_reset_and_gives_back_what_it_held(clock):
+    """Over HTTP/2 (TLS with clients that offer it) the stream is reset, not answered: Twisted
+    forgets an answered stream, and DATA the client then still sent raised KeyError in Twisted's
+    connection. Later DATA on the reset stream is refused by the h2 state machine, quietly."""
+    import h2.config
+    import h2.connection
+    import h2.events
+    from hyperframe.frame import DataFrame
+    from twisted.web._http2 import H2Connection
+
+    web = site()
+    connection = H2Connection(reactor=clock)
+    connection.site, connection.requestFactory = web, web.requestFactory
+    transport = StringTransport(peerAddress=IPv4Address("TCP", "198.51.100.7", 40000))
+    connection.makeConnection(transport)
+    client = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+    client.initiate_connection()
+    client.send_headers(1, [(":method", "POST"), (":path", "/x"), (":authority", "h"), (":scheme", "https"),
+                            ("content-length", "100")])  # fmt: skip
+    client.send_data(1, b"x" * 40)
+    connection.dataReceived(client.data_to_send())
+    assert body_limit.buffered_bytes() == 100
+    clock.advance(BODY_DEADLINE)
+    events = client.receive_data(transport.value())
+    assert [type(e) for e in events if isinstance(e, h2.events.StreamReset | h2.events.ResponseReceived)] == [
+        h2.events.StreamReset
+    ]
+    assert body_limit.buffered_bytes() == 0
+    late = DataFrame(1)
+    late.data, late.flags = b"x" * 60, {"END_STREAM"}
+    transport.clear()
+    connection.dataReceived(late.serialize())  # no KeyError
+    assert not transport.disconnecting
+    connection.connectionLost(Failure(ConnectionError("closed")))
