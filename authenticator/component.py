@@ -22,7 +22,7 @@ from twisted.internet.task import deferLater
 from twisted.internet.threads import blockingCallFromThread, deferToThreadPool
 from twisted.python.threadpool import ThreadPool
 
-from . import metrics
+from . import body_limit, metrics
 from .admission import Admission
 from .authorizer import Authorizer
 from .carriers import token_from_headers
@@ -77,6 +77,8 @@ class AuthenticatorComponent(ApplicationSession):
         except StoreUnavailable as error:
             stop_for_configuration([f"{where}: 'store': {error}"])
         guard.apply("hello-timeout", install_hello_timeout, self.settings.limits.hello_timeout_seconds)
+        # Before the transports open: an early 413 names the client behind a trusted proxy from the first request.
+        body_limit.trust_forwarded_for(self.settings.trusted_proxies)
         # Roles the policy does not know are static ones (router links): they may relay results.
         guard.apply("forwarded-yields", drop_forwarded_yields, lambda role: role not in self.settings.policy.roles,
                     self.log.warn)  # fmt: skip
