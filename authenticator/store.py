@@ -268,20 +268,24 @@ class SqliteStore:
                 self._purge_revocations(now)
                 if authid is not None:
                     self._db.execute(
-                        "INSERT INTO revoked_authid (authid, revoked_at, keep_until) VALUES (?, ?, ?) "
-                        "ON CONFLICT (authid) DO UPDATE SET revoked_at = excluded.revoked_at, "
-                        "keep_until = excluded.keep_until",
+                        _REVOKE_AUTHID,
                         (authid, now, keep_until),
                     )
                 if jti is not None:
                     self._db.execute(
-                        "INSERT OR REPLACE INTO revoked_jti (jti, keep_until) VALUES (?, ?)", (jti, keep_until)
+                        _REVOKE_JTI,
+                        (jti, keep_until),
                     )
                 # Memory follows the file, never leads it: a revocation counts once it is durable.
                 if authid is not None:
-                    self._revoked_authids[authid] = (now, keep_until)
+                    earlier = self._revoked_authids.get(authid)
+                    if earlier is None:
+                        self._revoked_authids[authid] = (now, keep_until)
+                    else:
+                        self._revoked_authids[authid] = (max(earlier[0], now), _later(earlier[1], keep_until))
                 if jti is not None:
-                    self._revoked_jtis[jti] = keep_until
+                    earlier_jti = self._revoked_jtis.get(jti, _ABSENT)
+                    self._revoked_jtis[jti] = keep_until if earlier_jti is _ABSENT else _later(earlier_jti, keep_until)
         except sqlite3.Error as error:
             raise StoreUnavailable(f"token store {self.path}: {error}") from error
 
@@ -290,6 +294,24 @@ class SqliteStore:
 
 
 _ABSENT = object()
+# Revocations only ever widen: a second revocation of the same authid or jti that arrives with an
+# earlier time (two routers whose clocks differ, two revoke calls finishing out of order on the
+# I/O threads) must not shrink what the first one covers or how long it is kept (keep_until None: for ever).
+_REVOKE_AUTHID = (
+    "INSERT INTO revoked_authid (authid, revoked_at, keep_until) VALUES (?, ?, ?) ON CONFLICT (authid) DO UPDATE SET "
+    "revoked_at = max(revoked_authid.revoked_at, excluded.revoked_at), keep_until = CASE WHEN "
+    "revoked_authid.keep_until IS NULL OR excluded.keep_until IS NULL THEN NULL "
+    "ELSE max(revoked_authid.keep_until, excluded.keep_until) END"
+)
+_REVOKE_JTI = (
+    "INSERT INTO revoked_jti (jti, keep_until) VALUES (?, ?) ON CONFLICT (jti) DO UPDATE SET keep_until = CASE WHEN "
+    "revoked_jti.keep_until IS NULL OR excluded.keep_until IS NULL THEN NULL "
+    "ELSE max(revoked_jti.keep_until, excluded.keep_until) END"
+)
+
+
+def _later(keep_until: float | None, other: float | None) -> float | None:
+    return None if keep_until is None or other is None else max(keep_until, other)
 
 
 def _create_private(path: Path) -> None:
@@ -334,6 +356,7 @@ class RedisStore:
 
         self._redis_factory = connect
         self._redis = self._redis_factory()
+        self._widen = self._redis.register_script(_WIDEN_REVOCATION)
         # Marks this store's own stream entries: the router that revoked has ended its sessions already.
         self._origin = secrets.token_hex(8)
 
@@ -358,10 +381,11 @@ class RedisStore:
     def revoke(self, *, authid, jti, now, keep_seconds):
         ex = None if keep_seconds is None else max(1, math.ceil(keep_seconds))  # never shorter than asked
         try:
+            # One atomic script per key: a revocation only ever widens (see _REVOKE_AUTHID).
             if authid is not None:
-                self._redis.set(f"{self.PREFIX}revoked:authid:{authid}", repr(now), ex=ex)
+                self._widen(keys=[f"{self.PREFIX}revoked:authid:{authid}"], args=[repr(now), ex or ""])
             if jti is not None:
-                self._redis.set(f"{self.PREFIX}revoked:jti:{jti}", b"1", ex=ex)
+                self._widen(keys=[f"{self.PREFIX}revoked:jti:{jti}"], args=["1", ex or ""])
             # Stored first, then announced: a router that misses the announcement (disconnected
             # from Redis) still refuses the token at its next login.
             entry = {"authid": authid or "", "jti": jti or "", "origin": self._origin}
@@ -411,6 +435,26 @@ class RedisStore:
 
     def close(self) -> None:
         self._redis.close()
+
+
+# KEYS[1]: a revocation key; ARGV[1]: its value (the revocation time, or "1" for a jti); ARGV[2]:
+# seconds to keep it, or "" for ever. The larger time wins, and the key is kept as long as the
+# longer of the two asks (a key without expiry stays without).
+_WIDEN_REVOCATION = """
+local current = redis.call('GET', KEYS[1])
+local value = ARGV[1]
+if current and tonumber(current) and tonumber(value) and tonumber(current) > tonumber(value) then
+  value = current
+end
+if ARGV[2] == '' then
+  return redis.call('SET', KEYS[1], value)
+end
+local ttl = redis.call('TTL', KEYS[1])
+if current and (ttl == -1 or ttl >= tonumber(ARGV[2])) then
+  return redis.call('SET', KEYS[1], value, 'KEEPTTL')
+end
+return redis.call('SET', KEYS[1], value, 'EX', ARGV[2])
+"""
 
 
 def _announcement(fields: dict) -> tuple[str | None, str | None] | None:

@@ -454,3 +454,43 @@ def test_the_revocation_listener_survives_any_error_reconnects_and_reads_on(monk
     assert heard == [("bob", None)]
     assert problems == [f"Redis revocation stream at redis://127.0.0.1:1/0: {type(error).__name__}; retrying"]
     assert reader.disconnects >= 1  # a connection in an unknown state is not read from again
+
+
+# -- revocations only widen (both stores) ---------------------------------------------------------
+
+
+def test_a_later_revocation_with_an_earlier_time_does_not_undo_the_first(skewed_store):
+    """Two routers whose clocks differ, or two revoke calls finishing out of order: the second
+    revocation of bob carries an earlier time than the first. Tokens the first covered stay refused."""
+    bob = unique("bob")
+    skewed_store.revoke(authid=bob, jti=None, now=NOW, keep_seconds=None)
+    skewed_store.revoke(authid=bob, jti=None, now=NOW - 30, keep_seconds=None)
+    assert verdicts(skewed_store, bob, NOW + 5, now=NOW + 1) == {Reason.REVOKED}
+
+
+def test_a_later_revocation_with_a_shorter_keep_does_not_shorten_the_first(skewed_store):
+    bob, jti = unique("bob"), unique("jti")
+    skewed_store.revoke(authid=bob, jti=jti, now=NOW, keep_seconds=None)  # for ever
+    skewed_store.revoke(authid=bob, jti=jti, now=NOW, keep_seconds=1)
+    later = NOW + 3600
+    assert verdicts(skewed_store, bob, NOW, now=later) == {Reason.REVOKED}
+    answer = skewed_store.admit(authid=unique("x"), jti=jti, issued_at=later, expires_at=None, single_use=False,
+                                now=later)  # fmt: skip
+    assert answer == Reason.REVOKED
+    if isinstance(skewed_store, RedisStore):  # the keys were not given an expiry by the shorter ask
+        p = skewed_store.PREFIX
+        assert skewed_store._redis.ttl(f"{p}revoked:authid:{bob}") == -1
+        assert skewed_store._redis.ttl(f"{p}revoked:jti:{jti}") == -1
+
+
+def test_revocations_that_only_widen_are_what_a_reopened_file_reads(tmp_path):
+    path = tmp_path / "tokens.sqlite"
+    store = SqliteStore(path, leeway_seconds=LEEWAY)
+    store.revoke(authid="bob", jti=None, now=NOW, keep_seconds=3600)
+    store.revoke(authid="bob", jti=None, now=NOW - 30, keep_seconds=60)
+    store.close()
+    reopened = SqliteStore(path, leeway_seconds=LEEWAY)
+    try:
+        assert verdicts(reopened, "bob", NOW + 5, now=NOW + 1800) == {Reason.REVOKED}
+    finally:
+        reopened.close()
