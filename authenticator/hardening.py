@@ -43,6 +43,7 @@ def harden_router_worker(warn: Callable[[str], None]) -> Guard:
     from .body_limit import install as bound_request_bodies  # every request body, while it arrives
     from .finite_json import install as refuse_non_finite_json  # no NaN/Infinity in or out as JSON
     from .protocol_errors import install as one_line_per_protocol_error  # the client's fault: no traceback
+    from .server_identity import install as no_host_detail_over_http  # Server header, 404 pages
 
     guard = guard_this_process(warn)
     restore_recursion_limit()
@@ -51,6 +52,7 @@ def harden_router_worker(warn: Callable[[str], None]) -> Guard:
     guard.apply("finite-json", refuse_non_finite_json)
     guard.apply("request-bodies", bound_request_bodies)
     guard.apply("protocol-errors", one_line_per_protocol_error)
+    guard.apply("server-identity", no_host_detail_over_http)
     return guard
 
 

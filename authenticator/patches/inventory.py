@@ -130,6 +130,24 @@ PATCHES: tuple[Patch, ...] = (
         test="tests/router/test_non_finite_numbers.py::test_a_wamp_message_with_nan_or_infinity_closes_its_sender_"
         "with_the_reason_and_node_subscribers_keep_receiving",
     ),
+    Patch(
+        name="server-identity",
+        targets=(
+            "crossbar.worker.transport",  # imported first: its module-level Server version never runs after ours
+            "twisted.web.server:version",
+            "twisted.web.server:Request.process",  # writes the Server header from that global
+            "autobahn.websocket.protocol:WebSocketServerFactory.setSessionParameters",  # stores factory.server
+            "autobahn.websocket.protocol:WebSocketServerProtocol.succeedHandshake",  # writes it into the 101
+            "crossbar.webservice.base:Resource404.render",
+        ),
+        installed_by="authenticator.server_identity:install",
+        why="Every HTTP answer said Server: Crossbar/<version> (Crossbar sets Twisted's global), the WebSocket "
+        "101 Server: Crossbar, and a static path's 404 page showed the client's address, the worker's pid, "
+        "Crossbar's version and the directory served: the Server header is 'crossbar-jwt' everywhere and "
+        "every such 404 is Twisted's plain page.",
+        verified=(("crossbar", CROSSBAR), ("autobahn", AUTOBAHN), ("twisted", TWISTED)),
+        test="tests/router/test_host_details.py",
+    ),
 )
 
 
