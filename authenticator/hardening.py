@@ -10,8 +10,10 @@ must not silently take a protection away).
 from __future__ import annotations
 
 import importlib
+import re
 import sys
 from collections.abc import Callable, Mapping, Sized
+from string import Formatter
 from typing import TYPE_CHECKING
 
 # The text functions live in a pure module; these names stay importable from here.
@@ -209,8 +211,19 @@ def bound_log_values() -> bool:
 # A whole rendered line, and the traceback of a failure, may be longer than one value (several
 # values, a deep stack), but are bounded too.
 MAX_LOGGED_LINE = 4 * MAX_LOGGED_VALUE
+# The widest field a format may ask for, and its longest precision: "{log_time:>200000000}" (a
+# client's words in a format built with an f-string) would render 200 MB. A format that asks for
+# more, or whose spec is itself a replacement field (its width is known only while rendering), is
+# not rendered: the line shows the format itself.
+MAX_FORMAT_WIDTH = MAX_LOGGED_LINE
+_NUMBER = re.compile(r"\d+")
 # Keys of an event that are the logging system's own, not values to render: passed on as they are.
 _STRUCTURAL = frozenset({"log_level", "log_logger", "log_source", "log_time"})
+# Values Crossbar's controller reads from every event (crossbar/_logging.py: the source shown with
+# the line, the trace flag at debug): passed on, made safe. The others only for an event with a
+# log_category, which the controller renders from the category's format and the values; for any
+# other event it prints the text and nothing else of it.
+_READ_BY_THE_CONTROLLER = frozenset({"log_namespace", "txaio_trace"})
 # Keys the rendered text replaces: the format, the failure (its traceback is in the text) and a
 # flattened event's pre-rendered fields.
 _REPLACED = frozenset({"log_format", "log_failure", "failure", "log_flattened"})
@@ -228,15 +241,19 @@ class _BoundedObserver:
     controller renders the category's format with the values instead. So both are made safe here,
     before they leave the worker:
 
-    - the text: rendered here from the event (values clipped first, so rendering stays bounded),
-      then escaped, clipped to MAX_LOGGED_LINE and redacted (:func:`authenticator.logtext.for_log`).
-      This covers client text in a value, in a format string built with an f-string (Autobahn and
-      Crossbar do that), and in whatever ``str()`` of an object gives. The failure's traceback
-      (the exception's words are often the client's) is escaped the same way and appended to the
-      text on the same line: one event, one line. The event passed on carries the text as its
-      format (braces doubled), and no failure.
-    - the values: strings escaped, clipped and redacted; numbers, booleans and None as they are;
-      anything else as its escaped repr (which is what Crossbar's JSON encoder would send).
+    - the text: rendered here from the event (values redacted and clipped first, so rendering stays
+      bounded; a format asking for a field wider than MAX_FORMAT_WIDTH is not rendered), then
+      redacted, clipped to MAX_LOGGED_LINE and escaped (:func:`authenticator.logtext.for_log`:
+      redacted before any cut). This covers client text in a value, in a format string built with
+      an f-string (Autobahn and Crossbar do that), and in whatever ``str()`` of an object gives.
+      The failure's traceback (the exception's words are often the client's) is made safe the
+      same way and appended to the text on the same line: one event, one line. The event passed on
+      carries the text as its format (braces doubled), and no failure.
+    - the values: only those the controller reads. For an event with a ``log_category``, all of
+      them: strings redacted, clipped and escaped; numbers, booleans and None as they are; anything
+      else as its safe repr (which is what Crossbar's JSON encoder would send). For any other
+      event, only its namespace and trace flag: the controller prints the text alone, so the
+      others would cost their repr here and their JSON in both processes for nothing.
 
     Events below the worker's log level are passed on untouched: Crossbar's observer drops them
     first thing, and they should cost nothing here either.
@@ -270,20 +287,51 @@ class _BoundedObserver:
 
 
 def _one_safe_line(event: dict) -> dict:
-    from twisted.logger import formatEvent
-
-    # Render with bounded values (a 60 KB URI must not be rendered whole) but otherwise as logged:
-    # a format may read attributes ("{log_failure.value}") or use !r.
-    bounded = {key: clip(value) if _too_long(value) else value for key, value in event.items()}
-    text = for_log(formatEvent(bounded), MAX_LOGGED_LINE)
+    text = for_log(_rendered(event), MAX_LOGGED_LINE)
     failure = event.get("log_failure")
     if failure is not None:
         traceback = for_log(_traceback_of(failure), MAX_LOGGED_LINE)
         text = f"{text} {traceback}" if text else traceback
-    safe = {key: value if key in _STRUCTURAL else _safe_value(value) for key, value in event.items()
-            if key not in _REPLACED}  # fmt: skip
+    passed = event if event.get("log_category") else _READ_BY_THE_CONTROLLER
+    safe = {key: event[key] if key in _STRUCTURAL else _safe_value(event[key])
+            for key in passed if key in event and key not in _REPLACED}  # fmt: skip
+    for key in _STRUCTURAL:
+        if key in event:
+            safe[key] = event[key]
     safe["log_format"] = text.replace("{", "{{").replace("}", "}}")
     return safe
+
+
+def _rendered(event: dict) -> str:
+    """The event's format rendered with bounded values (a 60 KB URI must not be rendered whole;
+    each is redacted before it is cut) but otherwise as logged: a format may read attributes
+    ("{log_failure.value}") or use !r. A format asking for a field too wide is shown as it is."""
+    from twisted.logger import formatEvent
+
+    refused = _too_wide(event.get("log_format"))
+    if refused is not None:
+        return f"(format not rendered: {refused}) {event['log_format']}"
+    bounded = {key: clip(value) if _too_long(value) else value for key, value in event.items()}
+    return formatEvent(bounded)
+
+
+def _too_wide(log_format: object) -> str | None:
+    """Why a format cannot be rendered in bounded time and space (a width or precision over
+    MAX_FORMAT_WIDTH, or one given by a replacement field), or None."""
+    if not isinstance(log_format, str) or ":" not in log_format:
+        return None
+    try:
+        fields = list(Formatter().parse(log_format))
+    except ValueError:
+        return None  # formatEvent says it cannot be formatted
+    for _literal, _field, spec, _conversion in fields:
+        if not spec:
+            continue
+        if "{" in spec:
+            return "a width or precision given by a field"
+        if any(len(number) > 9 or int(number) > MAX_FORMAT_WIDTH for number in _NUMBER.findall(spec)):
+            return f"a width or precision over {MAX_FORMAT_WIDTH}"
+    return None
 
 
 def _safe_value(value: object) -> object:

@@ -1,29 +1,37 @@
 """Text from outside (a client, a token, a header, an exception's words) made fit for one log line.
 
-Pure: no Twisted, no Crossbar. The worker's log observer (authenticator/hardening.py) passes every
-value of every event, the rendered line and the traceback of a failure through :func:`for_log`;
-code that builds a message from client text (authenticator/suggest.py) may call :func:`escape`
-itself.
+Pure: no Twisted, no Crossbar. The worker's log observer (authenticator/hardening.py) passes the
+rendered line, the traceback of a failure and the values the controller renders through
+:func:`for_log`; code that builds a message from client text (authenticator/suggest.py) may call
+:func:`escape` itself.
 
-Four things, in this order:
+:func:`for_log` does four things, in this order:
 
 - colour codes removed: Crossbar colours parts of its own lines with SGR sequences (``ESC [ 33 m``,
   autobahn.util.hlval) and its controller removes them again unless colour is on. Removed here
   (from client text too: removing is as safe as escaping), so that Crossbar's lines do not fill
   with escaped colour codes; a worker's lines are therefore never coloured.
+- :func:`redact`: every compact JWS and every Cookie/Authorization header value replaced, in the
+  whole text, before anything is cut: a cut inside a token (say inside its header, so that what
+  is left no longer starts with ``eyJ``) would leave the rest of it, signature included,
+  unrecognisable and in the log. Redaction is linear in the text.
+- cut to `limit` characters (head and tail kept, and how many characters were cut), and only then
+- :func:`escape`: every character that could end a line, start a new one, drive a terminal or
+  hide text is written as a visible escape (``\\n``, ``\\x1b``, ``\\u2028``, ``\\U000e0041``).
+  Without it a client could put a complete fake line into the node log (a URI with ``\\n`` and
+  ``... [Router 4242] authentication accepted: authid=root``), or move the cursor, clear the
+  screen or set the title of the terminal an operator reads the log in. Printable text,
+  backslashes included, is left as it is. Escaping after the cut keeps a value full of line
+  breaks cheap; an escaped text longer than `limit` is cut again, between escapes (there is no
+  token left to cut).
 
-- :func:`escape`: every character that could end a line, start a new one or drive a terminal is
-  written as a visible escape (``\\n``, ``\\x1b``, ``\\u2028``). Without it a client could put a
-  complete fake line into the node log (a URI with ``\\n`` and ``... [Router 4242] authentication
-  accepted: authid=root``), or move the cursor, clear the screen or set the title of the terminal
-  an operator reads the log in. Printable text, backslashes included, is left as it is.
-- :func:`clip`: at most a number of characters, saying how many were cut.
-- :func:`redact`: every compact JWS and every Cookie/Authorization header value replaced.
+:func:`clip` (used by code that bounds a value it logs or answers with) redacts before it cuts too.
 """
 
 from __future__ import annotations
 
 import re
+import unicodedata
 
 # The longest value a log event may carry into the node log. Client-controlled text (a URI, a
 # protocol error quoting a message, a traceback of a parse) must not make a log line large: the
@@ -31,21 +39,21 @@ import re
 # the full pipe.
 MAX_LOGGED_VALUE = 2000
 
-# What escape() rewrites. Everything str.splitlines() breaks at is in here (\n \r \v \f \x1c-\x1e
-# \x85 \u2028 \u2029), and more:
-# - C0 controls and DEL (\x00-\x1f, \x7f): line breaks, backspace, ESC (which starts every
-#   terminal control sequence: cursor movement, erase, OSC window titles), BEL, NUL;
-# - C1 controls (\x80-\x9f): NEL (\x85) and the one-byte forms of CSI (\x9b), OSC (\x9d), DCS, ST;
-# - line and paragraph separators (\u2028, \u2029);
-# - lone surrogates (\ud800-\udfff): they cannot be written as UTF-8 at all;
-# - characters that hide or reorder text without being seen: zero-width ones (\u200b-\u200f,
-#   \u2060-\u2064, \ufeff), the Arabic letter mark (\u061c) and the bidirectional embeddings,
-#   overrides and isolates (\u202a-\u202e, \u2066-\u2069), with which "authid=nimda" reads
-#   "authid=admin".
-_UNSAFE = re.compile(
-    "[\x00-\x1f\x7f-\x9f\u061c\u200b-\u200f\u2028-\u202e\u2060-\u2064\u2066-\u2069\ufeff\ud800-\udfff]"
-)
+# What escape() rewrites: every character of the Unicode categories Cc (controls: C0, DEL, C1,
+# among them every line break but the separators, ESC which starts every terminal control
+# sequence, and the one-byte CSI and OSC), Cf (format characters: zero-width ones, the soft
+# hyphen, bidirectional embeddings, overrides and isolates with which "authid=nimda" reads
+# "authid=admin", tag characters that can carry hidden ASCII), Zl and Zp (line and paragraph
+# separators), Cs (lone surrogates: they cannot be written as UTF-8), Co (private use) and Cn
+# (unassigned: whatever they become in a later Unicode version). These are exactly the characters
+# str.isprintable() refuses, except the spaces (Zs: the no-break space and its kind), which are
+# kept; str.isprintable() is the fast path.
+_SPACES = frozenset(c for c in map(chr, range(0x3001)) if unicodedata.category(c) == "Zs")
 _NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+# C0 controls and DEL, each replaced where present: a scan per character (memchr) is cheaper than
+# str.translate with a mapping to longer strings.
+_ASCII_ESCAPES = tuple((chr(code), _NAMED.get(chr(code), f"\\x{code:02x}")) for code in (*range(0x20), 0x7F))
+_NON_ASCII = re.compile("[^\x00-\x7f]+")
 # Select Graphic Rendition: colour, bold, reset. Nothing else (no cursor movement, no erase).
 _SGR = re.compile("\x1b\\[[0-9;]*m")
 
@@ -59,55 +67,103 @@ _SGR = re.compile("\x1b\\[[0-9;]*m")
 # searched in order by _redact_run. (The pattern eyJ[...]*\.[...]*\.[...]* itself is quadratic:
 # every "eyJ" of a long run without dots was tried, and scanned the run to its end.)
 _RUN = re.compile(r"[A-Za-z0-9_.-]++")
-# A header value runs to its closing quote, or, when the text was cut inside it, to the end of the
-# text or line: every match that starts succeeds (possessive, no backtracking), so the scan stays
-# linear whatever the text (a value that may fail after scanning far is retried from every later
-# "'cookie': '": quadratic).
+# A header value runs to its closing quote (a quote escaped with a backslash, as repr() writes it,
+# does not close it), or, when the text ends inside it, to the end of the text: every match that
+# starts succeeds (possessive, no backtracking), so the scan stays linear whatever the text (a
+# value that may fail after scanning far is retried from every later "'cookie': '": quadratic).
+# Line breaks do not end it: redaction sees the raw text, and a value with a line break in it
+# (escaped later) is still one value.
 _SECRET_HEADER = re.compile(
-    r"""(b?['"](?:set-)?(?:cookie|authorization)['"]\s*:\s*b?)(['"])(?:(?!\2)[^\n])*+(?:\2|(?=\n)|\Z)""",
-    re.IGNORECASE,
+    r"""(b?['"](?:set-)?(?:cookie|authorization)['"]\s*:\s*b?)(['"])(?:\\.|(?!\2)[^\\])*+(?:\2|\\?\Z)""",
+    re.IGNORECASE | re.DOTALL,
 )
-_HEADER_HINT = re.compile("ookie|uthorization", re.IGNORECASE)
+# The letters outside ASCII that re.IGNORECASE matches to a letter of "cookie" or "authorization".
+_ODD_CASES = (("\u0130", "i"), ("\u0131", "i"), ("\u212a", "k"))
 REDACTED = "<redacted>"
+# A header value still open at the end of a head kept by a cut (its value is redacted already, but
+# its closing quote was cut off): dropped from the head, or a later redaction of the line (the
+# observer's, of a value cut here first) would take everything after it for the value.
+_OPEN_HEADER_AT_THE_END = re.compile(r"""b?['"](?:set-)?(?:cookie|authorization)['"]\s*:\s*b?['"][^'"]*\Z""", re.I)
 
 
 def escape(text: str) -> str:
-    """The text with every control, line-breaking, invisible or unencodable character written as
-    an escape (``\\n``, ``\\r``, ``\\t``, ``\\x1b``, ``\\u2028``); unchanged if it has none."""
-    if _UNSAFE.search(text) is None:
+    """The text with every control, line-breaking, invisible, private-use, unassigned or
+    unencodable character written as an escape (``\\n``, ``\\r``, ``\\t``, ``\\x1b``, ``\\u2028``,
+    ``\\U000e0041``); the same string if it has none."""
+    if text.isprintable():  # C, and no copy: the common case
         return text
-    return _UNSAFE.sub(_escaped, text)
+    for char, escaped in _ASCII_ESCAPES:
+        if char in text:
+            text = text.replace(char, escaped)
+    if text.isascii():
+        return text
+    return _NON_ASCII.sub(_escaped_run, text)
 
 
-def _escaped(found: re.Match) -> str:
-    char = found.group()
-    named = _NAMED.get(char)
-    if named is not None:
-        return named
+def _escaped_run(found: re.Match) -> str:
+    run = found.group()
+    if run.isprintable():
+        return run
+    return "".join(char if char.isprintable() or char in _SPACES else _code(char) for char in run)
+
+
+def _code(char: str) -> str:
     code = ord(char)
-    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+    if code < 0x100:
+        return f"\\x{code:02x}"
+    return f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
 
 
 def has_unsafe(text: str) -> bool:
     """Whether escape() would change the text."""
-    return _UNSAFE.search(text) is not None
+    return escape(text) != text
 
 
 def clip(value: object, limit: int = MAX_LOGGED_VALUE) -> str:
-    """Client-controlled text for a log line: at most `limit` characters, and says it was cut."""
-    text = value if isinstance(value, str) else repr(value)
+    """Client-controlled text for a log line (its repr unless it is a str), redacted, then cut to
+    at most `limit` characters (head and tail), saying how many were cut. Not escaped."""
+    text = redact(without_colours(value if isinstance(value, str) else repr(value)))
     if len(text) <= limit:
         return text
-    return f"{text[: limit // 2]}...[{len(text) - limit} characters cut]...{text[-limit // 2 :]}"
+    half = limit // 2
+    head, tail = _head(text, half), text[-half:] if half else ""
+    return _cut(head, len(text) - len(head) - len(tail), tail)
+
+
+def _head(text: str, length: int) -> str:
+    head = text[:length]
+    if _may_name_a_secret_header(head):
+        open_header = _OPEN_HEADER_AT_THE_END.search(head)
+        if open_header is not None:
+            return head[: open_header.start()]
+    return head
+
+
+def _cut(head: str, cut: int, tail: str) -> str:
+    # Spaces around the marker: neither the head's end nor the tail's start can join a dot of the
+    # marker (or each other) into something that looks like a token.
+    return f"{head} ...[{cut} characters cut]... {tail}"
 
 
 def redact(text: str) -> str:
     """The text with every compact JWS and every Cookie/Authorization header value replaced."""
     if "eyJ" in text:
         text = _RUN.sub(_redact_run, text)
-    if _HEADER_HINT.search(text) is not None:
+    if _may_name_a_secret_header(text):
         text = _SECRET_HEADER.sub(rf"\1\2{REDACTED}\2", text)
     return text
+
+
+def _may_name_a_secret_header(text: str) -> bool:
+    """Whether the text may hold what _SECRET_HEADER matches: a quick test (str.lower and two
+    searches take a twentieth of the time of a case-insensitive regex)."""
+    folded = text
+    if not text.isascii():
+        for odd, letter in _ODD_CASES:
+            if odd in folded:
+                folded = folded.replace(odd, letter)
+    folded = folded.lower()
+    return "ookie" in folded or "uthorization" in folded
 
 
 def without_colours(text: str) -> str:
@@ -137,7 +193,42 @@ def _redact_run(found: re.Match) -> str:
 
 def for_log(value: object, limit: int = MAX_LOGGED_VALUE) -> str:
     """A value (its repr unless it is a str) as it may appear in a log line: without colour codes,
-    escaped, then clipped to `limit` characters, then redacted (a token cut by the clip keeps its
-    dots, and is still matched; the redaction scans a bounded text)."""
-    text = value if isinstance(value, str) else repr(value)
-    return redact(clip(escape(without_colours(text)), limit))
+    redacted, cut to `limit` characters, escaped, and, when escaping made it longer than `limit`,
+    cut again between escapes. Redaction comes before any cut (a token cut in two is no longer
+    recognised); escaping after the first cut (a long text of line breaks is escaped only as far
+    as it is shown)."""
+    text = redact(without_colours(value if isinstance(value, str) else repr(value)))
+    if len(text) <= limit:
+        escaped = escape(text)
+        if len(escaped) <= limit:
+            return escaped
+    half = limit // 2
+    head, head_kept = _escaped_part(_head(text, half), half, _prefix)
+    tail, tail_kept = _escaped_part(text[-half:] if half else "", half, _suffix)
+    return _cut(head, len(text) - head_kept - tail_kept, tail)
+
+
+def _prefix(text: str, length: int) -> str:
+    return text[:length]
+
+
+def _suffix(text: str, length: int) -> str:
+    return text[len(text) - length :]
+
+
+def _escaped_part(raw: str, room: int, part) -> tuple[str, int]:
+    """The escaped form of the longest part (prefix or suffix) of `raw` whose escaped form fits in
+    `room` characters, and how many characters of `raw` it shows. Each character escapes on its
+    own, so the escaped form of a part is a part of the escaped form: the cut never splits an
+    escape."""
+    escaped = escape(raw)
+    if len(escaped) <= room:
+        return escaped, len(raw)
+    low, high = 0, min(len(raw), room)
+    while low < high:  # the longest part that fits: a binary search, each step one escape
+        middle = (low + high + 1) // 2
+        if len(escape(part(raw, middle))) <= room:
+            low = middle
+        else:
+            high = middle - 1
+    return escape(part(raw, low)), low
