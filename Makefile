@@ -9,6 +9,7 @@ WEB_DEPS := web/node_modules/.package-lock.json
 ISSUER_DEPS := docs/issuers/node_modules/.package-lock.json
 BENCH_INSTALLED := $(VENV)/.bench-installed
 BENCH_DEPS := bench/node_modules/.package-lock.json
+WEB_LOG := .pytest-web.log
 
 .PHONY: run test unit lint bench clean system-deps
 .DEFAULT_GOAL := run
@@ -50,8 +51,17 @@ run: $(INSTALLED) $(WEB_DEPS)
 ## test: install the test dependencies (and Debian's redis-server, chromium, php-cli, php-curl and nginx when missing), run the whole suite
 test: $(TEST_INSTALLED) $(WEB_DEPS) $(ISSUER_DEPS) $(BENCH_DEPS) system-deps
 	$(BIN)/ruff check authenticator tests bench
-	$(BIN)/pytest tests/unit tests/component tests/router
-	$(BIN)/pytest -p no:twisted tests/web
+	@# Much of the suite waits (token lifetimes, deadlines, reconnects), so it runs in two processes,
+	@# a test file each at a time (a file's routers are shared by its tests), and the browser tests
+	@# (~170 s, a third of it CPU) beside them; their output follows. Any non-zero status fails,
+	@# pytest's 5 (no tests) included.
+	@rm -f $(WEB_LOG); \
+	$(BIN)/pytest -p no:twisted tests/web > $(WEB_LOG) 2>&1 & web=$$!; \
+	$(BIN)/pytest -n 2 --dist loadfile tests/unit tests/component tests/router; core=$$?; \
+	wait $$web; web_status=$$?; \
+	echo "---- browser tests (tests/web), run beside the ones above ----"; cat $(WEB_LOG); \
+	echo "make test: pytest exit statuses: unit+component+router $$core, browser $$web_status"; \
+	[ $$core -eq 0 ] && [ $$web_status -eq 0 ]
 
 ## bench: measure sessions/s, latency, fan-out, verification cost and memory against the static-ticket
 ## ceiling, stock Crossbar and socket.io (a report in docs/benchmarks.md, never a test); ~6 min
