@@ -69,6 +69,7 @@ BODY_DEADLINE = 10.0
 MAX_BUFFERED_BYTES = 64 * 1024 * 1024
 RETRY_AFTER = int(BODY_DEADLINE)
 STATUS_LINES = {
+    400: b"400 Bad Request",
     408: b"408 Request Timeout",
     413: b"413 Request Entity Too Large",
     503: b"503 Service Unavailable",
@@ -84,6 +85,9 @@ TOO_SLOW_MESSAGE = (
 BUSY_MESSAGE = "The server holds as many request bodies as it takes at once. Retry after the seconds in Retry-After."
 # The error URIs of a path that answers {"error": <uri>, "message": ...} (/publish), per status.
 ERROR_URIS = {408: "wamp.error.timeout", 503: "wamp.error.unavailable"}
+# A request without a Host header (HTTP/1.0 may omit it) is answered 400 before it is routed, in every
+# worker: a proxy's reverseproxy read the missing header and answered 500 with a traceback in the log.
+NO_HOST_MESSAGE = "The request has no Host header. Send a Host header."
 
 log = Logger()
 
@@ -96,6 +100,8 @@ class Bound:
     refused: Callable[[object, int], None] | None = None
 
     def answer(self, status: int = 413) -> bytes:
+        if status == 400:
+            return json.dumps({"error": NO_HOST_MESSAGE}).encode()
         if status == 413:
             return json.dumps(too_large_answer(self.max_bytes, self.error, self.advice)).encode()
         message = TOO_SLOW_MESSAGE if status == 408 else BUSY_MESSAGE
@@ -139,7 +145,8 @@ def install() -> None:
     - ``twisted.web.server.Request.gotLength``: called by ``HTTPChannel.allHeadersReceived`` once
       the headers are in (the request line is still only on the channel: ``_command``, ``_path``,
       ``_version``), before ``100 Continue`` and before any byte of the body; the bound is
-      decided here, and a declared length over it refused;
+      decided here, and a declared length over it refused; a request without a Host header is
+      answered 400 here, before it is routed (:data:`NO_HOST_MESSAGE`);
     - ``twisted.web.server.Request.handleContentChunk``: each decoded piece of the body
       (identity or chunked), counted against the bound;
     - ``twisted.web.server.Request.process``: not run for a refused request; for the others, the
@@ -166,6 +173,9 @@ def install() -> None:
     )
 
     def bounded_got_length(request, length):
+        if not request.requestHeaders.hasHeader(b"host"):
+            _refuse_without_host(request)
+            return got_length(request, 0)  # nothing of a body is kept
         if length == 0:  # no body (GET, a WebSocket upgrade): nothing to bound, no routing
             return got_length(request, length)
         bound = _bound(request)
@@ -371,6 +381,28 @@ def _refuse(request, bound: Bound, detail: str, status: int = 413) -> None:
         body = bound.answer(status)
         retry = b"Retry-After: %d\r\n" % RETRY_AFTER if status == 503 else b""
         channel.transport.write(REFUSAL % (STATUS_LINES[status], retry, len(body), body))
+        channel.loseConnection()
+
+
+def _refuse_without_host(request) -> None:
+    """400 before routing, and the connection closed (an HTTP/2 stream: answered when it ends); at
+    most protocol_errors.BURST lines per window, the next line counts those not logged."""
+    from .protocol_errors import Budget
+
+    request._body_refused, request._body_bound, request._body_status = True, Bound(0), 400
+    budget = _state.setdefault("no_host", Budget())
+    if budget.take():
+        channel = request.channel
+        target = channel._path if isinstance(channel, http.HTTPChannel) else getattr(channel, "path", b"")
+        log.warn(
+            "http request refused: status=400 reason=no_host_header path={path} peer={peer} not_logged_before={more}",
+            path=clip((target or b"").decode("latin-1"), 200), peer=request_peer(request, _state["trusted"]),
+            more=budget.drain(),
+        )  # fmt: skip
+    channel = request.channel
+    if isinstance(channel, http.HTTPChannel) and channel.transport is not None:
+        body = Bound(0).answer(400)
+        channel.transport.write(REFUSAL % (STATUS_LINES[400], b"", len(body), body))
         channel.loseConnection()
 
 

@@ -97,11 +97,13 @@ def harden_proxy_worker(extra: Mapping) -> IResource:
 
     from . import body_limit
     from .hello_timeout import DEFAULT_HELLO_TIMEOUT_SECONDS, install_hello_timeout
+    from .protocol_errors import install_proxy_frontend as one_line_per_proxy_protocol_error
 
     log = Logger()
     guard = harden_router_worker(lambda message: log.warn(message))
     hello_timeout = extra.get("hello_timeout_seconds", DEFAULT_HELLO_TIMEOUT_SECONDS)
     guard.apply("hello-timeout", install_hello_timeout, hello_timeout)
+    guard.apply("proxy-protocol-errors", one_line_per_proxy_protocol_error)  # its frontend's Deferred
     for path, bound in (extra.get("request_bodies") or {}).items():  # the paths forwarded to the router
         body_limit.declare_path(path, bound["max_bytes"], error=bound.get("error"))
     body_limit.trust_forwarded_for(extra.get("trusted_proxies") or ())

@@ -7,6 +7,9 @@ proxy worker, by :func:`install` (called from ``hardening.harden_router_worker``
   WebSocket peer sends is parsed (``self._serializer.unserialize``) and handed to the session
   (``self._session.onMessage``) there; Crossbar's ``WampWebSocketServerProtocol``
   (crossbar/router/protocol.py), which the router's and the proxies' ``ws`` paths use, inherits it.
+- **Target** ``crossbar.worker.proxy:ProxyFrontendSession.onMessage``, in proxy workers only, by
+  :func:`install_proxy_frontend` (``hardening.harden_proxy_worker``): behind proxies the session
+  raises its ProtocolError in a Deferred of its own, which the first target never sees.
 
 Why. On any error there Autobahn logs ``log.critical("{tb}", tb=traceback.format_exc())``: the
 full traceback, ~4.2 KB, with the client's text verbatim in the exception's words (a SUBSCRIBE
@@ -181,6 +184,19 @@ def _on_message(original: Callable, lines: ProtocolErrorLog) -> Callable:
     return onMessage
 
 
+_shared: dict = {"lines": None}
+
+
+def shared_log() -> ProtocolErrorLog:
+    """This worker's one ProtocolErrorLog: the WebSocket patch and the proxy frontend's share its budget."""
+    if _shared["lines"] is None:
+        from twisted.internet import reactor
+        from twisted.logger import Logger
+
+        _shared["lines"] = ProtocolErrorLog(Logger(namespace="authenticator.protocol_errors").warn, reactor.callLater)
+    return _shared["lines"]
+
+
 def install(lines: ProtocolErrorLog | None = None) -> None:
     """Install the patch (once per process); RuntimeError when it cannot hold (see the module)."""
     from autobahn.wamp import websocket
@@ -196,14 +212,84 @@ def install(lines: ProtocolErrorLog | None = None) -> None:
                 f"protocol_errors: {TARGET} no longer does what the patch replaces (it does not use "
                 f"{', '.join(sorted(missing))}); verify the patch on this Autobahn"
             )
-        if lines is None:
-            from twisted.internet import reactor
-            from twisted.logger import Logger
-
-            lines = ProtocolErrorLog(Logger(namespace="authenticator.protocol_errors").warn, reactor.callLater)
-        websocket.WampWebSocketProtocol.onMessage = _on_message(current, lines)
+        websocket.WampWebSocketProtocol.onMessage = _on_message(current, lines or shared_log())
     if not getattr(WampWebSocketServerProtocol.onMessage, "_cbjwt_protocol_errors", False):
         raise RuntimeError(
             "protocol_errors: crossbar.router.protocol:WampWebSocketServerProtocol no longer inherits "
             f"{TARGET}; the patch would not hold"
         )
+
+
+# -- Behind proxies: the proxy worker's frontend session ---------------------------------------------
+
+PROXY_TARGET = "crossbar.worker.proxy:ProxyFrontendSession.onMessage"
+# What the replaced generator must still do: raise ProtocolError for a message out of place.
+_EXPECTED_PROXY_NAMES = frozenset({"ProtocolError", "_process_Hello", "_session_id"})
+
+
+def _frontend_on_message(original: Callable, lines: ProtocolErrorLog) -> Callable:
+    from autobahn.wamp.exception import ProtocolError
+    from twisted.internet.defer import Deferred
+
+    def fault(failure, session, transport):
+        if not failure.check(ProtocolError):
+            return failure  # ours or Crossbar's: as Crossbar handles it ("Unhandled error in Deferred")
+        protocol = session.transport or transport
+        lines.fault(protocol, failure.value)
+        if protocol is not None:
+            if hasattr(protocol, "_bailout"):
+                _close_for_protocol_error(protocol, failure.value)
+            elif hasattr(protocol, "abort"):  # a RawSocket frontend: no close code to give
+                protocol.abort()
+        # The client is gone for the session, as its onClose will say once the close completes: a HELLO
+        # still in the authenticator or the backend join then ends quietly (Crossbar checks the
+        # transport) instead of sending WELCOME on the closing connection (Disconnected, a traceback).
+        session.transport = None
+        return None
+
+    def onMessage(self, msg):  # noqa: N802 - Crossbar's name
+        transport = self.transport  # gone from the session once the connection closed (onClose resets it)
+        result = original(self, msg)
+        if isinstance(result, Deferred):
+            result.addErrback(fault, self, transport)
+        return result
+
+    onMessage._cbjwt_protocol_errors = True
+    onMessage._cbjwt_replaced = original
+    return onMessage
+
+
+def install_proxy_frontend(lines: ProtocolErrorLog | None = None) -> None:
+    """Behind proxies, the same for the messages a proxy worker's frontend session refuses
+    (once per process; RuntimeError when it cannot hold).
+
+    **Target** ``crossbar.worker.proxy:ProxyFrontendSession.onMessage`` (Crossbar 26.10.1,
+    verified): the session of a client's connection to a proxy worker. It is an
+    ``inlineCallbacks`` generator, so the ``ProtocolError`` it raises for a message out of place
+    (GOODBYE or PUBLISH pipelined before WELCOME: "... while proxy frontend session is not joined";
+    a second HELLO after joining: "... already joined") never reaches the patched
+    ``WampWebSocketProtocol.onMessage``: it fails the Deferred, which nobody waits on, and Twisted
+    logged "Unhandled error in Deferred" with the traceback when it was collected (~550 bytes a
+    connection, no token needed, 910 in 5 s from one client), and the connection stayed open.
+
+    What changes: a ``ProtocolError`` from that Deferred (at once or later) is a client fault as
+    above: one line through the worker's shared :class:`ProtocolErrorLog` (the same budget), and
+    the connection is closed 1002 with ``WAMP Protocol Error (...)``. Any other failure is left to
+    Crossbar and Twisted as before."""
+    import inspect
+
+    from crossbar.worker.proxy import ProxyFrontendSession
+
+    current = ProxyFrontendSession.__dict__.get("onMessage")
+    if current is None:
+        raise RuntimeError(f"protocol_errors: {PROXY_TARGET} is gone; protocol errors would be logged with tracebacks")
+    if getattr(current, "_cbjwt_protocol_errors", False):
+        return
+    generator = getattr(current, "__wrapped__", None)  # inlineCallbacks keeps the generator function
+    missing = _EXPECTED_PROXY_NAMES - set(getattr(getattr(generator, "__code__", None), "co_names", ()))
+    if not inspect.isgeneratorfunction(generator) or missing:
+        raise RuntimeError(
+            f"protocol_errors: {PROXY_TARGET} is no longer the inlineCallbacks generator raising ProtocolError that "
+            "the patch wraps; verify the patch on this Crossbar"
+        )
+    ProxyFrontendSession.onMessage = _frontend_on_message(current, lines or shared_log())

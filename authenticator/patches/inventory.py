@@ -114,6 +114,18 @@ PATCHES: tuple[Patch, ...] = (
         test="tests/router/test_log_injection.py::test_a_flood_of_invalid_messages_gives_a_bounded_number_of_lines",
     ),
     Patch(
+        name="proxy-protocol-errors",
+        targets=("crossbar.worker.proxy:ProxyFrontendSession.onMessage",),
+        installed_by="authenticator.protocol_errors:install_proxy_frontend",
+        why="Behind proxies, a message out of place (GOODBYE or PUBLISH before WELCOME, a second HELLO) fails the "
+        "proxy frontend's own Deferred with a ProtocolError, outside the protocol-errors patch: Twisted logged "
+        "'Unhandled error in Deferred' with a traceback per connection, no token needed, and the connection "
+        "stayed open. It becomes the same bounded warn line (the same budget) and a close 1002 with the reason.",
+        verified=(("crossbar", CROSSBAR), ("autobahn", AUTOBAHN)),
+        test="tests/router/test_proxy_protocol_errors.py::test_a_flood_of_messages_out_of_place_gives_a_bounded_number_"
+        "of_lines_without_traceback",
+    ),
+    Patch(
         name="finite-json",
         targets=(
             "autobahn.wamp.serializer:_WAMPJsonDecoder",
