@@ -112,6 +112,7 @@ class Bound:
 
 # "buffered": the body bytes this worker holds for requests in flight (MAX_BUFFERED_BYTES);
 # "clock": what schedules the deadlines (the reactor; a test's Clock).
+_WRAPPED = ("gotLength", "handleContentChunk", "process")  # of twisted.web.server.Request
 _state: dict = {"installed": False, "paths": {}, "trusted": frozenset(), "buffered": 0, "clock": None}
 
 
@@ -166,10 +167,12 @@ def install() -> None:
         if not callable(getattr(owner, name, None)):
             raise RuntimeError(f"authenticator.body_limit: {owner.__name__}.{name} is gone (Twisted changed): "
                                "request bodies cannot be bounded")  # fmt: skip
+    # Twisted's own methods, kept from the first install (a test installs again on top of them).
+    originals = _state.setdefault("originals", {name: getattr(server.Request, name) for name in _WRAPPED})
     got_length, handle_chunk, process = (
-        server.Request.gotLength,
-        server.Request.handleContentChunk,
-        server.Request.process,
+        originals["gotLength"],
+        originals["handleContentChunk"],
+        originals["process"],
     )
 
     def bounded_got_length(request, length):

@@ -21,7 +21,7 @@ import time
 import urllib.request
 
 from tests.support.hostile import HS, claims, signed
-from tests.support.raw_websocket import ABORT, AUTHENTICATE, CHALLENGE, HELLO, PING, PONG, WELCOME, RawWebSocket
+from tests.support.raw_websocket import ABORT, AUTHENTICATE, CHALLENGE, HELLO, WELCOME, RawWebSocket
 from tests.support.router import wait_for
 from tests.support.tokens import mint, unique
 
@@ -53,23 +53,9 @@ def written_since(router, offset: int, escaped: str, fake: str | None = None, ti
     return written
 
 
-def answer(ws: RawWebSocket, timeout: float = 10) -> list | None:
-    """The next WAMP message (pings answered), or None when the router closed the connection."""
-    deadline = time.monotonic() + timeout
-    while (received := ws.next_frame(deadline)) is not None:
-        opcode, payload = received
-        if opcode == PING:
-            ws.send(payload, PONG)
-        elif opcode == 1:
-            return json.loads(payload)
-        else:
-            return None
-    return None
-
-
 def hello(ws: RawWebSocket, realm: str = "realm1", **details) -> list | None:
     ws.send_wamp([HELLO, realm, {"roles": {"subscriber": {}, "publisher": {}}, **details}])
-    return answer(ws)
+    return ws.next_message()
 
 
 def login(router, ticket: str) -> list:
@@ -79,7 +65,7 @@ def login(router, ticket: str) -> list:
         message = hello(ws, authmethods=["ticket"])
         assert message[0] == CHALLENGE, message
         ws.send_wamp([AUTHENTICATE, ticket, {}])
-        return answer(ws)
+        return ws.next_message()
     finally:
         ws.close()
 

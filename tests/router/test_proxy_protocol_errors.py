@@ -21,7 +21,7 @@ import time
 
 import pytest
 
-from tests.support.raw_websocket import AUTHENTICATE, CHALLENGE, HELLO, PING, PONG, WELCOME, RawWebSocket, frame
+from tests.support.raw_websocket import AUTHENTICATE, CHALLENGE, HELLO, WELCOME, RawWebSocket, frame
 from tests.support.router import wait_for
 from tests.support.tokens import mint, unique
 
@@ -33,19 +33,6 @@ ANONYMOUS = {"roles": {"subscriber": {}, "publisher": {}}, "authmethods": ["anon
 CONNECTIONS = 60
 
 
-def answer(ws: RawWebSocket, timeout: float = 10) -> list | None:
-    deadline = time.monotonic() + timeout
-    while (received := ws.next_frame(deadline)) is not None:
-        opcode, payload = received
-        if opcode == PING:
-            ws.send(payload, PONG)
-        elif opcode == 1:
-            return json.loads(payload)
-        else:
-            return None
-    return None
-
-
 def marker_line(router) -> None:
     """A refused login with a fresh authid, and its line in the log: what the workers wrote before
     it is in the log too."""
@@ -53,10 +40,10 @@ def marker_line(router) -> None:
     ws = RawWebSocket(router.port)
     try:
         ws.send_wamp([HELLO, "realm1", {"roles": {"subscriber": {}}, "authmethods": ["ticket"]}])
-        message = answer(ws)
+        message = ws.next_message()
         assert message is not None and message[0] == CHALLENGE, message
         ws.send_wamp([AUTHENTICATE, mint(marker, ["superuser"]), {}])
-        answer(ws)
+        ws.next_message()
     finally:
         ws.close()
     router.wait_for_log(f"authid={marker}", timeout=60)
@@ -77,7 +64,7 @@ def _publish_before_welcome(ws: RawWebSocket) -> None:
 
 def _second_hello(ws: RawWebSocket) -> None:
     ws.send_wamp([HELLO, "realm1", ANONYMOUS])
-    message = answer(ws)
+    message = ws.next_message()
     assert message is not None and message[0] == WELCOME, message
     ws.send_wamp([HELLO, "realm1", ANONYMOUS])
 

@@ -76,6 +76,19 @@ class RawWebSocket:
                 return None
             self._buffer += chunk
 
+    def next_message(self, timeout: float = 10) -> list | None:
+        """The next WAMP message (pings answered), or None when the router closed the connection."""
+        deadline = time.monotonic() + timeout
+        while (received := self.next_frame(deadline)) is not None:
+            opcode, payload = received
+            if opcode == PING:
+                self.send(payload, PONG)
+            elif opcode == TEXT:
+                return json.loads(payload)
+            else:
+                return None
+        return None
+
     def wait_for_end(self, timeout: float, *, answer_pings: bool = True, answer_close: bool = True) -> Ended:
         """Wait (with a deadline) for the server to end the connection, as a peer that sends nothing."""
         started = time.monotonic()

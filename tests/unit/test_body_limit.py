@@ -31,7 +31,7 @@ class Echo(resource.Resource):
 def clock(monkeypatch):
     """body_limit installed on twisted.web for this test only (Twisted restored after), its
     deadlines on a Clock, nothing held."""
-    for name in ("gotLength", "handleContentChunk", "process"):
+    for name in body_limit._WRAPPED:  # restored after the test, whatever installed them before
         monkeypatch.setattr(server.Request, name, getattr(server.Request, name))
     clock = Clock()
     monkeypatch.setitem(body_limit._state, "installed", False)
