@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import replace
 
 from . import metrics
-from .hardening import clip
+from .logtext import clip
 from .policy import ACTIONS, Decision, request_problem
 from .settings import Settings
 

@@ -45,7 +45,7 @@ from dataclasses import dataclass
 from twisted.logger import Logger
 from twisted.web import http, server, static, wsgi
 
-from .hardening import clip
+from .logtext import clip
 from .peers import client_address
 
 # Any path that declares nothing: more than any form or JSON body our paths take, far less than a

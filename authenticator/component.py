@@ -26,11 +26,12 @@ from . import body_limit, metrics
 from .admission import Admission
 from .authorizer import Authorizer
 from .carriers import token_from_headers
-from .hardening import clip, drop_forwarded_yields, harden_router_worker
+from .hardening import drop_forwarded_yields, harden_router_worker
 from .hello_timeout import install_hello_timeout
 from .http_publish import HttpPublishing
 from .jwks import JwksRefresher
 from .keeper import SessionKeeper
+from .logtext import clip
 from .nodecheck import AUTHENTICATE, AUTHENTICATE_HEADERS, AUTHORIZE, REFRESH, REVOKE
 from .peers import client_address
 from .reasons import Reason, Rejected

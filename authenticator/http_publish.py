@@ -28,7 +28,7 @@ from twisted.web import server
 from twisted.web.resource import Resource
 
 from . import body_limit, metrics
-from .hardening import clip
+from .logtext import clip
 from .publisher_sessions import PublisherPool
 from .publishing import (
     DEFAULT_MAX_BATCH,
