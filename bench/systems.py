@@ -6,7 +6,7 @@
 - stock:    Crossbar as it comes: the ceiling's realm and auth, but none of the shipped config's
             tuning and `crossbar start`'s default log level.
 - socketio: socket.io 4 with a jsonwebtoken middleware (bench/socketio_server.js).
-- jwt-1proxy, jwt-2proxy: the scale-out config (authenticator.scaleout) with 1 and 2 proxy workers
+- jwt-1proxy, jwt-2proxy: the scale-out config (authenticator.config.proxy_profile) with 1 and 2 proxy workers
   in front of the router worker, allowed both cores (session establishment only).
 
 The fan-out benchmark adds one per-user rule to the JWT policy (a user's devices share

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import jwt
 
-from authenticator.settings import component_extra, load_settings
-from authenticator.tokens import TokenVerifier, user_claims
+from authenticator.config.node_config import component_extra
+from authenticator.config.settings import load_settings
+from authenticator.core.tokens import TokenVerifier, user_claims
 from tests.support.keys import new_private_key, public_pem
 from tests.support.router import REPO
 

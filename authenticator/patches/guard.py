@@ -135,7 +135,7 @@ def guard_this_process(warn: Callable[[str], None], environ: Mapping[str, str] =
         return guard
     guard = Guard(check(PATCHES, installed_version, resolves), accepted_versions(environ.get(ACCEPT_VARIABLE)))
     if guard.refused:
-        from ..startup import stop_for_configuration
+        from authenticator.config.stop import stop_for_configuration
 
         stop_for_configuration([problem.refusal() for problem in guard.refused])
     for problem in guard.accepted:

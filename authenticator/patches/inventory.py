@@ -36,7 +36,7 @@ PATCHES: tuple[Patch, ...] = (
             "twisted.logger:globalLogPublisher.removeObserver",
             "twisted.logger:formatEvent",
         ),
-        installed_by="authenticator.hardening:bound_log_values",
+        installed_by="authenticator.patches.hardening:bound_log_values",
         why="Crossbar's worker writes log events to the controller verbatim: client text could be any length, "
         "carry tokens or cookies, or start a fake line. The observer is wrapped: values are bounded, tokens "
         "redacted, control characters escaped.",
@@ -46,7 +46,7 @@ PATCHES: tuple[Patch, ...] = (
     Patch(
         name="welcome-details",
         targets=("autobahn.wamp.message:Welcome.marshal",),
-        installed_by="authenticator.hardening:keep_crossbar_details_out_of_welcome",
+        installed_by="authenticator.patches.hardening:keep_crossbar_details_out_of_welcome",
         why="Crossbar adds the host name, pid, worker and peer (x_cb_*) and, behind proxies, the client's "
         "upgrade headers to every WELCOME; a client must not read them.",
         verified=(("autobahn", AUTOBAHN), ("crossbar", CROSSBAR)),
@@ -55,7 +55,7 @@ PATCHES: tuple[Patch, ...] = (
     Patch(
         name="forwarded-yields",
         targets=("crossbar.router.dealer:Dealer.processYield",),
-        installed_by="authenticator.hardening:drop_forwarded_yields",
+        installed_by="authenticator.patches.hardening:drop_forwarded_yields",
         why="A YIELD is never authorized and Crossbar discloses the callee its forward_for names: any callee "
         "could answer as root/admin.",
         verified=(("crossbar", CROSSBAR),),
@@ -68,7 +68,7 @@ PATCHES: tuple[Patch, ...] = (
             "crossbar.router.protocol:WampWebSocketServerProtocol.onClose",
             "autobahn.websocket.protocol:WebSocketProtocol.sendCloseFrame",
         ),
-        installed_by="authenticator.hello_timeout:install_hello_timeout",
+        installed_by="authenticator.patches.hello_timeout:install_hello_timeout",
         why="Crossbar has no deadline from the WebSocket upgrade to WELCOME: idle sockets could lock every "
         "other client out.",
         verified=(("crossbar", CROSSBAR), ("autobahn", AUTOBAHN)),
@@ -87,7 +87,7 @@ PATCHES: tuple[Patch, ...] = (
             "twisted.web.wsgi:WSGIResource",
             "autobahn.twisted.resource:WebSocketResource",
         ),
-        installed_by="authenticator.body_limit:install",
+        installed_by="authenticator.patches.body_limit:install",
         why="Twisted Web buffers a request's whole body, with no limit, before any resource sees it, and "
         "Autobahn's WebSocket resource and Crossbar's reverseproxy then read it into memory: every body of every "
         "path is bounded while it arrives, by the path as Twisted routes it.",
@@ -97,7 +97,7 @@ PATCHES: tuple[Patch, ...] = (
     Patch(
         name="publisher-decisions",
         targets=("crossbar.router.router:Router.authorize",),
-        installed_by="authenticator.publisher_sessions:install_decision_hook",
+        installed_by="authenticator.endpoints.publisher_pool:install_decision_hook",
         why="POST /publish has decided already; the embedded publisher session is answered with that decision "
         "for that one topic, once, and denied everything else (no second authorizer round trip).",
         verified=(("crossbar", CROSSBAR),),
@@ -106,7 +106,7 @@ PATCHES: tuple[Patch, ...] = (
     Patch(
         name="protocol-errors",
         targets=("autobahn.wamp.websocket:WampWebSocketProtocol.onMessage",),
-        installed_by="authenticator.protocol_errors:install",
+        installed_by="authenticator.patches.protocol_errors:install",
         why="Autobahn logs every error of a client's message with its full traceback (~4.2 KB, the client's "
         "words verbatim) and an invalid URI as an internal error: a client's fault becomes one bounded warn "
         "line without traceback, at most a few per window, the rest counted.",
@@ -116,7 +116,7 @@ PATCHES: tuple[Patch, ...] = (
     Patch(
         name="proxy-protocol-errors",
         targets=("crossbar.worker.proxy:ProxyFrontendSession.onMessage",),
-        installed_by="authenticator.protocol_errors:install_proxy_frontend",
+        installed_by="authenticator.patches.protocol_errors:install_proxy_frontend",
         why="Behind proxies, a message out of place (GOODBYE or PUBLISH before WELCOME, a second HELLO) fails the "
         "proxy frontend's own Deferred with a ProtocolError, outside the protocol-errors patch: Twisted logged "
         "'Unhandled error in Deferred' with a traceback per connection, no token needed, and the connection "
@@ -133,7 +133,7 @@ PATCHES: tuple[Patch, ...] = (
             "autobahn.wamp.websocket:WampWebSocketProtocol.send",
             "autobahn.twisted.rawsocket:WampRawSocketProtocol.send",
         ),
-        installed_by="authenticator.finite_json:install",
+        installed_by="authenticator.patches.finite_json:install",
         why="Python's JSON reads NaN/Infinity and Autobahn wrote them back bare, which is not JSON: one "
         "publication of [NaN] left every Node AutobahnJS subscriber of the topic deaf. Refused on the way in "
         "(the sender's connection closes with the reason); never written on the way out (the message is not "
@@ -152,7 +152,7 @@ PATCHES: tuple[Patch, ...] = (
             "autobahn.websocket.protocol:WebSocketServerProtocol.succeedHandshake",  # writes it into the 101
             "crossbar.webservice.base:Resource404.render",
         ),
-        installed_by="authenticator.server_identity:install",
+        installed_by="authenticator.patches.server_identity:install",
         why="Every HTTP answer said Server: Crossbar/<version> (Crossbar sets Twisted's global), the WebSocket "
         "101 Server: Crossbar, and a static path's 404 page showed the client's address, the worker's pid, "
         "Crossbar's version and the directory served: the Server header is 'crossbar-jwt' everywhere and "

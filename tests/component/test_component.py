@@ -9,8 +9,8 @@ from autobahn.wamp.exception import ApplicationError
 from autobahn.wamp.types import ComponentConfig
 from twisted.internet.defer import Deferred, maybeDeferred
 
-from authenticator.component import AuthenticatorComponent
-from authenticator.settings import component_extra
+from authenticator.config.node_config import component_extra
+from authenticator.server.component import AuthenticatorComponent
 from tests.support.router import REPO
 from tests.support.tokens import TEST_SECRET, mint
 
@@ -57,7 +57,7 @@ def test_a_reusable_token_is_answered_on_the_spot_without_the_io_thread(componen
 
 
 def test_a_revocation_is_seen_by_the_in_memory_check_and_survives_reopening(component, tmp_path):
-    from authenticator.store import SqliteStore
+    from authenticator.server.store import SqliteStore
 
     token = mint("dave")
     component.store.revoke(authid="dave", jti=None, now=time.time() + 1, keep_seconds=None)
@@ -96,7 +96,7 @@ def test_the_roles_of_the_token_a_session_logged_in_with_widen_its_permissions(c
 
 @pytest_twisted.ensureDeferred
 async def test_an_unreachable_store_refuses_the_login_instead_of_accepting_it_unchecked(component, monkeypatch):
-    from authenticator.store import StoreUnavailable
+    from authenticator.server.store import StoreUnavailable
 
     def down(**kwargs):
         raise StoreUnavailable("token store: disk I/O error")
@@ -152,7 +152,7 @@ def test_one_role_spending_its_cache_budget_leaves_the_other_roles_theirs(compon
 async def test_logins_do_not_queue_without_bound_behind_a_slow_store(component, monkeypatch):
     import threading
 
-    from authenticator import admission
+    from authenticator.server import admission
 
     monkeypatch.setattr(admission, "MAX_STORE_CHECKS_WAITING", 3)
     release = threading.Event()

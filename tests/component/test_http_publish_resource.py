@@ -5,8 +5,8 @@ import json
 
 from twisted.web.test.requesthelper import DummyRequest
 
-from authenticator import http_publish
-from authenticator.http_publish import PublishResource
+from authenticator.endpoints import publish as http_publish
+from authenticator.endpoints.publish import PublishResource
 
 
 def post(resource, body=b'{"topic": "app.public.news"}'):

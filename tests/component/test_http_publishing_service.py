@@ -4,9 +4,9 @@ that is down, one publication of a batch failing on its own."""
 import pytest_twisted
 from twisted.internet.defer import maybeDeferred
 
-from authenticator.http_publish import HttpPublishing
-from authenticator.reasons import Reason, Rejected
-from authenticator.tokens import Identity
+from authenticator.core.reasons import Reason, Rejected
+from authenticator.core.tokens import Identity
+from authenticator.endpoints.publish import HttpPublishing
 
 BACKEND = Identity("billing", "backend", ("backend",), None, None, None, {})
 
@@ -31,7 +31,7 @@ class Admits:
 
 class Allows:
     def decide(self, **request):
-        from authenticator.policy import Decision
+        from authenticator.core.policy import Decision
 
         return Decision(True, False, True, 2, "allowed")
 

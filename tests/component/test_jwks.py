@@ -9,11 +9,12 @@ import threading
 import pytest
 import pytest_twisted
 
-from authenticator import jwks as jwks_module
-from authenticator.jwks import JwksRefresher
-from authenticator.keys import keys_from_jwks
-from authenticator.reasons import Reason, Rejected
-from authenticator.settings import component_extra, load_settings
+from authenticator.config.node_config import component_extra
+from authenticator.config.settings import load_settings
+from authenticator.core.keys import keys_from_jwks
+from authenticator.core.reasons import Reason, Rejected
+from authenticator.server import jwks as jwks_module
+from authenticator.server.jwks import JwksRefresher
 from tests.support.keys import new_private_key, public_jwk
 from tests.support.router import REPO
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 from twisted.internet.task import Clock
 
-from authenticator.keeper import LOGIN_KEY, SessionKeeper
-from authenticator.reasons import Reason
-from authenticator.tokens import Identity
+from authenticator.core.reasons import Reason
+from authenticator.core.tokens import Identity
+from authenticator.server.session_keeper import LOGIN_KEY, SessionKeeper
 
 NOW = 1_000_000.0
 GRACE, JOIN_TIMEOUT = 5.0, 30.0

@@ -14,7 +14,7 @@ from crossbar.router.router import RouterFactory
 from crossbar.router.session import RouterApplicationSession
 from crossbar.worker.types import RouterRealm
 
-from authenticator.publisher_sessions import PublisherPool
+from authenticator.endpoints.publisher_pool import PublisherPool
 from tests.support.wamp import Inbox, eventually
 
 ALLOW = {"allow": True, "cache": False, "disclose": True}

@@ -7,7 +7,7 @@ import time
 import pytest
 import pytest_twisted
 
-from authenticator.reasons import Reason
+from authenticator.core.reasons import Reason
 from tests.support.tokens import mint, unique
 from tests.support.wamp import connect, refusal
 

@@ -1,4 +1,4 @@
-"""Issue 20, finding 7: no host detail reaches a client over HTTP (authenticator/server_identity.py).
+"""Issue 20, finding 7: no host detail reaches a client over HTTP (authenticator/patches/server_identity.py).
 
 Every answer that was not a WebSocket upgrade said ``Server: Crossbar/26.10.1`` (Crossbar sets
 Twisted's global), the 101 said ``Server: Crossbar``, and a static path's 404 page showed the
@@ -16,7 +16,7 @@ import socket
 
 import pytest
 
-from authenticator.server_identity import SERVER
+from authenticator.patches.server_identity import SERVER
 from tests.support.raw_websocket import RawWebSocket
 from tests.support.router import REPO, RouterProcess
 from tests.support.tokens import TEST_SECRET

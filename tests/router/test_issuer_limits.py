@@ -37,7 +37,7 @@ def test_a_200_kb_body_of_nested_arrays_is_refused_unread_and_the_node_keeps_ser
     status, body, _ = login(router, b"[" * 100_000 + b"]" * 100_000)
     assert status == 413
     assert "4096 bytes" in body["error"]
-    # refused while it arrives (authenticator/body_limit.py), with the issuer's own advice; behind
+    # refused while it arrives (authenticator/patches/body_limit.py), with the issuer's own advice; behind
     # the proxies the proxy refuses it, with the bound the issuer declares (more: test_request_bodies.py)
     assert ('"username"' in body["error"]) is not bool(router.proxies)
     assert router.process.poll() is None

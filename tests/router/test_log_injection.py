@@ -7,8 +7,8 @@ authid, a SUBSCRIBE's URI (anonymous and joined), the keys and the Content-Type 
 /publish``, a JWT's ``kid``, ``sub`` and ``iss``, a cookie and the Origin header. For each: the
 fake line never starts a line, no raw control character is written, every line written is a
 whole log line (a timestamp and a system), and the escaped form is there, so the event was logged
-at all. The escaping: authenticator/logtext.py, applied to every event by the worker's log
-observer (authenticator/hardening.py); the protocol errors: authenticator/protocol_errors.py.
+at all. The escaping: authenticator/core/logtext.py, applied to every event by the worker's log
+observer (authenticator/patches/hardening.py); the protocol errors: authenticator/patches/protocol_errors.py.
 Through nginx: tests/router/test_behind_nginx.py.
 """
 
@@ -166,7 +166,7 @@ def test_a_publish_content_type_with_control_characters_is_escaped_without_a_tok
 
 
 def test_a_kid_sub_or_iss_with_a_fake_line_is_never_written(router):
-    """The refusal says why without quoting the token's words (authenticator/tokens.py): neither the
+    """The refusal says why without quoting the token's words (authenticator/core/tokens.py): neither the
     raw nor the escaped value appears; the refusal (or acceptance) line shows the event was logged."""
     cases = [
         (signed({**HS, "kid": f"k\n{(fake := fake_line())}"}, claims()), "reason=unknown_key", fake),
@@ -243,7 +243,7 @@ def test_a_flood_of_invalid_messages_gives_a_bounded_number_of_lines(router):
     """One client, 200 connections, one invalid HELLO each (a reconnecting client got ~390
     tracebacks a second written): at most protocol_errors.BURST lines per window and worker, and a
     summary line that counts the rest — every one of the 200 accounted for."""
-    from authenticator.protocol_errors import BURST, WINDOW_SECONDS
+    from authenticator.patches.protocol_errors import BURST, WINDOW_SECONDS
 
     marker, offset = unique("flood"), router.log_size()
     started = time.monotonic()

@@ -1,4 +1,4 @@
-"""NaN and Infinity through the real router (authenticator/finite_json.py, docs/publishing.md).
+"""NaN and Infinity through the real router (authenticator/patches/finite_json.py, docs/publishing.md).
 
 Python's JSON parser reads ``NaN``, ``Infinity`` and ``-Infinity`` (and ``1e999`` as infinity), and
 Autobahn wrote them back bare for the subscribers. That is not JSON: AutobahnJS under Node throws

@@ -1,4 +1,4 @@
-"""The production profile (.crossbar/config-production.json, authenticator/profiles.py) through a real
+"""The production profile (.crossbar/config-production.json, authenticator/config/production_profile.py) through a real
 node: no demo, an explicit key source, allowed origins, metrics on loopback only, TLS, graceful stop."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import pytest
 import pytest_twisted
 from twisted.internet import reactor, threads
 
-from authenticator.profiles import options_of, production_config
+from authenticator.config.production_profile import options_of, production_config
 from tests.support.raw_websocket import RawWebSocket
 from tests.support.router import REPO, RouterProcess
 from tests.support.tls import make_certificates
@@ -72,7 +72,7 @@ def test_a_public_interface_without_tls_is_refused_by_production_config(tmp_path
     clear (and trust X-Forwarded-For from loopback on a port the world reaches)."""
     from click.testing import CliRunner
 
-    from authenticator.cli import main
+    from authenticator.ops.cli import main
 
     (tmp_path / "config.json").write_text((REPO / ".crossbar" / "config.json").read_text())
     source = json.loads((REPO / ".crossbar" / "config.json").read_text())

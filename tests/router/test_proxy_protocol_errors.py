@@ -3,9 +3,9 @@
 A proxy worker's frontend session (crossbar.worker.proxy:ProxyFrontendSession) raises its
 ProtocolError inside its own Deferred, outside the patched WebSocket onMessage: a GOODBYE or a
 PUBLISH pipelined before WELCOME, or a second HELLO, wrote "Unhandled error in Deferred" with a
-traceback per connection, no token needed (authenticator/protocol_errors.py,
+traceback per connection, no token needed (authenticator/patches/protocol_errors.py,
 ``install_proxy_frontend``). A request without Host made a proxy's reverseproxy answer 500 with a
-traceback (authenticator/body_limit.py answers 400 first, in every worker).
+traceback (authenticator/patches/body_limit.py answers 400 first, in every worker).
 
 Behind proxies the lines of a proxy worker reach the node log late (10 s and more after a flood):
 every test ends with a marker line (a refused login with a fresh authid) and waits for it before
@@ -95,7 +95,7 @@ def test_a_flood_of_messages_out_of_place_gives_a_bounded_number_of_lines_withou
     proxies each is a ProtocolError of the proxy's frontend, closed 1002 with the reason; the single
     worker may answer some of them): at most protocol_errors.BURST lines per window and worker, a
     summary counting the rest (behind proxies every connection accounted for), no traceback."""
-    from authenticator.protocol_errors import BURST, WINDOW_SECONDS
+    from authenticator.patches.protocol_errors import BURST, WINDOW_SECONDS
 
     offset, closes = router.log_size(), []
     started = time.monotonic()

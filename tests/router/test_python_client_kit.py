@@ -1,4 +1,4 @@
-"""The Python client kit (authenticator/client.py) against a real router: it comes back after a
+"""The Python client kit (authenticator/kit/twisted.py) against a real router: it comes back after a
 restart and subscribes again, keeps one session alive with 3-second tokens by refreshing, reconnects
 with a fresh token when the refresh fails and the session expires, logs in with a Bearer header as
 the token's user, and stops with the reason when the user is revoked; and the README's Python first client runs."""
@@ -14,7 +14,7 @@ import pytest_twisted
 from autobahn.wamp.types import PublishOptions
 from twisted.internet import reactor, task, threads
 
-from authenticator.client import EXPIRED, NO_TOKEN, REFRESH_REFUSED, UNREACHABLE, Client
+from authenticator.kit.twisted import EXPIRED, NO_TOKEN, REFRESH_REFUSED, UNREACHABLE, Client
 from tests.support.router import RouterProcess
 from tests.support.snippets import readme_snippet
 from tests.support.tokens import TEST_SECRET, mint, unique
@@ -277,7 +277,7 @@ async def test_stop_while_get_token_runs_ends_the_kit_before_it_connects(router)
 ASYNCIO_CLIENT = """
 import asyncio, os, signal, sys, time
 import jwt
-from authenticator.client_asyncio import Client
+from authenticator.kit.asyncio import Client
 
 url, name, issuer_down = sys.argv[1], sys.argv[2], sys.argv[3]
 
@@ -368,7 +368,7 @@ async def kit_receives_line(router, events, topic: str, value) -> None:
 
 
 def test_the_shared_kit_core_loads_neither_twisted_nor_asyncio():
-    probe = "import sys, authenticator.kit; print(sorted({m.split('.')[0] for m in sys.modules} & " \
+    probe = "import sys, authenticator.kit.common; print(sorted({m.split('.')[0] for m in sys.modules} & " \
             "{'twisted', 'asyncio', 'txaio', 'autobahn'}))"  # fmt: skip
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60)
     assert out.stdout.strip() == "[]"
@@ -376,7 +376,7 @@ def test_the_shared_kit_core_loads_neither_twisted_nor_asyncio():
 
 ASYNCIO_CANCEL = """
 import asyncio, socket
-from authenticator.client_asyncio import Client
+from authenticator.kit.asyncio import Client
 
 async def main():
     with socket.socket() as s:  # a port nothing listens on: every attempt is refused

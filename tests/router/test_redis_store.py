@@ -10,7 +10,7 @@ import pytest
 import pytest_twisted
 from twisted.internet import reactor, task
 
-from authenticator.store import BLOCK_SECONDS, RedisStore, StoreUnavailable
+from authenticator.server.store import BLOCK_SECONDS, RedisStore, StoreUnavailable
 from tests.support.redis_server import RedisServer
 from tests.support.router import RouterProcess, wait_for
 from tests.support.tokens import TEST_SECRET, mint

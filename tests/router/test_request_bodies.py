@@ -1,5 +1,5 @@
 """Request bodies are bounded on every path of every worker while they arrive, on the path as
-Twisted routes it (authenticator/body_limit.py), in both deployments: a declared length over the
+Twisted routes it (authenticator/patches/body_limit.py), in both deployments: a declared length over the
 bound is answered 413 before the body is sent, a chunked body is cut off with 413 when it passes
 the bound, and neither costs the worker memory or a temporary file (issue 20, finding 2)."""
 
@@ -15,7 +15,7 @@ import time
 import psutil
 import pytest
 
-from authenticator.body_limit import BODY_DEADLINE, DEFAULT_MAX_BYTES, TOO_SLOW_MESSAGE
+from authenticator.patches.body_limit import BODY_DEADLINE, DEFAULT_MAX_BYTES, TOO_SLOW_MESSAGE
 from tests.conftest import DEPLOYMENTS
 from tests.support.router import RouterProcess
 from tests.support.tokens import TEST_SECRET, mint, unique

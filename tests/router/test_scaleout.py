@@ -8,7 +8,7 @@ import uuid
 import pytest
 import pytest_twisted
 
-from authenticator.scaleout import proxy_config
+from authenticator.config.proxy_profile import proxy_config
 from tests.support.router import REPO, RouterProcess, free_port
 from tests.support.tokens import TEST_SECRET, mint
 from tests.support.wamp import connect, refusal

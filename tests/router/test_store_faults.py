@@ -12,7 +12,7 @@ import pytest
 import pytest_twisted
 from twisted.internet import defer, reactor, task
 
-from authenticator.store import RETRY_SECONDS
+from authenticator.server.store import RETRY_SECONDS
 from tests.support.redis_server import RedisServer
 from tests.support.router import RouterProcess
 from tests.support.stalling_proxy import StallingProxy

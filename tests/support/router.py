@@ -54,7 +54,8 @@ class RouterProcess:
     ) -> None:  # fmt: skip
         self.workdir = workdir
         self.proxies = proxies  # > 0: the scale-out config, that many proxy workers in front of the router
-        # not None: the production profile (authenticator.profiles.production_config with these options)
+        # not None: the production profile (production_config of authenticator.config.production_profile,
+        # with these options)
         self.production = production
         self.tls = bool(production and production.get("tls"))
         self.metrics_port = free_port()
@@ -94,14 +95,14 @@ class RouterProcess:
             edit_config(config)
         (self.cbdir / "config.json").write_text(json.dumps(config, indent=2))
         if self.proxies:
-            from authenticator.scaleout import proxy_config
+            from authenticator.config.proxy_profile import proxy_config
 
             scaled = proxy_config(config, self.proxies, internal_port=free_port())
             if edit_scaled_config is not None:
                 edit_scaled_config(scaled)
             (self.cbdir / "config-proxies.json").write_text(json.dumps(scaled, indent=2))
         if self.production is not None:
-            from authenticator.profiles import production_config
+            from authenticator.config.production_profile import production_config
 
             derived = production_config(config, port=self.port, metrics_port=self.metrics_port, **self.production)
             (self.cbdir / "config-production.json").write_text(json.dumps(derived, indent=2))

@@ -3,8 +3,9 @@ from pathlib import Path
 
 import pytest
 
-from authenticator.settings import Settings, component_extra, load_settings
-from authenticator.tokens import TokenVerifier
+from authenticator.config.node_config import component_extra
+from authenticator.config.settings import Settings, load_settings
+from authenticator.core.tokens import TokenVerifier
 from tests.support.router import REPO
 from tests.support.tokens import TEST_SECRET
 

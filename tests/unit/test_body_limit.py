@@ -1,4 +1,4 @@
-"""authenticator/body_limit.py at the component level: a real twisted.web Site and HTTPChannel on a
+"""authenticator/patches/body_limit.py at the component level: a real twisted.web Site and HTTPChannel on a
 StringTransport, a Clock for the deadline. What a router test cannot afford: the per-worker cap on
 body bytes in flight (64 MiB of held bodies), and the deadline to the tick. Through the real
 router: tests/router/test_request_bodies.py."""
@@ -14,8 +14,8 @@ from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
 from twisted.web import resource, server
 
-from authenticator import body_limit
-from authenticator.body_limit import BODY_DEADLINE, RETRY_AFTER
+from authenticator.patches import body_limit
+from authenticator.patches.body_limit import BODY_DEADLINE, RETRY_AFTER
 
 
 class Echo(resource.Resource):

@@ -9,9 +9,9 @@ from dataclasses import replace
 
 import pytest
 
-from authenticator import carriers
-from authenticator.carriers import token_from_headers
-from authenticator.reasons import Reason, Rejected
+from authenticator.core import carriers
+from authenticator.core.carriers import token_from_headers
+from authenticator.core.reasons import Reason, Rejected
 
 ALLOWED = "http://127.0.0.1:8080"  # in the shipped cookie.allowed_origins
 TOKEN = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.c2lnbmF0dXJl"

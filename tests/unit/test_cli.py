@@ -7,8 +7,8 @@ import jwt
 import pytest
 from click.testing import CliRunner
 
-from authenticator.cli import main
-from authenticator.settings import component_extra
+from authenticator.config.node_config import component_extra
+from authenticator.ops.cli import main
 from tests.support.router import REPO
 from tests.support.tokens import TEST_SECRET, mint
 

@@ -2,8 +2,8 @@
 
 import re
 
-from authenticator.client import FINAL_REASONS
-from authenticator.reasons import Reason
+from authenticator.core.reasons import Reason
+from authenticator.kit.twisted import FINAL_REASONS
 from tests.support.router import REPO
 
 

@@ -12,8 +12,8 @@ import pytest
 import pytest_twisted
 from twisted.internet.task import Clock
 
-from authenticator.client import Backoff, Client, refresh_delay
-from authenticator.kit import MAX_TIMER_SECONDS, timer_seconds
+from authenticator.kit.common import MAX_TIMER_SECONDS, timer_seconds
+from authenticator.kit.twisted import Backoff, Client, refresh_delay
 from tests.support.router import REPO, free_port
 from tests.support.wamp import eventually
 
@@ -109,7 +109,7 @@ async def test_a_backoff_that_raises_does_not_end_the_twisted_kits_reconnect_loo
 
 ASYNCIO_LOOP = """
 import asyncio
-from authenticator.client_asyncio import Backoff, Client
+from authenticator.kit.asyncio import Backoff, Client
 
 class FailingBackoff(Backoff):
     def delay(self, attempt, rand=None):

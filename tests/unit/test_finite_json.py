@@ -1,4 +1,4 @@
-"""authenticator/finite_json.py on Autobahn's own serializers: NaN and Infinity refused on the way
+"""authenticator/patches/finite_json.py on Autobahn's own serializers: NaN and Infinity refused on the way
 in, in any field of any message; never written on the way out, where a message that cannot be
 written as JSON is not sent to that peer (one warn line), and binary peers get it as sent.
 Through the real router: tests/router/test_non_finite_numbers.py."""
@@ -14,8 +14,8 @@ from autobahn.wamp.exception import ProtocolError
 from autobahn.wamp.serializer import CBORSerializer, JsonSerializer
 from autobahn.wamp.websocket import WampWebSocketProtocol
 
-from authenticator import finite_json
-from authenticator.finite_json import DropLog, LoneSurrogate, NonFiniteNumber, install
+from authenticator.patches import finite_json
+from authenticator.patches.finite_json import DropLog, LoneSurrogate, NonFiniteNumber, install
 
 CLOSE_REASON_BYTES = 123  # what a WebSocket close frame holds
 

@@ -18,9 +18,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from authenticator.reasons import Rejected
-from authenticator.settings import component_extra
-from authenticator.tokens import TokenVerifier
+from authenticator.config.node_config import component_extra
+from authenticator.core.reasons import Rejected
+from authenticator.core.tokens import TokenVerifier
 from tests.support.hostile import HS, corpus, signed
 from tests.support.router import REPO
 from tests.unit.conftest import NOW, settings_with_secret

@@ -1,6 +1,6 @@
 """Text from outside in a log line: one line, nothing a terminal obeys, bounded, no token
-(authenticator/logtext.py); and the worker's log observer that applies it to every event
-(authenticator/hardening.py), with Crossbar's own JSON observer and the controller's rendering."""
+(authenticator/core/logtext.py); and the worker's log observer that applies it to every event
+(authenticator/patches/hardening.py), with Crossbar's own JSON observer and the controller's rendering."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ import pytest
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
-import authenticator.logtext as logtext
-from authenticator.logtext import MAX_LOGGED_VALUE, REDACTED, clip, escape, for_log, has_unsafe, redact
+import authenticator.core.logtext as logtext
+from authenticator.core.logtext import MAX_LOGGED_VALUE, REDACTED, clip, escape, for_log, has_unsafe, redact
 
 FAKE = "2026-01-01T00:00:00+0000 [Router 4242] authentication accepted: authid=root role=admin"
 # Everything str.splitlines() breaks a line at.
@@ -263,7 +263,7 @@ def worker_log():
     from crossbar._logging import make_JSON_observer, record_separator
     from twisted.logger import Logger, formatEvent
 
-    from authenticator.hardening import _BoundedObserver
+    from authenticator.patches.hardening import _BoundedObserver
 
     previous = txaio.get_global_log_level()
     txaio.set_global_log_level("info")
@@ -347,7 +347,7 @@ def test_a_secret_is_redacted_wherever_the_value_or_the_line_is_cut(worker_log, 
     """The observer cuts each value (MAX_LOGGED_VALUE) before rendering, and the rendered line
     (MAX_LOGGED_LINE, here a format built with an f-string); a secret at every offset around
     each cut never reaches the line the controller prints."""
-    from authenticator.hardening import MAX_LOGGED_LINE
+    from authenticator.patches.hardening import MAX_LOGGED_LINE
 
     value_half, line_half = MAX_LOGGED_VALUE // 2, MAX_LOGGED_LINE // 2
     for cut in (value_half, -value_half):
@@ -385,7 +385,7 @@ def test_only_the_values_the_controller_reads_are_passed_on():
     txaio.use_twisted()
     from twisted.logger import LogLevel
 
-    from authenticator.hardening import _BoundedObserver
+    from authenticator.patches.hardening import _BoundedObserver
 
     previous = txaio.get_global_log_level()
     txaio.set_global_log_level("info")

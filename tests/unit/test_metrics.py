@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from prometheus_client import generate_latest
 
-from authenticator import metrics
+from authenticator.server import metrics
 
 
 @pytest.fixture

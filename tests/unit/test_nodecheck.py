@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from authenticator.nodecheck import check_node, controller_config_file
-from authenticator.settings import component_extra, load_settings
+from authenticator.config.node_checks import check_node
+from authenticator.config.node_config import component_extra, controller_config_file
+from authenticator.config.settings import load_settings
 from tests.support.router import REPO
 
 SHIPPED = json.loads((REPO / ".crossbar" / "config.json").read_text())

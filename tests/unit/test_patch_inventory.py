@@ -79,8 +79,11 @@ def test_every_function_that_replaces_a_foreign_attribute_is_in_the_inventory():
     installers = {patch.installed_by for patch in PATCHES}
     found = _installers_of_foreign_attributes()
     # the scan sees each shape: a class attribute, a wrapper on an instance, a log observer
-    assert {"authenticator.hardening:drop_forwarded_yields", "authenticator.publisher_sessions:install_decision_hook",
-            "authenticator.hardening:bound_log_values"} <= found  # fmt: skip
+    assert {
+        "authenticator.patches.hardening:drop_forwarded_yields",
+        "authenticator.endpoints.publisher_pool:install_decision_hook",
+        "authenticator.patches.hardening:bound_log_values",
+    } <= found
     assert found - installers == set()
 
 

@@ -1,8 +1,8 @@
-"""The client's address behind trusted proxies (authenticator/peers.py)."""
+"""The client's address behind trusted proxies (authenticator/core/peer_address.py)."""
 
 import pytest
 
-from authenticator.peers import client_address, host_of
+from authenticator.core.peer_address import client_address, host_of
 
 NGINX = frozenset({"127.0.0.1", "::1"})
 

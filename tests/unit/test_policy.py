@@ -2,7 +2,7 @@
 
 import pytest
 
-from authenticator.policy import PolicyError, covers, load_policy, request_problem
+from authenticator.core.policy import PolicyError, covers, load_policy, request_problem
 
 ALLOW, DENY = True, False
 CACHED, UNCACHED = True, False

@@ -11,7 +11,7 @@ from itertools import chain, combinations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from authenticator.policy import ACTIONS, MATCHES, load_policy
+from authenticator.core.policy import ACTIONS, MATCHES, load_policy
 
 COMPONENTS = ("a", "b", "c")
 AUTHIDS = ("alice", "bob", None)

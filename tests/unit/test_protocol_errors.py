@@ -1,4 +1,4 @@
-"""How many lines the protocol errors of clients write (authenticator/protocol_errors.py): a budget
+"""How many lines the protocol errors of clients write (authenticator/patches/protocol_errors.py): a budget
 per window, the rest counted in one summary line per window. Through the router:
 tests/router/test_log_injection.py."""
 
@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from authenticator.protocol_errors import Budget, ProtocolErrorLog
+from authenticator.patches.protocol_errors import Budget, ProtocolErrorLog
 
 
 class Clock:
@@ -100,7 +100,7 @@ def patched(lines=None):
     import txaio
 
     txaio.use_twisted()
-    from authenticator.protocol_errors import _on_message
+    from authenticator.patches.protocol_errors import _on_message
 
     faults = []
     lines = lines or SimpleNamespace(fault=lambda protocol, error: faults.append(error))
@@ -153,7 +153,7 @@ def test_install_holds_on_this_autobahn_and_crossbar_and_is_idempotent():
     from autobahn.wamp.websocket import WampWebSocketProtocol
     from crossbar.router.protocol import WampWebSocketServerProtocol
 
-    from authenticator.protocol_errors import install
+    from authenticator.patches.protocol_errors import install
 
     original = WampWebSocketProtocol.__dict__["onMessage"]
     try:
@@ -173,7 +173,7 @@ def test_install_refuses_an_onmessage_that_no_longer_parses_and_dispatches():
     txaio.use_twisted()
     from autobahn.wamp.websocket import WampWebSocketProtocol
 
-    from authenticator.protocol_errors import install
+    from authenticator.patches.protocol_errors import install
 
     original = WampWebSocketProtocol.__dict__["onMessage"]
     try:

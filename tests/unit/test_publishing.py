@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from authenticator.publishing import (
+from authenticator.core.publish_request import (
     FILTER_OPTIONS,
     INVALID_ARGUMENT,
     MAX_DEPTH,
@@ -93,7 +93,7 @@ def test_a_deep_body_is_refused_before_the_parser_even_where_the_recursion_limit
     deep body overflows the C stack (SIGSEGV). Run where it would crash, in a process of its own."""
     program = (
         "import sys; sys.setrecursionlimit(100000)\n"
-        "from authenticator.publishing import BodyProblem, parse_body\n"
+        "from authenticator.core.publish_request import BodyProblem, parse_body\n"
         "try:\n"
         "    parse_body(b'[' * 200000 + b']' * 200000, max_batch=100, max_uri_length=512)\n"
         "except BodyProblem as problem:\n"

@@ -4,10 +4,10 @@ import json
 
 import pytest
 
-from authenticator.hello_timeout import DEFAULT_HELLO_TIMEOUT_SECONDS
-from authenticator.profiles import production_config
-from authenticator.scaleout import HARDENING_PATH, PROXY_AUTHENTICATOR_ROLE, proxy_config
-from authenticator.store import _announcement
+from authenticator.config.production_profile import production_config
+from authenticator.config.proxy_profile import HARDENING_PATH, PROXY_AUTHENTICATOR_ROLE, proxy_config
+from authenticator.patches.hello_timeout import DEFAULT_HELLO_TIMEOUT_SECONDS
+from authenticator.server.store import _announcement
 from tests.support.router import REPO
 
 SHIPPED = json.loads((REPO / ".crossbar" / "config.json").read_text())
@@ -46,7 +46,7 @@ def test_proxies_get_the_routers_transport_limits_and_the_hello_timeout():
         assert web["paths"]["ws"]["serializers"] == ["json"]
         assert web["paths"]["ws"]["options"] == shipped_web["paths"]["ws"]["options"]
         hook = web["paths"][HARDENING_PATH]
-        assert hook["classname"] == "authenticator.hardening.harden_proxy_worker"
+        assert hook["classname"] == "authenticator.patches.hardening.harden_proxy_worker"
         assert hook["extra"] == {"hello_timeout_seconds": 3, "request_bodies": FORWARDED_BODIES}
         assert HARDENING_PATH < "ws"  # Crossbar starts paths in sorted order: the hook first
     default = proxy_config(SHIPPED, proxies=1)["workers"][1]["transports"][0]["paths"][HARDENING_PATH]

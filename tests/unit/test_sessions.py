@@ -1,8 +1,8 @@
 """The live-session table: pending logins, joins (with the proxies' login keys), revocations that
 arrive before a session joins, and logins that never join."""
 
-from authenticator.sessions import LiveSessions
-from authenticator.tokens import Identity
+from authenticator.core.live_sessions import LiveSessions
+from authenticator.core.tokens import Identity
 
 
 def identity(authid="alice", jti="j1") -> Identity:

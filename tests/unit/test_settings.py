@@ -2,7 +2,8 @@
 
 import pytest
 
-from authenticator.settings import ConfigError, component_extra, load_settings
+from authenticator.config.node_config import component_extra
+from authenticator.config.settings import ConfigError, load_settings
 from tests.support.router import REPO
 from tests.support.tokens import TEST_SECRET
 
@@ -59,7 +60,7 @@ def test_the_shipped_configuration_loads(tmp_path):
 
 
 def test_production_never_generates_a_secret_even_where_a_secret_file_is_named(shipped_extra, tmp_path):
-    from authenticator.settings import ConfigError, load_settings
+    from authenticator.config.settings import ConfigError, load_settings
 
     extra = {
         **shipped_extra,
@@ -74,7 +75,7 @@ def test_production_never_generates_a_secret_even_where_a_secret_file_is_named(s
 
 
 def test_trusted_proxies_are_ip_addresses(shipped_extra, tmp_path, monkeypatch):
-    from authenticator.settings import ConfigError, load_settings
+    from authenticator.config.settings import ConfigError, load_settings
 
     monkeypatch.setenv("JWT_SECRET", "x" * 40)
     assert load_settings({**shipped_extra, "trusted_proxies": ["127.0.0.1", "::1"]}, tmp_path).trusted_proxies == {

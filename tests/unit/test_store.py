@@ -11,10 +11,10 @@ import time
 
 import pytest
 
-from authenticator import store as store_module
-from authenticator.reasons import Reason
-from authenticator.settings import ConfigError, StoreSpec, load_settings
-from authenticator.store import GuardedStore, RedisStore, SqliteStore, StoreUnavailable, covers, open_store
+from authenticator.config.settings import ConfigError, StoreSpec, load_settings
+from authenticator.core.reasons import Reason
+from authenticator.server import store as store_module
+from authenticator.server.store import GuardedStore, RedisStore, SqliteStore, StoreUnavailable, covers, open_store
 from tests.support.redis_server import RedisServer
 from tests.support.router import REPO
 from tests.support.stalling_proxy import StallingProxy
@@ -268,7 +268,7 @@ def test_the_rule_is_the_same_for_both_stores():
 
 @pytest.fixture
 def extra(monkeypatch):
-    from authenticator.settings import component_extra
+    from authenticator.config.node_config import component_extra
 
     monkeypatch.setenv("JWT_SECRET", TEST_SECRET)
     return component_extra(REPO / ".crossbar" / "config.json")

@@ -6,7 +6,7 @@ import json
 import jwt
 import pytest
 
-from authenticator.reasons import Reason, Rejected
+from authenticator.core.reasons import Reason, Rejected
 from tests.support.tokens import TEST_SECRET, mint
 from tests.unit.conftest import NOW
 
@@ -161,8 +161,8 @@ def test_a_token_with_only_undefined_roles_is_unknown_role(verifier):
 
 
 def test_the_authid_can_come_from_a_nested_claim(shipped_extra, monkeypatch, tmp_path):
-    from authenticator.settings import load_settings
-    from authenticator.tokens import TokenVerifier
+    from authenticator.config.settings import load_settings
+    from authenticator.core.tokens import TokenVerifier
 
     monkeypatch.setenv("JWT_SECRET", TEST_SECRET)
     shipped_extra["claims"] = {**shipped_extra["claims"], "authid": "user.username", "required": ["exp"]}

@@ -5,8 +5,8 @@ from dataclasses import replace
 
 import pytest
 
-from authenticator.reasons import Reason, Rejected
-from authenticator.tokens import TOKEN_CACHE_SIZE, TokenVerifier
+from authenticator.core.reasons import Reason, Rejected
+from authenticator.core.tokens import TOKEN_CACHE_SIZE, TokenVerifier
 from tests.support.tokens import mint
 from tests.unit.conftest import NOW, settings_with_secret
 

@@ -1,0 +1,135 @@
+"""Cross-checks between the authenticator's policy and the Crossbar node config around it.
+
+Crossbar checks the node config's shape; the authenticator checks its own `extra`. Neither sees
+the mistakes between them, which start silently and fail at the first client: a policy role the
+realm does not define (clients get `wamp.error.no_such_role`), a realm role whose authorizer is
+misspelled (`wamp.error.authorization_failed` and a traceback), a transport whose dynamic
+authenticator names a procedure nobody registers. Each problem names the place in the JSON and
+the fix. Used at start (the component) and by `python -m authenticator check`.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+# The procedures the component registers.
+from authenticator.config.node_config import find_component
+from authenticator.contract import AUTHENTICATE, AUTHENTICATE_HEADERS, AUTHORIZE, COMPONENT_CLASS
+
+# The authenticator each dynamic auth method of a websocket path must name.
+AUTHENTICATORS = {"ticket": AUTHENTICATE, "anonymous": AUTHENTICATE_HEADERS}
+
+
+@dataclass(frozen=True)
+class Problem:
+    path: str  # where in the node config, e.g. workers[0].realms[0].roles[2].authorizer
+    message: str  # what is wrong, and the fix
+
+    def line(self, config_file: Path | str) -> str:
+        return f"{config_file}: {self.path}: {self.message}"
+
+
+def check_node(config: Mapping, policy_roles: Iterable[str]) -> list[Problem]:
+    """Every problem between the node config and the authenticator's policy roles."""
+    problems: list[Problem] = []
+    found = find_component(config)
+    if found is None:
+        return [Problem("workers", f"no router worker has a component with classname {COMPONENT_CLASS}")]
+    w, c, worker, component = found
+    realm_name, component_role = component.get("realm"), component.get("role")
+    realms = worker.get("realms", [])
+    r = next((i for i, realm in enumerate(realms) if realm.get("name") == realm_name), None)
+    if r is None:
+        defined = ", ".join(repr(realm.get("name")) for realm in realms) or "none"
+        return [
+            Problem(f"workers[{w}].components[{c}].realm", f"names realm {realm_name!r}; the worker defines {defined}")
+        ]
+    roles_path = f"workers[{w}].realms[{r}].roles"
+    roles = {role.get("name"): (i, role) for i, role in enumerate(realms[r].get("roles", []))}
+    if component_role not in roles:
+        problems.append(Problem(f"workers[{w}].components[{c}].role", (
+            f"names role {component_role!r}, which realm {realm_name!r} does not define; add to {roles_path} a "
+            "role with static permissions for the authenticator's procedures (as the shipped config.json has)"
+        )))  # fmt: skip
+    for name in policy_roles:
+        if name not in roles:
+            problems.append(Problem(roles_path, (
+                f"the policy role {name!r} is not a role of realm {realm_name!r}, so clients with it are refused "
+                f'wamp.error.no_such_role; add {{"name": "{name}", "authorizer": "{AUTHORIZE}"}}'
+            )))  # fmt: skip
+        elif roles[name][1].get("authorizer") is None:
+            problems.append(Problem(f"{roles_path}[{roles[name][0]}]", (
+                f"role {name!r} is in the policy but not authorized by it; give it "
+                f'"authorizer": "{AUTHORIZE}" instead of static permissions'
+            )))  # fmt: skip
+    for name, (i, role) in roles.items():
+        authorizer = role.get("authorizer")
+        if authorizer is not None and authorizer != AUTHORIZE:
+            problems.append(Problem(f"{roles_path}[{i}].authorizer", (
+                f"{_misspelled(authorizer, AUTHORIZE)}: no procedure of that name is registered, so every request of "
+                f"role {name!r} fails with wamp.error.authorization_failed; set it to {AUTHORIZE!r}"
+            )))  # fmt: skip
+    problems.extend(_transport_problems(config))
+    problems.extend(_route_problems(config, realm_name, policy_roles))
+    return problems
+
+
+def _websockets(config: Mapping):
+    """(path in the JSON, websocket config) of every WebSocket a client can reach: paths of web
+    transports, and websocket (or universal) transports themselves."""
+    for w, worker in enumerate(config.get("workers", [])):
+        for t, transport in enumerate(worker.get("transports", [])):
+            where = f"workers[{w}].transports[{t}]"
+            if transport.get("type") == "websocket":
+                yield where, transport
+            if isinstance(transport.get("websocket"), Mapping):  # universal transport
+                for name, service in transport["websocket"].items():
+                    if isinstance(service, Mapping):
+                        yield f"{where}.websocket.{name}", service
+            for name, service in (transport.get("paths") or {}).items():
+                if isinstance(service, Mapping) and service.get("type") == "websocket":
+                    yield f"{where}.paths.{name}", service
+
+
+def _transport_problems(config: Mapping) -> list[Problem]:
+    problems = []
+    for where, service in _websockets(config):
+        for method, auth in (service.get("auth") or {}).items():
+            expected = AUTHENTICATORS.get(method)
+            if expected is None or not isinstance(auth, Mapping) or auth.get("type") != "dynamic":
+                continue
+            if auth.get("authenticator") != expected:
+                problems.append(Problem(
+                    f"{where}.auth.{method}.authenticator",
+                    f"{_misspelled(auth.get('authenticator'), expected)}: every {method} login would "
+                    f"fail with wamp.error.no_such_procedure; set it to {expected!r}",
+                ))  # fmt: skip
+    return problems
+
+
+def _route_problems(config: Mapping, realm_name, policy_roles: Iterable[str]) -> list[Problem]:
+    """Proxy workers forward a session only for the roles their routes name."""
+    problems = []
+    for w, worker in enumerate(config.get("workers", [])):
+        if worker.get("type") != "proxy":
+            continue
+        routes = (worker.get("routes") or {}).get(realm_name)
+        if not isinstance(routes, Mapping):
+            problems.append(Problem(f"workers[{w}].routes", f"has no routes for realm {realm_name!r}"))
+            continue
+        for name in policy_roles:
+            if name not in routes:
+                problems.append(Problem(f"workers[{w}].routes.{realm_name}", (
+                    f"has no route for the policy role {name!r}: its sessions would be refused by this "
+                    "proxy; derive the config again (python -m authenticator proxy-config)"
+                )))  # fmt: skip
+    return problems
+
+
+def _misspelled(given: object, expected: str) -> str:
+    shown = repr(given)[:80]
+    close = isinstance(given, str) and difflib.get_close_matches(given, [expected], n=1, cutoff=0.6)
+    return f"{shown} is not {expected!r}" + (" (a misspelling?)" if close else "")

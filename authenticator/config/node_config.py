@@ -1,0 +1,97 @@
+"""The one reader of Crossbar node configs (JSON, or YAML as Crossbar reads it), and what the rest
+of the package looks up in them: the authenticator component, its ``extra``, the WebSocket URL."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+
+from authenticator.contract import COMPONENT_CLASS, COMPONENT_CLASSES
+from authenticator.core.settings import ConfigError
+
+
+def controller_config_file(cbdir: Path, controller_cmdline: list[str]) -> Path | None:
+    """The node config file that `crossbar start` was given (its `--config`, relative to the node
+    directory as Crossbar reads it), or the one Crossbar picks without it; None if there is none."""
+    for i, arg in enumerate(controller_cmdline):
+        name, has_value, value = arg.partition("=")
+        # argparse takes any unambiguous prefix: --conf, --confi (crossbar start has no other --con...)
+        if len(name) >= 5 and "--config".startswith(name):
+            if has_value:
+                return cbdir / value
+            if i + 1 < len(controller_cmdline):
+                return cbdir / controller_cmdline[i + 1]
+    for name in ("config.yaml", "config.json"):  # Crossbar's own order (node/main.py)
+        if (cbdir / name).exists():
+            return cbdir / name
+    return None
+
+
+def read_node_config(path: Path) -> dict:
+    """A node config file as Crossbar reads it: JSON, or YAML for .yaml/.yml files."""
+    text = path.read_text(encoding="utf-8")
+    if path.suffix in (".yaml", ".yml"):
+        import yaml  # PyYAML comes with Crossbar
+
+        return yaml.safe_load(text)
+
+    return json.loads(text)
+
+
+def find_component(config: Mapping):
+    """(worker index, component index, worker, component) of the authenticator component, or None."""
+    for w, worker in enumerate(config.get("workers", [])):
+        for c, component in enumerate(worker.get("components", [])):
+            if component.get("classname") in COMPONENT_CLASSES:
+                return w, c, worker, component
+    return None
+
+
+def load_node_config(config_file: Path) -> dict:
+    """A node config for a command: read as Crossbar reads it, or ConfigError saying what to do."""
+    try:
+        config = read_node_config(config_file)
+    except FileNotFoundError as error:
+        raise ConfigError(
+            f"{config_file} does not exist; pass --cbdir pointing at your .crossbar folder "
+            "(and --config naming the node config in it)"
+        ) from error
+    except ValueError as error:  # JSON and YAML errors both
+        raise ConfigError(f"{config_file} cannot be read: {type(error).__name__}: {error}") from error
+    except Exception as error:  # noqa: BLE001 - PyYAML's errors are not ValueErrors
+        raise ConfigError(f"{config_file} cannot be read: {type(error).__name__}: {error}") from error
+    if not isinstance(config, Mapping):
+        raise ConfigError(f"{config_file} is not a node config (an object with 'workers')")
+    return dict(config)
+
+
+def component_extra(config_file: Path) -> dict:
+    """The authenticator component's ``extra`` from a Crossbar node config (for the CLI)."""
+    config = load_node_config(config_file)
+    found = find_component(config)
+    if found is None:
+        raise ConfigError(f"{config_file} has no component with classname {COMPONENT_CLASS}")
+    return dict(found[3].get("extra", {}))
+
+
+def router_url(config_file: Path) -> str:
+    """ws://host:port/path of the first web transport's WebSocket path in a node config."""
+    url = websocket_url(load_node_config(config_file))
+    if url is None:
+        raise ConfigError(f"{config_file} has no websocket path; pass --url")
+    return url
+
+
+def websocket_url(config: Mapping) -> str | None:
+    """ws://host:port/path of the first web transport's WebSocket path in a node config dict."""
+    for worker in config.get("workers", []):
+        for transport in worker.get("transports", []):
+            endpoint = transport.get("endpoint", {})
+            for path, service in transport.get("paths", {}).items():
+                if service.get("type") == "websocket":
+                    host = endpoint.get("interface", "127.0.0.1")
+                    host = "127.0.0.1" if host in ("0.0.0.0", "") else host  # noqa: S104 - mapping, not binding
+                    scheme = "wss" if endpoint.get("tls") else "ws"
+                    return f"{scheme}://{host}:{endpoint.get('port')}/{path}"
+    return None

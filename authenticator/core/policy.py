@@ -1,0 +1,384 @@
+"""Authorization policy: Identity + action + URI -> Decision. Pure: no Twisted, no I/O.
+
+Rules are written in Crossbar's permission vocabulary (uri, match, allow, disclose) plus an
+``{authid}`` placeholder. Decision order (docs/authorization.md repeats it; keep both in step):
+
+1. The session's role must be defined by the policy, else DENY.
+2. The role-wide rules of the session's roles and every role they inherit: the first rule that
+   allows the action on every URI the request can touch decides ALLOW.
+3. The per-user rules (``{authid}`` replaced by the session's authid): likewise, ALLOW.
+4. Otherwise DENY (deny by default).
+
+Crossbar caches an authorizer's answer under (realm, authrole, uri, action) -- without the
+authid, the match type or the request's options -- hands it to every later session of that role,
+and never evicts it. So an ALLOW is cacheable only when all of these hold (:meth:`Policy.decide`):
+
+- the action is subscribe or register: a cached publish or call ALLOW would let a later request
+  with other options through unchecked (``forward_for`` naming another publisher or caller,
+  ``retain``);
+- a role-wide rule of the authrole or a role it inherits allows it, for every match type of that
+  URI: then every session of the role gets the same answer, whatever its authid, its extra token
+  roles or its match type. Per-user answers, answers from extra roles, and denials (another
+  session of the role may be the user a per-user rule names) are never cached;
+- the component still has room in its cache budget: Crossbar's cache grows with every distinct
+  URI, so the component stops marking answers cacheable after a bounded number of them.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from authenticator.core.unknown_keys import unknown_keys
+
+ACTIONS = ("subscribe", "publish", "call", "register")
+MATCHES = ("exact", "prefix", "wildcard")
+# Actions whose answers Crossbar may cache: their options cannot change who the client is.
+CACHEABLE_ACTIONS = frozenset({"subscribe", "register"})
+AUTHID_PLACEHOLDER = "{authid}"
+# What an authid may not contain: URI separators and pattern characters could make ``{authid}``
+# address someone else's topics; whitespace and control characters only serve to deceive logs.
+_UNSAFE_AUTHID = re.compile(r"[.*#\s\x00-\x1f\x7f]")
+# Format (RTL overrides, zero-width), private-use, surrogate and separator characters make one
+# authid look like another in logs and UIs.
+_DECEPTIVE_CATEGORIES = frozenset({"Cc", "Cf", "Co", "Cs", "Zl", "Zp", "Zs"})
+_URI_COMPONENT = re.compile(r"^[^\s.#]+$")
+
+
+class PolicyError(ValueError):
+    """The policy is unusable; the message names the role and rule."""
+
+
+@dataclass(frozen=True)
+class Rule:
+    role: str
+    index: int
+    uri: str
+    match: str
+    allow: frozenset[str]
+    disclose_publisher: bool = False
+    disclose_caller: bool = False
+    # Whether a publish under this rule may ask Crossbar to retain the event. Off unless the rule
+    # says so: every retained event stays in the router's memory until replaced.
+    retain: bool = False
+
+    @property
+    def per_user(self) -> bool:
+        return AUTHID_PLACEHOLDER in self.uri
+
+    @property
+    def label(self) -> str:
+        return f"role '{self.role}' rule #{self.index + 1} ({self.match} '{self.uri}')"
+
+    def grants(self, action: str, retain: bool) -> bool:
+        return action in self.allow and (not retain or self.retain)
+
+    def discloses(self, action: str) -> bool:
+        return (action == "publish" and self.disclose_publisher) or (action == "call" and self.disclose_caller)
+
+
+@dataclass(frozen=True)
+class Role:
+    name: str
+    inherit: tuple[str, ...]
+    rules: tuple[Rule, ...]
+
+
+@dataclass(frozen=True)
+class Decision:
+    allow: bool
+    cacheable: bool
+    disclose: bool
+    step: int
+    reason: str
+    rule: Rule | None = None
+
+    def as_crossbar_answer(self) -> dict:
+        # 'disclose' must always be present: without it Crossbar 26.10's broker raises
+        # KeyError('disclose') and silently drops the publication.
+        return {"allow": self.allow, "cache": self.cacheable, "disclose": self.disclose}
+
+
+@dataclass(frozen=True)
+class Policy:
+    roles: Mapping[str, Role]
+    anonymous_role: str | None = "anonymous"
+    _closure: Mapping[str, frozenset[str]] = field(default_factory=dict, repr=False)
+
+    # -- roles -------------------------------------------------------------------------------
+
+    def defines(self, role: str) -> bool:
+        return role in self.roles
+
+    def closure(self, role: str) -> frozenset[str]:
+        """The role and every role it inherits, directly or not."""
+        return self._closure.get(role, frozenset())
+
+    def session_role(self, token_roles: Iterable[str]) -> tuple[str | None, tuple[str, ...]]:
+        """The most privileged known role, and every known role in token order.
+
+        A role outranks every role it inherits; between unrelated roles the one defined later
+        in the policy wins. Unknown roles are ignored.
+        """
+        known = tuple(dict.fromkeys(r for r in token_roles if r in self.roles))
+        if not known:
+            return None, ()
+        order = list(self.roles)
+        dominant = [r for r in known if not any(r in self.closure(o) for o in known if o != r)]
+        return max(dominant, key=order.index), known
+
+    # -- decisions ---------------------------------------------------------------------------
+
+    def decide(
+        self,
+        *,
+        authrole: str,
+        authid: str | None,
+        action: str,
+        uri: str,
+        match: str = "exact",
+        session_roles: Sequence[str] = (),
+        retain: bool = False,
+    ) -> Decision:
+        if action not in ACTIONS:
+            return Decision(False, False, False, 1, f"unknown action '{action}'")
+        if authrole not in self.roles:
+            return Decision(False, False, False, 1, f"role '{authrole}' is not defined by the policy")
+        authrole_roles = self.closure(authrole)
+        extra_roles = frozenset().union(*(self.closure(r) for r in session_roles if r in self.roles))
+        all_roles = authrole_roles | extra_roles
+        rules = [rule for name in self._definition_order(all_roles) for rule in self.roles[name].rules]
+
+        for rule in rules:
+            if not rule.per_user and rule.grants(action, retain) and covers(rule.match, rule.uri, match, uri):
+                cacheable = (
+                    action in CACHEABLE_ACTIONS
+                    and rule.role in authrole_roles
+                    and all(self._role_wide_allow(authrole_roles, action, uri, m) for m in MATCHES)
+                )
+                return Decision(True, cacheable, rule.discloses(action), 2, f"allowed by {rule.label}", rule)
+
+        if authid is not None and authid_problem(authid, None) is None:
+            for rule in rules:
+                if rule.per_user and rule.grants(action, retain):
+                    concrete = rule.uri.replace(AUTHID_PLACEHOLDER, authid)
+                    if covers(rule.match, concrete, match, uri):
+                        return Decision(
+                            True,
+                            False,
+                            rule.discloses(action),
+                            3,
+                            f"allowed for '{authid}' by {rule.label}",
+                            rule,
+                        )
+
+        what = f"{action} with retain" if retain else action
+        return Decision(False, False, False, 4, f"no rule of role '{authrole}' allows {what} on {match} '{uri}'")
+
+    def _role_wide_allow(self, roles: frozenset[str], action: str, uri: str, match: str) -> bool:
+        return any(
+            not rule.per_user and rule.grants(action, False) and covers(rule.match, rule.uri, match, uri)
+            for name in roles
+            for rule in self.roles[name].rules
+        )
+
+    def _definition_order(self, names: frozenset[str]) -> list[str]:
+        return [name for name in self.roles if name in names]
+
+
+# -- URI sets ------------------------------------------------------------------------------------
+
+
+def covers(rule_match: str, rule_uri: str, request_match: str, request_uri: str) -> bool:
+    """Whether every URI the request can touch is one the rule grants.
+
+    A pattern subscription is only as allowed as the widest topic it can receive: a user may
+    not prefix-subscribe ``app.user.`` because that would include other users' topics.
+    """
+    if rule_match == "exact":
+        return request_match == "exact" and request_uri == rule_uri
+    if rule_match == "prefix":
+        if request_match in ("exact", "prefix"):
+            return request_uri.startswith(rule_uri)
+        # every URI a wildcard matches starts with its text up to the first empty component
+        return _wildcard_fixed_head(request_uri).startswith(rule_uri)
+    if rule_match == "wildcard":
+        if request_match == "prefix":
+            return False  # a prefix reaches URIs of any length; a wildcard has a fixed length
+        rule_parts, request_parts = rule_uri.split("."), request_uri.split(".")
+        if len(rule_parts) != len(request_parts):
+            return False
+        if request_match == "exact":
+            return all(r == "" or r == q for r, q in zip(rule_parts, request_parts, strict=True))
+        return all(r == "" or (q != "" and r == q) for r, q in zip(rule_parts, request_parts, strict=True))
+    return False
+
+
+def request_problem(action: str, uri: object, options: Mapping | None, max_uri_length: int) -> str | None:
+    """Why a request is refused before any rule is consulted, or None. Checked for every action."""
+    if not isinstance(uri, str) or len(uri) > max_uri_length:
+        # Crossbar keeps every distinct URI it was asked about (subscriptions, its authorization
+        # cache) and logs it: a long one costs memory and log volume out of proportion.
+        return f"the URI is longer than {max_uri_length} characters"
+    options = options or {}
+    if options.get("forward_for") is not None:
+        # Crossbar takes the first forward_for entry as the publisher (or caller) it discloses:
+        # from a client session that would be any identity it cares to name. Only router links
+        # (static roles, not this authorizer) may forward.
+        return "forward_for is reserved for router links; a client cannot act for another session"
+    if action == "publish" and options.get("retain") and any(
+        options.get(key) for key in ("eligible", "eligible_authid", "eligible_authrole", "exclude",
+                                     "exclude_authid", "exclude_authrole")
+    ):  # fmt: skip
+        # With eligible/exclude Crossbar appends retained events instead of replacing them.
+        return "retain cannot be combined with eligible or exclude options"
+    return None
+
+
+def _wildcard_fixed_head(uri: str) -> str:
+    parts = uri.split(".")
+    if "" not in parts:
+        return uri
+    return ".".join(parts[: parts.index("")]) + "." if parts.index("") else ""
+
+
+def authid_problem(authid: object, max_length: int | None) -> str | None:
+    """Why this authid cannot be used (so that ``{authid}`` can never widen a rule), or None."""
+    if not isinstance(authid, str):
+        return "the authid claim must be a string"
+    if authid == "":
+        return "the authid claim is empty"
+    if max_length is not None and len(authid) > max_length:
+        return f"the authid is longer than {max_length} characters"
+    if _UNSAFE_AUTHID.search(authid):
+        if "@" in authid and "." in authid:
+            # URIs are dot-separated, so an e-mail address cannot be a URI component.
+            return (
+                "the authid looks like an e-mail address, and '.' separates URI components; put a user id "
+                "without '.' in the token (e.g. a 'uid' claim) and point 'claims.authid' at it"
+            )
+        return "the authid contains '.', '*', '#', whitespace or control characters"
+    if any(unicodedata.category(ch) in _DECEPTIVE_CATEGORIES for ch in authid):
+        return "the authid contains invisible or direction-changing characters (e.g. a right-to-left override)"
+    return None
+
+
+# -- loading -------------------------------------------------------------------------------------
+
+
+def load_policy(spec: object, *, anonymous_role: str | None = "anonymous") -> Policy:
+    """Build and validate a policy from its JSON form: ``{"roles": [{"name", "inherit", "rules"}]}``."""
+    if not isinstance(spec, Mapping) or not isinstance(spec.get("roles"), list) or not spec["roles"]:
+        raise PolicyError("the policy needs a non-empty 'roles' list")
+    roles: dict[str, Role] = {}
+    for position, role_spec in enumerate(spec["roles"]):
+        role = _load_role(role_spec, position)
+        if role.name in roles:
+            raise PolicyError(f"role '{role.name}' is defined twice")
+        roles[role.name] = role
+    for role in roles.values():
+        for parent in role.inherit:
+            if parent not in roles:
+                raise PolicyError(f"role '{role.name}' inherits '{parent}', which the policy does not define")
+    closure = {name: _closure_of(name, roles) for name in roles}
+    if anonymous_role is not None and anonymous_role not in roles:
+        raise PolicyError(f"the anonymous role '{anonymous_role}' is not defined by the policy")
+    return Policy(roles=roles, anonymous_role=anonymous_role, _closure=closure)
+
+
+def _closure_of(name: str, roles: Mapping[str, Role]) -> frozenset[str]:
+    seen: list[str] = []
+    stack = [(name, (name,))]
+    while stack:
+        current, path = stack.pop()
+        if current in seen:
+            continue
+        seen.append(current)
+        for parent in roles[current].inherit:
+            if parent in path:
+                raise PolicyError(f"roles inherit in a cycle: {' -> '.join((*path, parent))}")
+            stack.append((parent, (*path, parent)))
+    return frozenset(seen)
+
+
+def _load_role(spec: object, position: int) -> Role:
+    if not isinstance(spec, Mapping) or not isinstance(spec.get("name"), str) or not spec["name"]:
+        raise PolicyError(f"role #{position + 1} needs a 'name'")
+    name = spec["name"]
+    _refuse_unknown(f"role '{name[:64]}'", spec, ("name", "inherit", "rules"))
+    inherit = spec.get("inherit", [])
+    if isinstance(inherit, str):
+        inherit = [inherit]
+    if not isinstance(inherit, list) or not all(isinstance(p, str) for p in inherit):
+        raise PolicyError(f"role '{name}': 'inherit' must be a role name or a list of them")
+    rule_specs = spec.get("rules", [])
+    if not isinstance(rule_specs, list):
+        raise PolicyError(f"role '{name}': 'rules' must be a list")
+    rules = tuple(_load_rule(name, i, r) for i, r in enumerate(rule_specs))
+    return Role(name=name, inherit=tuple(inherit), rules=rules)
+
+
+def _refuse_unknown(where: str, spec: Mapping, known) -> None:
+    problem = unknown_keys(where, spec, known)
+    if problem:
+        raise PolicyError(problem)
+
+
+def _load_rule(role: str, index: int, spec: object) -> Rule:
+    where = f"role '{role}' rule #{index + 1}"
+    if not isinstance(spec, Mapping):
+        raise PolicyError(f"{where} must be an object with 'uri', 'match' and 'allow'")
+    if "cache" in spec:
+        raise PolicyError(f"{where}: remove 'cache'; the authorizer decides what Crossbar may cache")
+    _refuse_unknown(where, spec, ("uri", "match", "allow", "disclose", "retain"))
+    uri, match = spec.get("uri"), spec.get("match", "exact")
+    if not isinstance(uri, str) or not uri:
+        raise PolicyError(f"{where} needs a non-empty 'uri'")
+    if match not in MATCHES:
+        raise PolicyError(f"{where}: 'match' must be one of {', '.join(MATCHES)}, not {match!r}")
+    _check_uri(where, uri, match)
+    allow = spec.get("allow", {})
+    if not isinstance(allow, Mapping):
+        raise PolicyError(f"{where}: 'allow' maps {', '.join(ACTIONS)} to true/false")
+    _refuse_unknown(f"{where}: 'allow'", allow, ACTIONS)
+    if not all(isinstance(v, bool) for v in allow.values()):
+        raise PolicyError(f"{where}: the values in 'allow' must be true or false")
+    disclose = spec.get("disclose", {})
+    if not isinstance(disclose, Mapping) or set(disclose) - {"publisher", "caller"}:
+        raise PolicyError(f"{where}: 'disclose' maps publisher/caller to true/false")
+    retain = spec.get("retain", False)
+    if not isinstance(retain, bool):
+        raise PolicyError(f"{where}: 'retain' must be true or false")
+    if retain and (match != "exact" or not allow.get("publish")):
+        # One retained event per exact URI keeps the router's memory bounded by the policy (per
+        # user for an {authid} rule); a prefix or wildcard rule would let a client pin an event
+        # on every URI it can invent.
+        raise PolicyError(f"{where}: 'retain' needs an exact rule that allows publish")
+    return Rule(
+        role=role,
+        index=index,
+        uri=uri,
+        match=match,
+        allow=frozenset(a for a, v in allow.items() if v),
+        disclose_publisher=bool(disclose.get("publisher", False)),
+        disclose_caller=bool(disclose.get("caller", False)),
+        retain=retain,
+    )
+
+
+def _check_uri(where: str, uri: str, match: str) -> None:
+    parts = uri.split(".")
+    for i, part in enumerate(parts):
+        if AUTHID_PLACEHOLDER in part and part != AUTHID_PLACEHOLDER:
+            raise PolicyError(f"{where}: '{{authid}}' must be a whole URI component, as in 'app.user.{{authid}}.x'")
+        last = i == len(parts) - 1
+        empty_ok = (match == "prefix" and last) or match == "wildcard"
+        if part == "" and not empty_ok:
+            raise PolicyError(f"{where}: '{uri}' has an empty component")
+        if part and part != AUTHID_PLACEHOLDER and not _URI_COMPONENT.match(part):
+            raise PolicyError(f"{where}: '{uri}' has an invalid component '{part}'")
+    if match == "prefix" and parts[-1] == AUTHID_PLACEHOLDER:
+        # 'app.user.{authid}' as a prefix would give alice every topic of 'alice2' too.
+        raise PolicyError(f"{where}: a prefix must not end in '{{authid}}'; end it with '{{authid}}.'")

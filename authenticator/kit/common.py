@@ -1,0 +1,224 @@
+"""What both Python client kits share, framework-free: the reasons, the backoff, the refresh
+timing and how a token is asked for. authenticator/kit/twisted.py runs it on Twisted,
+authenticator/kit/asyncio.py on asyncio (Autobahn picks one framework per process)."""
+
+from __future__ import annotations
+
+import inspect
+import math
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from authenticator.contract import (  # noqa: F401 - the kit's vocabulary, importable from here
+    EXPIRED,
+    FINAL_ROUTER_REASONS,
+    NO_TOKEN,
+    REFRESH,
+    REFRESH_REFUSED,
+    TOKEN_UNAVAILABLE,
+)
+
+UNREACHABLE = "unreachable"  # no connection could be made
+LOST = "lost"  # the connection closed without a WAMP reason
+
+# Reasons after which the kit stops instead of reconnecting (authenticator/contract.py says why):
+# the router's final reasons, and get_token() saying there is no user.
+FINAL_REASONS = FINAL_ROUTER_REASONS | {NO_TOKEN}
+
+
+# The longest timer either kit sets: 2^31 - 1 ms, about 24.8 days. JavaScript's setTimeout fires at
+# once for a longer delay (web/crossbar-jwt.js clamps to it); the Python kits use the same bound, so
+# that both refresh a long-lived token at the same time, after at most this long.
+MAX_TIMER_SECONDS = (2**31 - 1) / 1000
+
+
+def timer_seconds(delay: float) -> float:
+    """A delay as a timer takes it: within [0, MAX_TIMER_SECONDS]. NaN (a delay nobody could
+    compute) waits the longest, never 0 s: "at once" is how a timer turns into a tight loop."""
+    try:
+        seconds = float(delay)
+    except (TypeError, ValueError, OverflowError):
+        return MAX_TIMER_SECONDS
+    if math.isnan(seconds):
+        return MAX_TIMER_SECONDS
+    return min(MAX_TIMER_SECONDS, max(0.0, seconds))
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """Seconds to wait before reconnect attempt n (0, 1, ...) since the last join. The cap keeps a
+    client within seconds of a router that comes back; raise it for fleets of thousands (the
+    router admits some hundred logins a second: docs/benchmarks.md)."""
+
+    initial: float = 0.5
+    maximum: float = 1.5
+    growth: float = 1.5
+    jitter: float = 0.1
+
+    def delay(self, attempt: int, rand: Callable[[], float] = random.random) -> float:
+        """Within [0, maximum] for any attempt count: growth**attempt overflows a float after some
+        1,750 attempts of 1.5x (about 40 minutes of outage), where `maximum` has long been reached."""
+        try:
+            grown = self.initial * float(self.growth) ** attempt if self.initial > 0 else 0.0
+        except OverflowError:
+            grown = math.inf
+        mean = min(self.maximum, grown) if math.isfinite(grown) else self.maximum
+        delay = min(self.maximum, mean * (1 + self.jitter * (2 * rand() - 1)))
+        if math.isfinite(delay):
+            return max(0.0, delay)
+        return self.maximum if math.isfinite(self.maximum) else Backoff.maximum  # never NaN, never "at once"
+
+
+def refresh_delay(expires_in: float, ahead: float = 10.0) -> float:
+    """Seconds from now until the refresh, from the seconds the router says the token has left
+    (`expires_in`, on the router's clock: this machine's may be off by minutes): `ahead` before
+    exp, at most a third of what is left, never under 0.5 s. A token already past exp (admitted
+    within the leeway) is refreshed at once. A lifetime that is not a number is not refreshed
+    ahead (the router ends the session at exp and the kit reconnects with a fresh token). The
+    timer takes at most MAX_TIMER_SECONDS of it (timer_seconds)."""
+    if math.isnan(expires_in):
+        return MAX_TIMER_SECONDS
+    return max(0.5, expires_in - min(ahead, max(expires_in, 0.0) / 3))
+
+
+def seconds_left(answer: dict) -> float:
+    """`expires_in` from the router, else (an older router) exp against this machine's clock."""
+    expires_in = answer.get("expires_in")
+    if isinstance(expires_in, int | float) and not isinstance(expires_in, bool):
+        return float(expires_in)
+    return float(answer["exp"]) - time.time()
+
+
+class TokenUnavailable(Exception):
+    """get_token() raised or returned no token."""
+
+    error = TOKEN_UNAVAILABLE  # the reason, like an ApplicationError's
+
+
+class NoToken(TokenUnavailable):
+    """get_token() returned None: there is no user to log in."""
+
+    error = NO_TOKEN
+
+
+async def fresh_token(get_token: Callable[[], Any]) -> str:
+    """A token from the application's get_token (sync, or returning an awaitable)."""
+    try:
+        token = get_token()
+        if inspect.isawaitable(token):
+            token = await token
+    except Exception as error:  # noqa: BLE001 - whatever the application's fetch raised
+        raise TokenUnavailable(f"get_token() failed: {type(error).__name__}: {error}") from error
+    if token is None:
+        raise NoToken("get_token() returned None: no user to log in")
+    if not isinstance(token, str) or not token:
+        raise TokenUnavailable("get_token() returned no token")
+    return token
+
+
+class KitClient:
+    """The part of a kit Client that no framework touches: its options, its state, how a session
+    ending or a refresh failing is told apart. The Twisted and asyncio Clients add the loop,
+    the connect, the timers and stop()."""
+
+    def __init__(
+        self, url: str, realm: str, get_token: Callable[[], Any] | None, *, on_join, on_state, on_refresh,
+        bearer: bool, backoff: Backoff, refresh_ahead: float, final_reasons: frozenset[str],
+    ) -> None:  # fmt: skip
+        self.url, self.realm, self.get_token = url, realm, get_token
+        self.on_join, self.on_state, self.on_refresh = on_join, on_state, on_refresh
+        self.bearer, self.backoff, self.refresh_ahead = bearer, backoff, refresh_ahead
+        self.final_reasons = final_reasons
+        self.state = "connecting"
+        self.reason: str | None = None
+        self.message: str | None = None
+        self.session = None  # the joined ApplicationSession
+        self.refreshes = 0
+        self._stopping = False
+        self._waiting = None  # a backoff sleep or a connect in progress
+        self._protocol = None
+        self._outcome: tuple[str, str] | None = None  # why the current attempt ended
+        self._joined = False  # a session joined on the current attempt
+
+    def _cancel_refresh(self) -> None:
+        raise NotImplementedError  # the framework's timer
+
+    def _warn(self, text: str) -> None:
+        raise NotImplementedError  # the framework's log
+
+    def _retry_delay(self, attempt: int) -> float:
+        """The backoff's delay before retry `attempt`, as a timer takes it. The backoff may be the
+        application's own: if it raises, the kit says so and waits the default maximum, instead
+        of leaving its reconnect loop (the client would stay "reconnecting" and never try again)."""
+        try:
+            return timer_seconds(self.backoff.delay(attempt))
+        except Exception as error:  # noqa: BLE001 - whatever the backoff raised: keep reconnecting
+            self._warn(f"crossbar-jwt: the backoff failed for attempt {attempt} ({type(error).__name__}: {error}); "
+                       f"waiting {Backoff.maximum} s")  # fmt: skip
+            return Backoff.maximum
+
+    # -- the session's side (called by the framework's session, KitSession) --------------------
+
+    @property
+    def _authmethods(self) -> list[str]:
+        return ["ticket"] if self.get_token is not None and not self.bearer else ["anonymous"]
+
+    async def _challenged(self, challenge) -> str:
+        if challenge.method != "ticket":
+            raise ValueError(f"unexpected authentication method {challenge.method!r}")
+        try:
+            return await fresh_token(self.get_token)
+        except TokenUnavailable as error:
+            self._outcome = (error.error, str(error))
+            raise
+
+    def _left(self, details) -> None:
+        self.session = None
+        self._cancel_refresh()
+        if self._outcome is None:  # first reason wins: a refused refresh, a failed get_token
+            self._outcome = (details.reason, details.message or "")
+
+    def _left_for_refresh_failure(self, session, error: BaseException) -> bool:
+        """A refresh failed: no user any more (the kit stops), or a token for other roles (a new
+        session with it, now) makes the session leave; True then. Anything else is retried."""
+        reason = getattr(error, "error", None) or type(error).__name__
+        if reason not in (NO_TOKEN, REFRESH_REFUSED):
+            return False
+        self._outcome = (reason, error.args[0] if error.args else "")
+        session.leave("wamp.close.normal", "the session cannot take this token")
+        return True
+
+    def _set_state(self, state: str, reason: str | None = None, message: str | None = None) -> None:
+        self.state, self.reason, self.message = state, reason, message
+        if self.on_state is not None:
+            self.on_state(state, self)
+
+    def _stopped(self, reason: str, message: str) -> tuple[str, str]:
+        self._cancel_refresh()
+        self._set_state("stopped", reason, message)
+        return reason, message
+
+
+class KitSession:
+    """Put before the framework's ApplicationSession: the WAMP session of one connection, which
+    hands everything it learns to its kit Client."""
+
+    def __init__(self, config, client: KitClient) -> None:
+        super().__init__(config)
+        self._client = client
+
+    def onConnect(self):  # noqa: N802 - Autobahn's names
+        self.join(self.config.realm, authmethods=self._client._authmethods)
+
+    async def onChallenge(self, challenge):  # noqa: N802
+        return await self._client._challenged(challenge)
+
+    async def onJoin(self, details):  # noqa: N802
+        await self._client._joined_session(self, details)
+
+    def onLeave(self, details):  # noqa: N802
+        self._client._left(details)
+        return super().onLeave(details)  # disconnects

@@ -1,0 +1,395 @@
+"""The Autobahn component that wires the pure core to the router: a thin adapter.
+
+It runs inside the router worker (a router component), so its procedures are registered before
+the transports open. Verification and policy run on the reactor (CPU only, microseconds); the
+token store runs on the component's I/O threads, JWKS fetches on their own (authenticator/server/jwks.py);
+the live-session keeper (authenticator/server/session_keeper.py) ends sessions at expiry and on revocation;
+authenticator/server/admission.py is the one token check of logins and refreshes (verify, JWKS refetch,
+store); authenticator/server/authorizer.py answers Crossbar's authorization questions.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from autobahn.twisted.wamp import ApplicationSession
+from autobahn.wamp.exception import ApplicationError
+from autobahn.wamp.types import RegisterOptions
+from twisted.internet import reactor
+from twisted.internet.defer import Deferred, ensureDeferred, maybeDeferred
+from twisted.internet.task import deferLater
+from twisted.internet.threads import blockingCallFromThread, deferToThreadPool
+from twisted.python.threadpool import ThreadPool
+
+from authenticator.config.settings import ConfigError, load_settings
+from authenticator.config.stop import stop_for_configuration
+from authenticator.contract import AUTHENTICATE, AUTHENTICATE_HEADERS, AUTHORIZE, REFRESH, REVOKE
+from authenticator.core.carriers import token_from_headers
+from authenticator.core.logtext import clip
+from authenticator.core.peer_address import client_address
+from authenticator.core.reasons import Reason, Rejected
+from authenticator.core.tokens import Identity, TokenVerifier
+from authenticator.endpoints.publish import HttpPublishing
+from authenticator.patches import body_limit
+from authenticator.patches.hardening import drop_forwarded_yields, harden_router_worker
+from authenticator.patches.hello_timeout import install_hello_timeout
+from authenticator.server import metrics
+from authenticator.server.admission import Admission
+from authenticator.server.authorizer import Authorizer
+from authenticator.server.jwks import JwksRefresher
+from authenticator.server.session_keeper import SessionKeeper
+from authenticator.server.startup import node_config_file, node_problems, read_node, ready_line
+from authenticator.server.store import StoreUnavailable, open_store
+
+# Our own procedures need to know who calls them, so their callers are always disclosed to us.
+OWN_PROCEDURES = frozenset({REFRESH, REVOKE})
+# Store calls in flight at once: one call waiting out its timeout does not hold the others (a
+# revocation, the one retry of a store that was down); the GuardedStore refuses the rest at once.
+IO_THREADS = 4
+# What clients are told when the router stops (a WAMP close reason: the kits reconnect on it).
+SHUTDOWN_REASON = "wamp.close.system_shutdown"
+SHUTDOWN_MESSAGE = "The router is stopping; reconnect (another router may take you)."
+SHUTDOWN_GOODBYE_SECONDS = 2
+# The longest authid or jti revoke accepts (tokens are at most max_token_bytes anyway).
+MAX_ID = 1024
+
+
+class AuthenticatorComponent(ApplicationSession):
+    def __init__(self, config=None):
+        super().__init__(config)
+        # First: Crossbar parses client bytes in this process as soon as its transports open.
+        guard = harden_router_worker(self.log.warn)
+        extra = dict(config.extra or {})
+        cbdir = Path(extra.pop("cbdir", "."))
+        self._node_config = node_config_file(cbdir)
+        # Read once and validated: a bad configuration stops the router's start with its message.
+        where = f"{self._node_config or cbdir}: the authenticator component's extra"
+        try:
+            self.settings = load_settings(extra, cbdir)
+        except ConfigError as error:
+            stop_for_configuration([f"{where}: {error}"])
+        except Exception as error:  # noqa: BLE001 - a value of a type no check foresaw: still one line
+            stop_for_configuration([f"{where}: unreadable ({type(error).__name__}: {clip(str(error), 300)})"])
+        self._node, unreadable = read_node(self._node_config)
+        problems = unreadable or node_problems(self._node, self._node_config, self.settings)
+        if problems:
+            stop_for_configuration(problems)
+        try:
+            self.store = open_store(self.settings.store, leeway_seconds=self.settings.claims.leeway_seconds)
+        except StoreUnavailable as error:
+            stop_for_configuration([f"{where}: 'store': {error}"])
+        guard.apply("hello-timeout", install_hello_timeout, self.settings.limits.hello_timeout_seconds)
+        # Before the transports open: an early 413 names the client behind a trusted proxy from the first request.
+        body_limit.trust_forwarded_for(self.settings.trusted_proxies)
+        # Roles the policy does not know are static ones (router links): they may relay results.
+        guard.apply("forwarded-yields", drop_forwarded_yields, lambda role: role not in self.settings.policy.roles,
+                    self.log.warn)  # fmt: skip
+        self.verifier = TokenVerifier(self.settings)
+        self.keeper = SessionKeeper(
+            grace_seconds=self.settings.expiry_grace_seconds, join_timeout_seconds=self.settings.join_timeout_seconds,
+            behind_proxies=self.settings.behind_proxies, kill=self._kill, log=self.log,
+        )  # fmt: skip
+        self.jwks = JwksRefresher(self.settings, self.log)
+        self._io = ThreadPool(minthreads=1, maxthreads=IO_THREADS, name="authenticator-io")
+        self.authorizer = Authorizer(self.settings, self.keeper.token_roles, self.log, OWN_PROCEDURES)
+        self.admission = Admission(self.verifier, self.jwks, self.store, self._io, self.settings, self.log)
+        for key in self.settings.keys.keys:
+            if key.generated:  # tokens signed with any other secret are refused: say where it is
+                self.log.warn(
+                    "authenticator: generated a development secret in {source}; give it to your application "
+                    "with: python -m authenticator secret (production: set JWT_SECRET)", source=key.source,
+                )  # fmt: skip
+
+    async def onJoin(self, details):
+        self._io.start()
+        reactor.addSystemEventTrigger("during", "shutdown", self._io.stop)
+        caller = RegisterOptions(details_arg="details")
+        await self.register(self.authenticate, AUTHENTICATE)
+        await self.register(self.authenticate_headers, AUTHENTICATE_HEADERS)
+        await self.register(self.authorizer.authorize, AUTHORIZE)
+        await self.register(self.refresh, REFRESH, options=caller)
+        await self.register(self.revoke, REVOKE, options=caller)
+        await self.subscribe(self.keeper.joined, "wamp.session.on_join")
+        await self.subscribe(self.keeper.left, "wamp.session.on_leave")
+        self.keeper.start()
+        self.jwks.start()
+        metrics.ACTIVE_SESSIONS.roles = tuple(self.settings.policy.roles)
+        metrics.ACTIVE_SESSIONS.count = self._count_sessions
+        listen = getattr(self.store, "listen_for_revocations", None)
+        if listen is not None:  # several routers: end our sessions when another one revokes
+            stop = listen(
+                lambda authid, jti: reactor.callFromThread(self._revoked_elsewhere, authid, jti),
+                lambda problem: reactor.callFromThread(self.log.warn, "authenticator: {problem}", problem=problem),
+            )
+            reactor.addSystemEventTrigger("during", "shutdown", stop.set)
+        self._start_http_publishing(details.realm)
+        if self.settings.goodbye_on_stop:
+            # A stopping router (SIGINT, systemd's stop) drops its connections: clients would see a
+            # lost transport. They get a GOODBYE with a reason first, and the kits reconnect.
+            reactor.addSystemEventTrigger("before", "shutdown", lambda: ensureDeferred(self._goodbye_to_everyone()))
+        self.log.warn(ready_line(self._node, self.settings, details.realm))
+
+    async def _goodbye_to_everyone(self) -> None:
+        """Before the reactor stops: GOODBYE to every client session, then wait (at most
+        SHUTDOWN_GOODBYE_SECONDS) until they have left, so the GOODBYEs are on the wire before the
+        connections are dropped."""
+        if not self.is_attached():
+            return
+        roles = list(self.settings.policy.roles)
+        deadline = time.monotonic() + SHUTDOWN_GOODBYE_SECONDS
+        try:
+            for role in roles:
+                await self.call("wamp.session.kill_by_authrole", role, reason=SHUTDOWN_REASON,
+                                message=SHUTDOWN_MESSAGE).addTimeout(SHUTDOWN_GOODBYE_SECONDS, reactor)  # fmt: skip
+            self.log.warn("authenticator: router stopping; sent GOODBYE ({reason}) to every client session",
+                          reason=SHUTDOWN_REASON)  # fmt: skip
+            while time.monotonic() < deadline and await self.call(
+                "wamp.session.count", filter_authroles=roles
+            ).addTimeout(SHUTDOWN_GOODBYE_SECONDS, reactor):
+                await deferLater(reactor, 0.05, lambda: None)
+        except Exception as error:  # noqa: BLE001 - a stop must go on whatever happens here
+            self.log.warn("authenticator: could not say GOODBYE to every session ({kind})", kind=type(error).__name__)
+
+    def _start_http_publishing(self, realm: str) -> None:
+        """POST /publish (authenticator/endpoints/publish.py) publishes through the router this
+        component is embedded in."""
+        router = getattr(self._transport, "_router", None)
+        if router is None:
+            self.log.warn("authenticator: not embedded in a router worker; HTTP publishing is off")
+            return
+        self.http_publishing = HttpPublishing(realm, router, self.admission, self.authorizer, self.settings, self.log)
+        self.http_publishing.start()
+
+    # -- authentication ----------------------------------------------------------------------
+
+    def authenticate(self, realm, authid, details):
+        """WAMP-ticket: the ticket is the token."""
+        return self._login(details.get("ticket"), "ticket", details)
+
+    def authenticate_headers(self, realm, authid, details):
+        """WAMP-anonymous, dynamic: a token in the upgrade's headers, else the anonymous role."""
+        peer = _peer(details, self.settings.trusted_proxies)
+        try:
+            token, carrier = token_from_headers(_headers(details), self.settings)
+        except Rejected as rejection:
+            raise self._refuse(rejection, peer, "cookie") from None
+        if token is not None:
+            return self._login(token, carrier, details)
+        anonymous = self.settings.policy.anonymous_role
+        if anonymous is None:
+            raise self._refuse(Rejected(Reason.MISSING_TOKEN, "anonymous access is off"), peer, "none") from None
+        metrics.AUTHENTICATIONS.labels("anonymous", "none").inc()
+        # Always return extra: without it Crossbar would hand on the client's own HELLO authextra.
+        return {"role": anonymous, "extra": {"roles": [anonymous], "exp": None}}
+
+    def _login(self, token, carrier: str, details):
+        """The login hot path: plain calls while no I/O is needed, so that with reusable tokens and
+        the SQLite store the answer returns at once, on the reactor."""
+        peer = _peer(details, self.settings.trusted_proxies)
+        try:
+            checked = self.admission.check(token)
+        except Exception as error:  # noqa: BLE001 - any failure must become a clean refusal
+            raise self._refuse(_as_rejection(error), peer, carrier) from None
+        if isinstance(checked, Deferred):
+            return checked.addCallbacks(
+                self._admitted, self._refuse_failure, callbackArgs=(carrier, details), errbackArgs=(peer, carrier)
+            )
+        return self._admitted(checked, carrier, details)
+
+    def _admitted(self, identity: Identity, carrier: str, details) -> dict:
+        extra = self.keeper.admitted(identity, details.get("session"))
+        metrics.AUTHENTICATIONS.labels("accepted", "none").inc()
+        self.log.info(
+            "authentication accepted: authid={authid} role={role} via={via} peer={peer} jti={jti}",
+            authid=identity.authid, role=identity.role, via=carrier,
+            peer=_peer(details, self.settings.trusted_proxies), jti=identity.jti,
+        )  # fmt: skip
+        return {"authid": identity.authid, "role": identity.role, "extra": extra}
+
+    def _refuse_failure(self, failure, peer, carrier: str):
+        raise self._refuse(_as_rejection(failure.value), peer, carrier)
+
+    def _refuse(self, rejection: Rejected, peer, carrier: str) -> ApplicationError:
+        metrics.AUTHENTICATIONS.labels("refused", rejection.reason.code).inc()
+        self.log.warn(
+            "authentication refused: reason={reason} detail={detail} authid={authid} via={via} peer={peer} jti={jti}",
+            reason=rejection.reason.code, detail=rejection.detail or "-", authid=rejection.authid,
+            via=carrier, peer=peer, jti=rejection.jti,
+        )  # fmt: skip
+        message = Rejected(Reason.INTERNAL_ERROR).message if rejection.reason is Reason.INTERNAL_ERROR else None
+        return ApplicationError(rejection.reason.uri, message or rejection.message)
+
+    # -- refresh and revocation ---------------------------------------------------------------
+
+    async def refresh(self, token, details=None):
+        """A connected client presents a newer token; its session's deadline moves, no reconnect."""
+        live = self.keeper.session(_caller(details))
+        if live is None:
+            metrics.REFRESHES.labels("refused", Reason.REFRESH_REFUSED.code).inc()
+            raise ApplicationError(
+                Reason.REFRESH_REFUSED.uri, "Only a session that logged in with a token can refresh."
+            )
+        try:
+            identity = await maybeDeferred(self.admission.check, token)
+            if identity.authid != live.authid:
+                raise Rejected(Reason.REFRESH_REFUSED, "it is for another user", authid=live.authid, jti=identity.jti)
+            if frozenset(identity.roles) != live.roles:
+                # Crossbar cannot change a live session's role: a token with other roles (fewer, for
+                # a demoted user) needs a new session, and the old deadline stays.
+                raise Rejected(
+                    Reason.REFRESH_REFUSED, "its roles differ from the session's; reconnect with it",
+                    authid=live.authid, jti=identity.jti,
+                )  # fmt: skip
+        except Rejected as rejection:
+            metrics.REFRESHES.labels("refused", rejection.reason.code).inc()
+            self.log.warn("refresh refused: reason={reason} detail={detail} authid={authid} session={sid}",
+                          reason=rejection.reason.code, detail=rejection.detail or "-", authid=live.authid,
+                          sid=live.session_id)  # fmt: skip
+            raise ApplicationError(rejection.reason.uri, rejection.message) from None
+        except Exception as error:  # noqa: BLE001 - the same rule as logins: the type only, never the message
+            metrics.REFRESHES.labels("refused", Reason.INTERNAL_ERROR.code).inc()
+            raise self._internal(error, "refresh") from None
+        metrics.REFRESHES.labels("accepted", "none").inc()
+        self.keeper.refreshed(live, identity)
+        self.log.info("session refreshed: authid={authid} session={sid} exp={exp}", authid=live.authid,
+                      sid=live.session_id, exp=identity.expires_at)  # fmt: skip
+        # expires_in: seconds to exp on the router's clock (the kits time the next refresh by it)
+        return {"exp": identity.expires_at, "expires_in": round(identity.expires_at - time.time(), 3)}
+
+    async def revoke(self, authid=None, jti=None, details=None):
+        """Refuse a user's tokens issued until now (authid=...) or one token (jti=...), and end the
+        live sessions they cover.
+
+        A revocation by authid covers every token with an `iat` up to now plus the claim leeway
+        (authenticator/server/store.py, `covers`): a token minted just before it by an issuer whose clock
+        runs fast carries an `iat` ahead of ours. The answer says up to when (`tokens_issued_until`,
+        Unix time on the router's clock): the user's next token must be issued after it."""
+        if (authid is None and jti is None) or not all(_bounded_text(v) for v in (authid, jti)):
+            raise ApplicationError(
+                "wamp.error.invalid_argument",
+                f"Call revoke with authid='...' or jti='...' (at most {MAX_ID} characters).",
+            )
+        lifetime, leeway = self.settings.claims.max_lifetime_seconds, self.settings.claims.leeway_seconds
+        # The latest token covered has iat = now + leeway and is accepted until its exp + leeway.
+        keep = None if lifetime is None else lifetime + 2 * leeway
+        if self.store.known_down:
+            self.log.warn("authenticator: the token store is down; revocation refused: authid={authid} jti={jti}",
+                          authid=authid, jti=jti)  # fmt: skip
+            raise ApplicationError(Reason.STORE_UNAVAILABLE.uri, Rejected(Reason.STORE_UNAVAILABLE).message)
+        now = time.time()
+        try:
+            await deferToThreadPool(
+                reactor, self._io, self.store.revoke, authid=authid, jti=jti, now=now, keep_seconds=keep
+            )
+        except StoreUnavailable as error:
+            self.log.warn("authenticator: {error}", error=str(error))
+            raise ApplicationError(Reason.STORE_UNAVAILABLE.uri, Rejected(Reason.STORE_UNAVAILABLE).message) from None
+        except Exception as error:  # noqa: BLE001 - the same rule as logins: the type only, never the message
+            raise self._internal(error, "revoke") from None
+        _count_revocation(authid, jti, "here")
+        ended = self.keeper.revoke(authid, jti)
+        by = details.caller_authid if details else None
+        self.log.warn("revoked: authid={authid} jti={jti} by={by} sessions_ended={n}", authid=authid, jti=jti,
+                      by=by, n=len(ended))  # fmt: skip
+        answer = {"sessions_ended": len(ended)}
+        if authid is not None:
+            answer["tokens_issued_until"] = now + leeway  # this user's tokens with an iat up to it are refused
+        return answer
+
+    def _revoked_elsewhere(self, authid: str | None, jti: str | None) -> None:
+        _count_revocation(authid, jti, "elsewhere")
+        ended = self.keeper.revoke(authid, jti)
+        if ended:
+            self.log.warn("revoked on another router: authid={authid} jti={jti} sessions_ended={n}", authid=authid,
+                          jti=jti, n=len(ended))  # fmt: skip
+
+    def _kill(self, session_id: int, reason: Reason, message: str) -> Deferred:
+        d = self.call("wamp.session.kill", session_id, reason=reason.uri, message=message)
+        d.addErrback(self._kill_failed, session_id)
+        return d
+
+    def _kill_failed(self, failure, session_id) -> None:
+        if not (failure.check(ApplicationError) and failure.value.error == "wamp.error.no_such_session"):
+            self.log.warn("authenticator: could not end session {sid}: {kind}", sid=session_id,
+                          kind=type(failure.value).__name__)  # fmt: skip
+
+    def _internal(self, error: BaseException, what: str) -> ApplicationError:
+        """An unexpected failure: the log gets the exception type, the client a fixed message
+        (an exception's message or traceback could quote a token)."""
+        self.log.warn("{what} failed: internal error {kind}", what=what, kind=type(error).__name__)
+        return ApplicationError(Reason.INTERNAL_ERROR.uri, Rejected(Reason.INTERNAL_ERROR).message)
+
+    # -- Crossbar and Autobahn hooks ------------------------------------------------------------
+
+    def _count_sessions(self, role: str) -> int:
+        """For the /metrics scrape, on Crossbar's wsgi thread: ask the router, never guess.
+
+        Crossbar's count includes the embedded sessions HTTP publications are made from (one per
+        identity, kept for reuse: authenticator/endpoints/publisher_pool.py); they are not clients and are
+        left out. The router answers an embedded session's call within the call, so the count and
+        the publisher sessions it holds are read in the same reactor turn."""
+        publishing = getattr(self, "http_publishing", None)
+
+        def clients(count: int) -> int:
+            return count - (publishing.pool.held(role) if publishing is not None else 0)
+
+        def ask() -> Deferred:
+            return self.call("wamp.session.count", filter_authroles=[role]).addCallback(clients).addTimeout(2, reactor)
+
+        return blockingCallFromThread(reactor, ask)
+
+    def onUserError(self, fail, msg):
+        """A failure in one of our procedures. A refusal (ApplicationError) was logged once already,
+        with its reason: Autobahn would log its message a second time. Anything else is logged by
+        its type only: an exception's message or traceback could quote a token."""
+        if isinstance(getattr(fail, "value", None), ApplicationError):
+            return
+        self.log.error(
+            "authenticator: unexpected {kind} in a procedure", kind=type(getattr(fail, "value", fail)).__name__
+        )
+
+    def onLeave(self, details):
+        metrics.ACTIVE_SESSIONS.count = None
+        if getattr(self, "http_publishing", None) is not None:
+            self.http_publishing.stop()
+        self.keeper.stop()
+        self.jwks.stop()
+        super().onLeave(details)
+
+
+def _as_rejection(error: BaseException) -> Rejected:
+    # Anything but a Rejected is an internal error, known by its type only: a message or
+    # traceback could quote the token.
+    return error if isinstance(error, Rejected) else Rejected(Reason.INTERNAL_ERROR, type(error).__name__)
+
+
+def _caller(details) -> int | None:
+    """The calling session of one of our procedures (disclosed to us: OWN_PROCEDURES).
+
+    A CALL that carries forward_for would make Crossbar disclose its first entry as the caller; the
+    authorizer refuses every such CALL from a client before it reaches us (policy.py; tested through
+    the router by tests/router/test_hostile_clients.py::test_a_client_cannot_call_our_procedures_as_another_session).
+    There is no second check here: Autobahn 26 never fills CallDetails.forward_for of an
+    invocation, so one would never see it."""
+    return details.caller if details is not None else None
+
+
+def _bounded_text(value) -> bool:
+    return value is None or (isinstance(value, str) and 0 < len(value) <= MAX_ID)
+
+
+def _count_revocation(authid, jti, origin: str) -> None:
+    for kind, value in (("authid", authid), ("jti", jti)):
+        if value is not None:
+            metrics.REVOCATIONS.labels(kind, origin).inc()
+
+
+def _peer(details, trusted: frozenset[str] = frozenset()) -> str | None:
+    transport = details.get("transport") or {}
+    forwarded = (transport.get("http_headers_received") or {}).get("x-forwarded-for")
+    return client_address(transport.get("peer"), forwarded if isinstance(forwarded, str) else None, trusted)
+
+
+def _headers(details) -> dict:
+    return (details.get("transport") or {}).get("http_headers_received") or {}
