@@ -69,7 +69,7 @@ bench: $(BENCH_INSTALLED) $(BENCH_DEPS)
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
 $(BENCH_INSTALLED): $(INSTALLED)
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[bench]'
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[router,bench]'
 	touch $@
 
 # AutobahnJS, socket.io and jsonwebtoken for the load generator (make bench, and the load and
@@ -85,16 +85,17 @@ lint: $(TEST_INSTALLED)
 	$(BIN)/ruff check authenticator tests bench
 	$(BIN)/ruff format --check authenticator tests bench
 
+# The router is the [router] extra: `pip install crossbar-jwt` alone is the Python client kit (docs/clients.md).
 $(INSTALLED): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
 		{ echo "Crossbar 26 needs Python 3.11 or newer; run: make PYTHON=python3.11 ..." >&2; exit 1; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e .
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[router]'
 	touch $@
 
 $(TEST_INSTALLED): $(INSTALLED)
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[test]'
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[router,test]'
 	touch $@
 
 clean:
