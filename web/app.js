@@ -1,6 +1,7 @@
-// The demo page: one connection through the client kit (crossbar-jwt.js), which fetches a token
-// from /auth/token on every (re)connect, refreshes it before exp and reconnects when it must.
-import { connect } from "./crossbar-jwt.js";
+// The demo page: one connection through the client kit (the npm package crossbar-jwt, in
+// crossbar-jwt/; index.html's import map names it), which fetches a token from /auth/token on
+// every (re)connect, refreshes it before exp and reconnects when it must.
+import { connect } from "crossbar-jwt";
 
 const $ = (id) => document.getElementById(id);
 const WS_URL = `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/ws`;

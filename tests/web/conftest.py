@@ -7,6 +7,7 @@ On a failure the page's screenshot and browser console are kept in tests/artifac
 from __future__ import annotations
 
 import re
+import time
 from pathlib import Path
 
 import pytest
@@ -33,6 +34,14 @@ def web_router(workdir: Path, **issuer) -> RouterProcess:
             extra["session"]["expiry_grace_seconds"] = 1
 
     return RouterProcess(workdir, env={"JWT_SECRET": TEST_SECRET}, edit_config=configure).start()
+
+
+def console_shows(page, predicate, timeout: float, what: str) -> None:
+    """Wait for a console line of the page (Playwright delivers console events while it is called)."""
+    deadline = time.monotonic() + timeout
+    while not any(predicate(line) for line in page.console):
+        assert time.monotonic() < deadline, f"timed out after {timeout:.0f} s waiting for {what}: {page.console}"
+        page.wait_for_timeout(100)
 
 
 @pytest.fixture(scope="session")

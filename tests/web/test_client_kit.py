@@ -1,4 +1,4 @@
-"""The JavaScript client kit (web/crossbar-jwt.js) in Chromium against a real router whose issuer
+"""The JavaScript client kit (web/crossbar-jwt/crossbar-jwt.js) in Chromium against a real router whose issuer
 mints 3-second tokens: it keeps one session alive for half a minute by refreshing, it is back
 within two seconds of a restarted router, reconnects at once when a refresh is refused for other
 roles, and stops and says why when the user is revoked. The README's Node client runs it under Node.
@@ -18,7 +18,7 @@ from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 from tests.support.router import REPO, wait_for
 from tests.support.snippets import readme_snippet
 from tests.support.tokens import TEST_SECRET, mint
-from tests.web.conftest import web_router
+from tests.web.conftest import console_shows, web_router
 
 PASSWORDS = {"alice": "alice-demo-password", "bob": "bob-demo-password", "root": "root-demo-password"}
 RUN_SECONDS = 30
@@ -37,7 +37,7 @@ KIT_PAGE = """<!doctype html>
 </script>
 <script src="node_modules/autobahn-browser/autobahn.min.js"></script>
 <script type="module">
-  import { connect } from "./crossbar-jwt.js";
+  import { connect } from "./crossbar-jwt/crossbar-jwt.js";
   const url = `ws://${location.host}/ws`;
   window.kit = { tokens: 0, tokenTimes: [], sessions: [], subscribed: [], states: [], events: [], acked: [] };
 
@@ -209,7 +209,7 @@ def test_the_readmes_node_first_client_runs_the_kit_under_node(router, open_page
     if not (node_modules / "autobahn").exists() or shutil.which("node") is None:
         pytest.fail("node and bench/node_modules are missing: run `make test`, which installs them")
     (tmp_path / "first_client.mjs").write_text(readme_snippet("**Node**", "js"))
-    shutil.copy(REPO / "web" / "crossbar-jwt.js", tmp_path / "crossbar-jwt.mjs")
+    shutil.copy(REPO / "web" / "crossbar-jwt" / "crossbar-jwt.js", tmp_path / "crossbar-jwt.mjs")
     (tmp_path / "node_modules").symlink_to(node_modules)
     output = tmp_path / "output.txt"
     env = {"PATH": "/usr/bin:/bin", "JWT_SECRET": TEST_SECRET, "ROUTER_URL": router.url}
@@ -325,12 +325,22 @@ def test_close_while_the_router_is_down_stops_every_attempt(router, kit_page):
         router.start()
 
 
-def console_shows(page, predicate, timeout: float, what: str) -> None:
-    """Wait for a console line of the page (Playwright delivers console events while it is called)."""
-    deadline = time.monotonic() + timeout
-    while not any(predicate(line) for line in page.console):
-        assert time.monotonic() < deadline, f"timed out after {timeout:.0f} s waiting for {what}: {page.console}"
-        page.wait_for_timeout(100)
+def test_autobahns_auto_reconnect_disabled_warning_is_not_printed_when_the_kit_reconnects(router, kit_page):
+    """AutobahnJS warns "auto-reconnect disabled!" after every onclose that returns true, which the
+    kit's does whenever it reconnects with its own backoff or stops: a failure told at every such
+    reconnect. The kit drops that one line; AutobahnJS's "connection closed" line with the reason
+    (the marker) and its later warnings are still printed."""
+    page = kit_page("alice", "app.chat.kit-quiet")
+    page.route("**/auth/token", lambda route: route.fulfill(status=503, body="down"))  # no refresh succeeds
+    page.wait_for_function("kit.states.some(s => s.reason === 'authenticator.error.expired')", timeout=10000)
+    page.wait_for_function("kit.states.some(s => s.reason === 'crossbar-jwt.token_unavailable')", timeout=10000)
+    page.unroute("**/auth/token")
+    page.wait_for_function("client.state === 'connected' && kit.subscribed.length === 2", timeout=10000)
+    page.evaluate("autobahn.log.warn('marker: after the reconnect')")
+    console_shows(page, lambda line: line == "warning: marker: after the reconnect", 5, "the marker")
+    closed = [line for line in page.console if line.startswith("warning: connection closed")]
+    assert any("reason: authenticator.error.expired" in line for line in closed), page.console
+    assert not [line for line in page.console if "auto-reconnect disabled" in line], page.console
 
 
 def test_the_readmes_browser_snippet_connects_receives_and_stops_when_logged_out(router, open_page):

@@ -5,7 +5,7 @@ expiry it could not refresh and after router restarts."""
 import pytest
 from playwright.sync_api import expect
 
-from tests.web.conftest import web_router
+from tests.web.conftest import console_shows, web_router
 
 PASSWORDS = {"alice": "alice-demo-password", "bob": "bob-demo-password", "root": "root-demo-password"}
 
@@ -97,6 +97,20 @@ def test_a_logged_out_visitor_sees_the_public_feed_and_cannot_chat(router, open_
         "connection.session.publish('app.chat.lobby', ['spam'], {}, {acknowledge: true}).then(() => 'ok', e => e.error)"
     )
     assert error == "wamp.error.not_authorized"
+
+
+def test_logging_in_prints_no_auto_reconnect_disabled_warning(router, open_page):
+    """A login replaces the visitor's connection: the kit's client.close() ended it, and AutobahnJS
+    used to warn "auto-reconnect disabled!" at every login. Its "connection closed" line for the
+    visitor's session (the marker) is still printed; that warning is not."""
+    page = open_page(router)
+    expect(page.locator("#identity")).to_contain_text("visitor (anonymous)")
+    log_in(page, "alice")
+    page.evaluate("autobahn.log.warn('marker: logged in')")
+    console_shows(page, lambda line: line == "warning: marker: logged in", 5, "the marker")
+    closed = "warning: connection closed closed {reason: wamp.close.normal"
+    assert any(line.startswith(closed) for line in page.console), page.console
+    assert not [line for line in page.console if "auto-reconnect disabled" in line], page.console
 
 
 def test_an_admin_revokes_bob_and_bobs_page_shows_why_and_stays_closed(router, open_page):
