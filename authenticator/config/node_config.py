@@ -28,6 +28,37 @@ def controller_config_file(cbdir: Path, controller_cmdline: list[str]) -> Path |
     return None
 
 
+# What `crossbar start` writes into its node directory before it starts a worker, and removes when
+# it stops: {"pid": <the controller's pid>, "argv": [...], "options": {"config": "<file name>", ...}}.
+# Its options.config is the file the controller loaded (its --config, or the one it picked without
+# one); the controller's own command line cannot tell, Crossbar retitles the process.
+CROSSBAR_PID_FILE = "node.pid"
+
+
+def crossbar_config_file(cbdir: Path, name: str | None = None) -> Path:
+    """The node config `crossbar start --cbdir CBDIR [--config NAME]` reads: NAME in the node
+    directory, or without it Crossbar's own choice (config.yaml, then config.json; config.json when
+    there is neither, for the message that says so)."""
+    if name:
+        return cbdir / name
+    return controller_config_file(cbdir, []) or cbdir / "config.json"
+
+
+def started_config_file(cbdir: Path, pid_file_text: str, controller_pid: int) -> Path | None:
+    """The node config the controller with this pid loaded, from the node directory's pid file
+    (CROSSBAR_PID_FILE); None when the file is not that controller's (a stale file of a node that
+    crashed, another launcher) or names no config."""
+    try:
+        data = json.loads(pid_file_text)
+    except ValueError:
+        return None
+    if not isinstance(data, dict) or data.get("pid") != controller_pid:
+        return None
+    options = data.get("options")
+    name = options.get("config") if isinstance(options, dict) else None
+    return cbdir / name if isinstance(name, str) and name else None
+
+
 def read_node_config(path: Path) -> dict:
     """A node config file as Crossbar reads it: JSON, or YAML for .yaml/.yml files."""
     text = path.read_text(encoding="utf-8")
@@ -48,6 +79,14 @@ def find_component(config: Mapping):
     return None
 
 
+def _one_line(error: Exception) -> str:
+    """A parser's error on one line (PyYAML's span several: the problem, then the place drawn)."""
+    problem, mark = getattr(error, "problem", None), getattr(error, "problem_mark", None)
+    if problem and mark is not None:
+        return f"{type(error).__name__}: {problem} (line {mark.line + 1}, column {mark.column + 1})"
+    return f"{type(error).__name__}: {' '.join(str(error).split())}"
+
+
 def load_node_config(config_file: Path) -> dict:
     """A node config for a command: read as Crossbar reads it, or ConfigError saying what to do."""
     try:
@@ -57,22 +96,24 @@ def load_node_config(config_file: Path) -> dict:
             f"{config_file} does not exist; pass --cbdir pointing at your .crossbar folder "
             "(and --config naming the node config in it)"
         ) from error
-    except ValueError as error:  # JSON and YAML errors both
-        raise ConfigError(f"{config_file} cannot be read: {type(error).__name__}: {error}") from error
-    except Exception as error:  # noqa: BLE001 - PyYAML's errors are not ValueErrors
-        raise ConfigError(f"{config_file} cannot be read: {type(error).__name__}: {error}") from error
+    except Exception as error:  # noqa: BLE001 - JSON's ValueErrors, PyYAML's own errors: one line each
+        raise ConfigError(f"{config_file} cannot be read: {_one_line(error)}") from error
     if not isinstance(config, Mapping):
         raise ConfigError(f"{config_file} is not a node config (an object with 'workers')")
     return dict(config)
 
 
-def component_extra(config_file: Path) -> dict:
-    """The authenticator component's ``extra`` from a Crossbar node config (for the CLI)."""
-    config = load_node_config(config_file)
+def authenticator_component(config: Mapping, config_file: Path) -> dict:
+    """The authenticator component's config in a node config, or ConfigError naming the file."""
     found = find_component(config)
     if found is None:
         raise ConfigError(f"{config_file} has no component with classname {COMPONENT_CLASS}")
-    return dict(found[3].get("extra", {}))
+    return dict(found[3])
+
+
+def component_extra(config_file: Path) -> dict:
+    """The authenticator component's ``extra`` from a Crossbar node config (for the CLI)."""
+    return dict(authenticator_component(load_node_config(config_file), config_file).get("extra", {}))
 
 
 def router_url(config_file: Path) -> str:

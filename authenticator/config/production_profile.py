@@ -28,26 +28,38 @@ from __future__ import annotations
 
 import copy
 import ipaddress
+from urllib.parse import urlsplit
 
 from authenticator.contract import COMPONENT_CLASSES
 
 NODE_ID = "crossbar_jwt"  # Crossbar: ^[a-z][a-z0-9_]{2,63}$
 METRICS_PORT = 9464  # loopback only
 DEMO_ORIGINS = ("https://app.example.com",)
+DEFAULT_PORTS = {"https": 443, "http": 80}  # of an origin written without a port
 # Nothing at / unless the operator names a directory (Crossbar needs a root path; "json" is not a
 # leaf, so /ws and /publish stay reachable beside it).
 ROOT = {"type": "json", "value": {}}
 
 
 def crossbar_origin(origin: str) -> str:
-    """An origin as Autobahn matches it: it compares "scheme://host:port" (the port always
-    written) against the patterns, so "https://app.example.com" must be given with ":443"."""
-    scheme, _, rest = origin.rstrip("/").partition("://")
-    if not rest or scheme not in ("http", "https"):
-        raise ValueError(f"an origin is scheme://host[:port], such as https://app.example.com, not {origin!r}")
-    if ":" not in rest.rsplit("]", 1)[-1]:
-        rest += ":443" if scheme == "https" else ":80"
-    return f"{scheme}://{rest}"
+    """An origin as Autobahn matches it: "scheme://host:port", the port always written. The port is
+    the one given (https://app.example.com:8443); an origin without one means its scheme's default
+    port, 443 for https and 80 for http, as in a browser's Origin header: a page served from
+    https://app.example.com:8443 is not the origin https://app.example.com."""
+    parts = urlsplit(origin.strip())
+    scheme = parts.scheme.lower()
+    try:
+        port = parts.port
+    except ValueError:  # not a number, or out of range
+        port = 0
+    if (scheme not in DEFAULT_PORTS or not parts.hostname or port == 0 or parts.path not in ("", "/")
+            or parts.query or parts.fragment or "@" in parts.netloc):  # fmt: skip
+        raise ValueError(
+            "an origin is scheme://host[:port], such as https://app.example.com (port 443) or "
+            f"https://app.example.com:8443, not {origin!r}"
+        )
+    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname  # Autobahn compares it lowercased
+    return f"{scheme}://{host}:{port or DEFAULT_PORTS[scheme]}"
 
 
 def browser_origin(origin: str) -> str:

@@ -7,15 +7,30 @@ import os
 from pathlib import Path
 
 from authenticator.config.node_checks import check_node
-from authenticator.config.node_config import controller_config_file, read_node_config, websocket_url
+from authenticator.config.node_config import (
+    CROSSBAR_PID_FILE,
+    controller_config_file,
+    read_node_config,
+    started_config_file,
+    websocket_url,
+)
 from authenticator.config.settings import Settings, key_sources
 
 
 def node_config_file(cbdir: Path) -> Path | None:
     """The node config this router worker's controller was started with (None when that cannot be
-    read: not Linux, or another launcher). The worker's parent is Crossbar's node controller."""
+    known). The worker's parent is Crossbar's node controller; it wrote the pid file of the node
+    directory before it started any worker. Its command line is the fallback for a Crossbar that
+    writes none: it is only readable where the controller was not retitled (no setproctitle)."""
+    controller = os.getppid()
     try:
-        cmdline = Path(f"/proc/{os.getppid()}/cmdline").read_bytes().decode(errors="replace").split("\0")
+        found = started_config_file(cbdir, (cbdir / CROSSBAR_PID_FILE).read_text(encoding="utf-8"), controller)
+    except (OSError, UnicodeDecodeError):
+        found = None
+    if found is not None:
+        return found
+    try:
+        cmdline = Path(f"/proc/{controller}/cmdline").read_bytes().decode(errors="replace").split("\0")
     except OSError:
         return None
     return controller_config_file(cbdir, cmdline)
@@ -37,7 +52,10 @@ def node_problems(config: dict | None, config_file: Path | None, settings: Setti
     return [p.line(config_file) for p in check_node(config, settings.policy.roles)]
 
 
-def ready_line(config: dict | None, settings: Settings, realm: str) -> str:
+def ready_line(config: dict | None, settings: Settings, realm: str, config_file: Path | None = None) -> str:
+    """The line every start ends with: the node config it runs (as its configuration errors name
+    it), where clients connect, the realm and where the keys come from."""
     url = websocket_url(config) if config is not None else None
+    source = f"{config_file}: " if config is not None and config_file is not None else ""
     where = f"clients connect to {url}, " if url else ""
-    return f"authenticator: ready: {where}realm {realm}; keys: {key_sources(settings)}"
+    return f"authenticator: ready: {source}{where}realm {realm}; keys: {key_sources(settings)}"
