@@ -32,36 +32,42 @@ What it does (the same as web/crossbar-jwt.js; details in docs/clients.md):
   reason URI and message that ended the last session or attempt; None while connected), session
   (the joined ApplicationSession or None), refreshes.
 
-On Twisted; the same on asyncio is authenticator/kit/asyncio.py (autobahn picks one framework
-per process). What both share is authenticator/kit/common.py.
+- wss:// URLs: the certificate is verified against the system's CAs, or ca_file= (a PEM file of
+  the CAs to trust), or ssl_context= (an IOpenSSLClientConnectionCreator: optionsForClientTLS(...)).
+- on_state and on_refresh are the application's: one that raises is logged and stops nothing.
+
+The loop is authenticator/kit/loop.py, on txaio, the same for asyncio (authenticator/kit/asyncio.py);
+this module picks Twisted (Autobahn works with one framework per process) and makes the connection.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
-from autobahn.twisted.wamp import ApplicationSession
-from autobahn.twisted.websocket import WampWebSocketClientFactory
-from autobahn.wamp.types import ComponentConfig
-from autobahn.websocket.util import parse_url
-from twisted.internet import defer, task
-from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
-from twisted.internet.ssl import optionsForClientTLS
-from twisted.logger import Logger
+import txaio
 
-from authenticator.kit.common import (  # noqa: F401 - the kit's vocabulary, importable from here
+txaio.use_twisted()
+
+from autobahn.twisted.wamp import ApplicationSession  # noqa: E402 - after the framework is chosen
+from autobahn.twisted.websocket import WampWebSocketClientFactory  # noqa: E402
+from autobahn.websocket.util import parse_url  # noqa: E402
+from twisted.internet import defer  # noqa: E402
+from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS  # noqa: E402
+from twisted.internet.ssl import Certificate, optionsForClientTLS, trustRootFromCertificates  # noqa: E402
+
+from authenticator.kit.common import (  # noqa: E402, F401 - the kit's vocabulary, importable from here
     EXPIRED,
     FINAL_REASONS,
     LOST,
+    MAX_TIMER_SECONDS,
     NO_TOKEN,
     REFRESH,
     REFRESH_REFUSED,
     TOKEN_UNAVAILABLE,
     UNREACHABLE,
     Backoff,
-    KitClient,
-    KitSession,
     NoToken,
     TokenUnavailable,
     fresh_token,
@@ -69,12 +75,11 @@ from authenticator.kit.common import (  # noqa: F401 - the kit's vocabulary, imp
     seconds_left,
     timer_seconds,
 )
+from authenticator.kit.loop import CONNECT_TIMEOUT, KitClient, KitSession  # noqa: E402
 
 
 class Client(KitClient):
     """One logical connection: start() keeps a session joined until stop() or a final reason."""
-
-    log = Logger()
 
     def __init__(
         self,
@@ -89,37 +94,35 @@ class Client(KitClient):
         backoff: Backoff = Backoff(),  # noqa: B008 - frozen, shared safely
         refresh_ahead: float = 10.0,
         final_reasons: frozenset[str] = FINAL_REASONS,
+        ca_file: str | Path | None = None,
+        ssl_context=None,
         reactor=None,
     ) -> None:
-        if reactor is None:
-            from twisted.internet import reactor
         super().__init__(
             url, realm, get_token, on_join=on_join, on_state=on_state, on_refresh=on_refresh, bearer=bearer,
-            backoff=backoff, refresh_ahead=refresh_ahead, final_reasons=final_reasons,
+            backoff=backoff, refresh_ahead=refresh_ahead, final_reasons=final_reasons, ca_file=ca_file,
+            ssl_context=ssl_context,
         )  # fmt: skip
+        if reactor is None:
+            from twisted.internet import reactor
+        else:
+            self._call_later = reactor.callLater  # txaio's is the global reactor's
         self._reactor = reactor
-        self._running: defer.Deferred | None = None
-        self._refresh_call = None
-
-    # -- the application's side ----------------------------------------------------------------
+        secure, self._host, self._port = parse_url(url)[:3]
+        self._tls = None
+        if secure:
+            trust = _trust_root(ca_file) if ca_file is not None else None
+            self._tls = ssl_context or optionsForClientTLS(self._host, trustRoot=trust)
 
     def start(self) -> defer.Deferred:
         """Connect, and keep connected. Fires with (reason, message) once stopped."""
-        if self._running is None:
-            self._running = defer.ensureDeferred(self._run())
+        self._start_run()
         return self._when_stopped()
 
     def stop(self) -> defer.Deferred:
         """Leave the session (or give up connecting) and stop; fires like start()'s Deferred."""
-        self._stopping = True
-        if self._running is None:
+        if not self._stop_run():
             return defer.succeed(self._stopped("wamp.close.normal", "closed by the application"))
-        if self._waiting is not None:
-            self._waiting.cancel()
-        if self.session is not None and self.session.is_attached():
-            self.session.leave("wamp.close.normal", "closed by the application")
-        elif self._protocol is not None:
-            self._protocol.dropConnection(abort=True)
         return self._when_stopped()
 
     def _when_stopped(self) -> defer.Deferred:
@@ -133,126 +136,27 @@ class Client(KitClient):
         self._running.addBoth(relay)
         return waiter
 
-    # -- the loop: connect, wait for the connection to end, decide ------------------------------
-
-    async def _run(self) -> tuple[str, str]:
-        failures = 0  # attempts since the last join
-        self._set_state("connecting")
-        while not self._stopping:
-            joined = await self._attempt()
-            if self._stopping:
-                break
-            reason, message = self._outcome or (LOST, "the connection was lost")
-            if reason in self.final_reasons:
-                return self._stopped(reason, message)
-            if joined:
-                failures = 0
-            self._set_state("reconnecting", reason, message)
-            self._waiting = task.deferLater(self._reactor, self._retry_delay(failures), lambda: None)
-            failures += 1
-            try:
-                await self._waiting
-            except defer.CancelledError:
-                break
-            finally:
-                self._waiting = None
-        return self._stopped("wamp.close.normal", "closed by the application")
-
-    async def _attempt(self) -> bool:
-        """One connection, from connect to close. True if a session joined on it."""
-        self._outcome = None
-        self._joined = False
-        headers = None
-        if self.bearer and self.get_token is not None:
-            try:
-                token = await fresh_token(self.get_token)
-            except TokenUnavailable as error:
-                self._outcome = (error.error, str(error))
-                return False
-            if self._stopping:  # stop() came while get_token() was running
-                return False
-            headers = {"Authorization": f"Bearer {token}"}
-        factory = WampWebSocketClientFactory(
-            lambda: _Session(ComponentConfig(realm=self.realm), self), url=self.url, headers=headers
-        )
-        # Notice a router that went away without closing (power, network) within ~40 s.
-        factory.setProtocolOptions(openHandshakeTimeout=10, autoPingInterval=30, autoPingTimeout=10)
-        self._waiting = self._endpoint(factory).connect(factory)
-        try:
-            self._protocol = await self._waiting
-        except defer.CancelledError:
-            return False
-        except Exception as error:  # noqa: BLE001 - refused, timed out, DNS, TLS: all "try again"
-            self._outcome = (UNREACHABLE, str(error))
-            return False
-        finally:
-            self._waiting = None
-        try:
-            await self._protocol.is_closed
-        finally:
-            # A lost connection ends the session without a leave: forget it here in any case.
-            self._protocol, self.session = None, None
-            self._cancel_refresh()
-        return self._joined
-
-    def _endpoint(self, factory):
-        secure, host, port = parse_url(self.url)[:3]
+    def _connect(self, factory) -> defer.Deferred:
         # attemptDelay: the pause between the addresses of a host name (IPv6, IPv4), and how late a
         # refused connect is reported (default 0.3 s, a fifth of the longest backoff).
-        endpoint = HostnameEndpoint(self._reactor, host, port, timeout=10, attemptDelay=0.1)
-        return wrapClientTLS(optionsForClientTLS(host), endpoint) if secure else endpoint
+        endpoint = HostnameEndpoint(self._reactor, self._host, self._port, timeout=CONNECT_TIMEOUT, attemptDelay=0.1)
+        if self._tls is not None:
+            endpoint = wrapClientTLS(self._tls, endpoint)
+        return endpoint.connect(factory)
 
-    # -- the session's side (called by _Session) -----------------------------------------------
 
-    async def _joined_session(self, session: ApplicationSession, details) -> None:
-        self.session, self._joined = session, True
-        self._set_state("connected")
-        extra = details.authextra or {}
-        if self.get_token is not None and extra.get("exp"):
-            self._schedule_refresh(session, seconds_left(extra))
-        if self.on_join is not None:
-            await defer.maybeDeferred(self.on_join, session, details)
-
-    # -- refresh -------------------------------------------------------------------------------
-
-    def _schedule_refresh(self, session, expires_in: float, attempt: int = 0, delay: float | None = None) -> None:
-        self._cancel_refresh()
-        delay = timer_seconds(refresh_delay(expires_in, self.refresh_ahead) if delay is None else delay)
-        self._refresh_call = self._reactor.callLater(
-            delay, lambda: defer.ensureDeferred(self._refresh(session, expires_in - delay, attempt))
-        )
-
-    def _warn(self, text: str) -> None:
-        self.log.warn("{text}", text=text)
-
-    def _cancel_refresh(self) -> None:
-        if self._refresh_call is not None and self._refresh_call.active():
-            self._refresh_call.cancel()
-        self._refresh_call = None
-
-    async def _refresh(self, session, expires_in: float, attempt: int) -> None:
-        if session is not self.session:
-            return
-        try:
-            token = await fresh_token(self.get_token)
-            answer = await session.call(REFRESH, token)
-        except Exception as error:  # noqa: BLE001 - any failure: try again, or reconnect
-            if session is not self.session:
-                return  # the session ended meanwhile
-            if self._left_for_refresh_failure(session, error):
-                return
-            # Try again shortly; if no refresh succeeds the router ends the session at exp (+ grace).
-            self.log.warn("token refresh failed ({reason}); trying again",
-                          reason=getattr(error, "error", None) or type(error).__name__)  # fmt: skip
-            self._schedule_refresh(session, expires_in, attempt + 1, self._retry_delay(attempt))
-            return
-        if session is not self.session:
-            return
-        self.refreshes += 1
-        if self.on_refresh is not None:
-            self.on_refresh(answer["exp"])
-        self._schedule_refresh(session, seconds_left(answer))
+def _trust_root(ca_file: str | Path):
+    """Every certificate of a PEM file (a CA bundle) as the roots to trust."""
+    marker = b"-----BEGIN CERTIFICATE-----"
+    blocks = Path(ca_file).read_bytes().split(marker)[1:]
+    if not blocks:
+        raise ValueError(f"{ca_file}: no PEM certificate in it")
+    return trustRootFromCertificates([Certificate.loadPEM(marker + block) for block in blocks])
 
 
 class _Session(KitSession, ApplicationSession):
     """The WAMP session of one connection; everything it learns goes to its Client."""
+
+
+Client._factory_class = WampWebSocketClientFactory
+Client._session_class = _Session

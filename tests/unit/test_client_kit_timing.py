@@ -82,7 +82,7 @@ def test_the_twisted_kit_arms_a_30_day_tokens_refresh_for_the_longest_timer():
     client = Client("ws://127.0.0.1:9/ws", "realm1", lambda: "token", reactor=clock)
     session = object()
     client.session = session
-    client._schedule_refresh(session, 30 * DAY)
+    client._plan_refresh(session, 30 * DAY)
     [call] = clock.getDelayedCalls()
     assert call.getTime() == MAX_TIMER_SECONDS
 
