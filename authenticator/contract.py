@@ -57,7 +57,7 @@ AUTHEXTRA_LOGIN_KEY = "login"  # behind proxies: links a login to the router ses
 # -- what a node config names: Crossbar loads these Python objects -----------------------------
 COMPONENT_CLASS = "authenticator.server.component.AuthenticatorComponent"
 PUBLISH_RESOURCE = "authenticator.endpoints.publish.publish_resource"
-METRICS_MODULE = "authenticator.server.metrics"
+METRICS_MODULE = "authenticator.endpoints.metrics"
 ISSUER_MODULE = "authenticator.demo.issuer"
 PROXY_HARDENING = "authenticator.patches.hardening.harden_proxy_worker"
 # 0.1's path of the component, still accepted for one release (CHANGELOG.md)

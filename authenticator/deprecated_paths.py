@@ -15,7 +15,7 @@ import warnings
 OLD_MODULES = {  # old module -> where it lives now
     "authenticator.component": "authenticator.server.component",
     "authenticator.http_publish": "authenticator.endpoints.publish",
-    "authenticator.metrics": "authenticator.server.metrics",
+    "authenticator.metrics": "authenticator.endpoints.metrics",
     "authenticator.issuer": "authenticator.demo.issuer",
     "authenticator.hardening": "authenticator.patches.hardening",
     "authenticator.client": "authenticator.kit.twisted",
@@ -26,7 +26,7 @@ OLD_MODULES = {  # old module -> where it lives now
 OLD_TO_NEW = {
     "authenticator.component.AuthenticatorComponent": "authenticator.server.component.AuthenticatorComponent",
     "authenticator.http_publish.publish_resource": "authenticator.endpoints.publish.publish_resource",
-    "authenticator.metrics.app": "authenticator.server.metrics.app",
+    "authenticator.metrics.app": "authenticator.endpoints.metrics.app",
     "authenticator.issuer.app": "authenticator.demo.issuer.app",
     "authenticator.hardening.harden_proxy_worker": "authenticator.patches.hardening.harden_proxy_worker",
     "authenticator.client.Client": "authenticator.kit.twisted.Client",

@@ -35,7 +35,7 @@ import copy
 from authenticator.config.settings import load_issuer_settings
 from authenticator.contract import AUTHENTICATE, COMPONENT_CLASSES, ISSUER_MODULE, PROXY_HARDENING, PUBLISH_RESOURCE
 from authenticator.core.publish_request import DEFAULT_MAX_BODY_BYTES, INVALID_ARGUMENT
-from authenticator.patches.hello_timeout import DEFAULT_HELLO_TIMEOUT_SECONDS
+from authenticator.core.settings import DEFAULT_HELLO_TIMEOUT_SECONDS
 
 # The path that hardens a proxy worker; it must sort before the WebSocket path (see _hardened).
 HARDENING_PATH = "hardening"

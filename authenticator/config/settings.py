@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
 
+from authenticator.config.key_files import load_hmac_secret, load_public_key_file
 from authenticator.core.keys import (
     HMAC_ALGORITHMS,
     SUPPORTED_ALGORITHMS,
@@ -16,8 +17,6 @@ from authenticator.core.keys import (
     KeyRing,
     VerificationKey,
     keys_from_jwks,
-    load_hmac_secret,
-    load_public_key_file,
 )
 from authenticator.core.policy import PolicyError, load_policy
 from authenticator.core.settings import (  # noqa: F401 - read with the settings they load

@@ -15,15 +15,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from authenticator.core.unknown_keys import unknown_keys
-from authenticator.patches.finite_json import (
+from authenticator.core.json_guard import (
     LoneSurrogate,
     NonFiniteNumber,
     finite_float,
     may_hold_surrogates,
+    nesting_exceeds,
     refuse_constant,
     refuse_lone_surrogates,
 )
+from authenticator.core.unknown_keys import unknown_keys
 
 DEFAULT_MAX_BODY_BYTES = 65536  # as the WebSocket's max_message_size
 DEFAULT_MAX_BATCH = 100
@@ -81,7 +82,7 @@ def parse_body(body: bytes, *, max_batch: int, max_uri_length: int) -> tuple[boo
     """(is a batch, the publications in order). A body that is not JSON, too deep, or neither an
     object nor a list raises BodyProblem; in a batch, a bad publication is a Refusal in its place
     (a bad one does not stop the others)."""
-    if _nesting_exceeds(body, MAX_DEPTH):
+    if nesting_exceeds(body, MAX_DEPTH):
         raise BodyProblem(f"The body is nested deeper than {MAX_DEPTH} levels.")
     try:
         # NaN, Infinity and numbers beyond the float range are refused, not read: Python would write
@@ -203,34 +204,6 @@ def _unknown(where: str, given: dict, known) -> str | None:
     more = len(unknown) - MAX_NAMED_UNKNOWN
     named = unknown_keys(where, unknown[:MAX_NAMED_UNKNOWN], known)
     return named + (f" (and {more} more unknown keys)." if more > 0 else ".")
-
-
-def _nesting_exceeds(raw: bytes, limit: int) -> bool:
-    """Whether brackets nest deeper than `limit` outside JSON strings, checked before json.loads:
-    the C parser recurses once per level, and in a process whose recursion limit something raised
-    (Crossbar imports py_ecc, which sets 100,000) a deep body overflows the C stack and kills the
-    process instead of raising RecursionError. Linear and without recursion; the counting loop
-    only sees the brackets (~3 ms for 64 KiB of them)."""
-    if raw.count(b"[") + raw.count(b"{") <= limit:
-        return False
-    depth = 0
-    for byte in _JSON_STRING.sub(b"", raw).translate(None, _NOT_A_BRACKET):
-        if byte in _OPENING:
-            depth += 1
-            if depth > limit:
-                return True
-        else:
-            depth -= 1
-    return False
-
-
-# A string, or an unterminated one to the end of the body: every match that starts at a quote
-# succeeds (possessive, no backtracking; a lone trailing backslash too), so the scan is linear
-# whatever the body. (A pattern that can fail after scanning far, like "(?:[^"\\]|\\.)*", is
-# retried from every later quote: quadratic, 17 s for 64 KiB of escaped quotes.)
-_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*+(?:"|\\?\Z)', re.DOTALL)
-_OPENING = frozenset(b"[{")
-_NOT_A_BRACKET = bytes(b for b in range(256) if b not in b"[]{}")
 
 
 # -- answers ------------------------------------------------------------------------------------

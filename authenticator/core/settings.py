@@ -13,6 +13,9 @@ from authenticator.core.policy import Policy
 class ConfigError(ValueError):
     """The configuration is unusable; the message says where and how to fix it."""
 
+# From the WebSocket upgrade to WELCOME, unless the config says otherwise (authenticator/patches/hello_timeout.py).
+DEFAULT_HELLO_TIMEOUT_SECONDS = 10
+
 
 @dataclass(frozen=True)
 class ClaimRules:
@@ -59,7 +62,7 @@ class Limits:
     # evicts, so past this budget answers are given uncached (correct, one authorizer call each).
     authorization_cache_entries: int = 10000
     # From the WebSocket upgrade to WELCOME; a client that has not joined by then is closed (1008).
-    hello_timeout_seconds: int = 10
+    hello_timeout_seconds: int = DEFAULT_HELLO_TIMEOUT_SECONDS
 
 
 @dataclass(frozen=True)

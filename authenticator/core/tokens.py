@@ -20,6 +20,7 @@ from typing import Any
 
 import jwt
 
+from authenticator.core.json_guard import nesting_exceeds
 from authenticator.core.policy import authid_problem
 from authenticator.core.reasons import Reason, Rejected
 from authenticator.core.settings import Settings
@@ -51,26 +52,14 @@ MAX_JSON_DEPTH = 16  # claims are flat in practice; deep nesting only serves to 
 def _strict_json(data: bytes) -> Any:
     """JSON as RFC 8259 has it: no duplicate names, no NaN/Infinity; nesting deeper than
     MAX_JSON_DEPTH refused (the same answer whatever the process's recursion limit is)."""
+    if nesting_exceeds(data, MAX_JSON_DEPTH):
+        raise _NotStrictJson("nested too deeply")
     try:
-        value = json.loads(data, object_pairs_hook=_no_duplicates, parse_constant=_no_constants)
+        return json.loads(data, object_pairs_hook=_no_duplicates, parse_constant=_no_constants)
     except RecursionError:
         raise _NotStrictJson("nested too deeply") from None
     except UnicodeDecodeError:
         raise _NotStrictJson("not UTF-8") from None
-    if not _shallow(value):
-        raise _NotStrictJson("nested too deeply")
-    return value
-
-
-def _shallow(value: Any) -> bool:
-    stack = [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        if isinstance(item, dict | list):
-            if depth > MAX_JSON_DEPTH:
-                return False
-            stack.extend((child, depth + 1) for child in (item.values() if isinstance(item, dict) else item))
-    return True
 
 
 def _why(error: Exception) -> str:

@@ -36,9 +36,10 @@ from flask import Flask, jsonify, request, session
 from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.security import check_password_hash
 
+from authenticator.config.key_files import load_hmac_secret
 from authenticator.config.node_config import component_extra
 from authenticator.config.settings import load_issuer_settings, load_settings
-from authenticator.core.keys import load_hmac_secret
+from authenticator.core.json_guard import nesting_exceeds
 from authenticator.core.tokens import user_claims
 
 # Checked against when a username is unknown, so both paths cost one hash check (no user probing).
@@ -152,35 +153,12 @@ def public_ports(config_file: Path) -> frozenset[int] | None:
 def login_body(data: bytes) -> dict | None:
     """The JSON object in a login body, or None when it is not one (bad UTF-8 or JSON, too deep)."""
     try:
-        text = data.decode("utf-8")
-        if _nesting_deeper_than(text, MAX_JSON_DEPTH):
+        if nesting_exceeds(data, MAX_JSON_DEPTH):
             return None
-        body = json.loads(text)
+        body = json.loads(data.decode("utf-8"))
     except (ValueError, RecursionError):  # RecursionError is not a ValueError
         return None
     return body if isinstance(body, dict) else None
-
-
-def _nesting_deeper_than(text: str, limit: int) -> bool:
-    """Whether brackets nest deeper than `limit` outside strings: one pass, no recursion."""
-    depth, in_string, escaped = 0, False, False
-    for char in text:
-        if in_string:
-            if escaped:
-                escaped = False
-            elif char == "\\":
-                escaped = True
-            elif char == '"':
-                in_string = False
-        elif char == '"':
-            in_string = True
-        elif char in "[{":
-            depth += 1
-            if depth > limit:
-                return True
-        elif char in "]}":
-            depth -= 1
-    return False
 
 
 def create_app(cbdir: Path, config_file: Path | None = None) -> Flask:

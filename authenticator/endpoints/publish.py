@@ -43,9 +43,9 @@ from authenticator.core.publish_request import (
 from authenticator.core.reasons import Reason, Rejected
 from authenticator.core.tokens import Identity
 from authenticator.core.unknown_keys import unknown_keys
+from authenticator.endpoints import metrics
 from authenticator.endpoints.publisher_pool import PublisherPool
 from authenticator.patches import body_limit
-from authenticator.server import metrics
 
 # The realm's publishing service, by realm: filled by the authenticator component when it joins.
 # Crossbar hands a ``resource`` path nothing but its own extra, so the two meet here, in the one

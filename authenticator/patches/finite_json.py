@@ -52,13 +52,20 @@ cannot silently take the protection away. Autobahn's optional ujson mode
 
 from __future__ import annotations
 
-import math
-import re
 import time
 from collections.abc import Callable
 
 # At most one warn line per this many seconds for messages dropped on the way out; the line counts
 # the ones not logged since.
+from authenticator.core.json_guard import (  # noqa: E402,F401 - the patch's vocabulary
+    LoneSurrogate,
+    NonFiniteNumber,
+    finite_float,
+    may_hold_surrogates,
+    refuse_constant,
+    refuse_lone_surrogates,
+)
+
 WARN_INTERVAL = 10.0
 
 TARGETS = (
@@ -67,75 +74,6 @@ TARGETS = (
     "autobahn.wamp.websocket:WampWebSocketProtocol.send",
     "autobahn.twisted.rawsocket:WampRawSocketProtocol.send",
 )
-
-
-class NonFiniteNumber(ValueError):  # noqa: N818 - its name is what the sender reads in the close reason
-    """A NaN or an infinity where JSON has only finite numbers. The message is short: Autobahn puts
-    it into a WebSocket close reason, which holds 123 bytes. `value`: what was read, as written."""
-
-    def __init__(self, message: str, value: str = "") -> None:
-        super().__init__(message)
-        self.value = value
-
-
-class LoneSurrogate(ValueError):  # noqa: N818 - its name is what the sender reads in the close reason
-    """A string (a value or a key) holding half of a UTF-16 surrogate pair: the JSON escape
-    ``"\\ud800"`` on its own. Python's JSON parser reads it into a ``str`` that is not Unicode, and
-    that nothing can write as UTF-8 again: sent on, it broke every send of the message (the
-    broker's fan-out stopped at the first JSON peer, behind the proxies the CBOR link failed). The
-    message, with the class name before it, is what the close reason shows: ``LoneSurrogate
-    \\ud800 is not valid Unicode: send valid UTF-8`` (ASCII, whatever the surrogate)."""
-
-    def __init__(self, character: str) -> None:
-        self.value = f"\\u{ord(character):04x}"
-        super().__init__(f"{self.value} is not valid Unicode: send valid UTF-8")
-
-
-_SURROGATE = re.compile("[\ud800-\udfff]")
-# What a text or body must contain for a parsed string to hold a lone surrogate: its escape, or
-# (bytes that json.loads decodes with "surrogatepass") its UTF-8-like encoding. Most messages
-# contain neither, and are not walked.
-_MAYBE_SURROGATE_TEXT = re.compile(r"\\u[dD][89a-fA-F]|[\ud800-\udfff]")
-_MAYBE_SURROGATE_BYTES = re.compile(rb"\\u[dD][89a-fA-F]|\xed[\xa0-\xbf]")
-
-
-def may_hold_surrogates(raw: str | bytes) -> bool:
-    """Whether parsing `raw` as JSON could give a string with a lone surrogate (a cheap scan)."""
-    pattern = _MAYBE_SURROGATE_BYTES if isinstance(raw, bytes | bytearray) else _MAYBE_SURROGATE_TEXT
-    return pattern.search(raw) is not None
-
-
-def refuse_lone_surrogates(document: object) -> None:
-    """Raise LoneSurrogate for the first string (value or key, at any depth) of a parsed JSON
-    document that holds a surrogate code point. Python's parser joins a valid pair into one
-    character, so every surrogate left is a lone one. Iterative: any depth, no recursion."""
-    pending = [document]
-    while pending:
-        value = pending.pop()
-        if isinstance(value, str):
-            found = _SURROGATE.search(value)
-            if found:
-                raise LoneSurrogate(found.group())
-        elif isinstance(value, dict):
-            pending.extend(value.keys())
-            pending.extend(value.values())
-        elif isinstance(value, list | tuple):
-            pending.extend(value)
-
-
-def refuse_constant(name: str):
-    """``parse_constant`` for json.loads: ``NaN``, ``Infinity`` and ``-Infinity`` are not JSON."""
-    raise NonFiniteNumber(f"{name} is not JSON: send null or a string", name)
-
-
-def finite_float(text: str) -> float:
-    """``parse_float`` for json.loads: a number beyond the float range (``1e999``) is refused
-    instead of read as infinity, which would be written back as ``Infinity``."""
-    value = float(text)
-    if not math.isfinite(value):
-        shown = text if len(text) <= 12 else f"{text[:9]}..."
-        raise NonFiniteNumber(f"{shown} is out of range: send a string", shown)
-    return value
 
 
 _OUT_OF_RANGE = "Out of range float values are not JSON compliant"  # CPython's json encoder

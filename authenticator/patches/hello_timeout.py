@@ -26,7 +26,8 @@ from __future__ import annotations
 from autobahn.websocket.protocol import WebSocketProtocol
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 
-DEFAULT_HELLO_TIMEOUT_SECONDS = 10
+from authenticator.core.settings import DEFAULT_HELLO_TIMEOUT_SECONDS  # the default, kept with the settings
+
 MAX_HELLO_TIMEOUT_SECONDS = 300
 # After our close frame, the peer's time to close the connection before we drop it. Crossbar's
 # own close-handshake timeout is off unless the config sets it: a peer that never answered would

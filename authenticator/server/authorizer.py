@@ -13,7 +13,7 @@ from dataclasses import replace
 from authenticator.core.logtext import clip
 from authenticator.core.policy import ACTIONS, Decision, request_problem
 from authenticator.core.settings import Settings
-from authenticator.server import metrics
+from authenticator.endpoints import metrics
 
 
 class Authorizer:

@@ -30,11 +30,11 @@ from authenticator.core.logtext import clip
 from authenticator.core.peer_address import client_address
 from authenticator.core.reasons import Reason, Rejected
 from authenticator.core.tokens import Identity, TokenVerifier
+from authenticator.endpoints import metrics
 from authenticator.endpoints.publish import HttpPublishing
 from authenticator.patches import body_limit
 from authenticator.patches.hardening import drop_forwarded_yields, harden_router_worker
 from authenticator.patches.hello_timeout import install_hello_timeout
-from authenticator.server import metrics
 from authenticator.server.admission import Admission
 from authenticator.server.authorizer import Authorizer
 from authenticator.server.jwks import JwksRefresher
@@ -128,7 +128,7 @@ class AuthenticatorComponent(ApplicationSession):
             # A stopping router (SIGINT, systemd's stop) drops its connections: clients would see a
             # lost transport. They get a GOODBYE with a reason first, and the kits reconnect.
             reactor.addSystemEventTrigger("before", "shutdown", lambda: ensureDeferred(self._goodbye_to_everyone()))
-        self.log.warn(ready_line(self._node, self.settings, details.realm))
+        self.log.warn(ready_line(self._node, self.settings, details.realm, self._node_config))
 
     async def _goodbye_to_everyone(self) -> None:
         """Before the reactor stops: GOODBYE to every client session, then wait (at most

@@ -9,17 +9,18 @@ we have: an identity provider outage must not log everyone out.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
+import jwt
 from twisted.internet import reactor, task
 from twisted.internet.defer import Deferred
 from twisted.internet.threads import deferToThreadPool
 from twisted.python.threadpool import ThreadPool
 
-from authenticator.core.keys import fetch_jwks
+from authenticator.core.keys import VerificationKey, keys_from_jwks
 from authenticator.core.reasons import Reason, Rejected
 from authenticator.core.settings import Settings
-from authenticator.server import metrics
+from authenticator.endpoints import metrics
 
 
 class JwksRefresher:
@@ -79,3 +80,10 @@ class JwksRefresher:
     def _done(self, result):
         self._fetch = None
         return result
+
+
+def fetch_jwks(url: str, algorithms: Iterable[str] | None, timeout: float) -> list[VerificationKey]:
+    """Fetch a JWKS over http(s) with PyJWT's client (no redirects, no other schemes). Blocking:
+    call it off the reactor thread."""
+    client = jwt.PyJWKClient(url, cache_jwk_set=False, timeout=timeout)
+    return keys_from_jwks(client.fetch_data(), algorithms, url)

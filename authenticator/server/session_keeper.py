@@ -18,7 +18,7 @@ from authenticator.contract import AUTHEXTRA_LOGIN_KEY
 from authenticator.core.live_sessions import LiveSession, LiveSessions
 from authenticator.core.reasons import Reason
 from authenticator.core.tokens import Identity
-from authenticator.server import metrics
+from authenticator.endpoints import metrics
 
 # Behind proxies: the authextra key that links a login to the router session it becomes.
 LOGIN_KEY = AUTHEXTRA_LOGIN_KEY

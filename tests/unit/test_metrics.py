@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from prometheus_client import generate_latest
 
-from authenticator.server import metrics
+from authenticator.endpoints import metrics
 
 
 @pytest.fixture

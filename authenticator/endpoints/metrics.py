@@ -93,5 +93,5 @@ class ActiveSessions:
 ACTIVE_SESSIONS = ActiveSessions()
 REGISTRY.register(ACTIVE_SESSIONS)
 
-# Crossbar: "metrics": {"type": "wsgi", "module": "authenticator.server.metrics", "object": "app"}
+# Crossbar: "metrics": {"type": "wsgi", "module": "authenticator.endpoints.metrics", "object": "app"}
 app = make_wsgi_app(REGISTRY)
