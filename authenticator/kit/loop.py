@@ -38,6 +38,8 @@ from authenticator.kit.common import (
 CONNECT_TIMEOUT = 10  # seconds for a TCP (and TLS) connect; the WebSocket upgrade has 10 s more
 STOPPED = object()  # what a wait of the loop resolves to when stop() ends it
 
+TRANSPORT_LOST = "wamp.close.transport_lost"  # the leave Autobahn makes up when the connection is lost
+
 # What ApplicationSession.onLeave logs, as a warning, for every reason but wamp.close.normal.
 LEAVE_WARNING = "session closed with reason {reason} [{message}]"
 
@@ -247,6 +249,11 @@ class KitClient:
     def _left(self, details) -> None:
         self.session = None
         self._cancel_refresh()
+        if details.reason == TRANSPORT_LOST:
+            # Autobahn's own word for a connection that went away, not the router's: LOST, as the
+            # JavaScript kit says. (And the same on both frameworks: Twisted reports the closed
+            # connection before this leave, asyncio after it.)
+            return
         if self._outcome is None:  # first reason wins: a refused refresh, a failed get_token
             self._outcome = (details.reason, details.message or "")
 
