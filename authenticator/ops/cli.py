@@ -1,4 +1,5 @@
-"""``python -m authenticator``: mint, check and explain, with the router's own configuration."""
+"""``python -m authenticator``: mint, check and explain, with the router's own configuration (the node
+config `crossbar start` reads: every command takes its --cbdir and --config)."""
 
 from __future__ import annotations
 
@@ -6,40 +7,73 @@ import json
 import os
 import shlex
 import sys
+import time
 from pathlib import Path
 
 import click
 
+from authenticator.config.key_files import load_hmac_secret
 from authenticator.config.node_checks import check_node
-from authenticator.config.node_config import component_extra, find_component, read_node_config, router_url
+from authenticator.config.node_config import (
+    authenticator_component,
+    crossbar_config_file,
+    load_node_config,
+    websocket_url,
+)
 from authenticator.config.settings import DEFAULT_EXTRA, ConfigError, Settings, key_sources, load_settings
-from authenticator.contract import COMPONENT_CLASS, REVOKE
-from authenticator.core.keys import KeyConfigError, load_hmac_secret
+from authenticator.contract import REVOKE
+from authenticator.core.keys import KeyConfigError
 from authenticator.core.policy import ACTIONS, MATCHES
 from authenticator.core.reasons import Rejected
 from authenticator.core.tokens import TokenVerifier, user_claims
 
 
-def _settings(cbdir: str, *, generate_secret: bool = False) -> Settings:
+def _node_config(cbdir: str, config_name: str | None) -> tuple[Path, dict]:
+    """The node config file `crossbar start --cbdir CBDIR [--config NAME]` reads, and what it says."""
+    path = crossbar_config_file(Path(cbdir), config_name)
+    try:
+        return path, load_node_config(path)
+    except ConfigError as error:
+        raise click.ClickException(f"configuration: {error}") from error
+
+
+def _extra(cbdir: str, config_name: str | None) -> dict:
+    path, config = _node_config(cbdir, config_name)
+    try:
+        return dict(authenticator_component(config, path).get("extra", {}))
+    except ConfigError as error:
+        raise click.ClickException(f"configuration: {error}") from error
+
+
+def _settings(cbdir: str, config_name: str | None, *, generate_secret: bool = False) -> Settings:
     """The router's settings, keys resolved exactly as the router resolves them (environment
     variable first, then the secret file); says on stderr where the keys came from, because a
     JWT_SECRET in this shell that differs from the router's is the usual cause of a CLI that
     accepts what the router refuses."""
-    path = Path(cbdir)
     try:
-        settings = load_settings(component_extra(path / "config.json"), path, generate_secret=generate_secret)
+        settings = load_settings(_extra(cbdir, config_name), Path(cbdir), generate_secret=generate_secret)
     except ConfigError as error:
         raise click.ClickException(f"configuration: {error}") from error
     click.echo(f"keys: {key_sources(settings)}", err=True)
     return settings
 
 
-cbdir_option = click.option(
-    "--cbdir",
-    default=lambda: os.environ.get("CROSSBAR_DIR", ".crossbar"),
-    show_default=".crossbar",
-    help="The Crossbar node directory whose config.json configures the authenticator.",
-)
+def node_options(command):
+    """--cbdir and --config, the two options of `crossbar start` that say which node config it reads."""
+    command = click.option(
+        "--config",
+        "config_name",
+        default=None,
+        metavar="FILE",
+        help="The node config file in the node directory, as crossbar start --config takes it (JSON, or YAML "
+        "for .yaml).  [default: Crossbar's own choice: config.yaml, else config.json]",
+    )(command)
+    return click.option(
+        "--cbdir",
+        default=lambda: os.environ.get("CROSSBAR_DIR", ".crossbar"),
+        show_default="$CROSSBAR_DIR, else .crossbar",
+        help="The Crossbar node directory, as crossbar start --cbdir takes it.",
+    )(command)
 
 
 @click.group()
@@ -60,10 +94,10 @@ def main() -> None:
     metavar="NAME=JSON",
     help="An extra claim; the value is parsed as JSON when it can be.",
 )
-@cbdir_option
-def token(sub, roles, ttl, kid, jti, extra_claims, cbdir) -> None:
+@node_options
+def token(sub, roles, ttl, kid, jti, extra_claims, cbdir, config_name) -> None:
     """Print a token signed with the configured shared secret."""
-    settings = _settings(cbdir, generate_secret=True)
+    settings = _settings(cbdir, config_name, generate_secret=True)
     try:
         key = settings.keys.signing_key(kid)
     except ValueError as error:
@@ -80,12 +114,12 @@ def token(sub, roles, ttl, kid, jti, extra_claims, cbdir) -> None:
 
 @main.command()
 @click.argument("token", required=False)
-@cbdir_option
-def decode(token, cbdir) -> None:
+@node_options
+def decode(token, cbdir, config_name) -> None:
     """Verify TOKEN (or stdin) as the router would, and print its claims or the refusal."""
     token = token if token is not None else sys.stdin.read().strip()
     try:
-        identity = TokenVerifier(_settings(cbdir)).verify(token)
+        identity = TokenVerifier(_settings(cbdir, config_name)).verify(token)
     except Rejected as rejection:
         click.echo(f"REFUSED {rejection.reason.uri}\n{rejection.message}", err=True)
         sys.exit(1)
@@ -106,10 +140,10 @@ def decode(token, cbdir) -> None:
 )
 @click.argument("action", type=click.Choice(ACTIONS))
 @click.argument("uri")
-@cbdir_option
-def explain(authid, role, token_value, match, action, uri, cbdir) -> None:
+@node_options
+def explain(authid, role, token_value, match, action, uri, cbdir, config_name) -> None:
     """Say whether ACTION on URI is allowed, which step and rule decided, and if it is cacheable."""
-    settings = _settings(cbdir)
+    settings = _settings(cbdir, config_name)
     roles: tuple[str, ...] = ()
     if token_value:
         try:
@@ -134,7 +168,13 @@ def explain(authid, role, token_value, match, action, uri, cbdir) -> None:
 @main.command()
 @click.option("--authid", default=None, help="Revoke every token of this user issued until now.")
 @click.option("--jti", default=None, help="Revoke the one token with this jti.")
-@click.option("--url", default=None, help="The router's WebSocket URL (default: from config.json).")
+@click.option("--url", default=None,
+              help="The router's WebSocket URL, ws://host[:port]/path or wss://host[:port]/path; without a port, 80 "
+              "for ws and 443 for wss.  [default: the node config's first WebSocket path]")  # fmt: skip
+@click.option("--realm", default=None, help="The realm to join.  [default: the authenticator component's realm]")
+@click.option("--ca-file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="wss: trust only the CA certificates in this PEM file (a private CA) to sign the router's "
+              "certificate.  [default: the system's trusted CAs; the certificate is always verified]")  # fmt: skip
 @click.option(
     "--token",
     "admin_token",
@@ -143,45 +183,58 @@ def explain(authid, role, token_value, match, action, uri, cbdir) -> None:
     help="A token allowed to call authenticator.revoke (default: one minted with the configured secret).",
 )
 @click.option("--role", default="admin", show_default=True, help="The role of the minted admin token.")
-@cbdir_option
-def revoke(authid, jti, url, admin_token, role, cbdir) -> None:
+@node_options
+def revoke(authid, jti, url, realm, ca_file, admin_token, role, cbdir, config_name) -> None:
     """Revoke on a running router: live sessions covered end now, later logins are refused."""
     if not authid and not jti:
         raise click.UsageError("give --authid or --jti")
-    config_file = Path(cbdir) / "config.json"
-    try:
-        url = url or router_url(config_file)
-    except ConfigError as error:
-        raise click.ClickException(str(error)) from error
+    if url is None or realm is None:  # with --url, --realm and --token no node directory is needed
+        path, config = _node_config(cbdir, config_name)
+        url = url or websocket_url(config)
+        if url is None:
+            raise click.ClickException(f"configuration: {path} has no websocket path; pass --url")
+        if realm is None:
+            try:
+                realm = authenticator_component(config, path).get("realm")
+            except ConfigError as error:
+                raise click.ClickException(f"configuration: {error}; pass --realm") from error
     if admin_token is None:
-        settings = _settings(cbdir)
+        settings = _settings(cbdir, config_name)
         admin_token = settings.keys.signing_key().sign(user_claims("authenticator-cli", [role], 60))
     kwargs = {k: v for k, v in (("authid", authid), ("jti", jti)) if v}
     from authenticator.ops.wamp_call import call_once
 
     try:
-        answer = call_once(url, admin_token, REVOKE, **kwargs)
+        answer = call_once(url, admin_token, REVOKE, realm=realm, kwargs=kwargs, ca_file=ca_file)
     except RuntimeError as error:
         raise click.ClickException(str(error)) from error
-    click.echo(f"revoked {kwargs}; live sessions ended: {answer['sessions_ended']}")
+    click.echo(revoke_answer(kwargs, answer))
+
+
+def revoke_answer(revoked: dict, answer: dict) -> str:
+    """The router's answer to authenticator.revoke, a line each: what was revoked, up to when the
+    user's tokens are refused (its next token must be issued after it), how many live sessions ended."""
+    lines = ["revoked: " + " ".join(f"{name}={value}" for name, value in revoked.items())]
+    answer = dict(answer)
+    until = answer.pop("tokens_issued_until", None)
+    if isinstance(until, int | float):
+        when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(until))
+        lines.append(f"tokens issued until: {when} (Unix {until:.3f}); the user's next token must be issued after it")
+    lines.append(f"live sessions ended: {answer.pop('sessions_ended', '?')}")
+    lines += [f"{name}: {value}" for name, value in sorted(answer.items())]  # what a newer router adds
+    return "\n".join(lines)
 
 
 @main.command()
-@click.option("--config", "config_name", default="config.json", show_default=True,
-              help="The node config file in the node directory, as given to crossbar start --config.")  # fmt: skip
-@cbdir_option
-def check(config_name, cbdir) -> None:
+@node_options
+def check(cbdir, config_name) -> None:
     """Check the node config and the authenticator's configuration as the router does at start,
     without starting it: one line per problem, exit status 1 if there is any (for CI)."""
-    path = Path(cbdir) / config_name
+    path, config = _node_config(cbdir, config_name)
     try:
-        config = read_node_config(path)
-    except (OSError, ValueError) as error:
-        raise click.ClickException(f"cannot read {path}: {type(error).__name__}: {error}") from error
-    found = find_component(config)
-    if found is None:
-        raise click.ClickException(f"{path}: no router worker has a component with classname {COMPONENT_CLASS}")
-    extra = dict(found[3].get("extra", {}))
+        extra = dict(authenticator_component(config, path).get("extra", {}))
+    except ConfigError as error:
+        raise click.ClickException(f"configuration: {error}") from error
     try:
         settings = load_settings(extra, Path(cbdir), generate_secret=None)
     except ConfigError as error:
@@ -199,16 +252,13 @@ def check(config_name, cbdir) -> None:
 
 
 @main.command()
-@cbdir_option
-def secret(cbdir) -> None:
+@node_options
+def secret(cbdir, config_name) -> None:
     """Print the development secret (the shared-secret key's file, generated first if there is
     none) as a shell line for your application: export JWT_SECRET=... . A router started without
     that variable in its environment uses exactly this; one started with it uses the variable."""
     path = Path(cbdir)
-    try:
-        specs = component_extra(path / "config.json").get("keys", DEFAULT_EXTRA["keys"])
-    except ConfigError as error:
-        raise click.ClickException(f"configuration: {error}") from error
+    specs = _extra(cbdir, config_name).get("keys", DEFAULT_EXTRA["keys"])
     spec = next((k for k in specs if isinstance(k, dict) and k.get("secret_file")), None)
     if spec is None:
         raise click.ClickException("no key in the configuration has a 'secret_file' (a development secret)")
@@ -229,41 +279,38 @@ def secret(cbdir) -> None:
               help="Proxy workers sharing the public port; one per core is a good start.")  # fmt: skip
 @click.option("--internal-port", type=click.IntRange(1, 65535), default=8081, show_default=True,
               help="Loopback port where the router worker keeps the wsgi paths the proxies forward to.")  # fmt: skip
-@cbdir_option
-def proxy_config_command(proxies, internal_port, cbdir) -> None:
-    """Print the scale-out node config (proxy workers in front of the router) derived from config.json."""
+@node_options
+def proxy_config_command(proxies, internal_port, cbdir, config_name) -> None:
+    """Print the scale-out node config (proxy workers in front of the router) derived from the node
+    config (--config)."""
     from authenticator.config.proxy_profile import proxy_config
 
-    path = Path(cbdir) / "config.json"
-    try:
-        config = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as error:
-        raise click.ClickException(f"cannot read {path}: {error}") from error
+    _path, config = _node_config(cbdir, config_name)
     click.echo(json.dumps(proxy_config(config, proxies, internal_port), indent=4))
 
 
 @main.command("production-config")
 @click.option("--origin", "origins", multiple=True, default=["https://app.example.com"], show_default=True,
-              help="An origin whose pages may open the WebSocket (repeat for several).")  # fmt: skip
+              help="An origin whose pages may open the WebSocket, scheme://host[:port] (repeat for several): the "
+              "port the pages are served from (https://app.example.com:8443); without one, the scheme's default, "
+              "443 for https and 80 for http.")  # fmt: skip
 @click.option("--port", type=click.IntRange(1, 65535), default=8080, show_default=True)
 @click.option("--interface", default="127.0.0.1", show_default=True,
               help="127.0.0.1 behind a reverse proxy; 0.0.0.0 with --tls-key/--tls-certificate.")  # fmt: skip
 @click.option("--tls-key", help="The TLS private key file (PEM), relative to the node directory.")
 @click.option("--tls-certificate", help="The TLS certificate file (PEM), relative to the node directory.")
 @click.option("--static", "static_directory", help="A directory of pages to serve at /, relative to the node dir.")
-@cbdir_option
-def production_config_command(origins, port, interface, tls_key, tls_certificate, static_directory, cbdir) -> None:
+@node_options
+def production_config_command(
+    origins, port, interface, tls_key, tls_certificate, static_directory, cbdir, config_name
+) -> None:
     """Print the production node config (no demo, explicit keys, origins, metrics on loopback)
-    derived from config.json."""
+    derived from the node config (--config)."""
     from authenticator.config.production_profile import production_config
 
     if bool(tls_key) != bool(tls_certificate):
         raise click.UsageError("give both --tls-key and --tls-certificate, or neither")
-    path = Path(cbdir) / "config.json"
-    try:
-        config = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as error:
-        raise click.ClickException(f"cannot read {path}: {error}") from error
+    _path, config = _node_config(cbdir, config_name)
     tls = {"key": tls_key, "certificate": tls_certificate} if tls_key else None
     try:
         derived = production_config(config, origins=tuple(origins), port=port, interface=interface, tls=tls,

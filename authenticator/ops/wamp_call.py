@@ -1,24 +1,96 @@
-"""A one-shot WAMP client for the CLI: connect with a token, call one procedure, leave."""
+"""A one-shot WAMP client for the CLI: connect with a token (over TLS for wss://), call one
+procedure, leave."""
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
 from urllib.parse import urlparse
 
 from autobahn.twisted.wamp import ApplicationSession
-from autobahn.twisted.websocket import WampWebSocketClientFactory
+from autobahn.twisted.websocket import WampWebSocketClientFactory, WampWebSocketClientProtocol
 from autobahn.wamp.types import ComponentConfig
-from twisted.internet import defer, task
+from twisted.internet import defer, ssl, task
 
-REALM = "realm1"
 TIMEOUT_SECONDS = 10
+DEFAULT_PORTS = {"ws": 80, "wss": 443}  # a URL without a port means its scheme's
+PEM_CERTIFICATE = re.compile(rb"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", re.DOTALL)
 
 
-def call_once(url: str, token: str, procedure: str, **kwargs):
+def router_address(url: str) -> tuple[bool, str, int]:
+    """(TLS or not, host, port) of a ws:// or wss:// URL; ValueError saying what a URL must be."""
+    parsed = urlparse(url)
+    if parsed.scheme not in DEFAULT_PORTS or not parsed.hostname:
+        raise ValueError(f"{url!r} is not a WebSocket URL: ws://host[:port]/path or wss://host[:port]/path")
+    try:
+        port = parsed.port  # ValueError for a port out of range or not a number
+    except ValueError as error:
+        raise ValueError(f"{url!r}: {error}") from None
+    return parsed.scheme == "wss", parsed.hostname, port or DEFAULT_PORTS[parsed.scheme]
+
+
+def tls_options(host: str, ca_file: Path | None):
+    """The router's certificate is verified, always: against the CA certificates of ca_file (a
+    private CA, and only it), or the system's trusted CAs; and it must name host. A client that
+    skipped either would hand its admin token to whoever answers on the way."""
+    if ca_file is None:
+        return ssl.optionsForClientTLS(host)
+    try:
+        blocks = PEM_CERTIFICATE.findall(Path(ca_file).read_bytes())
+        trust = ssl.trustRootFromCertificates([ssl.Certificate.loadPEM(block) for block in blocks])
+    except Exception as error:  # noqa: BLE001 - OSError, OpenSSL's errors: one line either way
+        raise ValueError(f"--ca-file {ca_file}: cannot be read as PEM certificates ({type(error).__name__})") from None
+    if not blocks:
+        raise ValueError(f"--ca-file {ca_file}: no PEM certificate (-----BEGIN CERTIFICATE-----) in it")
+    return ssl.optionsForClientTLS(host, trustRoot=trust)
+
+
+def connection_failure(url: str, address: str, reason, ca_file: Path | None) -> str:
+    """One line for a connection that failed or was lost before the session was answered."""
+    from OpenSSL.SSL import Error as TLSError
+    from service_identity import VerificationError
+
+    error = reason.value
+    if isinstance(error, VerificationError):
+        return f"the router at {url} presented a certificate that does not name its host: {error}"
+    if isinstance(error, TLSError):
+        details = "; ".join(part for entry in error.args[0] if isinstance(entry, tuple) for part in entry[-1:])
+        if "certificate verify failed" in details:
+            trusted = f"the CA certificates in {ca_file}" if ca_file else "the system's trusted CAs"
+            return (f"the router's TLS certificate at {url} is not trusted: certificate verify failed (not signed by "
+                    f"{trusted}); give the CA that signed it with --ca-file")  # fmt: skip
+        return f"TLS with the router at {url} failed: {details or type(error).__name__}"
+    return f"cannot reach the router at {url} ({address}): {type(error).__name__}: {error}"
+
+
+class RememberingProtocol(WampWebSocketClientProtocol):
+    """Keeps why its connection was lost on the factory: for a TLS handshake that failed on the
+    certificate only the protocol hears the reason; the factory hears "closed cleanly"."""
+
+    def connectionLost(self, reason):
+        self.factory.lost_reason = reason
+        super().connectionLost(reason)
+
+
+def call_once(url: str, token: str, procedure: str, *, realm: str, kwargs: dict, ca_file: Path | None = None):
     """Blocking: runs a reactor until the call is answered. Raises RuntimeError with a reason."""
+    try:
+        secure, host, port = router_address(url)
+        tls = tls_options(host, ca_file) if secure else None
+    except ValueError as error:
+        raise RuntimeError(str(error)) from None
     outcome: dict = {}
 
     async def run(reactor):
         done: defer.Deferred = defer.Deferred()
+
+        def failed(connector, reason):
+            if not done.called and not outcome:
+                # the connection's own reason (a TLS handshake refused) before the socket's (closed)
+                reason = getattr(factory, "lost_reason", None) or reason
+                outcome["error"] = connection_failure(url, f"{host}:{port}", reason, ca_file)
+            if not done.called:
+                done.callback(None)
 
         class OneCall(ApplicationSession):
             def onConnect(self):
@@ -44,14 +116,20 @@ def call_once(url: str, token: str, procedure: str, **kwargs):
                 if not done.called:
                     done.callback(None)
 
-        factory = WampWebSocketClientFactory(lambda: OneCall(ComponentConfig(realm=REALM)), url=url)
-        factory.clientConnectionFailed = lambda connector, reason: done.called or done.errback(reason)
-        parsed = urlparse(url)
-        reactor.connectTCP(parsed.hostname, parsed.port or 80, factory, timeout=TIMEOUT_SECONDS)
+        factory = WampWebSocketClientFactory(lambda: OneCall(ComponentConfig(realm=realm)), url=url)
+        factory.protocol = RememberingProtocol
+        # Before a session exists (refused TCP, a TLS handshake that fails on the certificate) only
+        # the factory hears of it.
+        factory.clientConnectionFailed = failed
+        factory.clientConnectionLost = failed
+        if tls is not None:
+            reactor.connectSSL(host, port, factory, tls, timeout=TIMEOUT_SECONDS)
+        else:
+            reactor.connectTCP(host, port, factory, timeout=TIMEOUT_SECONDS)
         try:
             await done.addTimeout(TIMEOUT_SECONDS, reactor)
-        except Exception as error:  # noqa: BLE001
-            outcome.setdefault("error", f"cannot reach the router at {url}: {error.__class__.__name__}")
+        except defer.TimeoutError:
+            outcome.setdefault("error", f"no answer from the router at {url} within {TIMEOUT_SECONDS} s")
 
     try:
         task.react(run)
