@@ -45,14 +45,14 @@ def tls_options(host: str, ca_file: Path | None):
     return ssl.optionsForClientTLS(host, trustRoot=trust)
 
 
-def connection_failure(url: str, address: str, reason, ca_file: Path | None) -> str:
+def connection_failure(url: str, host: str, port: int, reason, ca_file: Path | None) -> str:
     """One line for a connection that failed or was lost before the session was answered."""
     from OpenSSL.SSL import Error as TLSError
     from service_identity import VerificationError
 
     error = reason.value
     if isinstance(error, VerificationError):
-        return f"the router at {url} presented a certificate that does not name its host: {error}"
+        return f"the router's TLS certificate at {url} is not the certificate of {host}: it does not name that host"
     if isinstance(error, TLSError):
         details = "; ".join(part for entry in error.args[0] if isinstance(entry, tuple) for part in entry[-1:])
         if "certificate verify failed" in details:
@@ -60,7 +60,7 @@ def connection_failure(url: str, address: str, reason, ca_file: Path | None) -> 
             return (f"the router's TLS certificate at {url} is not trusted: certificate verify failed (not signed by "
                     f"{trusted}); give the CA that signed it with --ca-file")  # fmt: skip
         return f"TLS with the router at {url} failed: {details or type(error).__name__}"
-    return f"cannot reach the router at {url} ({address}): {type(error).__name__}: {error}"
+    return f"cannot reach the router at {url} ({host}:{port}): {type(error).__name__}: {error}"
 
 
 class RememberingProtocol(WampWebSocketClientProtocol):
@@ -88,7 +88,7 @@ def call_once(url: str, token: str, procedure: str, *, realm: str, kwargs: dict,
             if not done.called and not outcome:
                 # the connection's own reason (a TLS handshake refused) before the socket's (closed)
                 reason = getattr(factory, "lost_reason", None) or reason
-                outcome["error"] = connection_failure(url, f"{host}:{port}", reason, ca_file)
+                outcome["error"] = connection_failure(url, host, port, reason, ca_file)
             if not done.called:
                 done.callback(None)
 

@@ -190,3 +190,20 @@ def test_a_node_config_problem_names_the_node_config_the_router_was_started_with
         f"CONFIGURATION ERROR: {node.cbdir / PRODUCTION}: workers[0].realms[0].roles[{index}].authorizer: "
         "'authenticator.authorise' is not"
     ), line
+
+
+def test_revoke_refuses_a_certificate_that_does_not_name_the_host_of_the_url(tls_node):
+    """The CA is right, the name is not: the certificate names localhost and 127.0.0.1 only."""
+    import socket
+
+    other_name = socket.gethostname()
+    if other_name in ("localhost", "127.0.0.1") or socket.gethostbyname(other_name) != "127.0.0.1":
+        pytest.skip(f"the host name {other_name!r} is not another name of 127.0.0.1 here")
+    url = f"wss://{other_name}:{tls_node.port}/ws"
+    result = revoke(tls_node, "--authid", "nobody", "--url", url, "--ca-file", str(tls_node.certificates.ca))
+    assert result.returncode == 1
+    assert result.stderr.splitlines()[-1] == (
+        f"Error: the router's TLS certificate at {url} is not the certificate of {other_name}: it does not name that "
+        "host"
+    ), result.stderr
+    assert "Traceback" not in result.stderr
