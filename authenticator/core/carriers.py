@@ -31,9 +31,9 @@ def token_from_headers(headers: Mapping[str, str] | None, settings: Settings) ->
     headers = headers or {}
     authorization = headers.get("authorization")
     if settings.bearer_header and authorization:
-        scheme, _, value = authorization.partition(" ")
-        if scheme.lower() == "bearer":
-            return value.strip(), "bearer"
+        token = bearer_token(authorization)
+        if token is not None:
+            return token, "bearer"
     cookie_rule = settings.cookie
     if cookie_rule is not None and headers.get("cookie"):
         value = cookie_value(headers["cookie"], cookie_rule.name)
@@ -45,6 +45,19 @@ def token_from_headers(headers: Mapping[str, str] | None, settings: Settings) ->
                 raise Rejected(Reason.ORIGIN_NOT_ALLOWED, f"origin '{origin[:100] or 'none'}'")
             return value, "cookie"
     return None, "none"
+
+
+def bearer_token(value: str) -> str | None:
+    """The token of an ``Authorization: Bearer <token>`` header value (the scheme's case does not
+    matter, RFC 7235): "" when it names none, None when the header is of another scheme. The one
+    Bearer parser: the WebSocket upgrade and POST /publish both read it here."""
+    scheme, _, token = value.partition(" ")
+    if scheme.lower() != "bearer":
+        return None
+    token = token.strip()
+    if not token.isascii():
+        raise Rejected(Reason.MALFORMED_TOKEN, "the token is not ASCII")
+    return token
 
 
 def cookie_value(header: str, name: str) -> str | None:

@@ -44,6 +44,24 @@ def client_address(peer: str | None, forwarded_for: str | None, trusted: frozens
     return peer
 
 
+def session_peer(details, trusted: frozenset[str]) -> str | None:
+    """The client of a WAMP login for a log line, from the details Crossbar passes to a dynamic
+    authenticator (its transport's peer and upgrade headers)."""
+    transport = details.get("transport") or {}
+    forwarded = (transport.get("http_headers_received") or {}).get("x-forwarded-for")
+    return client_address(transport.get("peer"), forwarded if isinstance(forwarded, str) else None, trusted)
+
+
+def request_peer(request, trusted: frozenset[str]) -> str:
+    """The client of an HTTP request (a Twisted Web request) for a log line: its TCP peer, or
+    behind a trusted proxy the client that X-Forwarded-For names, via the proxy."""
+    address = request.getClientAddress()
+    host = getattr(address, "host", None)
+    peer = f"{host}:{getattr(address, 'port', '')}" if host else str(address)
+    forwarded = request.getHeader(b"x-forwarded-for")
+    return client_address(peer, forwarded.decode("latin-1") if forwarded else None, trusted)
+
+
 def _ip(text: str) -> str | None:
     """A plain IPv4 or IPv6 address, or None. No IPv6 scope id: ipaddress accepts any text after
     its '%', which would put client words into a log line."""

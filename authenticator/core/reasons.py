@@ -138,3 +138,9 @@ class Rejected(Exception):
 
     def __str__(self) -> str:
         return f"{self.reason.code}: {self.message}"
+
+
+def as_rejection(error: BaseException) -> Rejected:
+    """The refusal a failure becomes: a Rejected as it is; anything else is an internal error,
+    known by its type only (a message or traceback could quote the token)."""
+    return error if isinstance(error, Rejected) else Rejected(Reason.INTERNAL_ERROR, type(error).__name__)

@@ -77,7 +77,7 @@ class LoginLimiter:
             return wait
 
 
-def client_address(environ: Mapping, direct_ports: frozenset[int] | None) -> str:
+def login_bucket(environ: Mapping, direct_ports: frozenset[int] | None) -> str:
     """The address a login attempt counts against: the TCP peer, except behind our proxy workers.
 
     There (authenticator/config/proxy_profile.py) the proxies forward /auth with Crossbar's `reverseproxy` to
@@ -196,7 +196,7 @@ def create_app(cbdir: Path, config_file: Path | None = None) -> Flask:
         # Counted before the password is checked, right or wrong: each check costs an scrypt hash
         # (~0.1 s, 32 MiB) of the router's process, and a limit that let a right password through
         # would still tell a guesser when a guess is right.
-        wait = limiter.attempt(client_address(request.environ, direct_ports))
+        wait = limiter.attempt(login_bucket(request.environ, direct_ports))
         if wait:
             seconds = math.ceil(wait)
             response = jsonify(error=f"Too many login attempts from your address. Try again in {seconds} s.",

@@ -27,7 +27,9 @@ from twisted.python.failure import Failure
 from twisted.web import server
 from twisted.web.resource import Resource
 
+from authenticator.core.carriers import bearer_token
 from authenticator.core.logtext import clip
+from authenticator.core.peer_address import request_peer
 from authenticator.core.publish_request import (
     DEFAULT_MAX_BATCH,
     DEFAULT_MAX_BODY_BYTES,
@@ -40,7 +42,7 @@ from authenticator.core.publish_request import (
     parse_body,
     single_answer,
 )
-from authenticator.core.reasons import Reason, Rejected
+from authenticator.core.reasons import Reason, Rejected, as_rejection
 from authenticator.core.tokens import Identity
 from authenticator.core.unknown_keys import unknown_keys
 from authenticator.endpoints import metrics
@@ -98,10 +100,10 @@ class HttpPublishing:
         try:
             checked = self._admission.check(token)
         except Exception as error:  # noqa: BLE001 - any failure must become a clean refusal
-            return self._token_refused(_as_rejection(error), peer)
+            return self._token_refused(as_rejection(error), peer)
         if isinstance(checked, Deferred):
             return checked.addCallbacks(
-                self._admitted, lambda failure: self._token_refused(_as_rejection(failure.value), peer),
+                self._admitted, lambda failure: self._token_refused(as_rejection(failure.value), peer),
                 callbackArgs=(body, peer, max_batch),
             )  # fmt: skip
         return self._admitted(checked, body, peer, max_batch)
@@ -215,10 +217,6 @@ class HttpPublishing:
         )  # fmt: skip
 
 
-def _as_rejection(error: BaseException) -> Rejected:
-    return error if isinstance(error, Rejected) else Rejected(Reason.INTERNAL_ERROR, type(error).__name__)
-
-
 # -- the Twisted Web resource ---------------------------------------------------------------------
 
 
@@ -321,13 +319,10 @@ def _bearer_token(values: list[bytes]) -> str | None:
         return None
     if len(values) > 1:
         raise Rejected(Reason.MALFORMED_TOKEN, "send one Authorization header")
-    scheme, _, token = values[0].partition(b" ")
-    if scheme.lower() != b"bearer" or not token.strip():
+    token = bearer_token(values[0].decode("latin-1"))
+    if not token:
         raise Rejected(Reason.MISSING_TOKEN, "the Authorization header must be 'Bearer <token>'")
-    try:
-        return token.strip().decode("ascii")
-    except UnicodeDecodeError:
-        raise Rejected(Reason.MALFORMED_TOKEN, "the token is not ASCII") from None
+    return token
 
 
 def _content_type_problem(value: bytes | None) -> str | None:
@@ -345,7 +340,7 @@ def _content_type_problem(value: bytes | None) -> str | None:
 
 def _peer(request) -> str:
     service = SERVICES.get(getattr(request, "_publish_realm", None))
-    return body_limit.request_peer(request, getattr(service, "trusted_proxies", frozenset()))
+    return request_peer(request, getattr(service, "trusted_proxies", frozenset()))
 
 
 def publish_resource(extra: Mapping) -> PublishResource:

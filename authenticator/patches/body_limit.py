@@ -46,7 +46,7 @@ from twisted.logger import Logger
 from twisted.web import http, server, static, wsgi
 
 from authenticator.core.logtext import clip
-from authenticator.core.peer_address import client_address
+from authenticator.core.peer_address import request_peer
 
 # Any path that declares nothing: more than any form or JSON body our paths take, far less than a
 # worker's memory (the WebSocket's max_message_size is the same).
@@ -407,13 +407,3 @@ def _refuse_without_host(request) -> None:
         body = Bound(0).answer(400)
         channel.transport.write(REFUSAL % (STATUS_LINES[400], b"", len(body), body))
         channel.loseConnection()
-
-
-def request_peer(request, trusted: frozenset[str]) -> str:
-    """The client of an HTTP request for a log line: its TCP peer, or behind a trusted proxy the
-    client that X-Forwarded-For names, via the proxy (authenticator/core/peer_address.py)."""
-    address = request.getClientAddress()
-    host = getattr(address, "host", None)
-    peer = f"{host}:{getattr(address, 'port', '')}" if host else str(address)
-    forwarded = request.getHeader(b"x-forwarded-for")
-    return client_address(peer, forwarded.decode("latin-1") if forwarded else None, trusted)

@@ -27,8 +27,8 @@ from authenticator.config.stop import stop_for_configuration
 from authenticator.contract import AUTHENTICATE, AUTHENTICATE_HEADERS, AUTHORIZE, REFRESH, REVOKE
 from authenticator.core.carriers import token_from_headers
 from authenticator.core.logtext import clip
-from authenticator.core.peer_address import client_address
-from authenticator.core.reasons import Reason, Rejected
+from authenticator.core.peer_address import session_peer
+from authenticator.core.reasons import Reason, Rejected, as_rejection
 from authenticator.core.tokens import Identity, TokenVerifier
 from authenticator.endpoints import metrics
 from authenticator.endpoints.publish import HttpPublishing
@@ -169,11 +169,12 @@ class AuthenticatorComponent(ApplicationSession):
 
     def authenticate_headers(self, realm, authid, details):
         """WAMP-anonymous, dynamic: a token in the upgrade's headers, else the anonymous role."""
-        peer = _peer(details, self.settings.trusted_proxies)
+        peer = session_peer(details, self.settings.trusted_proxies)
         try:
             token, carrier = token_from_headers(_headers(details), self.settings)
-        except Rejected as rejection:
-            raise self._refuse(rejection, peer, "cookie") from None
+        except Rejected as rejection:  # a Bearer token that is not ASCII, or a cookie from a foreign origin
+            carrier = "cookie" if rejection.reason is Reason.ORIGIN_NOT_ALLOWED else "bearer"
+            raise self._refuse(rejection, peer, carrier) from None
         if token is not None:
             return self._login(token, carrier, details)
         anonymous = self.settings.policy.anonymous_role
@@ -186,11 +187,11 @@ class AuthenticatorComponent(ApplicationSession):
     def _login(self, token, carrier: str, details):
         """The login hot path: plain calls while no I/O is needed, so that with reusable tokens and
         the SQLite store the answer returns at once, on the reactor."""
-        peer = _peer(details, self.settings.trusted_proxies)
+        peer = session_peer(details, self.settings.trusted_proxies)
         try:
             checked = self.admission.check(token)
         except Exception as error:  # noqa: BLE001 - any failure must become a clean refusal
-            raise self._refuse(_as_rejection(error), peer, carrier) from None
+            raise self._refuse(as_rejection(error), peer, carrier) from None
         if isinstance(checked, Deferred):
             return checked.addCallbacks(
                 self._admitted, self._refuse_failure, callbackArgs=(carrier, details), errbackArgs=(peer, carrier)
@@ -203,12 +204,12 @@ class AuthenticatorComponent(ApplicationSession):
         self.log.info(
             "authentication accepted: authid={authid} role={role} via={via} peer={peer} jti={jti}",
             authid=identity.authid, role=identity.role, via=carrier,
-            peer=_peer(details, self.settings.trusted_proxies), jti=identity.jti,
+            peer=session_peer(details, self.settings.trusted_proxies), jti=identity.jti,
         )  # fmt: skip
         return {"authid": identity.authid, "role": identity.role, "extra": extra}
 
     def _refuse_failure(self, failure, peer, carrier: str):
-        raise self._refuse(_as_rejection(failure.value), peer, carrier)
+        raise self._refuse(as_rejection(failure.value), peer, carrier)
 
     def _refuse(self, rejection: Rejected, peer, carrier: str) -> ApplicationError:
         metrics.AUTHENTICATIONS.labels("refused", rejection.reason.code).inc()
@@ -358,12 +359,6 @@ class AuthenticatorComponent(ApplicationSession):
         super().onLeave(details)
 
 
-def _as_rejection(error: BaseException) -> Rejected:
-    # Anything but a Rejected is an internal error, known by its type only: a message or
-    # traceback could quote the token.
-    return error if isinstance(error, Rejected) else Rejected(Reason.INTERNAL_ERROR, type(error).__name__)
-
-
 def _caller(details) -> int | None:
     """The calling session of one of our procedures (disclosed to us: OWN_PROCEDURES).
 
@@ -383,12 +378,6 @@ def _count_revocation(authid, jti, origin: str) -> None:
     for kind, value in (("authid", authid), ("jti", jti)):
         if value is not None:
             metrics.REVOCATIONS.labels(kind, origin).inc()
-
-
-def _peer(details, trusted: frozenset[str] = frozenset()) -> str | None:
-    transport = details.get("transport") or {}
-    forwarded = (transport.get("http_headers_received") or {}).get("x-forwarded-for")
-    return client_address(transport.get("peer"), forwarded if isinstance(forwarded, str) else None, trusted)
 
 
 def _headers(details) -> dict:
