@@ -1,13 +1,19 @@
 """The Python client kit as a user installs it: `pip install crossbar-jwt` (the built wheel, in a
 fresh venv with nothing else) holds every module of the package, brings Autobahn and Twisted but
 nothing of the router (no Crossbar, PyJWT, Redis, Prometheus, Flask, PyYAML, click), and a kit
-client running there joins a real router, subscribes and receives an event."""
+client running there joins a real router, subscribes and receives an event. And pyproject.toml
+declares every package the code imports: the kit's in `dependencies`, the router's in the
+`router` extra (not left to arrive through Crossbar)."""
 
+import ast
+import importlib.metadata
 import os
+import re
 import shutil
 import subprocess
 import sys
 import time
+import tomllib
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +27,9 @@ from tests.support.router import REPO
 from tests.support.tokens import mint, unique
 from tests.support.wamp import connect, eventually
 
+# What the default install (`pip install crossbar-jwt`) is made for: it must import only what
+# pyproject's `dependencies` declare.
+KIT_FILES = ("kit", "contract.py", "__init__.py", "deprecated_paths.py")
 # What only the router needs ([router] extra), by import name: none of it may come with the kit.
 ROUTER_ONLY = ("crossbar", "jwt", "redis", "prometheus_client", "flask", "werkzeug", "yaml", "click")
 # One process each: Autobahn picks one framework per process (txaio).
@@ -67,6 +76,42 @@ async def main(reactor):
 
 task.react(lambda reactor: defer.ensureDeferred(main(reactor)))
 """
+
+
+def _distribution(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def declared(*extras: str) -> set[str]:
+    """The distributions pyproject.toml declares: the default install's, and those of extras."""
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    requirements = [*project["dependencies"], *(r for extra in extras for r in project["optional-dependencies"][extra])]
+    return {_distribution(re.match(r"[\w.-]+", requirement)[0]) for requirement in requirements}
+
+
+def undeclared(paths, allowed: set[str]) -> dict[str, list[str]]:
+    """Top-level names the modules under paths import that no allowed distribution provides (by
+    this venv's packages_distributions()), each with the distributions that provide it here."""
+    providers = importlib.metadata.packages_distributions()
+    files = [f for path in paths for f in ([path] if path.is_file() else sorted(path.rglob("*.py")))]
+    names = set()
+    for file in files:
+        for node in ast.walk(ast.parse(file.read_text(), str(file))):
+            if isinstance(node, ast.Import):
+                names.update(alias.name.partition(".")[0] for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names.add(node.module.partition(".")[0])
+    names -= set(sys.stdlib_module_names) | {"authenticator", "__future__"}
+    return {name: providers.get(name, []) for name in sorted(names)
+            if not {_distribution(d) for d in providers.get(name, [])} & allowed}  # fmt: skip
+
+
+def test_every_package_the_router_imports_is_declared_not_left_to_arrive_through_crossbar():
+    assert undeclared([REPO / "authenticator"], declared("router")) == {}
+
+
+def test_the_kit_imports_only_what_the_default_install_declares():
+    assert undeclared([REPO / "authenticator" / name for name in KIT_FILES], declared()) == {}
 
 
 @dataclass
