@@ -131,6 +131,11 @@ class KitClient:
             self._wait = None
             _cancel_call(call)
 
+    async def _turn(self) -> None:
+        turned = txaio.create_future()
+        self._call_later(0, _settle, turned, None)
+        await turned
+
     def _end_wait(self) -> None:
         if self._wait is not None:
             _settle(self._wait, STOPPED)
@@ -169,6 +174,9 @@ class KitClient:
             # A lost connection ends the session without a leave: forget it here in any case.
             self._protocol, self.session = None, None
             self._cancel_refresh()
+        # Twisted resolves is_closed first and then works out why (the TLS error, the session's
+        # leave); asyncio the other way round. One turn of the loop, and both have said it.
+        await self._turn()
         if self._outcome is None and not txaio.is_called(protocol.is_open):
             # The WebSocket never opened: the certificate was refused (Twisted connects the TCP
             # socket first, asyncio fails the connect), or the upgrade was. It could not be made.
