@@ -230,6 +230,10 @@ def test_the_readmes_node_first_client_runs_the_kit_under_node(router, open_page
         process.send_signal(signal.SIGINT)  # client.close(): the session ends and node exits by itself
         assert process.wait(timeout=10) == 0, output.read_text()
         assert "stopped wamp.close.normal closed by the application" in lines()
+        # AutobahnJS's warning after the kit's onclose took over is dropped under Node too; its
+        # "connection closed" line is the marker that AutobahnJS did write about the close.
+        assert any(line.startswith("connection closed closed") for line in lines()), lines()
+        assert not [line for line in lines() if "auto-reconnect disabled" in line], lines()
     finally:
         if process.poll() is None:
             process.kill()
