@@ -8,7 +8,7 @@ Twisted Deferred and as an asyncio Task alike. stop() never cancels what the loo
 resolves it: the two frameworks raise different CancelledErrors, and only an asyncio caller that
 cancels the run itself raises into it (the loop then leaves the session and lets it end).
 
-Imports Autobahn, txaio and the kit's own modules: nothing of the router (tests/unit/test_kit_layering.py).
+Imports Autobahn, txaio and the kit's own modules: nothing of the router (tests/unit/test_kit_imports.py).
 """
 
 from __future__ import annotations
