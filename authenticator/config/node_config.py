@@ -60,9 +60,12 @@ def started_config_file(cbdir: Path, pid_file_text: str, controller_pid: int) ->
 
 
 def read_node_config(path: Path) -> dict:
-    """A node config file as Crossbar reads it: JSON, or YAML for .yaml/.yml files."""
+    """A node config file as Crossbar reads it: JSON for .json, YAML for .yaml; Crossbar refuses to
+    start with any other name (.yml too), so a check that read one would pass a node that cannot start."""
+    if path.suffix not in (".json", ".yaml"):
+        raise ValueError(f"crossbar start reads a node config named .json or .yaml, not {path.suffix or 'no suffix'}")
     text = path.read_text(encoding="utf-8")
-    if path.suffix in (".yaml", ".yml"):
+    if path.suffix == ".yaml":
         import yaml  # PyYAML comes with Crossbar
 
         return yaml.safe_load(text)

@@ -102,3 +102,29 @@ def test_the_revoke_answer_is_printed_whole():
         "live sessions ended: 2",
     ]
     assert revoke_answer({"jti": "t-1"}, {"sessions_ended": 0}) == "revoked: jti=t-1\nlive sessions ended: 0"
+
+
+def test_a_ca_file_that_is_missing_or_holds_no_certificate_is_one_line(tmp_path):
+    args = ["revoke", "--authid", "bob", "--url", "wss://127.0.0.1:9/ws", "--realm", "realm1", "--token", "x"]
+    missing = CliRunner().invoke(main, [*args, "--ca-file", str(tmp_path / "ca.pem")])
+    assert missing.exit_code == 1
+    assert missing.output == f"Error: --ca-file {tmp_path / 'ca.pem'}: cannot be read as PEM certificates " \
+                             "(FileNotFoundError)\n"  # fmt: skip
+    (tmp_path / "ca.pem").write_text("not a certificate\n")
+    empty = CliRunner().invoke(main, [*args, "--ca-file", str(tmp_path / "ca.pem")])
+    assert empty.exit_code == 1
+    assert empty.output == (
+        f"Error: --ca-file {tmp_path / 'ca.pem'}: no PEM certificate (-----BEGIN CERTIFICATE-----) in it\n"
+    )
+
+
+def test_a_node_config_crossbar_would_not_start_with_is_refused_by_name(tmp_path):
+    """Crossbar reads .json and .yaml only: a check that passed config.yml would pass a node that
+    does not start."""
+    shutil.copy(REPO / ".crossbar" / "config.json", tmp_path / "config.yml")
+    result = CliRunner().invoke(main, ["check", "--cbdir", str(tmp_path), "--config", "config.yml"])
+    assert result.exit_code == 1
+    assert result.output == (
+        f"Error: configuration: {tmp_path / 'config.yml'} cannot be read: ValueError: crossbar start reads a node "
+        "config named .json or .yaml, not .yml\n"
+    )
