@@ -11,7 +11,8 @@ import jwt
 
 from authenticator.config.node_config import component_extra
 from authenticator.config.settings import load_settings
-from authenticator.core.tokens import TokenVerifier, user_claims
+from authenticator.core.minting import user_claims
+from authenticator.core.tokens import TokenVerifier
 from tests.support.keys import new_private_key, public_pem
 from tests.support.router import REPO
 

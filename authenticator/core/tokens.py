@@ -12,8 +12,7 @@ from __future__ import annotations
 import json
 import math
 import time
-import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
@@ -21,6 +20,7 @@ from typing import Any
 import jwt
 
 from authenticator.core.json_guard import nesting_exceeds
+from authenticator.core.minting import user_claims  # noqa: F401 - TEMPORARY until ops/cli.py imports it from minting
 from authenticator.core.policy import authid_problem
 from authenticator.core.reasons import Reason, Rejected
 from authenticator.core.settings import Settings
@@ -84,15 +84,6 @@ class Identity:
     def authextra(self) -> dict:
         """What the client sees in WELCOME.authextra."""
         return {"roles": list(self.roles), "exp": self.expires_at}
-
-
-def user_claims(sub: str, roles: Iterable[str], ttl: int, *, now: float | None = None, jti: bool = True) -> dict:
-    """The claims this project's own issuers (CLI, demo issuer) put in a token."""
-    issued = int(time.time() if now is None else now)
-    claims: dict[str, Any] = {"sub": sub, "roles": list(roles), "iat": issued, "exp": issued + ttl}
-    if jti:
-        claims["jti"] = uuid.uuid4().hex
-    return claims
 
 
 # An issuer puts the same header on every token, and parsing it is a third of PyJWT's work. Only

@@ -40,7 +40,7 @@ from authenticator.config.key_files import load_hmac_secret
 from authenticator.config.node_config import component_extra
 from authenticator.config.settings import load_issuer_settings, load_settings
 from authenticator.core.json_guard import nesting_exceeds
-from authenticator.core.tokens import user_claims
+from authenticator.core.minting import user_claims
 
 # Checked against when a username is unknown, so both paths cost one hash check (no user probing).
 _DUMMY_HASH = "scrypt:32768:8:1$0000000000000000$" + "0" * 128

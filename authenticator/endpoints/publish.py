@@ -238,7 +238,7 @@ class PublishResource(Resource):
         metrics.HTTP_PUBLISHES.labels("too_large", "none").inc()
 
     def render(self, request):
-        request._publish_realm = self.realm
+        request._crossbar_jwt_publish_realm = self.realm
         peer = _peer(request)
         if request.method != b"POST":
             request.setHeader(b"allow", b"POST")
@@ -339,7 +339,7 @@ def _content_type_problem(value: bytes | None) -> str | None:
 
 
 def _peer(request) -> str:
-    service = SERVICES.get(getattr(request, "_publish_realm", None))
+    service = SERVICES.get(getattr(request, "_crossbar_jwt_publish_realm", None))
     return request_peer(request, getattr(service, "trusted_proxies", frozenset()))
 
 

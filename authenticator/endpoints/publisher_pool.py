@@ -23,7 +23,6 @@ from __future__ import annotations
 import time
 from collections import OrderedDict
 
-import txaio
 from autobahn.twisted.wamp import ApplicationSession
 from autobahn.wamp import message
 from autobahn.wamp.exception import ApplicationError
@@ -33,8 +32,8 @@ from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
 from authenticator.patches.guard import guard_this_process
+from authenticator.patches.publisher_decisions import install_decision_hook
 
-DENIED = {"allow": False, "cache": False, "disclose": False}
 # Crossbar answers an embedded publish at once; one whose answer never comes (an exception inside
 # the broker is swallowed by Router.process) must not hold its HTTP request forever.
 PUBLISH_TIMEOUT_SECONDS = 10
@@ -91,24 +90,6 @@ class PublisherSession(ApplicationSession):
         super().onLeave(details)  # disconnects: the router detaches the session
 
 
-def install_decision_hook(router) -> None:
-    """Wrap this router's ``authorize`` so that PublisherSessions are answered by their decision."""
-    if getattr(router, "_crossbar_jwt_decisions", False):
-        return
-    original = router.authorize
-
-    def authorize(session, uri, action, options=None):
-        if not isinstance(session, PublisherSession):
-            return original(session, uri, action, options)
-        decided, session.decision = session.decision, None
-        if decided is not None and action == "publish" and decided[0] == uri:
-            return txaio.create_future_success(decided[1])
-        return txaio.create_future_success(dict(DENIED))
-
-    router.authorize = authorize
-    router._crossbar_jwt_decisions = True
-
-
 class PublisherPool:
     """At most `size` publisher sessions, the least recently used closed first, and every one
     closed after `idle_seconds` without a publication.
@@ -125,7 +106,7 @@ class PublisherPool:
         self._sessions: OrderedDict[tuple[str, str], PublisherSession] = OrderedDict()
         self._made: set[PublisherSession] = set()  # until the router no longer holds them
         # Through the patch guard: checked already by the worker's hardening (memoized per process).
-        guard_this_process(Logger().warn).apply("publisher-decisions", install_decision_hook, router)
+        guard_this_process(Logger().warn).apply("publisher-decisions", install_decision_hook, router, PublisherSession)
 
     def __len__(self) -> int:
         return len(self._sessions)

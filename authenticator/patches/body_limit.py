@@ -195,24 +195,25 @@ def install() -> None:
         return got_length(request, length if length is not None else bound.max_bytes)
 
     def bounded_chunk(request, data):
-        if getattr(request, "_body_refused", False):
+        if getattr(request, "_crossbar_jwt_body_refused", False):
             return
         bound = _bound(request)
-        request._body_left -= len(data)
-        request._body_received = getattr(request, "_body_received", 0) + len(data)
-        if request._body_left < 0:
+        request._crossbar_jwt_body_left -= len(data)
+        request._crossbar_jwt_body_received = getattr(request, "_crossbar_jwt_body_received", 0) + len(data)
+        if request._crossbar_jwt_body_left < 0:
             _refuse(request, bound, f"chunked body past {bound.max_bytes} bytes, cut off while it arrived")
             return
-        if request._body_chunked and not _reserve(request, len(data)):
-            _refuse(request, bound, f"chunked body at {request._body_received} bytes, cut off while it arrived", 503)
+        if request._crossbar_jwt_body_chunked and not _reserve(request, len(data)):
+            received = request._crossbar_jwt_body_received
+            _refuse(request, bound, f"chunked body at {received} bytes, cut off while it arrived", 503)
             return
         handle_chunk(request, data)
 
     def process_unless_refused(request):
-        deadline = getattr(request, "_body_deadline", None)
+        deadline = getattr(request, "_crossbar_jwt_body_deadline", None)
         if deadline is not None and deadline.active():
             deadline.cancel()  # the body is complete
-        if not getattr(request, "_body_refused", False):
+        if not getattr(request, "_crossbar_jwt_body_refused", False):
             return process(request)
         if not isinstance(request.channel, http.HTTPChannel):  # an HTTP/2 stream: answered on it now
             _answer_on_stream(request)
@@ -226,11 +227,11 @@ def install() -> None:
 
 def _bound(request) -> Bound:
     """The request's bound, decided once, at its first body byte or its declared length."""
-    bound = getattr(request, "_body_bound", None)
+    bound = getattr(request, "_crossbar_jwt_body_bound", None)
     if bound is None:
         resource, prepath = _route(request)
-        bound = request._body_bound = _bound_of(resource, prepath, request.channel.site.resource)
-        request._body_left = bound.max_bytes
+        bound = request._crossbar_jwt_body_bound = _bound_of(resource, prepath, request.channel.site.resource)
+        request._crossbar_jwt_body_left = bound.max_bytes
     return bound
 
 
@@ -291,14 +292,14 @@ def _track(request, length: int | None) -> None:
     """A body is coming (`length` declared, or None: chunked): start its deadline, and release
     what it holds when the request is answered or its connection lost (Twisted fires
     notifyFinish for both)."""
-    request._body_reserved = 0
-    request._body_received = 0
-    request._body_declared = length
-    request._body_chunked = length is None
+    request._crossbar_jwt_body_reserved = 0
+    request._crossbar_jwt_body_received = 0
+    request._crossbar_jwt_body_declared = length
+    request._crossbar_jwt_body_chunked = length is None
     clock = _state["clock"]
     if clock is None:
         from twisted.internet import reactor as clock
-    request._body_deadline = clock.callLater(BODY_DEADLINE, _too_slow, request)
+    request._crossbar_jwt_body_deadline = clock.callLater(BODY_DEADLINE, _too_slow, request)
     request.notifyFinish().addBoth(_released, request)
 
 
@@ -307,16 +308,16 @@ def _reserve(request, size: int) -> bool:
     if _state["buffered"] + size > MAX_BUFFERED_BYTES:
         return False
     _state["buffered"] += size
-    request._body_reserved += size
+    request._crossbar_jwt_body_reserved += size
     return True
 
 
 def _released(result, request):
-    deadline = getattr(request, "_body_deadline", None)
+    deadline = getattr(request, "_crossbar_jwt_body_deadline", None)
     if deadline is not None and deadline.active():
         deadline.cancel()
-    _state["buffered"] -= getattr(request, "_body_reserved", 0)
-    request._body_reserved = 0
+    _state["buffered"] -= getattr(request, "_crossbar_jwt_body_reserved", 0)
+    request._crossbar_jwt_body_reserved = 0
     return None  # a lost connection's failure is handled: nothing to log
 
 
@@ -327,11 +328,12 @@ def buffered_bytes() -> int:
 
 def _too_slow(request) -> None:
     """The deadline passed with the body incomplete: 408, and the connection closed."""
-    if getattr(request, "_body_refused", False) or getattr(request, "_disconnected", False):
+    if getattr(request, "_crossbar_jwt_body_refused", False) or getattr(request, "_disconnected", False):
         return
-    of = "" if request._body_declared is None else f" of {request._body_declared}"
-    detail = f"body incomplete {BODY_DEADLINE:.0f} s after its headers ({request._body_received}{of} bytes)"
-    _refuse(request, request._body_bound, detail, 408)
+    of = "" if request._crossbar_jwt_body_declared is None else f" of {request._crossbar_jwt_body_declared}"
+    received = request._crossbar_jwt_body_received
+    detail = f"body incomplete {BODY_DEADLINE:.0f} s after its headers ({received}{of} bytes)"
+    _refuse(request, request._crossbar_jwt_body_bound, detail, 408)
     if not isinstance(request.channel, http.HTTPChannel):
         # An HTTP/2 stream is reset (RST_STREAM), not answered: Twisted forgets a stream once its
         # answer is sent, and DATA the client still sends on it raised KeyError in Twisted's
@@ -346,11 +348,11 @@ def _too_slow(request) -> None:
 
 
 def _answer_on_stream(request) -> None:
-    if getattr(request, "_body_answered", False):
+    if getattr(request, "_crossbar_jwt_body_answered", False):
         return
-    request._body_answered = True
-    status = request._body_status
-    body = request._body_bound.answer(status)
+    request._crossbar_jwt_body_answered = True
+    status = request._crossbar_jwt_body_status
+    body = request._crossbar_jwt_body_bound.answer(status)
     request.setResponseCode(status)
     for name, value in ((b"content-type", b"application/json"), (b"cache-control", b"no-store"),
                         (b"content-length", b"%d" % len(body))):  # fmt: skip
@@ -369,9 +371,9 @@ def _refuse(request, bound: Bound, detail: str, status: int = 413) -> None:
     connection at a time (later pipelined ones wait unread), so nothing else is being written on
     it; an HTTP/2 stream is answered when it ends (process) or at its deadline, its body dropped
     meanwhile."""
-    request._body_refused = True
-    request._body_bound = bound
-    request._body_status = status
+    request._crossbar_jwt_body_refused = True
+    request._crossbar_jwt_body_bound = bound
+    request._crossbar_jwt_body_status = status
     log.warn(
         "http request refused: status={status} reason={reason} detail={detail} path={path} peer={peer}",
         status=status, reason=REASONS[status], detail=detail, path=clip(request.uri.decode("latin-1"), 200),
@@ -392,7 +394,8 @@ def _refuse_without_host(request) -> None:
     most protocol_errors.BURST lines per window, the next line counts those not logged."""
     from authenticator.patches.protocol_errors import Budget
 
-    request._body_refused, request._body_bound, request._body_status = True, Bound(0), 400
+    request._crossbar_jwt_body_refused, request._crossbar_jwt_body_status = True, 400
+    request._crossbar_jwt_body_bound = Bound(0)
     budget = _state.setdefault("no_host", Budget())
     if budget.take():
         channel = request.channel

@@ -93,7 +93,7 @@ def _decoder(base: type) -> type:
                 refuse_lone_surrogates(document)
             return document
 
-    FiniteJsonDecoder._finite_json = True
+    FiniteJsonDecoder._crossbar_jwt_finite_json = True
     return FiniteJsonDecoder
 
 
@@ -111,7 +111,7 @@ def _encoder(base: type) -> type:
                     raise NonFiniteNumber("the message carries NaN or Infinity, which JSON cannot carry") from None
                 raise
 
-    FiniteJsonEncoder._finite_json = True
+    FiniteJsonEncoder._crossbar_jwt_finite_json = True
     return FiniteJsonEncoder
 
 
@@ -194,7 +194,7 @@ def _sends_only_what_serializes(send: Callable) -> Callable:
                 return None
         return send(self, msg)
 
-    send_only_json._finite_json = True
+    send_only_json._crossbar_jwt_finite_json = True
     return send_only_json
 
 
@@ -221,13 +221,13 @@ def install(warn: Callable[..., None] | None = None) -> None:
                if target is None]  # fmt: skip
     if missing:
         raise RuntimeError(f"finite_json: {', '.join(missing)} is missing: NaN/Infinity would reach JSON peers")
-    if not getattr(decoder, "_finite_json", False):
+    if not getattr(decoder, "_crossbar_jwt_finite_json", False):
         serializer._WAMPJsonDecoder = _decoder(decoder)
-    if not getattr(encoder, "_finite_json", False):
+    if not getattr(encoder, "_crossbar_jwt_finite_json", False):
         serializer._WAMPJsonEncoder = _encoder(encoder)
-    if not getattr(websocket_send, "_finite_json", False):
+    if not getattr(websocket_send, "_crossbar_jwt_finite_json", False):
         websocket.WampWebSocketProtocol.send = _sends_only_what_serializes(websocket_send)
-    if not getattr(rawsocket_send, "_finite_json", False):
+    if not getattr(rawsocket_send, "_crossbar_jwt_finite_json", False):
         rawsocket.WampRawSocketProtocol.send = _sends_only_what_serializes(rawsocket_send)
     _prove(serializer)
 

@@ -41,10 +41,10 @@ class _Deadline:
         self.clock = clock
 
     def start(self, protocol) -> None:
-        protocol._cbjwt_hello_call = self.clock.callLater(self.seconds, self._expire, protocol)
+        protocol._crossbar_jwt_hello_call = self.clock.callLater(self.seconds, self._expire, protocol)
 
     def _expire(self, protocol) -> None:
-        protocol._cbjwt_hello_call = None
+        protocol._crossbar_jwt_hello_call = None
         session = protocol._session
         if protocol.state != WebSocketProtocol.STATE_OPEN or session is None:
             return
@@ -75,23 +75,23 @@ def install_hello_timeout(seconds: float = DEFAULT_HELLO_TIMEOUT_SECONDS, clock:
         from twisted.internet import reactor as clock
     from crossbar.router.protocol import WampWebSocketServerProtocol as protocol_class
 
-    installed = protocol_class.__dict__.get("_cbjwt_hello_deadline")
+    installed = protocol_class.__dict__.get("_crossbar_jwt_hello_deadline")
     if installed is not None:
         installed.seconds, installed.clock = float(seconds), clock
         return
-    protocol_class._cbjwt_hello_deadline = _Deadline(float(seconds), clock)
-    protocol_class._cbjwt_hello_call = None
+    protocol_class._crossbar_jwt_hello_deadline = _Deadline(float(seconds), clock)
+    protocol_class._crossbar_jwt_hello_call = None
     on_open, on_close = protocol_class.onOpen, protocol_class.onClose
 
     def onOpen(self):  # noqa: N802 - Autobahn's name
         on_open(self)
-        self._cbjwt_hello_deadline.start(self)
+        self._crossbar_jwt_hello_deadline.start(self)
 
     def onClose(self, wasClean, code, reason):  # noqa: N802, N803 - Autobahn's names
-        call: IDelayedCall | None = self._cbjwt_hello_call
+        call: IDelayedCall | None = self._crossbar_jwt_hello_call
         if call is not None and call.active():
             call.cancel()
-        self._cbjwt_hello_call = None
+        self._crossbar_jwt_hello_call = None
         on_close(self, wasClean, code, reason)
 
     protocol_class.onOpen, protocol_class.onClose = onOpen, onClose

@@ -36,7 +36,7 @@ PATCHES: tuple[Patch, ...] = (
             "twisted.logger:globalLogPublisher.removeObserver",
             "twisted.logger:formatEvent",
         ),
-        installed_by="authenticator.patches.hardening:bound_log_values",
+        installed_by="authenticator.patches.log_values:bound_log_values",
         why="Crossbar's worker writes log events to the controller verbatim: client text could be any length, "
         "carry tokens or cookies, or start a fake line. The observer is wrapped: values are bounded, tokens "
         "redacted, control characters escaped.",
@@ -46,7 +46,7 @@ PATCHES: tuple[Patch, ...] = (
     Patch(
         name="welcome-details",
         targets=("autobahn.wamp.message:Welcome.marshal",),
-        installed_by="authenticator.patches.hardening:keep_crossbar_details_out_of_welcome",
+        installed_by="authenticator.patches.welcome_details:keep_crossbar_details_out_of_welcome",
         why="Crossbar adds the host name, pid, worker and peer (x_cb_*) and, behind proxies, the client's "
         "upgrade headers to every WELCOME; a client must not read them.",
         verified=(("autobahn", AUTOBAHN), ("crossbar", CROSSBAR)),
@@ -55,7 +55,7 @@ PATCHES: tuple[Patch, ...] = (
     Patch(
         name="forwarded-yields",
         targets=("crossbar.router.dealer:Dealer.processYield",),
-        installed_by="authenticator.patches.hardening:drop_forwarded_yields",
+        installed_by="authenticator.patches.forwarded_yields:drop_forwarded_yields",
         why="A YIELD is never authorized and Crossbar discloses the callee its forward_for names: any callee "
         "could answer as root/admin.",
         verified=(("crossbar", CROSSBAR),),
@@ -97,7 +97,7 @@ PATCHES: tuple[Patch, ...] = (
     Patch(
         name="publisher-decisions",
         targets=("crossbar.router.router:Router.authorize",),
-        installed_by="authenticator.endpoints.publisher_pool:install_decision_hook",
+        installed_by="authenticator.patches.publisher_decisions:install_decision_hook",
         why="POST /publish has decided already; the embedded publisher session is answered with that decision "
         "for that one topic, once, and denied everything else (no second authorizer round trip).",
         verified=(("crossbar", CROSSBAR),),

@@ -27,7 +27,7 @@ line, ``protocol error, connection closed (1002): peer=... session=... authid=..
 <words, at most 600 characters>``, and no traceback; Autobahn's own "failing WebSocket connection"
 line for that close is not written (it only repeated the client's words). Any other error is ours
 or Crossbar's: logged and closed exactly as Autobahn does (traceback, 1011). The log observer
-(hardening.py) escapes whatever the line carries.
+(authenticator/patches/log_values.py) escapes whatever the line carries.
 
 How many. Autobahn hands a connection it failed no further message (``onMessageEnd`` checks
 ``failedByMe``), so a connection causes at most one such line however many messages it had sent.
@@ -179,8 +179,8 @@ def _on_message(original: Callable, lines: ProtocolErrorLog) -> Callable:
             self.log.critical("{tb}", tb=traceback.format_exc())
             self._bailout(CLOSE_INTERNAL_ERROR, reason=f"WAMP Internal Error ({error})")
 
-    onMessage._cbjwt_protocol_errors = True
-    onMessage._cbjwt_replaced = original
+    onMessage._crossbar_jwt_protocol_errors = True
+    onMessage._crossbar_jwt_replaced = original
     return onMessage
 
 
@@ -206,7 +206,7 @@ def install(lines: ProtocolErrorLog | None = None) -> None:
     current = websocket.WampWebSocketProtocol.__dict__.get("onMessage")
     if current is None:
         raise RuntimeError(f"protocol_errors: {TARGET} is gone; protocol errors would be logged with tracebacks")
-    if not getattr(current, "_cbjwt_protocol_errors", False):
+    if not getattr(current, "_crossbar_jwt_protocol_errors", False):
         missing = _EXPECTED_NAMES - set(getattr(getattr(current, "__code__", None), "co_names", ()))
         if missing:
             raise RuntimeError(
@@ -214,7 +214,7 @@ def install(lines: ProtocolErrorLog | None = None) -> None:
                 f"{', '.join(sorted(missing))}); verify the patch on this Autobahn"
             )
         websocket.WampWebSocketProtocol.onMessage = _on_message(current, lines or shared_log())
-    if not getattr(WampWebSocketServerProtocol.onMessage, "_cbjwt_protocol_errors", False):
+    if not getattr(WampWebSocketServerProtocol.onMessage, "_crossbar_jwt_protocol_errors", False):
         raise RuntimeError(
             "protocol_errors: crossbar.router.protocol:WampWebSocketServerProtocol no longer inherits "
             f"{TARGET}; the patch would not hold"
@@ -255,8 +255,8 @@ def _frontend_on_message(original: Callable, lines: ProtocolErrorLog) -> Callabl
             result.addErrback(fault, self, transport)
         return result
 
-    onMessage._cbjwt_protocol_errors = True
-    onMessage._cbjwt_replaced = original
+    onMessage._crossbar_jwt_protocol_errors = True
+    onMessage._crossbar_jwt_replaced = original
     return onMessage
 
 
@@ -284,7 +284,7 @@ def install_proxy_frontend(lines: ProtocolErrorLog | None = None) -> None:
     current = ProxyFrontendSession.__dict__.get("onMessage")
     if current is None:
         raise RuntimeError(f"protocol_errors: {PROXY_TARGET} is gone; protocol errors would be logged with tracebacks")
-    if getattr(current, "_cbjwt_protocol_errors", False):
+    if getattr(current, "_crossbar_jwt_protocol_errors", False):
         return
     generator = getattr(current, "__wrapped__", None)  # inlineCallbacks keeps the generator function
     missing = _EXPECTED_PROXY_NAMES - set(getattr(getattr(generator, "__code__", None), "co_names", ()))

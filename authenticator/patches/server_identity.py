@@ -45,7 +45,7 @@ def install() -> None:
     twisted.web.server.version = SERVER.encode("ascii")
     if not isinstance(WebSocketServerFactory.__dict__.get("server"), _NeutralServer):
         WebSocketServerFactory.server = _NeutralServer()
-    if not getattr(Resource404.render, "_neutral", False):
+    if not getattr(Resource404.render, "_crossbar_jwt_neutral", False):
         Resource404.render = _not_found  # every method: render_GET and render_HEAD are no longer reached
 
 
@@ -65,4 +65,4 @@ def _not_found(self, request) -> bytes:
     return notFound().render(request)
 
 
-_not_found._neutral = True
+_not_found._crossbar_jwt_neutral = True

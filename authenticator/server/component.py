@@ -33,7 +33,8 @@ from authenticator.core.tokens import Identity, TokenVerifier
 from authenticator.endpoints import metrics
 from authenticator.endpoints.publish import HttpPublishing
 from authenticator.patches import body_limit
-from authenticator.patches.hardening import drop_forwarded_yields, harden_router_worker
+from authenticator.patches.forwarded_yields import drop_forwarded_yields
+from authenticator.patches.hardening import harden_router_worker
 from authenticator.patches.hello_timeout import install_hello_timeout
 from authenticator.server.admission import Admission
 from authenticator.server.authorizer import Authorizer

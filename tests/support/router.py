@@ -170,7 +170,8 @@ class RouterProcess:
 
     def worker_holding(self, client) -> int:
         """The pid of the worker that holds a connected client's TCP connection (behind proxies:
-        which proxy serves it; Crossbar's x_cb_proxy_worker never reaches clients, see hardening.py)."""
+        which proxy serves it; Crossbar's x_cb_proxy_worker never reaches clients, see
+        authenticator/patches/welcome_details.py)."""
         import psutil
 
         client_port = client._transport.transport.getHost().port

@@ -263,7 +263,7 @@ def worker_log():
     from crossbar._logging import make_JSON_observer, record_separator
     from twisted.logger import Logger, formatEvent
 
-    from authenticator.patches.hardening import _BoundedObserver
+    from authenticator.patches.log_values import _BoundedObserver
 
     previous = txaio.get_global_log_level()
     txaio.set_global_log_level("info")
@@ -347,7 +347,7 @@ def test_a_secret_is_redacted_wherever_the_value_or_the_line_is_cut(worker_log, 
     """The observer cuts each value (MAX_LOGGED_VALUE) before rendering, and the rendered line
     (MAX_LOGGED_LINE, here a format built with an f-string); a secret at every offset around
     each cut never reaches the line the controller prints."""
-    from authenticator.patches.hardening import MAX_LOGGED_LINE
+    from authenticator.patches.log_values import MAX_LOGGED_LINE
 
     value_half, line_half = MAX_LOGGED_VALUE // 2, MAX_LOGGED_LINE // 2
     for cut in (value_half, -value_half):
@@ -385,7 +385,7 @@ def test_only_the_values_the_controller_reads_are_passed_on():
     txaio.use_twisted()
     from twisted.logger import LogLevel
 
-    from authenticator.patches.hardening import _BoundedObserver
+    from authenticator.patches.log_values import _BoundedObserver
 
     previous = txaio.get_global_log_level()
     txaio.set_global_log_level("info")

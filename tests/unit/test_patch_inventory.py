@@ -80,9 +80,9 @@ def test_every_function_that_replaces_a_foreign_attribute_is_in_the_inventory():
     found = _installers_of_foreign_attributes()
     # the scan sees each shape: a class attribute, a wrapper on an instance, a log observer
     assert {
-        "authenticator.patches.hardening:drop_forwarded_yields",
-        "authenticator.endpoints.publisher_pool:install_decision_hook",
-        "authenticator.patches.hardening:bound_log_values",
+        "authenticator.patches.forwarded_yields:drop_forwarded_yields",
+        "authenticator.patches.publisher_decisions:install_decision_hook",
+        "authenticator.patches.log_values:bound_log_values",
     } <= found
     assert found - installers == set()
 
@@ -136,3 +136,36 @@ def test_a_patch_site_outside_the_inventory_fails_at_install():
 def test_a_missing_distribution_is_not_a_verified_one():
     [problem] = check([fake_patch()], versions(), resolves)
     assert problem.unverified == (("crossbar", "(not installed)"),)
+
+
+MARKER_PREFIX = "_crossbar_jwt_"
+
+
+def _private_attributes_set_on_other_objects() -> list[str]:
+    """Every `x._name = ...` of the package where x is not ours (`self`, `cls`, a class of the same
+    module) and `_name` is not a patch's own target (the inventory lists those): a marker or state
+    we put on an object that is not ours (a request, a protocol, a function)."""
+    patched = {target.rpartition(":")[2].rpartition(".")[2] for patch in PATCHES for target in patch.targets}
+    found = []
+    for path in (REPO / "authenticator").rglob("*.py"):
+        tree = ast.parse(path.read_text())
+        ours = {"self", "cls"} | {n.name for n in ast.walk(tree) if isinstance(n, ast.ClassDef)}
+        for node in ast.walk(tree):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(
+                node, ast.AugAssign | ast.AnnAssign) else []  # fmt: skip
+            for target in targets:
+                for attribute in (t for t in ast.walk(target) if isinstance(t, ast.Attribute)):
+                    if not isinstance(attribute.ctx, ast.Store) or not attribute.attr.startswith("_"):
+                        continue
+                    if attribute.attr.startswith("__") or _root(attribute) in ours or attribute.attr in patched:
+                        continue
+                    found.append(f"{path.relative_to(REPO)}:{node.lineno} .{attribute.attr}")
+    return found
+
+
+def test_what_we_put_on_objects_not_ours_has_one_prefix():
+    """Markers and state on foreign objects are named one way (_crossbar_jwt_...), so a reader of a
+    Crossbar or Twisted object in a debugger knows what is ours, and two patches cannot collide."""
+    found = _private_attributes_set_on_other_objects()
+    assert any(MARKER_PREFIX in entry for entry in found), "the scan finds none: it is broken"
+    assert [entry for entry in found if f".{MARKER_PREFIX}" not in entry] == []

@@ -163,7 +163,7 @@ def test_install_holds_on_this_autobahn_and_crossbar_and_is_idempotent():
         assert WampWebSocketProtocol.__dict__["onMessage"] is patched_once
         assert WampWebSocketServerProtocol.onMessage is patched_once
     finally:
-        WampWebSocketProtocol.onMessage = getattr(original, "_cbjwt_replaced", original)
+        WampWebSocketProtocol.onMessage = getattr(original, "_crossbar_jwt_replaced", original)
 
 
 def test_install_refuses_an_onmessage_that_no_longer_parses_and_dispatches():

@@ -1,0 +1,19 @@
+"""The claims this project's own issuers (the CLI's `token`, the demo issuer) put in a token.
+Signing is the key's (authenticator/core/keys.py, VerificationKey.sign); verifying is
+authenticator/core/tokens.py. Your application mints its own tokens: docs/tokens.md."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterable
+from typing import Any
+
+
+def user_claims(sub: str, roles: Iterable[str], ttl: int, *, now: float | None = None, jti: bool = True) -> dict:
+    """The claims this project's own issuers (CLI, demo issuer) put in a token."""
+    issued = int(time.time() if now is None else now)
+    claims: dict[str, Any] = {"sub": sub, "roles": list(roles), "iat": issued, "exp": issued + ttl}
+    if jti:
+        claims["jti"] = uuid.uuid4().hex
+    return claims
