@@ -345,6 +345,9 @@ def test_autobahns_auto_reconnect_disabled_warning_is_not_printed_when_the_kit_r
     closed = [line for line in page.console if line.startswith("warning: connection closed")]
     assert any("reason: authenticator.error.expired" in line for line in closed), page.console
     assert not [line for line in page.console if "auto-reconnect disabled" in line], page.console
+    # A plain AutobahnJS connection on the same page still gets the line: only the kit's is dropped.
+    page.evaluate("async (token) => (await admin(token)).leave('wamp.close.normal')", admin_token())
+    console_shows(page, lambda line: line.startswith("warning: auto-reconnect disabled! false"), 5, "the plain line")
 
 
 def test_the_readmes_browser_snippet_connects_receives_and_stops_when_logged_out(router, open_page):
