@@ -54,11 +54,15 @@ def connection_failure(url: str, host: str, port: int, reason, ca_file: Path | N
     if isinstance(error, VerificationError):
         return f"the router's TLS certificate at {url} is not the certificate of {host}: it does not name that host"
     if isinstance(error, TLSError):
-        details = "; ".join(part for entry in error.args[0] if isinstance(entry, tuple) for part in entry[-1:])
+        entries = error.args[0] if error.args and isinstance(error.args[0], list) else []
+        details = "; ".join(str(entry[-1]) for entry in entries if isinstance(entry, tuple) and entry)
         if "certificate verify failed" in details:
+            # OpenSSL says no more: another CA, or a certificate out of its validity period
             trusted = f"the CA certificates in {ca_file}" if ca_file else "the system's trusted CAs"
-            return (f"the router's TLS certificate at {url} is not trusted: certificate verify failed (not signed by "
-                    f"{trusted}); give the CA that signed it with --ca-file")  # fmt: skip
+            return (
+                f"the router's TLS certificate at {url} is not trusted: certificate verify failed against {trusted} "
+                "(signed by another CA, or expired); give the CA that signed it with --ca-file"
+            )
         return f"TLS with the router at {url} failed: {details or type(error).__name__}"
     return f"cannot reach the router at {url} ({host}:{port}): {type(error).__name__}: {error}"
 

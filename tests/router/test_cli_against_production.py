@@ -88,7 +88,8 @@ def test_revoke_refuses_a_certificate_the_ca_file_did_not_sign(tls_node, tmp_pat
     assert result.stderr.splitlines() == [
         KEYS_LINE,
         f"Error: the router's TLS certificate at wss://127.0.0.1:{tls_node.port}/ws is not trusted: certificate "
-        f"verify failed (not signed by the CA certificates in {other.ca}); give the CA that signed it with --ca-file",
+        f"verify failed against the CA certificates in {other.ca} (signed by another CA, or expired); give the CA "
+        "that signed it with --ca-file",
     ]
     assert result.stdout == ""
 
@@ -99,7 +100,8 @@ def test_revoke_verifies_the_certificate_without_a_ca_file_too(tls_node):
     assert result.returncode == 1
     assert result.stderr.splitlines()[-1] == (
         f"Error: the router's TLS certificate at wss://127.0.0.1:{tls_node.port}/ws is not trusted: certificate "
-        "verify failed (not signed by the system's trusted CAs); give the CA that signed it with --ca-file"
+        "verify failed against the system's trusted CAs (signed by another CA, or expired); give the CA that signed "
+        "it with --ca-file"
     )
 
 
