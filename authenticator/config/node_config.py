@@ -4,6 +4,7 @@ of the package looks up in them: the authenticator component, its ``extra``, the
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -57,6 +58,18 @@ def started_config_file(cbdir: Path, pid_file_text: str, controller_pid: int) ->
     options = data.get("options")
     name = options.get("config") if isinstance(options, dict) else None
     return cbdir / name if isinstance(name, str) and name else None
+
+
+def running_config_file(cbdir: Path, controller_pid: int | None = None) -> Path | None:
+    """In a process Crossbar's controller started (a router worker, its components and wsgi apps):
+    the node config that controller loaded, from the node directory's pid file; None when there is
+    none of that controller's."""
+    controller_pid = os.getppid() if controller_pid is None else controller_pid
+    try:
+        text = (cbdir / CROSSBAR_PID_FILE).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
+    return started_config_file(cbdir, text, controller_pid)
 
 
 def read_node_config(path: Path) -> dict:

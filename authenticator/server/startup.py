@@ -8,10 +8,9 @@ from pathlib import Path
 
 from authenticator.config.node_checks import check_node
 from authenticator.config.node_config import (
-    CROSSBAR_PID_FILE,
     controller_config_file,
     read_node_config,
-    started_config_file,
+    running_config_file,
     websocket_url,
 )
 from authenticator.config.settings import Settings, key_sources
@@ -23,10 +22,7 @@ def node_config_file(cbdir: Path) -> Path | None:
     directory before it started any worker. Its command line is the fallback for a Crossbar that
     writes none: it is only readable where the controller was not retitled (no setproctitle)."""
     controller = os.getppid()
-    try:
-        found = started_config_file(cbdir, (cbdir / CROSSBAR_PID_FILE).read_text(encoding="utf-8"), controller)
-    except (OSError, UnicodeDecodeError):
-        found = None
+    found = running_config_file(cbdir, controller)
     if found is not None:
         return found
     try:

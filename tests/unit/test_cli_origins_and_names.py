@@ -128,3 +128,14 @@ def test_a_node_config_crossbar_would_not_start_with_is_refused_by_name(tmp_path
         f"Error: configuration: {tmp_path / 'config.yml'} cannot be read: ValueError: crossbar start reads a node "
         "config named .json or .yaml, not .yml\n"
     )
+
+
+def test_a_process_the_controller_started_finds_the_config_in_the_node_directory(tmp_path):
+    import os
+
+    from authenticator.config.node_config import CROSSBAR_PID_FILE, running_config_file
+
+    assert running_config_file(tmp_path) is None  # no pid file: no node runs from here
+    (tmp_path / CROSSBAR_PID_FILE).write_text(json.dumps({**PID_FILE, "pid": os.getppid()}))
+    assert running_config_file(tmp_path) == tmp_path / "config-production.json"  # the parent's
+    assert running_config_file(tmp_path, os.getppid() + 1) is None
