@@ -63,6 +63,13 @@ def on_state(state, client):
         raise RuntimeError("a bug in on_state")
 
 
+if options.get("async_on_state"):  # the same, failing in the coroutine it returns
+    sync_on_state = on_state
+
+    async def on_state(state, client):
+        sync_on_state(state, client)
+
+
 async def on_join(session, details):
     say("joined", details.session)
 
@@ -210,11 +217,13 @@ async def test_an_on_refresh_that_raises_is_logged_and_the_kit_goes_on_refreshin
         kit.kill()
 
 
+@pytest.mark.parametrize("flavour", ["def", "async def"])
 @pytest.mark.parametrize("framework", FRAMEWORKS)
 @pytest_twisted.ensureDeferred
 async def test_an_on_state_that_raises_is_logged_and_the_kit_connects_and_reconnects(router, proxy, tmp_path,
-                                                                                     framework):  # fmt: skip
-    kit = KitProgram(tmp_path, framework, f"ws://127.0.0.1:{proxy.port}/ws", raising=["on_state"])
+                                                                                     framework, flavour):  # fmt: skip
+    kit = KitProgram(tmp_path, framework, f"ws://127.0.0.1:{proxy.port}/ws", raising=["on_state"],
+                     async_on_state=flavour == "async def")  # fmt: skip
     try:
         await kit.wait_for(lambda: kit.starting("joined"), 15, "the join")
         cut(proxy)
