@@ -17,9 +17,9 @@ from autobahn.twisted.wamp import ApplicationSession
 from autobahn.wamp.exception import ApplicationError
 from autobahn.wamp.types import RegisterOptions
 from twisted.internet import reactor
-from twisted.internet.defer import Deferred, ensureDeferred, maybeDeferred
+from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.internet.task import deferLater
-from twisted.internet.threads import blockingCallFromThread, deferToThreadPool
+from twisted.internet.threads import blockingCallFromThread
 from twisted.python.threadpool import ThreadPool
 
 from authenticator.config.settings import ConfigError, load_settings
@@ -39,6 +39,7 @@ from authenticator.patches.hello_timeout import install_hello_timeout
 from authenticator.server.admission import Admission
 from authenticator.server.authorizer import Authorizer
 from authenticator.server.jwks import JwksRefresher
+from authenticator.server.procedures import Procedures
 from authenticator.server.session_keeper import SessionKeeper
 from authenticator.server.startup import node_config_file, node_problems, read_node, ready_line
 from authenticator.server.store import StoreUnavailable, open_store
@@ -53,7 +54,6 @@ SHUTDOWN_REASON = "wamp.close.system_shutdown"
 SHUTDOWN_MESSAGE = "The router is stopping; reconnect (another router may take you)."
 SHUTDOWN_GOODBYE_SECONDS = 2
 # The longest authid or jti revoke accepts (tokens are at most max_token_bytes anyway).
-MAX_ID = 1024
 
 
 class AuthenticatorComponent(ApplicationSession):
@@ -95,6 +95,7 @@ class AuthenticatorComponent(ApplicationSession):
         self._io = ThreadPool(minthreads=1, maxthreads=IO_THREADS, name="authenticator-io")
         self.authorizer = Authorizer(self.settings, self.keeper.token_roles, self.log, OWN_PROCEDURES)
         self.admission = Admission(self.verifier, self.jwks, self.store, self._io, self.settings, self.log)
+        self.procedures = Procedures(self.settings, self.admission, self.keeper, self.store, self._io, self.log)
         for key in self.settings.keys.keys:
             if key.generated:  # tokens signed with any other secret are refused: say where it is
                 self.log.warn(
@@ -109,8 +110,8 @@ class AuthenticatorComponent(ApplicationSession):
         await self.register(self.authenticate, AUTHENTICATE)
         await self.register(self.authenticate_headers, AUTHENTICATE_HEADERS)
         await self.register(self.authorizer.authorize, AUTHORIZE)
-        await self.register(self.refresh, REFRESH, options=caller)
-        await self.register(self.revoke, REVOKE, options=caller)
+        await self.register(self.procedures.refresh, REFRESH, options=caller)
+        await self.register(self.procedures.revoke, REVOKE, options=caller)
         await self.subscribe(self.keeper.joined, "wamp.session.on_join")
         await self.subscribe(self.keeper.left, "wamp.session.on_leave")
         self.keeper.start()
@@ -120,7 +121,7 @@ class AuthenticatorComponent(ApplicationSession):
         listen = getattr(self.store, "listen_for_revocations", None)
         if listen is not None:  # several routers: end our sessions when another one revokes
             stop = listen(
-                lambda authid, jti: reactor.callFromThread(self._revoked_elsewhere, authid, jti),
+                lambda authid, jti: reactor.callFromThread(self.procedures.revoked_elsewhere, authid, jti),
                 lambda problem: reactor.callFromThread(self.log.warn, "authenticator: {problem}", problem=problem),
             )
             reactor.addSystemEventTrigger("during", "shutdown", stop.set)
@@ -222,90 +223,6 @@ class AuthenticatorComponent(ApplicationSession):
         message = Rejected(Reason.INTERNAL_ERROR).message if rejection.reason is Reason.INTERNAL_ERROR else None
         return ApplicationError(rejection.reason.uri, message or rejection.message)
 
-    # -- refresh and revocation ---------------------------------------------------------------
-
-    async def refresh(self, token, details=None):
-        """A connected client presents a newer token; its session's deadline moves, no reconnect."""
-        live = self.keeper.session(_caller(details))
-        if live is None:
-            metrics.REFRESHES.labels("refused", Reason.REFRESH_REFUSED.code).inc()
-            raise ApplicationError(
-                Reason.REFRESH_REFUSED.uri, "Only a session that logged in with a token can refresh."
-            )
-        try:
-            identity = await maybeDeferred(self.admission.check, token)
-            if identity.authid != live.authid:
-                raise Rejected(Reason.REFRESH_REFUSED, "it is for another user", authid=live.authid, jti=identity.jti)
-            if frozenset(identity.roles) != live.roles:
-                # Crossbar cannot change a live session's role: a token with other roles (fewer, for
-                # a demoted user) needs a new session, and the old deadline stays.
-                raise Rejected(
-                    Reason.REFRESH_REFUSED, "its roles differ from the session's; reconnect with it",
-                    authid=live.authid, jti=identity.jti,
-                )  # fmt: skip
-        except Rejected as rejection:
-            metrics.REFRESHES.labels("refused", rejection.reason.code).inc()
-            self.log.warn("refresh refused: reason={reason} detail={detail} authid={authid} session={sid}",
-                          reason=rejection.reason.code, detail=rejection.detail or "-", authid=live.authid,
-                          sid=live.session_id)  # fmt: skip
-            raise ApplicationError(rejection.reason.uri, rejection.message) from None
-        except Exception as error:  # noqa: BLE001 - the same rule as logins: the type only, never the message
-            metrics.REFRESHES.labels("refused", Reason.INTERNAL_ERROR.code).inc()
-            raise self._internal(error, "refresh") from None
-        metrics.REFRESHES.labels("accepted", "none").inc()
-        self.keeper.refreshed(live, identity)
-        self.log.info("session refreshed: authid={authid} session={sid} exp={exp}", authid=live.authid,
-                      sid=live.session_id, exp=identity.expires_at)  # fmt: skip
-        # expires_in: seconds to exp on the router's clock (the kits time the next refresh by it)
-        return {"exp": identity.expires_at, "expires_in": round(identity.expires_at - time.time(), 3)}
-
-    async def revoke(self, authid=None, jti=None, details=None):
-        """Refuse a user's tokens issued until now (authid=...) or one token (jti=...), and end the
-        live sessions they cover.
-
-        A revocation by authid covers every token with an `iat` up to now plus the claim leeway
-        (authenticator/server/store.py, `covers`): a token minted just before it by an issuer whose clock
-        runs fast carries an `iat` ahead of ours. The answer says up to when (`tokens_issued_until`,
-        Unix time on the router's clock): the user's next token must be issued after it."""
-        if (authid is None and jti is None) or not all(_bounded_text(v) for v in (authid, jti)):
-            raise ApplicationError(
-                "wamp.error.invalid_argument",
-                f"Call revoke with authid='...' or jti='...' (at most {MAX_ID} characters).",
-            )
-        lifetime, leeway = self.settings.claims.max_lifetime_seconds, self.settings.claims.leeway_seconds
-        # The latest token covered has iat = now + leeway and is accepted until its exp + leeway.
-        keep = None if lifetime is None else lifetime + 2 * leeway
-        if self.store.known_down:
-            self.log.warn("authenticator: the token store is down; revocation refused: authid={authid} jti={jti}",
-                          authid=authid, jti=jti)  # fmt: skip
-            raise ApplicationError(Reason.STORE_UNAVAILABLE.uri, Rejected(Reason.STORE_UNAVAILABLE).message)
-        now = time.time()
-        try:
-            await deferToThreadPool(
-                reactor, self._io, self.store.revoke, authid=authid, jti=jti, now=now, keep_seconds=keep
-            )
-        except StoreUnavailable as error:
-            self.log.warn("authenticator: {error}", error=str(error))
-            raise ApplicationError(Reason.STORE_UNAVAILABLE.uri, Rejected(Reason.STORE_UNAVAILABLE).message) from None
-        except Exception as error:  # noqa: BLE001 - the same rule as logins: the type only, never the message
-            raise self._internal(error, "revoke") from None
-        _count_revocation(authid, jti, "here")
-        ended = self.keeper.revoke(authid, jti)
-        by = details.caller_authid if details else None
-        self.log.warn("revoked: authid={authid} jti={jti} by={by} sessions_ended={n}", authid=authid, jti=jti,
-                      by=by, n=len(ended))  # fmt: skip
-        answer = {"sessions_ended": len(ended)}
-        if authid is not None:
-            answer["tokens_issued_until"] = now + leeway  # this user's tokens with an iat up to it are refused
-        return answer
-
-    def _revoked_elsewhere(self, authid: str | None, jti: str | None) -> None:
-        _count_revocation(authid, jti, "elsewhere")
-        ended = self.keeper.revoke(authid, jti)
-        if ended:
-            self.log.warn("revoked on another router: authid={authid} jti={jti} sessions_ended={n}", authid=authid,
-                          jti=jti, n=len(ended))  # fmt: skip
-
     def _kill(self, session_id: int, reason: Reason, message: str) -> Deferred:
         d = self.call("wamp.session.kill", session_id, reason=reason.uri, message=message)
         d.addErrback(self._kill_failed, session_id)
@@ -315,12 +232,6 @@ class AuthenticatorComponent(ApplicationSession):
         if not (failure.check(ApplicationError) and failure.value.error == "wamp.error.no_such_session"):
             self.log.warn("authenticator: could not end session {sid}: {kind}", sid=session_id,
                           kind=type(failure.value).__name__)  # fmt: skip
-
-    def _internal(self, error: BaseException, what: str) -> ApplicationError:
-        """An unexpected failure: the log gets the exception type, the client a fixed message
-        (an exception's message or traceback could quote a token)."""
-        self.log.warn("{what} failed: internal error {kind}", what=what, kind=type(error).__name__)
-        return ApplicationError(Reason.INTERNAL_ERROR.uri, Rejected(Reason.INTERNAL_ERROR).message)
 
     # -- Crossbar and Autobahn hooks ------------------------------------------------------------
 
@@ -358,27 +269,6 @@ class AuthenticatorComponent(ApplicationSession):
         self.keeper.stop()
         self.jwks.stop()
         super().onLeave(details)
-
-
-def _caller(details) -> int | None:
-    """The calling session of one of our procedures (disclosed to us: OWN_PROCEDURES).
-
-    A CALL that carries forward_for would make Crossbar disclose its first entry as the caller; the
-    authorizer refuses every such CALL from a client before it reaches us (policy.py; tested through
-    the router by tests/router/test_hostile_clients.py::test_a_client_cannot_call_our_procedures_as_another_session).
-    There is no second check here: Autobahn 26 never fills CallDetails.forward_for of an
-    invocation, so one would never see it."""
-    return details.caller if details is not None else None
-
-
-def _bounded_text(value) -> bool:
-    return value is None or (isinstance(value, str) and 0 < len(value) <= MAX_ID)
-
-
-def _count_revocation(authid, jti, origin: str) -> None:
-    for kind, value in (("authid", authid), ("jti", jti)):
-        if value is not None:
-            metrics.REVOCATIONS.labels(kind, origin).inc()
 
 
 def _headers(details) -> dict:

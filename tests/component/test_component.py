@@ -128,8 +128,8 @@ async def test_an_unexpected_error_in_refresh_or_revoke_is_internal_error_withou
     monkeypatch.setattr(component.verifier, "verify", explode)
     monkeypatch.setattr(component.store, "revoke", explode)
     for call in (
-        component.refresh(token, details=call_details(7)),
-        component.revoke(authid="alice", details=call_details(8)),
+        component.procedures.refresh(token, details=call_details(7)),
+        component.procedures.revoke(authid="alice", details=call_details(8)),
     ):
         with pytest.raises(ApplicationError) as caught:
             await call
