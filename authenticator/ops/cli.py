@@ -23,9 +23,10 @@ from authenticator.config.node_config import (
 from authenticator.config.settings import DEFAULT_EXTRA, ConfigError, Settings, key_sources, load_settings
 from authenticator.contract import REVOKE
 from authenticator.core.keys import KeyConfigError
+from authenticator.core.minting import user_claims
 from authenticator.core.policy import ACTIONS, MATCHES
 from authenticator.core.reasons import Rejected
-from authenticator.core.tokens import TokenVerifier, user_claims
+from authenticator.core.tokens import TokenVerifier
 
 
 def _node_config(cbdir: str, config_name: str | None) -> tuple[Path, dict]:
