@@ -30,8 +30,8 @@ What it does (the same as web/crossbar-jwt.js; details in docs/clients.md):
 - Stops on a final reason (FINAL_REASONS): start()'s Deferred fires with (reason, message).
 - state ("connecting", "connected", "reconnecting", "stopped"), reason and message (the exact WAMP
   reason URI and message that ended the last session or attempt; None while connected), session
-  (the joined ApplicationSession or None), refreshes.
-
+  (the joined ApplicationSession or None), refreshes. A lost connection is `lost`, one that could
+  not be made (refused, timed out, a certificate not trusted) `unreachable`, the error as message.
 - wss:// URLs: the certificate is verified against the system's CAs, or ca_file= (a PEM file of
   the CAs to trust), or ssl_context= (an IOpenSSLClientConnectionCreator: optionsForClientTLS(...)).
 - on_state and on_refresh are the application's: one that raises is logged and stops nothing.
