@@ -16,20 +16,12 @@ Answers: docs/publishing.md.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 
 from twisted.internet.defer import Deferred, DeferredList, maybeDeferred
 from twisted.internet.task import LoopingCall
-from twisted.logger import Logger
-from twisted.python.failure import Failure
-from twisted.web import server
-from twisted.web.resource import Resource
 
-from authenticator.core.carriers import bearer_token
 from authenticator.core.logtext import clip
-from authenticator.core.peer_address import request_peer
 from authenticator.core.publish_request import (
     DEFAULT_MAX_BATCH,
     DEFAULT_MAX_BODY_BYTES,
@@ -46,6 +38,7 @@ from authenticator.core.reasons import Reason, Rejected, as_rejection
 from authenticator.core.tokens import Identity
 from authenticator.core.unknown_keys import unknown_keys
 from authenticator.endpoints import metrics
+from authenticator.endpoints.bearer_json import Answer, BearerJsonResource
 from authenticator.endpoints.publisher_pool import PublisherPool
 from authenticator.patches import body_limit
 
@@ -61,15 +54,6 @@ BEARER_ADVICE = (
 PUBLISHED = metrics.HTTP_PUBLISHES.labels("published", "none")  # the hot path: looked up once
 TOKEN_STATUS = {Reason.STORE_UNAVAILABLE: 503, Reason.INTERNAL_ERROR: 500}
 TOO_LARGE_ADVICE = "Send less per request (a batch can be split)."
-
-
-@dataclass
-class Answer:
-    status: int
-    body: object
-    headers: dict = field(default_factory=dict)
-    # Set on a refusal the resource made itself, before the service, and not logged yet: its reason.
-    unlogged_reason: str | None = None
 
 
 class HttpPublishing:
@@ -220,127 +204,39 @@ class HttpPublishing:
 # -- the Twisted Web resource ---------------------------------------------------------------------
 
 
-class PublishResource(Resource):
-    isLeaf = True
-    # The body bound this path declares to authenticator/patches/body_limit.py (with max_body_bytes): the
-    # bound holds while the body arrives, the answer is one of ours.
+class PublishResource(BearerJsonResource):
+    log_name = "http publish"
+    wrong_method_message = "Only POST publishes here."
     too_large_error = INVALID_ARGUMENT
     too_large_advice = TOO_LARGE_ADVICE
 
     def __init__(self, realm: str, max_body_bytes: int, max_batch: int) -> None:
-        super().__init__()
-        self.realm, self.max_body_bytes, self.max_batch = realm, max_body_bytes, max_batch
-        self.log = Logger()
+        super().__init__(max_body_bytes)
+        self.realm, self.max_batch = realm, max_batch
 
-    @staticmethod
-    def body_refused(request, limit: int) -> None:
+    def service(self) -> HttpPublishing | None:
+        return SERVICES.get(self.realm)
+
+    def unavailable_message(self) -> str:
+        return f"HTTP publishing on realm '{self.realm}' is not ready: the authenticator has not joined it."
+
+    def handle(self, service: HttpPublishing, token: str | None, body: bytes, peer: str) -> Answer | Deferred:
+        return service.handle(token, body, peer, self.max_batch)
+
+    def token_refused(self, service: HttpPublishing, rejection: Rejected, peer: str) -> Answer:
+        return service._token_refused(rejection, peer)
+
+    def count(self, outcome: str) -> None:
+        metrics.HTTP_PUBLISHES.labels(outcome, "none").inc()
+
+    def trusted_proxies(self) -> frozenset[str]:
+        service = SERVICES.get(self.realm)
+        return getattr(service, "trusted_proxies", frozenset())
+
+    @classmethod
+    def body_refused(cls, request, limit: int) -> None:
         """body_limit answered 413 before the body was read (and logged it): counted."""
         metrics.HTTP_PUBLISHES.labels("too_large", "none").inc()
-
-    def render(self, request):
-        request._crossbar_jwt_publish_realm = self.realm
-        peer = _peer(request)
-        if request.method != b"POST":
-            request.setHeader(b"allow", b"POST")
-            return self._finish(request, _refused(405, "Only POST publishes here.", "method"), peer)
-        problem = _content_type_problem(request.getHeader(b"content-type"))
-        if problem is not None:
-            return self._finish(request, _refused(400, problem, "invalid"), peer)
-        body = request.content.read(self.max_body_bytes + 1)
-        if len(body) > self.max_body_bytes:  # body_limit refuses it first; this holds without it too
-            message = body_limit.too_large_answer(self.max_body_bytes, INVALID_ARGUMENT, TOO_LARGE_ADVICE)["message"]
-            return self._finish(request, _refused(413, message, "too_large"), peer)
-        service = SERVICES.get(self.realm)
-        if service is None:
-            message = f"HTTP publishing on realm '{self.realm}' is not ready: the authenticator has not joined it."
-            answer = _refused(503, message, "unavailable", error="wamp.error.no_such_realm")
-            answer.headers["Retry-After"] = "1"
-            return self._finish(request, answer, peer)
-        try:
-            token = _bearer_token(request.requestHeaders.getRawHeaders(b"authorization") or [])
-        except Rejected as rejection:
-            return self._finish(request, service._token_refused(rejection, peer), peer)
-        try:
-            answered = service.handle(token, body, peer, self.max_batch)
-        except Exception:  # noqa: BLE001 - a bug must still be a JSON answer, logged by its type only
-            answered = Failure()
-        if isinstance(answered, Failure):
-            return self._finish(request, self._answer_of(answered), peer)
-        if not isinstance(answered, Deferred):
-            return self._finish(request, answered, peer)
-        outcome: list = []
-        answered.addBoth(outcome.append)
-        if outcome:  # an embedded publish is answered at once: no NOT_DONE_YET round
-            return self._finish(request, self._answer_of(outcome[0]), peer)
-        gone: list = []
-        request.notifyFinish().addErrback(gone.append)  # the client went away meanwhile
-        answered.addCallback(lambda _: None if gone else self._write(request, self._answer_of(outcome[0]), peer))
-        return server.NOT_DONE_YET
-
-    def _answer_of(self, result) -> Answer:
-        if isinstance(result, Failure):
-            self.log.warn("http publish failed: internal error {kind}", kind=type(result.value).__name__)
-            answer = _refused(500, Rejected(Reason.INTERNAL_ERROR).message, "failed", error=Reason.INTERNAL_ERROR.uri)
-            answer.unlogged_reason = None  # logged just above
-            return answer
-        return result
-
-    def _finish(self, request, answer: Answer, peer: str) -> bytes:
-        if answer.unlogged_reason is not None:
-            self.log.warn(
-                "http publish refused: status={status} reason={reason} detail={detail} authid=None peer={peer}",
-                status=answer.status, reason=answer.unlogged_reason, detail=clip(answer.body.get("message"), 300),
-                peer=peer,
-            )  # fmt: skip
-        return self._body(request, answer)
-
-    def _write(self, request, answer: Answer, peer: str) -> None:
-        request.write(self._body(request, answer))
-        request.finish()
-
-    def _body(self, request, answer: Answer) -> bytes:
-        request.setResponseCode(answer.status)
-        request.setHeader(b"content-type", b"application/json")
-        request.setHeader(b"cache-control", b"no-store")
-        for name, value in answer.headers.items():
-            request.setHeader(name.encode("ascii"), value.encode("ascii"))
-        body = json.dumps(answer.body, separators=(",", ":")).encode("utf-8")
-        request.setHeader(b"content-length", b"%d" % len(body))
-        return body
-
-
-def _refused(status: int, message: str, outcome: str, *, error: str = INVALID_ARGUMENT) -> Answer:
-    metrics.HTTP_PUBLISHES.labels(outcome, "none").inc()
-    return Answer(status, {"error": error, "message": message}, unlogged_reason=outcome)
-
-
-def _bearer_token(values: list[bytes]) -> str | None:
-    if not values:
-        return None
-    if len(values) > 1:
-        raise Rejected(Reason.MALFORMED_TOKEN, "send one Authorization header")
-    token = bearer_token(values[0].decode("latin-1"))
-    if not token:
-        raise Rejected(Reason.MISSING_TOKEN, "the Authorization header must be 'Bearer <token>'")
-    return token
-
-
-def _content_type_problem(value: bytes | None) -> str | None:
-    if value is None:
-        return None  # curl --data-binary @file sends none; the body must still be JSON
-    media, _, params = value.decode("latin-1").partition(";")
-    charset = params.strip().lower()
-    if media.strip().lower() != "application/json" or charset not in ("", "charset=utf-8", "charset=utf8"):
-        return (
-            f"Content-Type '{clip(value.decode('latin-1'), 100)}' is not accepted: send "
-            "'Content-Type: application/json' with a UTF-8 JSON body."
-        )
-    return None
-
-
-def _peer(request) -> str:
-    service = SERVICES.get(getattr(request, "_crossbar_jwt_publish_realm", None))
-    return request_peer(request, getattr(service, "trusted_proxies", frozenset()))
 
 
 def publish_resource(extra: Mapping) -> PublishResource:

@@ -120,12 +120,18 @@ def call_once(url: str, token: str, procedure: str, *, realm: str, kwargs: dict,
                 if not done.called:
                     done.callback(None)
 
-        factory = WampWebSocketClientFactory(lambda: OneCall(ComponentConfig(realm=realm)), url=url)
-        factory.protocol = RememberingProtocol
-        # Before a session exists (refused TCP, a TLS handshake that fails on the certificate) only
-        # the factory hears of it.
-        factory.clientConnectionFailed = failed
-        factory.clientConnectionLost = failed
+        class OneCallFactory(WampWebSocketClientFactory):
+            protocol = RememberingProtocol
+
+            # Before a session exists (refused TCP, a TLS handshake that fails on the certificate)
+            # only the factory hears of it.
+            def clientConnectionFailed(self, connector, reason):  # noqa: N802 - Twisted's name
+                failed(connector, reason)
+
+            def clientConnectionLost(self, connector, reason):  # noqa: N802 - Twisted's name
+                failed(connector, reason)
+
+        factory = OneCallFactory(lambda: OneCall(ComponentConfig(realm=realm)), url=url)
         if tls is not None:
             reactor.connectSSL(host, port, factory, tls, timeout=TIMEOUT_SECONDS)
         else:
