@@ -37,7 +37,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.security import check_password_hash
 
 from authenticator.config.key_files import load_hmac_secret
-from authenticator.config.node_config import component_extra
+from authenticator.config.node_config import component_extra, read_node_config
 from authenticator.config.settings import load_issuer_settings, load_settings
 from authenticator.core.json_guard import nesting_exceeds
 from authenticator.core.minting import user_claims
@@ -134,7 +134,7 @@ def _port(value: object) -> int | None:
 def public_ports(config_file: Path) -> frozenset[int] | None:
     """The TCP ports of the web transports in a node config (`"$VAR"` read from the environment, as
     Crossbar does); None if there is none or one cannot be read: then X-Forwarded-For is never used."""
-    config = json.loads(config_file.read_text(encoding="utf-8"))
+    config = read_node_config(config_file)
     ports = set()
     for worker in config.get("workers", []):
         for transport in worker.get("transports", []):
