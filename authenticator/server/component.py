@@ -262,6 +262,15 @@ class AuthenticatorComponent(ApplicationSession):
             "authenticator: unexpected {kind} in a procedure", kind=type(getattr(fail, "value", fail)).__name__
         )
 
+    def disconnect(self):
+        """Once. When the router worker stops, Crossbar removes the component (which disconnects it)
+        and the leave that follows disconnects it again: Crossbar then detaches the session twice
+        and logs 'cannot detach session ...: session not currently attached' at every stop."""
+        if getattr(self, "_disconnect_requested", False):
+            return
+        self._disconnect_requested = True
+        super().disconnect()
+
     def onLeave(self, details):
         metrics.ACTIVE_SESSIONS.count = None
         if getattr(self, "http_publishing", None) is not None:
