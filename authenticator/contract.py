@@ -1,6 +1,6 @@
 """The wire names other programs rely on: one place for the router, the kits, the CLI and the
 node-config checks. Changing one is a breaking change for deployed clients and configs;
-tests/unit/test_contract.py keeps the JavaScript kit (web/crossbar-jwt.js) in step.
+tests/unit/test_contract.py keeps the JavaScript kit (web/crossbar-jwt/crossbar-jwt.js) in step.
 
 Pure constants: the client kits import this module, so it imports nothing.
 """

@@ -30,7 +30,7 @@ FINAL_REASONS = FINAL_ROUTER_REASONS | {NO_TOKEN}
 
 
 # The longest timer either kit sets: 2^31 - 1 ms, about 24.8 days. JavaScript's setTimeout fires at
-# once for a longer delay (web/crossbar-jwt.js clamps to it); the Python kits use the same bound, so
+# once for a longer delay (web/crossbar-jwt/crossbar-jwt.js clamps to it); the Python kits use the same bound, so
 # that both refresh a long-lived token at the same time, after at most this long.
 MAX_TIMER_SECONDS = (2**31 - 1) / 1000
 

@@ -8,9 +8,9 @@ from tests.support.router import REPO
 
 
 def js_final_reasons() -> set[str]:
-    source = (REPO / "web" / "crossbar-jwt.js").read_text()
+    source = (REPO / "web" / "crossbar-jwt" / "crossbar-jwt.js").read_text()
     block = re.search(r"export const FINAL_REASONS = new Set\(\[(.*?)\]\);", source, re.S)
-    assert block is not None, "web/crossbar-jwt.js has no FINAL_REASONS set"
+    assert block is not None, "web/crossbar-jwt/crossbar-jwt.js has no FINAL_REASONS set"
     constants = dict(re.findall(r'export const ([A-Z_]+) = "([^"]+)";', source))
     names = re.findall(r'"([^"]+)"|\b([A-Z_]{3,})\b', block.group(1))
     return {literal or constants[name] for literal, name in names}

@@ -35,7 +35,7 @@ def test_the_python_kit_refreshes_before_exp_by_the_routers_clock(expires_in, de
 def test_the_javascript_kit_times_its_refresh_like_the_python_kit(tmp_path):
     if shutil.which("node") is None:
         pytest.fail("node is missing: make test installs the test dependencies")
-    shutil.copy(REPO / "web" / "crossbar-jwt.js", tmp_path / "kit.mjs")
+    shutil.copy(REPO / "web" / "crossbar-jwt" / "crossbar-jwt.js", tmp_path / "kit.mjs")
     script = (
         "import { refreshDelay } from './kit.mjs';"
         f"console.log(JSON.stringify({json.dumps([c[0] for c in CASES])}.map(e => refreshDelay(e))));"
@@ -180,7 +180,7 @@ def test_the_javascript_kit_never_sets_a_timer_that_fires_at_once_for_a_30_day_t
     is the bound. The browser, through the router: tests/web/test_client_kit.py."""
     if shutil.which("node") is None:
         pytest.fail("node is missing: make test installs the test dependencies")
-    shutil.copy(REPO / "web" / "crossbar-jwt.js", tmp_path / "kit.mjs")
+    shutil.copy(REPO / "web" / "crossbar-jwt" / "crossbar-jwt.js", tmp_path / "kit.mjs")
     (tmp_path / "run.mjs").write_text(KIT_UNDER_NODE)
     out = subprocess.run(["node", "run.mjs"], cwd=tmp_path, capture_output=True, text=True, timeout=30)
     assert out.returncode == 0, out.stderr

@@ -162,7 +162,7 @@ def is_time(value) -> bool:
 
 
 def acceptable_authid(value) -> bool:
-    """README, "Why a token is refused": not empty, at most 64 characters, no '.', '*', '#',
+    """docs/tokens.md (the authid claim): not empty, at most 64 characters, no '.', '*', '#',
     whitespace, control or invisible (format) characters."""
     return (
         isinstance(value, str)
