@@ -20,7 +20,6 @@ from typing import Any
 import jwt
 
 from authenticator.core.json_guard import nesting_exceeds
-from authenticator.core.minting import user_claims  # noqa: F401 - TEMPORARY until ops/cli.py imports it from minting
 from authenticator.core.policy import authid_problem
 from authenticator.core.reasons import Reason, Rejected
 from authenticator.core.settings import Settings
