@@ -73,7 +73,7 @@ $(BENCH_INSTALLED): $(INSTALLED)
 	touch $@
 
 # AutobahnJS, socket.io and jsonwebtoken for the load generator (make bench, and the load and
-# restart tests) and the socket.io comparison server.
+# restart tests) and the socket.io comparison server; TypeScript for the JS kit type-check test.
 $(BENCH_DEPS): bench/package.json bench/package-lock.json
 	npm ci --prefix bench --no-audit --no-fund --loglevel=error
 

@@ -14,7 +14,7 @@ from tests.support.router import REPO
 
 PACKAGE = REPO / "web" / "crossbar-jwt"
 AUTOBAHN_BROWSER = REPO / "web" / "node_modules" / "autobahn-browser"
-TSC = REPO / "web" / "node_modules" / ".bin" / "tsc"
+TSC = REPO / "bench" / "node_modules" / ".bin" / "tsc"  # not in web/: the router serves web/
 TSC_FLAGS = ["--noEmit", "--strict", "--module", "nodenext", "--moduleResolution", "nodenext", "--target", "es2022",
              "--lib", "es2022,dom"]  # fmt: skip
 
@@ -131,7 +131,7 @@ def packed(tmp_path_factory):
 def project(packed, tmp_path_factory):
     """An empty project that installed the tarball and AutobahnJS (its peer), nothing else."""
     if not AUTOBAHN_BROWSER.exists() or not TSC.exists():
-        pytest.fail("web/node_modules is incomplete: make installs it (npm ci --prefix web)")
+        pytest.fail("web/node_modules or bench/node_modules is incomplete: make test installs both (npm ci)")
     project = tmp_path_factory.mktemp("app")
     (project / "package.json").write_text(json.dumps({"name": "app", "private": True, "type": "module"}))
     run(["npm", "install", "--prefer-offline", "--no-audit", "--no-fund", "--loglevel=error", str(packed["tarball"]),
