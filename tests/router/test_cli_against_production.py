@@ -17,7 +17,7 @@ import pytest_twisted
 from twisted.internet import reactor, threads
 
 from tests.support.raw_websocket import RawWebSocket
-from tests.support.router import REPO, RouterProcess
+from tests.support.router import REPO, RouterProcess, tls_production_node
 from tests.support.tls import make_certificates
 from tests.support.tokens import TEST_SECRET, mint, unique
 from tests.support.wamp import connect
@@ -29,13 +29,7 @@ KEYS_LINE = "keys: HS256 from environment variable JWT_SECRET"
 
 @pytest.fixture(scope="module")
 def tls_node(tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("cli-tls")
-    certificates = make_certificates(workdir / ".crossbar")
-    node = RouterProcess(
-        workdir, env={"JWT_SECRET": TEST_SECRET}, loglevel="warn",
-        production={"origins": (ORIGIN,), "tls": {"key": "server.key", "certificate": "server.crt"}},
-    ).start()  # fmt: skip
-    node.certificates = certificates
+    node = tls_production_node(tmp_path_factory.mktemp("cli-tls"), origins=(ORIGIN,))
     yield node
     assert node.stop() == 0, node.log()[-3000:]
 

@@ -10,20 +10,12 @@ import pytest
 import pytest_twisted
 
 from tests.router.test_kit_frameworks import FRAMEWORKS, KitProgram
-from tests.support.router import RouterProcess
-from tests.support.tls import make_certificates
-from tests.support.tokens import TEST_SECRET
+from tests.support.router import tls_production_node
 
 
 @pytest.fixture(scope="module")
 def tls_router(tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("kit-tls")
-    certificates = make_certificates(workdir / ".crossbar")
-    node = RouterProcess(
-        workdir, env={"JWT_SECRET": TEST_SECRET}, loglevel="warn",
-        production={"tls": {"key": "server.key", "certificate": "server.crt"}},
-    ).start()  # fmt: skip
-    node.certificates = certificates
+    node = tls_production_node(tmp_path_factory.mktemp("kit-tls"))
     assert node.url.startswith("wss://127.0.0.1:")
     yield node
     assert node.stop() == 0, node.log()[-3000:]

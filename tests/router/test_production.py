@@ -16,8 +16,7 @@ from twisted.internet import reactor, threads
 
 from authenticator.config.production_profile import options_of, production_config
 from tests.support.raw_websocket import RawWebSocket
-from tests.support.router import REPO, RouterProcess
-from tests.support.tls import make_certificates
+from tests.support.router import REPO, RouterProcess, tls_production_node
 from tests.support.tokens import TEST_SECRET, mint, unique
 from tests.support.wamp import Inbox, connect, refusal
 
@@ -157,13 +156,7 @@ async def test_a_user_logs_in_and_gets_their_notifications(production):
 
 @pytest.fixture(scope="module")
 def tls_node(tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("tls")
-    certificates = make_certificates(workdir / ".crossbar")
-    node = RouterProcess(
-        workdir, env={"JWT_SECRET": TEST_SECRET}, loglevel="warn",
-        production={"origins": (ORIGIN,), "tls": {"key": "server.key", "certificate": "server.crt"}},
-    ).start()  # fmt: skip
-    node.certificates = certificates
+    node = tls_production_node(tmp_path_factory.mktemp("tls"), origins=(ORIGIN,))
     yield node
     assert node.stop() == 0, node.log()[-3000:]
 

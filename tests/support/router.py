@@ -227,3 +227,18 @@ class RouterProcess:
 
     def log_size(self) -> int:
         return len(self.log())
+
+
+def tls_production_node(workdir: Path, origins: tuple[str, ...] | None = None) -> RouterProcess:
+    """A started production-profile router serving wss:// with a certificate of a test CA
+    (`node.certificates.ca` is the CA file a client trusts), the secret tests mint with."""
+    from tests.support.tls import make_certificates
+    from tests.support.tokens import TEST_SECRET
+
+    certificates = make_certificates(workdir / ".crossbar")
+    production: dict = {"tls": {"key": "server.key", "certificate": "server.crt"}}
+    if origins is not None:
+        production["origins"] = origins
+    node = RouterProcess(workdir, env={"JWT_SECRET": TEST_SECRET}, loglevel="warn", production=production).start()
+    node.certificates = certificates
+    return node
