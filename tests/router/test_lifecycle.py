@@ -220,6 +220,17 @@ async def test_a_bad_bearer_token_is_refused_with_its_reason(router):
 
 
 @pytest_twisted.ensureDeferred
+async def test_the_upgrade_reads_a_bearer_header_as_post_publish_does(router):
+    """One Bearer parser (authenticator/core/carriers.bearer_token) for both carriers: a token
+    that is not ASCII is malformed_token, a 'Bearer' without a token is missing_token."""
+    not_ascii = await refusal(router.url, None, headers={"Authorization": "Bearer eyJ\u00e9.x.y"})
+    assert (not_ascii.reason, "the token is not ASCII" in not_ascii.message) == (
+        "authenticator.error.malformed_token", True), not_ascii.message  # fmt: skip
+    empty = await refusal(router.url, None, headers={"Authorization": "Bearer   "})
+    assert empty.reason == "authenticator.error.missing_token", empty.message
+
+
+@pytest_twisted.ensureDeferred
 async def test_the_token_cookie_works_from_an_allowed_origin(router):
     name = unique("web")
     headers = {"Cookie": f"theme=dark; cbjwt={mint(name, ['user'])}", "Origin": "http://127.0.0.1:8080"}
