@@ -60,5 +60,15 @@ PUBLISH_RESOURCE = "authenticator.endpoints.publish.publish_resource"
 METRICS_MODULE = "authenticator.endpoints.metrics"
 ISSUER_MODULE = "authenticator.demo.issuer"
 PROXY_HARDENING = "authenticator.patches.hardening.harden_proxy_worker"
-# 0.1's path of the component, still accepted for one release (CHANGELOG.md)
+# 0.1's dotted paths, still resolved for one release (CHANGELOG.md, authenticator/deprecated_paths.py):
+# node configs and client code that name them keep working; `check` and the router's start name them.
+DEPRECATED_PATHS = {
+    "authenticator.component.AuthenticatorComponent": COMPONENT_CLASS,
+    "authenticator.http_publish.publish_resource": PUBLISH_RESOURCE,
+    "authenticator.metrics.app": METRICS_MODULE + ".app",
+    "authenticator.issuer.app": ISSUER_MODULE + ".app",
+    "authenticator.hardening.harden_proxy_worker": PROXY_HARDENING,
+    "authenticator.client.Client": "authenticator.kit.twisted.Client",
+    "authenticator.client_asyncio.Client": "authenticator.kit.asyncio.Client",
+}
 COMPONENT_CLASSES = frozenset({COMPONENT_CLASS, "authenticator.component.AuthenticatorComponent"})

@@ -12,26 +12,11 @@ import importlib.util
 import sys
 import warnings
 
-OLD_MODULES = {  # old module -> where it lives now
-    "authenticator.component": "authenticator.server.component",
-    "authenticator.http_publish": "authenticator.endpoints.publish",
-    "authenticator.metrics": "authenticator.endpoints.metrics",
-    "authenticator.issuer": "authenticator.demo.issuer",
-    "authenticator.hardening": "authenticator.patches.hardening",
-    "authenticator.client": "authenticator.kit.twisted",
-    "authenticator.client_asyncio": "authenticator.kit.asyncio",
-}
+from authenticator.contract import DEPRECATED_PATHS
 
 # The dotted paths that 0.1's node configs and docs name (tests/unit/test_dotted_paths.py).
-OLD_TO_NEW = {
-    "authenticator.component.AuthenticatorComponent": "authenticator.server.component.AuthenticatorComponent",
-    "authenticator.http_publish.publish_resource": "authenticator.endpoints.publish.publish_resource",
-    "authenticator.metrics.app": "authenticator.endpoints.metrics.app",
-    "authenticator.issuer.app": "authenticator.demo.issuer.app",
-    "authenticator.hardening.harden_proxy_worker": "authenticator.patches.hardening.harden_proxy_worker",
-    "authenticator.client.Client": "authenticator.kit.twisted.Client",
-    "authenticator.client_asyncio.Client": "authenticator.kit.asyncio.Client",
-}
+OLD_TO_NEW = DEPRECATED_PATHS
+OLD_MODULES = {old.rpartition(".")[0]: new.rpartition(".")[0] for old, new in OLD_TO_NEW.items()}
 
 
 class _Alias(importlib.abc.MetaPathFinder, importlib.abc.Loader):
@@ -41,13 +26,16 @@ class _Alias(importlib.abc.MetaPathFinder, importlib.abc.Loader):
         return None
 
     def create_module(self, spec):
-        new = OLD_MODULES[spec.name]
-        warnings.warn(f"{spec.name} moved to {new} (CHANGELOG.md); the old path goes in the next release",
-                      DeprecationWarning, stacklevel=2)  # fmt: skip
-        return importlib.import_module(new)
+        return None  # a placeholder: exec_module puts the real module in its place
 
     def exec_module(self, module):
-        """Nothing to run: the module under its new path has run already."""
+        """The old name is the module under its new path: the same object, its own spec kept
+        (importlib returns what sys.modules holds after this)."""
+        old = module.__spec__.name
+        new = OLD_MODULES[old]
+        warnings.warn(f"{old} moved to {new} (CHANGELOG.md); the old path goes in the next release",
+                      DeprecationWarning, stacklevel=2)  # fmt: skip
+        sys.modules[old] = importlib.import_module(new)
 
 
 def install() -> None:

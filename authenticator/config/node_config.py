@@ -8,7 +8,7 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
-from authenticator.contract import COMPONENT_CLASS, COMPONENT_CLASSES
+from authenticator.contract import COMPONENT_CLASS, COMPONENT_CLASSES, DEPRECATED_PATHS
 from authenticator.core.settings import ConfigError
 
 
@@ -152,3 +152,46 @@ def websocket_url(config: Mapping) -> str | None:
                     scheme = "wss" if endpoint.get("tls") else "ws"
                     return f"{scheme}://{host}:{endpoint.get('port')}/{path}"
     return None
+
+
+def deprecated_paths_in(config: Mapping) -> list[tuple[str, str]]:
+    """(where in the config, old dotted path) of every 0.1 path a node config names: they work in
+    this release only (CHANGELOG.md)."""
+    return [(where, old) for where, old, _ in _python_paths(config) if old in DEPRECATED_PATHS]
+
+
+def with_current_paths(config: Mapping) -> dict:
+    """A copy of a node config naming every Python object by its current path (what a derived
+    config is built from: a 0.1 config and a current one derive the same)."""
+    import copy
+
+    config = copy.deepcopy(dict(config))
+    for _, old, holder in _python_paths(config):
+        new = DEPRECATED_PATHS.get(old)
+        if new is None:
+            continue
+        if "classname" in holder:
+            holder["classname"] = new
+        else:
+            holder["module"], _, holder["object"] = new.rpartition(".")
+    return config
+
+
+def deprecated_path_lines(config: Mapping, config_file: Path | str) -> list[str]:
+    return [f"{config_file}: {where}: {old} moved to {DEPRECATED_PATHS[old]}; the old path works in this "
+            "release only (CHANGELOG.md): change it" for where, old in deprecated_paths_in(config)]  # fmt: skip
+
+
+def _python_paths(node, where: str = ""):
+    """(where, dotted path, the dict naming it) of every Python object a node config makes Crossbar load."""
+    if isinstance(node, dict):
+        if node.get("type") == "wsgi" and isinstance(node.get("module"), str):
+            yield where or "/", f"{node['module']}.{node.get('object', 'application')}", node
+        elif node.get("type") in ("class", "resource") and isinstance(node.get("classname"), str):
+            yield where or "/", node["classname"], node
+        for key, value in node.items():
+            yield from _python_paths(value, f"{where}/{key}")
+    elif isinstance(node, list):
+        for index, value in enumerate(node):
+            yield from _python_paths(value, f"{where}[{index}]")
+

@@ -26,10 +26,10 @@ What it changes, each a production decision (docs/operations.md, "Production che
 
 from __future__ import annotations
 
-import copy
 import ipaddress
 from urllib.parse import urlsplit
 
+from authenticator.config.node_config import with_current_paths
 from authenticator.contract import COMPONENT_CLASSES
 
 NODE_ID = "crossbar_jwt"  # Crossbar: ^[a-z][a-z0-9_]{2,63}$
@@ -109,7 +109,7 @@ def production_config(
         # loopback on a port the world reaches. Behind a proxy, listen on loopback.
         raise ValueError(f"interface {interface} is not loopback: give a TLS key and certificate, or keep 127.0.0.1 "
                          "behind a reverse proxy")  # fmt: skip
-    config = copy.deepcopy(config)
+    config = with_current_paths(config)  # a copy; a 0.1 config derives as a current one
     config["controller"] = {**config.get("controller", {}), "id": node_id}
     router = config["workers"][0]
     public = router["transports"][0]

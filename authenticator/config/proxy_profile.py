@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import copy
 
+from authenticator.config.node_config import with_current_paths
 from authenticator.config.settings import load_issuer_settings
 from authenticator.contract import AUTHENTICATE, COMPONENT_CLASSES, ISSUER_MODULE, PROXY_HARDENING, PUBLISH_RESOURCE
 from authenticator.core.publish_request import DEFAULT_MAX_BODY_BYTES, INVALID_ARGUMENT
@@ -50,7 +51,7 @@ def proxy_config(config: dict, proxies: int, internal_port: int = INTERNAL_PORT)
     """The node config with `proxies` proxy workers in front of the router worker of `config`."""
     if proxies < 1:
         raise ValueError("at least one proxy worker")
-    config = copy.deepcopy(config)
+    config = with_current_paths(config)  # a copy; a 0.1 config derives as a current one
     router = config["workers"][0]
     realm = router["realms"][0]
     # The proxies take the transports that carry a WebSocket; the others stay where they are.

@@ -17,6 +17,7 @@ from authenticator.config.node_checks import check_node
 from authenticator.config.node_config import (
     authenticator_component,
     crossbar_config_file,
+    deprecated_path_lines,
     load_node_config,
     websocket_url,
 )
@@ -249,6 +250,8 @@ def check(cbdir, config_name) -> None:
         click.echo(problem.line(path), err=True)
     if problems:
         sys.exit(1)
+    for line in deprecated_path_lines(config, path):  # works in this release: a warning, not a failure
+        click.echo(f"warning: {line}", err=True)
     click.echo(f"OK {path}: roles {', '.join(settings.policy.roles)}; keys: {key_sources(settings)}")
 
 

@@ -22,6 +22,7 @@ from twisted.internet.task import deferLater
 from twisted.internet.threads import blockingCallFromThread
 from twisted.python.threadpool import ThreadPool
 
+from authenticator.config.node_config import deprecated_path_lines
 from authenticator.config.settings import ConfigError, load_settings
 from authenticator.config.stop import stop_for_configuration
 from authenticator.contract import AUTHENTICATE, AUTHENTICATE_HEADERS, AUTHORIZE, REFRESH, REVOKE
@@ -76,6 +77,9 @@ class AuthenticatorComponent(ApplicationSession):
         problems = unreadable or node_problems(self._node, self._node_config, self.settings)
         if problems:
             stop_for_configuration(problems)
+        if self._node is not None:  # 0.1's dotted paths: they work, this release only
+            for line in deprecated_path_lines(self._node, self._node_config):
+                self.log.warn("authenticator: {line}", line=line)
         try:
             self.store = open_store(self.settings.store, leeway_seconds=self.settings.claims.leeway_seconds)
         except StoreUnavailable as error:

@@ -2,8 +2,10 @@
 refuses — each problem one line at the top of the output, naming the file, the place and the fix,
 with no traceback."""
 
+import json
 import os
 import stat
+import urllib.request
 
 import pytest
 import pytest_twisted
@@ -49,6 +51,44 @@ def test_every_start_says_at_warn_where_clients_connect_and_where_the_keys_come_
         assert line.endswith(
             f"clients connect to {node.url}, realm realm1; keys: HS256 from environment variable JWT_SECRET"
         )
+    finally:
+        node.stop()
+
+
+def test_a_node_config_of_release_0_1_starts_works_and_names_each_old_path(tmp_path):
+    """0.1's dotted paths (authenticator.component..., authenticator.http_publish..., ...) resolve to
+    the same modules for one release: a login and POST /publish work (the resource finds the
+    component's service: one module, one registry), and the start names each old path at warn."""
+    from authenticator.contract import DEPRECATED_PATHS
+
+    old_of = {new: old for old, new in DEPRECATED_PATHS.items()}
+
+    def to_0_1(config):
+        router = config["workers"][0]
+        for holder in (*router["components"], *router["transports"][0]["paths"].values()):
+            if holder.get("classname") in old_of:
+                holder["classname"] = old_of[holder["classname"]]
+            elif holder.get("type") == "wsgi" and f"{holder['module']}.{holder['object']}" in old_of:
+                holder["module"] = old_of[f"{holder['module']}.{holder['object']}"].rpartition(".")[0]
+
+    node = RouterProcess(tmp_path, env={"JWT_SECRET": "s" * 40}, edit_config=to_0_1, loglevel="warn").start()
+    try:
+        node.wait_for_log("authenticator: ready:")
+        named = {old for old in DEPRECATED_PATHS if f"{old} moved to {DEPRECATED_PATHS[old]}" in node.log()}
+        assert named == {
+            "authenticator.component.AuthenticatorComponent",
+            "authenticator.http_publish.publish_resource",
+            "authenticator.metrics.app",
+            "authenticator.issuer.app",
+        }, node.log()[-3000:]
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{node.port}/publish", method="POST",
+            data=json.dumps({"topic": "app.user.bob.notifications", "args": ["hi"]}).encode(),
+            headers={"Authorization": f"Bearer {mint('billing', ['backend'], secret='s' * 40)}",
+                     "Content-Type": "application/json"},
+        )  # fmt: skip
+        with urllib.request.urlopen(request, timeout=10) as response:
+            assert response.status == 200 and "id" in json.load(response)
     finally:
         node.stop()
 

@@ -104,6 +104,8 @@ with warnings.catch_warnings(record=True) as caught:
     old_object = getattr(importlib.import_module(old_module), old_name)
 assert any(issubclass(w.category, DeprecationWarning) and "moved to" in str(w.message) for w in caught), caught
 assert old_object is getattr(importlib.import_module(new_module), new_name), (old_object, new_module)
+real = importlib.import_module(new_module)
+assert sys.modules[old_module] is real and real.__spec__.name == new_module and real.__spec__.origin, real.__spec__
 print("same object")
 """
 
@@ -123,3 +125,46 @@ def test_an_old_path_gives_the_same_object_with_a_deprecation_warning(old, new, 
 
 def test_the_changelog_exists_beside_the_readme():
     assert Path(REPO / "CHANGELOG.md").is_file()
+
+
+def _as_of_0_1(config: dict) -> dict:
+    """The config as release 0.1 named its Python objects."""
+    from authenticator.contract import DEPRECATED_PATHS
+
+    old_of = {new: old for old, new in DEPRECATED_PATHS.items()}
+    text = json.dumps(config)
+    for new, old in old_of.items():
+        module, _, name = new.rpartition(".")
+        old_module = old.rpartition(".")[0]
+        text = text.replace(f'"{new}"', f'"{old}"')  # a classname
+        wsgi = '"module": "{}", "object": "{}"'
+        text = text.replace(wsgi.format(module, name), wsgi.format(old_module, name))
+    old = json.loads(text)
+    assert old != config, "no path was rewritten"
+    return old
+
+
+def test_a_0_1_config_derives_the_same_proxy_and_production_configs_as_a_current_one():
+    """A proxy-config of an old config must keep /publish and /auth in the router worker (only the
+    new paths were recognized: /publish was left on the proxies, answering 503 for ever)."""
+    from authenticator.config.production_profile import production_config
+    from authenticator.config.proxy_profile import proxy_config
+
+    demo = json.loads((REPO / ".crossbar" / "config.json").read_text())
+    old = _as_of_0_1(demo)
+    assert proxy_config(old, proxies=2) == proxy_config(demo, proxies=2)
+    assert production_config(old) == production_config(demo)
+
+
+def test_check_names_each_old_path_as_a_warning_and_passes(tmp_path):
+    shutil.copytree(REPO / ".crossbar", tmp_path / ".crossbar")
+    old = _as_of_0_1(json.loads((REPO / ".crossbar" / "config.json").read_text()))
+    (tmp_path / ".crossbar" / "config-0.1.json").write_text(json.dumps(old))
+    done = subprocess.run(
+        [sys.executable, "-m", "authenticator", "check", "--cbdir", str(tmp_path / ".crossbar"), "--config",
+         "config-0.1.json"], capture_output=True, text=True, timeout=60, env={**os.environ, "JWT_SECRET": "s" * 32},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    warned = [line for line in done.stderr.splitlines() if line.startswith("warning: ") and "moved to" in line]
+    assert len(warned) == 4 and all("CHANGELOG.md" in line for line in warned), done.stderr
+    assert "authenticator.component.AuthenticatorComponent moved to authenticator.server.component" in done.stderr

@@ -26,7 +26,7 @@ MAY_IMPORT = {
     "ops": {"contract", "core", "config"},
     "demo": {"contract", "core", "config"},
     "kit": {"contract"},
-    "deprecated_paths": set(),  # names the old modules as strings, imports them only when asked
+    "deprecated_paths": {"contract"},  # names the old modules as strings, imports them only when asked
     "__init__": {"deprecated_paths"},
     "__main__": {"ops"},
 }
