@@ -375,17 +375,17 @@ class KitSession:
 
 class _WithoutLeaveWarning:
     """A session's Autobahn log without one line: "session closed with reason
-    wamp.close.transport_lost [None]", a warning ApplicationSession.onLeave writes whenever a
-    session ends for another reason than wamp.close.normal: a lost connection, an expiry. The kit
-    acts on every such reason (reconnects, or stops) and tells it: state, reason, message and
-    on_state. Every other line of the session (errors included) passes."""
+    wamp.close.transport_lost [None]", which ApplicationSession.onLeave writes for a lost
+    connection; the kit tells it as state `reconnecting`, reason `lost`, and reconnects. The same
+    warning for any other reason (a refused login, an expiry, a revocation) passes, as every
+    other line of the session does: a program that reads no on_state still sees why."""
 
     def __init__(self, log) -> None:
         self._log = log
 
     def warn(self, format=None, **kwargs):  # noqa: A002 - the logger's own parameter name
-        if format == LEAVE_WARNING:
-            return None
+        if format == LEAVE_WARNING and kwargs.get("reason") == TRANSPORT_LOST:
+            return None  # the kit says it: state reconnecting, reason lost
         return self._log.warn(format, **kwargs)
 
     def __getattr__(self, name: str):

@@ -48,7 +48,7 @@ def say(*words):
 def get_token():
     now = int(time.time())
     return jwt.encode({"sub": name, "roles": ["user"], "iat": now, "exp": now + options.get("ttl", 60)},
-                      os.environ["JWT_SECRET"], algorithm="HS256")
+                      options.get("secret") or os.environ["JWT_SECRET"], algorithm="HS256")
 
 
 def on_refresh(exp):
@@ -253,3 +253,19 @@ async def test_a_lost_connection_is_told_by_the_kits_state_not_by_autobahns_warn
         assert "wamp.close.transport_lost" not in kit.stderr(), kit.stderr()
     finally:
         kit.kill()
+
+
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+@pytest_twisted.ensureDeferred
+async def test_a_refused_login_stays_on_stderr_with_its_reason(router, tmp_path, framework):
+    """Only the lost connection's line is the kit's to drop: a refusal (here a token signed with
+    another key) is still Autobahn's "session closed with reason ..." line, for a program that
+    reads no on_state."""
+    kit = KitProgram(tmp_path, framework, router.url, secret="another secret, 32 bytes or more!")
+    try:
+        await threads.deferToThread(kit.process.wait, 20)  # a final reason: the kit stops, the program ends
+        assert kit.lines()[-1].startswith("stopped authenticator.error.invalid_signature "), kit.lines()
+        assert "session closed with reason authenticator.error.invalid_signature" in kit.stderr(), kit.stderr()
+    finally:
+        kit.kill()
+
