@@ -78,17 +78,27 @@ class Refusal:
         return {"error": self.error, "message": self.message}
 
 
+NOT_JSON = "The body is not JSON: send a JSON object (or a list of them) as UTF-8."
+
+
 def parse_body(body: bytes, *, max_batch: int, max_uri_length: int) -> tuple[bool, list[Publication | Refusal]]:
     """(is a batch, the publications in order). A body that is not JSON, too deep, or neither an
     object nor a list raises BodyProblem; in a batch, a bad publication is a Refusal in its place
     (a bad one does not stop the others)."""
+    try:
+        # UTF-8 only (RFC 8259): json.loads of bytes would also read UTF-16 and UTF-32, whose bytes
+        # the nesting and surrogate scans below cannot follow. Encoded surrogates pass here (as
+        # json.loads lets them) to be refused below with the message that names them.
+        text = body.decode("utf-8", "surrogatepass")
+    except UnicodeDecodeError:
+        raise BodyProblem(NOT_JSON) from None
     if nesting_exceeds(body, MAX_DEPTH):
         raise BodyProblem(f"The body is nested deeper than {MAX_DEPTH} levels.")
     try:
         # NaN, Infinity and numbers beyond the float range are refused, not read: Python would write
         # them back bare for the subscribers, and their JSON parsers fail on them (AutobahnJS in Node
         # then receives nothing more on that connection).
-        document = json.loads(body, parse_constant=refuse_constant, parse_float=finite_float)
+        document = json.loads(text, parse_constant=refuse_constant, parse_float=finite_float)
     except NonFiniteNumber as problem:
         what = (
             f"{problem.value}, which is not JSON (RFC 8259 has no NaN or Infinity)"
@@ -98,8 +108,8 @@ def parse_body(body: bytes, *, max_batch: int, max_uri_length: int) -> tuple[boo
         raise BodyProblem(
             f"The body carries {what}; subscribers' JSON parsers fail on it. Send null, or the value as a string."
         ) from None
-    except (UnicodeDecodeError, ValueError, RecursionError):
-        raise BodyProblem("The body is not JSON: send a JSON object (or a list of them) as UTF-8.") from None
+    except (ValueError, RecursionError):
+        raise BodyProblem(NOT_JSON) from None
     if may_hold_surrogates(body):
         # The escape "\ud800" without its pair (or its bytes, which json.loads lets through): a
         # string that is not Unicode, which no subscriber's serializer can write. Anywhere in the

@@ -51,14 +51,18 @@ MAX_JSON_DEPTH = 16  # claims are flat in practice; deep nesting only serves to 
 def _strict_json(data: bytes) -> Any:
     """JSON as RFC 8259 has it: no duplicate names, no NaN/Infinity; nesting deeper than
     MAX_JSON_DEPTH refused (the same answer whatever the process's recursion limit is)."""
+    try:
+        # UTF-8 only (RFC 7519): json.loads of bytes would also read UTF-16 and UTF-32, whose bytes
+        # the nesting scan (and a reader's eye) cannot follow.
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise _NotStrictJson("not UTF-8") from None
     if nesting_exceeds(data, MAX_JSON_DEPTH):
         raise _NotStrictJson("nested too deeply")
     try:
-        return json.loads(data, object_pairs_hook=_no_duplicates, parse_constant=_no_constants)
+        return json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constants)
     except RecursionError:
         raise _NotStrictJson("nested too deeply") from None
-    except UnicodeDecodeError:
-        raise _NotStrictJson("not UTF-8") from None
 
 
 def _why(error: Exception) -> str:

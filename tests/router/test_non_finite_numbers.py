@@ -368,6 +368,12 @@ def test_post_publish_with_a_lone_surrogate_is_400_saying_why(router, tmp_path):
                 "message": f"The body carries a lone surrogate {escape}, which is not valid Unicode: send valid UTF-8 "
                            "(a character outside the BMP as its pair of escapes, or as UTF-8).",
             }), body  # fmt: skip
+        for encoding in ("utf-16", "utf-32"):  # json.loads reads them; the surrogate scan could not
+            body = f'{{"topic": "{topic}", "args": ["\\ud800"]}}'.encode(encoding)  # the escape, as text
+            assert post_publish(router, body, token) == (400, {
+                "error": "wamp.error.invalid_argument",
+                "message": "The body is not JSON: send a JSON object (or a list of them) as UTF-8.",
+            }), encoding  # fmt: skip
         status, answer = post_publish(
             router, json.dumps({"topic": topic, "args": ["marker \U0001f600"]}).encode(), token
         )

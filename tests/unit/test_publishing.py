@@ -229,3 +229,21 @@ def test_a_lone_surrogate_anywhere_in_the_body_is_refused_saying_what_to_send(bo
 def test_valid_pairs_and_an_escaped_backslash_before_u_are_published():
     _, [item] = parse_body(b'{"topic": "app.a", "args": ["\\ud83d\\ude00", "\\\\ud800", "\xf0\x9f\x98\x80"]}', **LIMITS)
     assert item.args == ["\U0001f600", "\\ud800", "\U0001f600"]
+
+
+@pytest.mark.parametrize("encoding", ["utf-16-le", "utf-16", "utf-32"])
+def test_a_body_in_another_encoding_than_utf8_is_not_json(encoding):
+    """RFC 8259 has UTF-8 only. json.loads would read UTF-16/32 bytes past the byte scans: a lone
+    surrogate was answered 200 (and then dropped for every subscriber), a deep nesting reached
+    the parser."""
+    surrogate = '{"topic": "app.news", "args": ["\\ud800"]}'.encode(encoding)
+    deep = ('{"topic": "app.news", "args": ' + "[" * 40 + "1" + "]" * 40 + "}").encode(encoding)
+    with pytest.raises(BodyProblem) as caught:
+        parse_body(surrogate, max_batch=10, max_uri_length=512)
+    assert str(caught.value) == "The body is not JSON: send a JSON object (or a list of them) as UTF-8."
+    with pytest.raises(BodyProblem) as caught:  # UTF-16 of ASCII is UTF-8 too (with NULs): too deep, or not JSON
+        parse_body(deep, max_batch=10, max_uri_length=512)
+    assert str(caught.value) in (
+        "The body is not JSON: send a JSON object (or a list of them) as UTF-8.",
+        "The body is nested deeper than 32 levels.",
+    )

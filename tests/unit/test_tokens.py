@@ -206,3 +206,21 @@ def test_an_email_address_as_authid_is_refused_with_what_to_do_instead(verifier)
         verifier.verify(token(sub="alice@example.com"))
     assert caught.value.reason is Reason.INVALID_CLAIM
     assert "e-mail address" in caught.value.message and "claims.authid" in caught.value.message
+
+
+@pytest.mark.parametrize("encoding", ["utf-16-le", "utf-16", "utf-32"])
+def test_claims_in_another_encoding_than_utf8_are_malformed_even_when_signed(verifier, encoding):
+    """RFC 7519 has UTF-8 only. json.loads would read UTF-16/32 bytes, where "\u2200" is the byte
+    pair 00 22: a quote to a byte scan, which then missed the nesting after it (a nesting 20 deep
+    was accepted)."""
+    claims = {"sub": "alice", "roles": ["user"], "iat": NOW, "exp": NOW + 300, "x": "\u2200"}
+    nested: object = 1
+    for _ in range(20):
+        nested = [nested]
+    claims["deep"] = nested
+    payload = json.dumps(claims, ensure_ascii=False).encode(encoding)
+    signed = jwt.api_jws.encode(payload, TEST_SECRET, algorithm="HS256")
+    refused = reason_of(verifier, signed)
+    # UTF-16 of ASCII is valid UTF-8 (with NULs), and then not JSON; else it is not UTF-8
+    assert refused.reason is Reason.MALFORMED_TOKEN, refused
+    assert refused.detail.endswith(("(not UTF-8)", "(not JSON)")), refused.detail
