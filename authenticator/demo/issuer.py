@@ -37,7 +37,12 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.security import check_password_hash
 
 from authenticator.config.key_files import load_hmac_secret
-from authenticator.config.node_config import component_extra, read_node_config
+from authenticator.config.node_config import (
+    component_extra,
+    crossbar_config_file,
+    read_node_config,
+    running_config_file,
+)
 from authenticator.config.settings import load_issuer_settings, load_settings
 from authenticator.core.json_guard import nesting_exceeds
 from authenticator.core.minting import user_claims
@@ -85,11 +90,11 @@ def login_bucket(environ: Mapping, direct_ports: frozenset[int] | None) -> str:
     every client, which one client could empty for all. That reverseproxy *replaces* any
     X-Forwarded-For with the address it accepted the connection from (crossbar/webservice/base.py),
     so it is then one address we can use. It is read only when the peer is loopback and the
-    request did not come in on a public port of config.json (`direct_ports`; None: unknown, never
-    read it): a client of the single-worker node reaches the issuer on its public port and cannot
-    pick its bucket with the header; only a process on this host can reach the internal port
-    without our proxies. Behind a reverse proxy of your own in front of the single-worker node,
-    every client shares the proxy's address.
+    request did not come in on a public port of the node config (`direct_ports`: the proxies' ports
+    behind our proxies; None: unknown, never read it): a client of the single-worker node reaches
+    the issuer on its public port and cannot pick its bucket with the header; only a process on
+    this host can reach the internal port without our proxies. Behind a reverse proxy of your own
+    in front of the single-worker node, every client shares the proxy's address.
     """
     peer = environ.get("REMOTE_ADDR") or "unknown"
     forwarded = environ.get("HTTP_X_FORWARDED_FOR")
@@ -136,7 +141,11 @@ def public_ports(config_file: Path) -> frozenset[int] | None:
     Crossbar does); None if there is none or one cannot be read: then X-Forwarded-For is never used."""
     config = read_node_config(config_file)
     ports = set()
-    for worker in config.get("workers", []):
+    workers = [w for w in config.get("workers", []) if isinstance(w, dict)]
+    # Behind our proxy workers (config/proxy_profile.py) clients connect to the proxies; the
+    # router worker's own web transport is the internal one they forward /auth to.
+    proxies = [w for w in workers if w.get("type") == "proxy"]
+    for worker in proxies or workers:
         for transport in worker.get("transports", []):
             endpoint = transport.get("endpoint", {})
             if transport.get("type") != "web" or endpoint.get("type") != "tcp":
@@ -162,7 +171,8 @@ def login_body(data: bytes) -> dict | None:
 
 
 def create_app(cbdir: Path, config_file: Path | None = None) -> Flask:
-    config_file = config_file or cbdir / "config.json"
+    # The node config the router was started with (crossbar start --config), else Crossbar's choice.
+    config_file = config_file or running_config_file(cbdir) or crossbar_config_file(cbdir)
     extra = component_extra(config_file)
     limits = load_issuer_settings(extra.pop("issuer", {}))
     settings = load_settings(extra, cbdir)

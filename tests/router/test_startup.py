@@ -5,6 +5,7 @@ with no traceback."""
 import json
 import os
 import stat
+import urllib.error
 import urllib.request
 
 import pytest
@@ -89,6 +90,25 @@ def test_a_node_config_of_release_0_1_starts_works_and_names_each_old_path(tmp_p
         )  # fmt: skip
         with urllib.request.urlopen(request, timeout=10) as response:
             assert response.status == 200 and "id" in json.load(response)
+    finally:
+        node.stop()
+
+
+def test_a_node_with_only_a_yaml_config_serves_its_demo_login_and_names_the_file(tmp_path):
+    """Crossbar takes config.yaml when there is no --config; the authenticator and the demo issuer
+    read the same file (the issuer read config.json only, and the node died at start)."""
+    import yaml
+
+    node = RouterProcess(tmp_path, env={"JWT_SECRET": "s" * 40}, loglevel="warn")
+    config = json.loads((node.cbdir / "config.json").read_text())
+    (node.cbdir / "config.yaml").write_text(yaml.safe_dump(config))
+    (node.cbdir / "config.json").unlink()
+    node.start()
+    try:
+        assert f"{node.cbdir / 'config.yaml'}: clients connect to" in node.wait_for_log("authenticator: ready:")
+        with pytest.raises(urllib.error.HTTPError) as caught:
+            urllib.request.urlopen(f"http://127.0.0.1:{node.port}/auth/token", timeout=10)
+        assert caught.value.code == 401, caught.value.read()  # the issuer answers: nobody is logged in
     finally:
         node.stop()
 
