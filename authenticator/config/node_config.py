@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -53,11 +54,13 @@ def started_config_file(cbdir: Path, pid_file_text: str, controller_pid: int) ->
         data = json.loads(pid_file_text)
     except ValueError:
         return None
-    if not isinstance(data, dict) or data.get("pid") != controller_pid:
-        return None
+    if not isinstance(data, dict) or type(data.get("pid")) is not int or data["pid"] != controller_pid:
+        return None  # (True == 1: a bool must not match the controller of a container, pid 1)
     options = data.get("options")
     name = options.get("config") if isinstance(options, dict) else None
-    return cbdir / name if isinstance(name, str) and name else None
+    if not isinstance(name, str) or not name or len(name) > 4096 or Path(name).suffix not in (".json", ".yaml"):
+        return None  # not a node config Crossbar would have loaded
+    return cbdir / name
 
 
 def running_config_file(cbdir: Path, controller_pid: int | None = None) -> Path | None:
@@ -65,11 +68,29 @@ def running_config_file(cbdir: Path, controller_pid: int | None = None) -> Path 
     the node config that controller loaded, from the node directory's pid file; None when there is
     none of that controller's."""
     controller_pid = os.getppid() if controller_pid is None else controller_pid
+    text = _small_own_file(cbdir / CROSSBAR_PID_FILE)
+    return None if text is None else started_config_file(cbdir, text, controller_pid)
+
+
+MAX_PID_FILE_BYTES = 64 * 1024  # Crossbar's is ~2 KB: its options and argv
+
+
+def _small_own_file(path: Path) -> str | None:
+    """The text of a regular file of this user's, of at most MAX_PID_FILE_BYTES; None for anything
+    else: a link (to /dev/zero), a FIFO (a read that never returns), another user's file."""
     try:
-        text = (cbdir / CROSSBAR_PID_FILE).read_text(encoding="utf-8")
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or info.st_uid != os.getuid() or info.st_size > MAX_PID_FILE_BYTES:
+            return None
+        return os.read(fd, MAX_PID_FILE_BYTES + 1)[:MAX_PID_FILE_BYTES].decode("utf-8")
     except (OSError, UnicodeDecodeError):
         return None
-    return started_config_file(cbdir, text, controller_pid)
+    finally:
+        os.close(fd)
 
 
 def read_node_config(path: Path) -> dict:

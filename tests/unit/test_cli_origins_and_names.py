@@ -69,12 +69,16 @@ def test_the_pid_file_of_the_controller_names_the_config_it_loaded(tmp_path):
 @pytest.mark.parametrize(
     "text",
     [json.dumps({**PID_FILE, "pid": 4243}), json.dumps({**PID_FILE, "options": {"config": None}}), "{", "[]",
-     json.dumps({**PID_FILE, "options": "config.json"})],
-    ids=["another-controller", "no-config", "not-json", "not-an-object", "options-not-an-object"],
+     json.dumps({**PID_FILE, "options": "config.json"}), json.dumps({**PID_FILE, "pid": True}),
+     json.dumps({**PID_FILE, "options": {"config": "../../etc/passwd"}})],
+    ids=["another-controller", "no-config", "not-json", "not-an-object", "options-not-an-object", "pid-true",
+         "not-a-node-config-name"],
 )  # fmt: skip
 def test_a_pid_file_of_another_controller_or_without_a_config_names_none(tmp_path, text):
     """A stale file (a node that crashed) must not name the config of an earlier start."""
     assert started_config_file(tmp_path, text, 4242) is None
+    if '"pid": true' in text:  # True == 1: the controller of a container
+        assert started_config_file(tmp_path, text, 1) is None
 
 
 @pytest.mark.parametrize(
@@ -139,3 +143,25 @@ def test_a_process_the_controller_started_finds_the_config_in_the_node_directory
     (tmp_path / CROSSBAR_PID_FILE).write_text(json.dumps({**PID_FILE, "pid": os.getppid()}))
     assert running_config_file(tmp_path) == tmp_path / "config-production.json"  # the parent's
     assert running_config_file(tmp_path, os.getppid() + 1) is None
+
+
+def test_a_pid_file_that_is_a_link_a_fifo_or_huge_is_not_read(tmp_path):
+    """The worker reads it at start: a link to /dev/zero or a FIFO must not hang it, a huge file
+    must not be read whole; each names no config (the ready line then names none)."""
+    import os
+
+    from authenticator.config.node_config import CROSSBAR_PID_FILE, MAX_PID_FILE_BYTES, running_config_file
+
+    pid_file = tmp_path / CROSSBAR_PID_FILE
+    good = json.dumps({**PID_FILE, "pid": os.getppid()})
+    pid_file.symlink_to("/dev/zero")
+    assert running_config_file(tmp_path) is None
+    pid_file.unlink()
+    os.mkfifo(pid_file)
+    assert running_config_file(tmp_path) is None  # returns at once: not opened for a blocking read
+    pid_file.unlink()
+    pid_file.write_text(good + " " * MAX_PID_FILE_BYTES)
+    assert running_config_file(tmp_path) is None
+    pid_file.write_text(good)  # the same file, small: read
+    assert running_config_file(tmp_path) == tmp_path / "config-production.json"
+
