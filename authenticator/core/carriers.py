@@ -54,7 +54,7 @@ def bearer_token(value: str) -> str | None:
     scheme, _, token = value.partition(" ")
     if scheme.lower() != "bearer":
         return None
-    token = token.strip()
+    token = token.strip(" \t")  # HTTP's whitespace only (str.strip would take \xa0, \x85, \x1c... too)
     if not token.isascii():
         raise Rejected(Reason.MALFORMED_TOKEN, "the token is not ASCII")
     return token

@@ -136,3 +136,21 @@ def test_a_hostile_cookie_header_costs_time_linear_in_its_length(settings, shape
     ratio = per_large / per_small
     print(f"\n{shape}: {per_small * 1e6:.1f} us -> {per_large * 1e6:.1f} us for {GROWTH} x the length ({ratio:.1f} x)")
     assert ratio < 3 * GROWTH, f"{GROWTH} x the header cost {ratio:.0f} x the time: parsing is not linear"
+
+
+@pytest.mark.parametrize(
+    ("header", "token"),
+    [("Bearer abc", "abc"), ("bearer \tabc \t", "abc"), ("BEARER abc", "abc"), ("Bearer ", ""), ("Bearer", ""),
+     ("Basic abc", None), ("Bearer \x1cabc\x1f", "\x1cabc\x1f")],
+)  # fmt: skip
+def test_the_one_bearer_parser_trims_only_http_whitespace(header, token):
+    """The WebSocket upgrade and POST /publish read the header here; what is not HTTP whitespace
+    stays in the token, for the verifier to refuse (str.strip took \\x1c, \\x85 and \\xa0 away)."""
+    assert carriers.bearer_token(header) == token
+
+
+@pytest.mark.parametrize("header", ["Bearer abc\xa0", "Bearer \x85abc", "Bearer ab\u00e9c"])
+def test_a_bearer_token_that_is_not_ascii_is_malformed(header):
+    with pytest.raises(Rejected) as caught:
+        carriers.bearer_token(header)
+    assert (caught.value.reason, caught.value.detail) == (Reason.MALFORMED_TOKEN, "the token is not ASCII")
