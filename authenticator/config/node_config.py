@@ -137,7 +137,29 @@ def load_node_config(config_file: Path) -> dict:
         raise ConfigError(f"{config_file} cannot be read: {_one_line(error)}") from error
     if not isinstance(config, Mapping):
         raise ConfigError(f"{config_file} is not a node config (an object with 'workers')")
+    problem = _shape_problem(config)
+    if problem is not None:
+        raise ConfigError(f"{config_file}: {problem}; see .crossbar/config.json for the shape")
     return dict(config)
+
+
+def _shape_problem(config: Mapping) -> str | None:
+    """The first place where a node config is not shaped as Crossbar's (the lists of objects the
+    commands walk), or None. Crossbar checks the rest when it starts."""
+    workers = config.get("workers", [])
+    if not isinstance(workers, list):
+        return "'workers' must be a list of objects"
+    for w, worker in enumerate(workers):
+        if not isinstance(worker, Mapping):
+            return f"workers[{w}] must be an object"
+        for key in ("components", "transports", "realms"):
+            items = worker.get(key, [])
+            if not isinstance(items, list) or not all(isinstance(item, Mapping) for item in items):
+                return f"workers[{w}].{key} must be a list of objects"
+        for c, component in enumerate(worker.get("components", [])):
+            if not isinstance(component.get("extra", {}), Mapping):
+                return f"workers[{w}].components[{c}].extra must be an object"
+    return None
 
 
 def authenticator_component(config: Mapping, config_file: Path) -> dict:

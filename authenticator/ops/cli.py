@@ -39,6 +39,16 @@ def _node_config(cbdir: str, config_name: str | None) -> tuple[Path, dict]:
         raise click.ClickException(f"configuration: {error}") from error
 
 
+def _derivable_node_config(cbdir: str, config_name: str | None) -> tuple[Path, dict]:
+    """A node config the profiles can derive from: one with the authenticator component."""
+    path, config = _node_config(cbdir, config_name)
+    try:
+        authenticator_component(config, path)
+    except ConfigError as error:
+        raise click.ClickException(f"configuration: {error}") from error
+    return path, config
+
+
 def _extra(cbdir: str, config_name: str | None) -> dict:
     path, config = _node_config(cbdir, config_name)
     try:
@@ -289,7 +299,7 @@ def proxy_config_command(proxies, internal_port, cbdir, config_name) -> None:
     config (--config)."""
     from authenticator.config.proxy_profile import proxy_config
 
-    _path, config = _node_config(cbdir, config_name)
+    _path, config = _derivable_node_config(cbdir, config_name)
     click.echo(json.dumps(proxy_config(config, proxies, internal_port), indent=4))
 
 
@@ -314,7 +324,7 @@ def production_config_command(
 
     if bool(tls_key) != bool(tls_certificate):
         raise click.UsageError("give both --tls-key and --tls-certificate, or neither")
-    _path, config = _node_config(cbdir, config_name)
+    _path, config = _derivable_node_config(cbdir, config_name)
     tls = {"key": tls_key, "certificate": tls_certificate} if tls_key else None
     try:
         derived = production_config(config, origins=tuple(origins), port=port, interface=interface, tls=tls,

@@ -165,3 +165,26 @@ def test_a_config_that_does_not_exist_or_is_not_yaml_is_one_line(tmp_path):
         f"Error: configuration: {tmp_path / 'config-staging.yaml'} cannot be read: ParserError: expected the node "
         "content, but found '<stream end>' (line 2, column 1)\n"
     )
+
+
+SHAPES = [
+    ({"workers": 5}, "'workers' must be a list of objects"),
+    ({"workers": [5]}, "workers[0] must be an object"),
+    ({"workers": [{"components": [7]}]}, "workers[0].components must be a list of objects"),
+    ({"workers": [{"components": [{"classname": "authenticator.server.component.AuthenticatorComponent",
+                                   "extra": [1]}]}]}, "workers[0].components[0].extra must be an object"),
+    ({"workers": []}, "has no component with classname authenticator.server.component.AuthenticatorComponent"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("command", [["check"], ["token", "--sub", "a"], ["proxy-config"], ["production-config"]])
+@pytest.mark.parametrize(("config", "problem"), SHAPES, ids=[problem[:30] for _, problem in SHAPES])
+def test_a_node_config_of_the_wrong_shape_is_one_line_saying_where(tmp_path, command, config, problem):
+    from click.testing import CliRunner
+
+    from authenticator.ops.cli import main
+
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    result = CliRunner().invoke(main, [*command, "--cbdir", str(tmp_path)])
+    assert result.exit_code == 1 and not isinstance(result.exception, (TypeError, AttributeError, IndexError))
+    assert result.output.strip().splitlines() == [result.output.strip()] and problem in result.output, result.output
