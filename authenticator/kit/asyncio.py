@@ -83,6 +83,10 @@ class Client(KitClient):
             backoff=backoff, refresh_ahead=refresh_ahead, final_reasons=final_reasons, ca_file=ca_file,
             ssl_context=ssl_context,
         )  # fmt: skip
+        if ssl_context is not None and not isinstance(ssl_context, ssl.SSLContext):
+            kind = type(ssl_context).__name__
+            raise TypeError(f"the asyncio kit takes ssl_context=ssl.SSLContext(...), or ca_file=; not a {kind} "
+                            "(optionsForClientTLS is the Twisted kit's)")  # fmt: skip
         secure, self._host, self._port = parse_url(url)[:3]
         self._tls: ssl.SSLContext | bool | None = None
         if secure:

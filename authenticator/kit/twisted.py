@@ -42,6 +42,7 @@ this module picks Twisted (Autobahn works with one framework per process) and ma
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -108,6 +109,9 @@ class Client(KitClient):
         else:
             self._call_later = reactor.callLater  # txaio's is the global reactor's
         self._reactor = reactor
+        if isinstance(ssl_context, ssl.SSLContext):  # it would fail every handshake, unreachable for ever
+            raise TypeError("the Twisted kit takes ssl_context=optionsForClientTLS(...) (twisted.internet.ssl), or "
+                            "ca_file=; an ssl.SSLContext is the asyncio kit's")  # fmt: skip
         secure, self._host, self._port = parse_url(url)[:3]
         self._tls = None
         if secure:
