@@ -86,17 +86,24 @@ lint: $(TEST_INSTALLED)
 	$(BIN)/ruff format --check authenticator tests bench
 
 # The router is the [router] extra: `pip install crossbar-jwt` alone is the Python client kit (docs/clients.md).
+# The venv with a current pip (Crossbar 26 needs Python 3.11 or newer).
+define make_venv
+@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
+	{ echo "Crossbar 26 needs Python 3.11 or newer; run: make PYTHON=python3.11 ..." >&2; exit 1; }
+test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+$(BIN)/python -m pip install --quiet --upgrade pip
+endef
+
 $(INSTALLED): pyproject.toml constraints.txt
-	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
-		{ echo "Crossbar 26 needs Python 3.11 or newer; run: make PYTHON=python3.11 ..." >&2; exit 1; }
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(make_venv)
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[router]'
 	touch $@
 
-$(TEST_INSTALLED): $(INSTALLED)
+# One pip run for the router and the test packages (a second run re-resolves everything, ~10 s).
+$(TEST_INSTALLED): pyproject.toml constraints.txt
+	$(make_venv)
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[router,test]'
-	touch $@
+	touch $(INSTALLED) $@
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info
