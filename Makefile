@@ -51,13 +51,13 @@ run: $(INSTALLED) $(WEB_DEPS)
 ## test: install the test dependencies (and Debian's redis-server, chromium, php-cli, php-curl and nginx when missing), run the whole suite
 test: $(TEST_INSTALLED) $(WEB_DEPS) $(ISSUER_DEPS) $(BENCH_DEPS) system-deps
 	$(BIN)/ruff check authenticator tests bench
-	@# Much of the suite waits (token lifetimes, deadlines, reconnects), so it runs in two processes,
-	@# a test file each at a time (a file's routers are shared by its tests), and the browser tests
-	@# (~170 s, a third of it CPU) beside them; their output follows. Any non-zero status fails,
-	@# pytest's 5 (no tests) included.
+	@# Much of the suite waits (token lifetimes, deadlines, reconnects), so it runs in three processes
+	@# on this 2-core machine (430 s against 537 s with two), a test file each at a time (a file's
+	@# routers are shared by its tests), and the browser tests (~220 s, a third of it CPU) beside
+	@# them; their output follows. Any non-zero status fails, pytest's 5 (no tests) included.
 	@rm -f $(WEB_LOG); \
 	$(BIN)/pytest -p no:twisted tests/web > $(WEB_LOG) 2>&1 & web=$$!; \
-	$(BIN)/pytest -n 2 --dist loadfile tests/unit tests/component tests/router; core=$$?; \
+	$(BIN)/pytest -n 3 --dist loadfile tests/unit tests/component tests/router; core=$$?; \
 	wait $$web; web_status=$$?; \
 	echo "---- browser tests (tests/web), run beside the ones above ----"; cat $(WEB_LOG); \
 	echo "make test: pytest exit statuses: unit+component+router $$core, browser $$web_status"; \
