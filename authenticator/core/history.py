@@ -1,0 +1,157 @@
+"""Event history for recovery (issue 22), pure: a bounded stream per topic, positions of
+(offset, epoch), and the one rule of reading it: a reader who gives a position gets every event
+after it, in order, or `recovered: False` and nothing — never a partial answer that looks whole.
+
+- The offset grows by one per event of a topic; the epoch is a random string fixed when the
+  stream is created. A stream that was lost (a restarted process, an evicted stream) comes back
+  with another epoch, so a position from before is detected as stale, never answered wrongly
+  (Centrifugo's scheme, ../shared/REALTIME-NOTES.md).
+- A stream keeps at most `size` events, each for at most `ttl_seconds`.
+- The store keeps at most `max_streams` topics; the least recently used stream goes first (its
+  topic then starts again with a new epoch).
+
+Positions are opaque to clients: `{"offset": 41, "epoch": "9f2c..."}`, given back as `since`
+unchanged. `read_position` checks one strictly: a client sends it.
+
+Not wired yet: the component's `authenticator.history` procedure, the policy's `history` rule
+key, the Redis store and the kits come with the rest of issue 22.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections import OrderedDict, deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+MAX_LIMIT = 1000  # events one read may return
+EPOCH_CHARS = 16  # hex characters of an epoch (64 random bits)
+MAX_EPOCH_CHARS = 64  # what a client may send as one
+MAX_OFFSET = 2**53 - 1  # JavaScript's safe integers: the JS kit keeps positions as numbers
+
+
+class PositionProblem(ValueError):
+    """A `since` that is not a position this router hands out; the message says what one is."""
+
+
+@dataclass(frozen=True)
+class Position:
+    offset: int
+    epoch: str
+
+    def as_wire(self) -> dict:
+        return {"offset": self.offset, "epoch": self.epoch}
+
+
+def read_position(value: object) -> Position | None:
+    """A client's `since`: None, or exactly {"offset": <whole number >= 0>, "epoch": <string>}."""
+    if value is None:
+        return None
+    if not isinstance(value, Mapping) or set(value) != {"offset", "epoch"}:
+        raise PositionProblem('since must be a position as history returned it: {"offset": n, "epoch": "..."}')
+    offset, epoch = value["offset"], value["epoch"]
+    if type(offset) is not int or not 0 <= offset <= MAX_OFFSET:
+        raise PositionProblem(f"since.offset must be a whole number from 0 to {MAX_OFFSET}")
+    if not isinstance(epoch, str) or not 0 < len(epoch) <= MAX_EPOCH_CHARS:
+        raise PositionProblem(f"since.epoch must be the string history returned (at most {MAX_EPOCH_CHARS} characters)")
+    return Position(offset, epoch)
+
+
+@dataclass(frozen=True)
+class KeptEvent:
+    offset: int
+    at: float  # when it was kept (the store's clock)
+    args: tuple
+    kwargs: Mapping[str, Any]
+    publisher_authid: str | None  # only where the rule discloses the publisher
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What a read gives: the events after `since` (at most `limit`, oldest first), the stream's
+    top position, and whether the events are all that happened after `since`. When there are more
+    than `limit`, the last event's position is below `position`: read again from it."""
+
+    events: tuple[tuple[Position, KeptEvent], ...]
+    position: Position
+    recovered: bool
+
+    def as_wire(self, publisher_disclosed: bool) -> dict:
+        return {
+            "events": [
+                {"position": position.as_wire(), "args": list(event.args), "kwargs": dict(event.kwargs),
+                 **({"publisher_authid": event.publisher_authid} if publisher_disclosed else {})}
+                for position, event in self.events
+            ],  # fmt: skip
+            "position": self.position.as_wire(),
+            "recovered": self.recovered,
+        }
+
+
+@dataclass
+class Stream:
+    """One topic's events: offsets 1, 2, ... in this epoch; the oldest held first."""
+
+    epoch: str
+    top: int = 0
+    events: deque = field(default_factory=deque)
+
+    def expire(self, now: float, size: int, ttl_seconds: float) -> None:
+        while self.events and (len(self.events) > size or now - self.events[0].at > ttl_seconds):
+            self.events.popleft()
+
+
+class MemoryHistory:
+    """The history of every topic that keeps one, in this process (a restart loses it: the new
+    streams have other epochs). Not thread-safe: the component uses it on the reactor only."""
+
+    def __init__(self, *, max_streams: int = 100_000, clock: Callable[[], float],
+                 new_epoch: Callable[[], str] = lambda: secrets.token_hex(EPOCH_CHARS // 2)) -> None:  # fmt: skip
+        self._streams: OrderedDict[str, Stream] = OrderedDict()
+        self._max_streams, self._clock, self._new_epoch = max_streams, clock, new_epoch
+
+    def __len__(self) -> int:
+        return len(self._streams)
+
+    def append(self, topic: str, args, kwargs, publisher_authid: str | None, *, size: int,
+               ttl_seconds: float) -> Position:  # fmt: skip
+        """Keep one event of `topic`; its position."""
+        now = self._clock()
+        stream = self._stream(topic)
+        stream.top += 1
+        stream.events.append(KeptEvent(stream.top, now, tuple(args or ()), dict(kwargs or {}), publisher_authid))
+        stream.expire(now, size, ttl_seconds)
+        return Position(stream.top, stream.epoch)
+
+    def read(self, topic: str, since: Position | None, limit: int, *, size: int, ttl_seconds: float) -> Answer:
+        """The events after `since`, see Answer. Without `since`: the newest `limit` events held,
+        and `recovered` False (there was no position to recover from)."""
+        if not 1 <= limit <= MAX_LIMIT:
+            raise ValueError(f"limit must be from 1 to {MAX_LIMIT}")
+        stream = self._stream(topic)  # a topic read before any event: its epoch starts now
+        stream.expire(self._clock(), size, ttl_seconds)
+        top = Position(stream.top, stream.epoch)
+        if since is None:
+            held = list(stream.events)[-limit:]
+            return Answer(tuple((Position(e.offset, stream.epoch), e) for e in held), top, recovered=False)
+        if since.epoch != stream.epoch or since.offset > stream.top:
+            return Answer((), top, recovered=False)  # another epoch, or a position never handed out
+        first_needed = since.offset + 1
+        if first_needed <= stream.top:
+            first_held = stream.events[0].offset if stream.events else stream.top + 1
+            if first_held > first_needed:
+                return Answer((), top, recovered=False)  # cut by size or ttl: never a partial answer
+        start = first_needed - (stream.events[0].offset if stream.events else first_needed)
+        held = [stream.events[i] for i in range(max(start, 0), min(len(stream.events), max(start, 0) + limit))]
+        return Answer(tuple((Position(e.offset, stream.epoch), e) for e in held), top, recovered=True)
+
+    def _stream(self, topic: str) -> Stream:
+        stream = self._streams.get(topic)
+        if stream is None:
+            stream = self._streams[topic] = Stream(self._new_epoch())
+            while len(self._streams) > self._max_streams:
+                self._streams.popitem(last=False)  # its topic starts again, with a new epoch
+        else:
+            self._streams.move_to_end(topic)
+        return stream
