@@ -98,7 +98,9 @@ class Stream:
     events: deque = field(default_factory=deque)
 
     def expire(self, now: float, size: int, ttl_seconds: float) -> None:
-        while self.events and (len(self.events) > size or now - self.events[0].at > ttl_seconds):
+        # In whole milliseconds, as the Redis store keeps times: both agree at the ttl's boundary.
+        ttl_ms = round(ttl_seconds * 1000)
+        while self.events and (len(self.events) > size or round((now - self.events[0].at) * 1000) > ttl_ms):
             self.events.popleft()
 
 
