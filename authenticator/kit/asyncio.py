@@ -36,7 +36,6 @@ txaio.use_asyncio()
 
 from autobahn.asyncio.wamp import ApplicationSession  # noqa: E402 - after the framework is chosen
 from autobahn.asyncio.websocket import WampWebSocketClientFactory  # noqa: E402
-from autobahn.websocket.util import parse_url  # noqa: E402
 
 from authenticator.kit.common import (  # noqa: E402, F401 - the kit's vocabulary, importable from here
     EXPIRED,
@@ -87,9 +86,8 @@ class Client(KitClient):
             kind = type(ssl_context).__name__
             raise TypeError(f"the asyncio kit takes ssl_context=ssl.SSLContext(...), or ca_file=; not a {kind} "
                             "(optionsForClientTLS is the Twisted kit's)")  # fmt: skip
-        secure, self._host, self._port = parse_url(url)[:3]
         self._tls: ssl.SSLContext | bool | None = None
-        if secure:
+        if self._secure:
             trusting = ssl.create_default_context(cafile=str(ca_file)) if ca_file is not None else True
             self._tls = ssl_context or trusting
 

@@ -19,6 +19,7 @@ from typing import Any
 
 import txaio
 from autobahn.wamp.types import ComponentConfig
+from autobahn.websocket.util import parse_url
 
 from authenticator.kit.common import (
     FINAL_REASONS,
@@ -65,7 +66,8 @@ class KitClient:
         self.on_join, self.on_state, self.on_refresh = on_join, on_state, on_refresh
         self.bearer, self.backoff, self.refresh_ahead = bearer, backoff, refresh_ahead
         self.final_reasons = final_reasons
-        self.ca_file, self.ssl_context = ca_file, ssl_context
+        # The address the shells connect to (and, for wss://, check the certificate against).
+        self._secure, self._host, self._port = parse_url(url)[:3]
         self.state = "connecting"
         self.reason: str | None = None
         self.message: str | None = None

@@ -53,7 +53,6 @@ txaio.use_twisted()
 
 from autobahn.twisted.wamp import ApplicationSession  # noqa: E402 - after the framework is chosen
 from autobahn.twisted.websocket import WampWebSocketClientFactory  # noqa: E402
-from autobahn.websocket.util import parse_url  # noqa: E402
 from twisted.internet import defer  # noqa: E402
 from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS  # noqa: E402
 from twisted.internet.ssl import Certificate, optionsForClientTLS, trustRootFromCertificates  # noqa: E402
@@ -112,9 +111,8 @@ class Client(KitClient):
         if isinstance(ssl_context, ssl.SSLContext):  # it would fail every handshake, unreachable for ever
             raise TypeError("the Twisted kit takes ssl_context=optionsForClientTLS(...) (twisted.internet.ssl), or "
                             "ca_file=; an ssl.SSLContext is the asyncio kit's")  # fmt: skip
-        secure, self._host, self._port = parse_url(url)[:3]
         self._tls = None
-        if secure:
+        if self._secure:
             trust = _trust_root(ca_file) if ca_file is not None else None
             self._tls = ssl_context or optionsForClientTLS(self._host, trustRoot=trust)
 
