@@ -175,14 +175,6 @@ def component_extra(config_file: Path) -> dict:
     return dict(authenticator_component(load_node_config(config_file), config_file).get("extra", {}))
 
 
-def router_url(config_file: Path) -> str:
-    """ws://host:port/path of the first web transport's WebSocket path in a node config."""
-    url = websocket_url(load_node_config(config_file))
-    if url is None:
-        raise ConfigError(f"{config_file} has no websocket path; pass --url")
-    return url
-
-
 def websocket_url(config: Mapping) -> str | None:
     """ws://host:port/path of the first web transport's WebSocket path in a node config dict."""
     for worker in config.get("workers", []):

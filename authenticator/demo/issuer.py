@@ -38,9 +38,9 @@ from werkzeug.security import check_password_hash
 
 from authenticator.config.key_files import load_hmac_secret
 from authenticator.config.node_config import (
-    component_extra,
+    authenticator_component,
     crossbar_config_file,
-    read_node_config,
+    load_node_config,
     running_config_file,
 )
 from authenticator.config.settings import load_issuer_settings, load_settings
@@ -136,12 +136,11 @@ def _port(value: object) -> int | None:
     return int(value) if isinstance(value, str) and value.isdigit() else None
 
 
-def public_ports(config_file: Path) -> frozenset[int] | None:
+def public_ports(config: Mapping) -> frozenset[int] | None:
     """The TCP ports of the web transports in a node config (`"$VAR"` read from the environment, as
     Crossbar does); None if there is none or one cannot be read: then X-Forwarded-For is never used."""
-    config = read_node_config(config_file)
     ports = set()
-    workers = [w for w in config.get("workers", []) if isinstance(w, dict)]
+    workers = config.get("workers", [])  # a list of objects: load_node_config checked its shape
     # Behind our proxy workers (config/proxy_profile.py) clients connect to the proxies; the
     # router worker's own web transport is the internal one they forward /auth to.
     proxies = [w for w in workers if w.get("type") == "proxy"]
@@ -173,7 +172,8 @@ def login_body(data: bytes) -> dict | None:
 def create_app(cbdir: Path, config_file: Path | None = None) -> Flask:
     # The node config the router was started with (crossbar start --config), else Crossbar's choice.
     config_file = config_file or running_config_file(cbdir) or crossbar_config_file(cbdir)
-    extra = component_extra(config_file)
+    node = load_node_config(config_file)  # read once: the component's extra and the public ports
+    extra = dict(authenticator_component(node, config_file).get("extra", {}))
     limits = load_issuer_settings(extra.pop("issuer", {}))
     settings = load_settings(extra, cbdir)
     key = settings.keys.signing_key()
@@ -181,7 +181,7 @@ def create_app(cbdir: Path, config_file: Path | None = None) -> Flask:
     ttl = limits.token_ttl_seconds
     cookie_name = settings.cookie.name if settings.cookie else None
     limiter = LoginLimiter(limits.login_attempts_per_minute, limits.login_tracked_addresses)
-    direct_ports = public_ports(config_file)
+    direct_ports = public_ports(node)
 
     app = Flask(__name__)
     app.secret_key, _, _ = load_hmac_secret("ISSUER_SESSION_SECRET", cbdir / "issuer-session.key", generate=True)
