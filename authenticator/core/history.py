@@ -77,16 +77,19 @@ class Answer:
     position: Position
     recovered: bool
 
-    def as_wire(self, publisher_disclosed: bool) -> dict:
-        return {
-            "events": [
-                {"position": position.as_wire(), "args": list(event.args), "kwargs": dict(event.kwargs),
-                 **({"publisher_authid": event.publisher_authid} if publisher_disclosed else {})}
-                for position, event in self.events
-            ],  # fmt: skip
-            "position": self.position.as_wire(),
-            "recovered": self.recovered,
-        }
+
+def answer(since: Position | None, top: Position, held_after: list[KeptEvent]) -> Answer:
+    """The read rule of both stores (here and authenticator/server/redis_history.py).
+    `held_after`: the events still held after `since` (without one: the newest), oldest first, at
+    most the limit. A reader with a position gets them only if they start right after it."""
+    events = tuple((Position(e.offset, top.epoch), e) for e in held_after)
+    if since is None:
+        return Answer(events, top, recovered=False)  # there was no position to recover from
+    if since.epoch != top.epoch or since.offset > top.offset:
+        return Answer((), top, recovered=False)  # another epoch, or a position never handed out
+    if since.offset < top.offset and (not held_after or held_after[0].offset != since.offset + 1):
+        return Answer((), top, recovered=False)  # cut by size or ttl: never a partial answer
+    return Answer(events, top, recovered=True)
 
 
 @dataclass
@@ -134,19 +137,11 @@ class MemoryHistory:
         stream = self._stream(topic)  # a topic read before any event: its epoch starts now
         stream.expire(self._clock(), size, ttl_seconds)
         top = Position(stream.top, stream.epoch)
+        held = stream.events
         if since is None:
-            held = list(stream.events)[-limit:]
-            return Answer(tuple((Position(e.offset, stream.epoch), e) for e in held), top, recovered=False)
-        if since.epoch != stream.epoch or since.offset > stream.top:
-            return Answer((), top, recovered=False)  # another epoch, or a position never handed out
-        first_needed = since.offset + 1
-        if first_needed <= stream.top:
-            first_held = stream.events[0].offset if stream.events else stream.top + 1
-            if first_held > first_needed:
-                return Answer((), top, recovered=False)  # cut by size or ttl: never a partial answer
-        start = first_needed - (stream.events[0].offset if stream.events else first_needed)
-        held = [stream.events[i] for i in range(max(start, 0), min(len(stream.events), max(start, 0) + limit))]
-        return Answer(tuple((Position(e.offset, stream.epoch), e) for e in held), top, recovered=True)
+            return answer(None, top, list(held)[-limit:])
+        start = max(since.offset + 1 - (held[0].offset if held else 0), 0)  # offsets are contiguous
+        return answer(since, top, [held[i] for i in range(start, min(len(held), start + limit))])
 
     def _stream(self, topic: str) -> Stream:
         stream = self._streams.get(topic)

@@ -22,7 +22,7 @@ import hashlib
 import json
 import secrets
 
-from authenticator.core.history import EPOCH_CHARS, MAX_LIMIT, Answer, KeptEvent, Position
+from authenticator.core.history import EPOCH_CHARS, MAX_LIMIT, Answer, KeptEvent, Position, answer
 
 KEY_PREFIX = "crossbar-jwt:history:"
 META_TTL_FACTOR = 10
@@ -104,15 +104,9 @@ class RedisHistory:
         now_ms = round(self._clock() * 1000)
         events = [_kept(entry) for entry in entries]
         events = [e for e in events if now_ms - round(e.at * 1000) <= _ms(ttl_seconds) and e.offset > top - size]
-        position = Position(top, epoch)
         if since is None:
             events.reverse()  # XREVRANGE: newest first
-            return Answer(tuple((Position(e.offset, epoch), e) for e in events), position, recovered=False)
-        if since.epoch != epoch or since.offset > top:
-            return Answer((), position, recovered=False)
-        if since.offset < top and (not events or events[0].offset != since.offset + 1):
-            return Answer((), position, recovered=False)  # the next one is gone: never a partial answer
-        return Answer(tuple((Position(e.offset, epoch), e) for e in events), position, recovered=True)
+        return answer(since, Position(top, epoch), events)
 
 
 def _kept(entry) -> KeptEvent:
