@@ -71,4 +71,7 @@ DEPRECATED_PATHS = {
     "authenticator.client.Client": "authenticator.kit.twisted.Client",
     "authenticator.client_asyncio.Client": "authenticator.kit.asyncio.Client",
 }
-COMPONENT_CLASSES = frozenset({COMPONENT_CLASS, "authenticator.component.AuthenticatorComponent"})
+# The component's classnames a node config may name: the current one and its 0.1 path.
+COMPONENT_CLASSES = frozenset(
+    {COMPONENT_CLASS, *(old for old, new in DEPRECATED_PATHS.items() if new == COMPONENT_CLASS)}
+)

@@ -34,19 +34,14 @@ def _derived() -> dict[str, dict]:
     }
 
 
-def _python_paths(node, where=""):
-    """(where, kind, dotted path, attribute) for every Python object the config makes Crossbar import."""
-    if isinstance(node, dict):
-        if node.get("type") == "wsgi" and "module" in node:
-            yield where, "wsgi", node["module"], node.get("object", "application")
-        elif node.get("type") in ("class", "resource") and "classname" in node:
-            module, _, name = node["classname"].rpartition(".")
-            yield where, node["type"], module, name
-        for key, value in node.items():
-            yield from _python_paths(value, f"{where}/{key}")
-    elif isinstance(node, list):
-        for index, value in enumerate(node):
-            yield from _python_paths(value, f"{where}[{index}]")
+def _python_paths(config):
+    """(where, module, attribute) for every Python object the config makes Crossbar import, as
+    config/node_config.py finds them (for the deprecation warnings and the derivations)."""
+    from authenticator.config.node_config import _python_paths as walk
+
+    for where, dotted, _ in walk(config):
+        module, _, attribute = dotted.rpartition(".")
+        yield where, module, attribute
 
 
 def _configs():
@@ -59,8 +54,8 @@ def _configs():
 def test_every_python_path_in_a_node_config_resolves(name):
     paths = list(_python_paths(_configs()[name]))
     assert paths, f"{name} names no Python object: the walk is wrong"
-    for where, kind, module, attribute in paths:
-        assert attribute in _top_level_names(module), f"{name}{where}: {kind} {module}.{attribute} does not exist"
+    for where, module, attribute in paths:
+        assert attribute in _top_level_names(module), f"{name}{where}: {module}.{attribute} does not exist"
 
 
 def _top_level_names(module: str) -> set[str]:
@@ -84,7 +79,7 @@ def test_the_shipped_configs_name_no_deprecated_path():
     from authenticator.deprecated_paths import OLD_TO_NEW
 
     for name, config in _configs().items():
-        for where, _, module, attribute in _python_paths(config):
+        for where, module, attribute in _python_paths(config):
             assert f"{module}.{attribute}" not in OLD_TO_NEW, f"{name}{where} names the old path {module}.{attribute}"
 
 
