@@ -99,10 +99,14 @@ def test_a_flood_of_messages_out_of_place_gives_a_bounded_number_of_lines_withou
 
     offset, closes = router.log_size(), []
     started = time.monotonic()
-    connections = [RawWebSocket(router.port) for _ in range(CONNECTIONS)]
+    connections: list[RawWebSocket] = []
     try:
-        for ws in connections:
-            FLOODS[flood](ws)
+        # Each connection opens just before its messages: the second-hello flood logs in one after
+        # the other, and a connection opened up front waited for its turn past the router's HELLO
+        # deadline (10 s from the upgrade) when 60 logins behind the proxies took longer than that.
+        for _ in range(CONNECTIONS):
+            connections.append(RawWebSocket(router.port))
+            FLOODS[flood](connections[-1])
         # One deadline for all: the router closes (1002), answers, or (the single worker, a second
         # HELLO) neither, which is "open" once the deadline has passed.
         deadline = time.monotonic() + OPEN_AFTER_SECONDS
