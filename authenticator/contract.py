@@ -11,7 +11,20 @@ AUTHENTICATE_HEADERS = "authenticator.authenticate_headers"  # anonymous logins:
 AUTHORIZE = "authenticator.authorize"  # the dynamic authorizer of every client role
 REFRESH = "authenticator.refresh"  # a live session hands over a fresh token
 REVOKE = "authenticator.revoke"  # the admin role ends a user's or a token's sessions
+HISTORY = "authenticator.history"  # a topic's kept events after a position (docs/recovery.md)
+PRESENCE = "authenticator.presence"  # who is subscribed to a topic (docs/recovery.md#presence)
 PROCEDURE_PREFIX = "authenticator."  # the URI space only the authenticator role may register
+
+# -- recovery and presence (docs/recovery.md) ----------------------------------------------------
+# The EVENT detail the router sets on every live event of a topic that keeps history: its
+# position, {"offset": n, "epoch": "..."}, as authenticator.history returns them.
+EVENT_POSITION_DETAIL = "x_position"
+# Join/leave events of topic T are published on PRESENCE_TOPIC_PREFIX + T (exact subscriptions
+# only, allowed where the policy grants `presence` on T): {"event": "join"|"leave", "authid": ...}.
+PRESENCE_TOPIC_PREFIX = "authenticator.presence."
+# authenticator.history's errors besides wamp.error.not_authorized / invalid_argument
+NO_HISTORY = "authenticator.error.no_history"  # the topic keeps no history (no policy rule says so)
+HISTORY_UNAVAILABLE = "authenticator.error.history_unavailable"  # the history store cannot be reached
 
 # -- rejection reasons: ERROR_URI_PREFIX + the code of core.reasons.Reason ---------------------
 ERROR_URI_PREFIX = "authenticator.error."

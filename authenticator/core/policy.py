@@ -33,7 +33,10 @@ from dataclasses import dataclass, field
 
 from authenticator.core.unknown_keys import unknown_keys
 
-ACTIONS = ("subscribe", "publish", "call", "register")
+# Crossbar's four actions, and `presence` (asking who is subscribed to a topic, and subscribing to
+# its join/leave events): Crossbar never asks about it, the authenticator's presence procedure does.
+CROSSBAR_ACTIONS = ("subscribe", "publish", "call", "register")
+ACTIONS = (*CROSSBAR_ACTIONS, "presence")
 MATCHES = ("exact", "prefix", "wildcard")
 # Actions whose answers Crossbar may cache: their options cannot change who the client is.
 CACHEABLE_ACTIONS = frozenset({"subscribe", "register"})
@@ -45,10 +48,22 @@ _UNSAFE_AUTHID = re.compile(r"[.*#\s\x00-\x1f\x7f]")
 # authid look like another in logs and UIs.
 _DECEPTIVE_CATEGORIES = frozenset({"Cc", "Cf", "Co", "Cs", "Zl", "Zp", "Zs"})
 _URI_COMPONENT = re.compile(r"^[^\s.#]+$")
+# A topic's kept history (docs/recovery.md): at most MAX_HISTORY_SIZE events, each for at most
+# MAX_HISTORY_TTL_SECONDS. The bounds keep one stream's memory and one read's work finite.
+MAX_HISTORY_SIZE = 10_000
+MAX_HISTORY_TTL_SECONDS = 7 * 24 * 3600
 
 
 class PolicyError(ValueError):
     """The policy is unusable; the message names the role and rule."""
+
+
+@dataclass(frozen=True)
+class History:
+    """What a rule's topics keep for recovery: the newest `size` events, each for `ttl_seconds`."""
+
+    size: int
+    ttl_seconds: float
 
 
 @dataclass(frozen=True)
@@ -63,6 +78,9 @@ class Rule:
     # Whether a publish under this rule may ask Crossbar to retain the event. Off unless the rule
     # says so: every retained event stays in the router's memory until replaced.
     retain: bool = False
+    # Whether the topics of this rule keep their events for recovery (None: they do not). A
+    # property of the topics, not of who is allowed: Policy.history_for reads it.
+    history: History | None = None
 
     @property
     def per_user(self) -> bool:
@@ -106,6 +124,8 @@ class Policy:
     roles: Mapping[str, Role]
     anonymous_role: str | None = "anonymous"
     _closure: Mapping[str, frozenset[str]] = field(default_factory=dict, repr=False)
+    # (rule, topic pattern) of every rule that keeps history, in policy order
+    _history: tuple[tuple[Rule, re.Pattern], ...] = field(default=(), repr=False)
 
     # -- roles -------------------------------------------------------------------------------
 
@@ -177,6 +197,18 @@ class Policy:
         what = f"{action} with retain" if retain else action
         return Decision(False, False, False, 4, f"no rule of role '{authrole}' allows {what} on {match} '{uri}'")
 
+    def history_for(self, topic: str) -> tuple[Rule, History] | None:
+        """The history a topic keeps: the first rule, in policy order, whose URIs include the topic
+        (``{authid}`` standing for any one component) and that says ``history``; or None."""
+        for rule, pattern in self._history:
+            if pattern.fullmatch(topic) if rule.match != "prefix" else pattern.match(topic):
+                return rule, rule.history
+        return None
+
+    def history_rules(self) -> tuple[Rule, ...]:
+        """Every rule that keeps history, in policy order."""
+        return tuple(rule for rule, _ in self._history)
+
     def _role_wide_allow(self, roles: frozenset[str], action: str, uri: str, match: str) -> bool:
         return any(
             not rule.per_user and rule.grants(action, False) and covers(rule.match, rule.uri, match, uri)
@@ -237,6 +269,31 @@ def request_problem(action: str, uri: object, options: Mapping | None, max_uri_l
     return None
 
 
+def topic_pattern(rule_uri: str, rule_match: str) -> re.Pattern:
+    """The topics a rule names, as a regular expression: ``{authid}`` and a wildcard's empty
+    components stand for any one component. Matched whole (exact, wildcard) or at the start
+    (prefix)."""
+    parts = []
+    for part in rule_uri.split("."):
+        if part == AUTHID_PLACEHOLDER or (part == "" and rule_match == "wildcard"):
+            parts.append(r"[^.]+")
+        else:
+            parts.append(re.escape(part))
+    return re.compile(r"\.".join(parts))
+
+
+def observed_topics(rule: Rule) -> tuple[str, str]:
+    """(uri, match) in Crossbar's vocabulary covering every topic of `rule` (maybe more): what
+    the router watches for publications to keep. ``{authid}`` becomes a wildcard component; a
+    prefix rule with ``{authid}`` is watched from its fixed head (the rest is checked per topic)."""
+    if not rule.per_user:
+        return rule.uri, rule.match
+    if rule.match in ("exact", "wildcard"):
+        return rule.uri.replace(AUTHID_PLACEHOLDER, ""), "wildcard"
+    head = rule.uri.split(AUTHID_PLACEHOLDER, 1)[0]
+    return head, "prefix"
+
+
 def _wildcard_fixed_head(uri: str) -> str:
     parts = uri.split(".")
     if "" not in parts:
@@ -285,7 +342,13 @@ def load_policy(spec: object, *, anonymous_role: str | None = "anonymous") -> Po
     closure = {name: _closure_of(name, roles) for name in roles}
     if anonymous_role is not None and anonymous_role not in roles:
         raise PolicyError(f"the anonymous role '{anonymous_role}' is not defined by the policy")
-    return Policy(roles=roles, anonymous_role=anonymous_role, _closure=closure)
+    history = tuple(
+        (rule, topic_pattern(rule.uri, rule.match))
+        for role in roles.values()
+        for rule in role.rules
+        if rule.history is not None
+    )
+    return Policy(roles=roles, anonymous_role=anonymous_role, _closure=closure, _history=history)
 
 
 def _closure_of(name: str, roles: Mapping[str, Role]) -> frozenset[str]:
@@ -332,7 +395,7 @@ def _load_rule(role: str, index: int, spec: object) -> Rule:
         raise PolicyError(f"{where} must be an object with 'uri', 'match' and 'allow'")
     if "cache" in spec:
         raise PolicyError(f"{where}: remove 'cache'; the authorizer decides what Crossbar may cache")
-    _refuse_unknown(where, spec, ("uri", "match", "allow", "disclose", "retain"))
+    _refuse_unknown(where, spec, ("uri", "match", "allow", "disclose", "retain", "history"))
     uri, match = spec.get("uri"), spec.get("match", "exact")
     if not isinstance(uri, str) or not uri:
         raise PolicyError(f"{where} needs a non-empty 'uri'")
@@ -356,6 +419,7 @@ def _load_rule(role: str, index: int, spec: object) -> Rule:
         # user for an {authid} rule); a prefix or wildcard rule would let a client pin an event
         # on every URI it can invent.
         raise PolicyError(f"{where}: 'retain' needs an exact rule that allows publish")
+    history = _load_history(where, spec.get("history"), allow)
     return Rule(
         role=role,
         index=index,
@@ -365,7 +429,30 @@ def _load_rule(role: str, index: int, spec: object) -> Rule:
         disclose_publisher=bool(disclose.get("publisher", False)),
         disclose_caller=bool(disclose.get("caller", False)),
         retain=retain,
+        history=history,
     )
+
+
+def _load_history(where: str, spec: object, allow: Mapping) -> History | None:
+    if spec is None:
+        return None
+    example = '"history": {"size": 100, "ttl_seconds": 600}'
+    if not isinstance(spec, Mapping):
+        raise PolicyError(f"{where}: 'history' is an object, e.g. {example}")
+    _refuse_unknown(f"{where}: 'history'", spec, ("size", "ttl_seconds"))
+    size, ttl = spec.get("size"), spec.get("ttl_seconds")
+    if type(size) is not int or not 1 <= size <= MAX_HISTORY_SIZE:
+        raise PolicyError(
+            f"{where}: 'history.size' must be a whole number from 1 to {MAX_HISTORY_SIZE}, e.g. {example}"
+        )
+    if isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or not 1 <= ttl <= MAX_HISTORY_TTL_SECONDS:
+        raise PolicyError(
+            f"{where}: 'history.ttl_seconds' must be from 1 to {MAX_HISTORY_TTL_SECONDS} (7 days), e.g. {example}"
+        )
+    if not allow.get("subscribe"):
+        # Readers of a history are the topic's subscribers: the rule names the topics they may read.
+        raise PolicyError(f"{where}: 'history' needs a rule that allows subscribe (readers are its subscribers)")
+    return History(size=size, ttl_seconds=float(ttl))
 
 
 def _check_uri(where: str, uri: str, match: str) -> None:
