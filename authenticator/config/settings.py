@@ -26,6 +26,7 @@ from authenticator.core.settings import (  # noqa: F401 - read with the settings
     IssuerSettings,
     JwksUrl,
     Limits,
+    PublishSettings,
     Settings,
     StoreSpec,
 )
@@ -42,6 +43,7 @@ def load_settings(extra: Mapping, cbdir: Path, *, generate_secret: bool | None =
     known = (
         "keys", "claims", "policy", "anonymous_role", "max_token_bytes", "single_use", "store", "session",
         "bearer_header", "cookie", "issuer", "limits", "cbdir", "generate_secret", "trusted_proxies",
+        "publish",
     )  # fmt: skip
     _refuse_unknown("the authenticator's extra", extra, known)
     may_generate = extra.get("generate_secret", True)
@@ -106,6 +108,7 @@ def load_settings(extra: Mapping, cbdir: Path, *, generate_secret: bool | None =
         cookie=_load_cookie(extra.get("cookie")),
         limits=_load_limits(extra.get("limits", {})),
         trusted_proxies=trusted_proxies,
+        publish=_load_publish(extra.get("publish", {})),
     )
 
 
@@ -153,6 +156,21 @@ def _load_limits(spec: object) -> Limits:
             raise ConfigError(f"'limits.{name}' must be a whole number from {low} to {high}")
         values[name] = value
     return Limits(**values)
+
+
+def _load_publish(spec: object) -> PublishSettings:
+    defaults = PublishSettings()
+    bounds = {"idempotency_window_seconds": (60, 604_800), "idempotency_max_keys": (1, 10_000_000)}
+    if not isinstance(spec, Mapping):
+        raise ConfigError(f"'publish' must be an object; it takes {', '.join(bounds)}")
+    _refuse_unknown("'publish'", spec, bounds)
+    values = {}
+    for name, (low, high) in bounds.items():
+        value = spec.get(name, getattr(defaults, name))
+        if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+            raise ConfigError(f"'publish.{name}' must be a whole number from {low:,} to {high:,}")
+        values[name] = value
+    return PublishSettings(**values)
 
 
 def _load_store(spec: object, cbdir: Path) -> StoreSpec:

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from authenticator.core.idempotency import KEY_FIELD, KeyProblem, checked_key
 from authenticator.core.json_guard import (
     LoneSurrogate,
     NonFiniteNumber,
@@ -34,7 +35,7 @@ MAX_LISTED = 100  # entries of one exclude/eligible list
 MAX_LISTED_LENGTH = 256  # characters of one authid or authrole in such a list
 MAX_NAMED_UNKNOWN = 3  # unknown keys an answer names
 
-FIELDS = ("topic", "args", "kwargs", "options")
+FIELDS = ("topic", "args", "kwargs", "options", KEY_FIELD)
 # Receiver filters, by authid or authrole (Crossbar's names). Not by session id: a backend has no
 # business knowing WAMP session ids, and they name sessions of any user.
 FILTER_OPTIONS = ("exclude_authid", "exclude_authrole", "eligible_authid", "eligible_authrole")
@@ -48,6 +49,11 @@ _URI = re.compile(r"^([^\s.#]+\.)*([^\s.#]+)$")
 
 INVALID_ARGUMENT = "wamp.error.invalid_argument"
 NOT_AUTHORIZED = "wamp.error.not_authorized"
+# Idempotency keys (core/idempotency.py): a request holds the key now (409, retry), the key was
+# given with another publication (422), the store of keys cannot be reached (503, retry).
+KEY_IN_USE = "authenticator.error.idempotency_key_in_use"
+KEY_REUSED = "authenticator.error.idempotency_key_reused"
+STORE_UNAVAILABLE = "authenticator.error.store_unavailable"
 
 
 class BodyProblem(ValueError):
@@ -61,6 +67,7 @@ class Publication:
     kwargs: dict = field(default_factory=dict)
     # The receiver filters and retain, as Crossbar's PublishOptions takes them.
     options: dict = field(default_factory=dict)
+    idempotency_key: str | None = None  # the body's own (a batch's publications each carry theirs)
 
     @property
     def retain(self) -> bool:
@@ -138,6 +145,49 @@ def parse_body(body: bytes, *, max_batch: int, max_uri_length: int) -> tuple[boo
     return True, items
 
 
+KEY_GIVEN_TWICE = (
+    "The idempotency key is given twice, in the Idempotency-Key header and in 'idempotency_key': send it once."
+)
+HEADER_IN_BATCH = (
+    "The Idempotency-Key header names the publication of a one-publication request: in a batch, give each "
+    "publication its own 'idempotency_key' (or none)."
+)
+
+
+def idempotency_keys(batch: bool, items: list[Publication | Refusal], header: list[bytes] | None) -> list[str | None]:
+    """The idempotency key of each publication (None where none is given): the Idempotency-Key
+    header (`header`: its values) for a one-publication request, each publication's own
+    'idempotency_key' in a body or a batch. A bad or ambiguous header raises BodyProblem (the
+    request is refused whole, nothing published); a key that repeats one earlier in the same batch
+    makes that later publication a Refusal in its place (it would wait for itself)."""
+    given = None
+    if header:
+        if len(header) > 1:
+            raise BodyProblem("Send one Idempotency-Key header.")
+        try:
+            given = checked_key(header[0].decode("latin-1").strip(" \t"), "The Idempotency-Key header")
+        except KeyProblem as problem:
+            raise BodyProblem(str(problem)) from None
+        if batch:
+            raise BodyProblem(HEADER_IN_BATCH)
+    keys = [item.idempotency_key if isinstance(item, Publication) else None for item in items]
+    if given is not None:
+        if keys[0] is not None:
+            raise BodyProblem(KEY_GIVEN_TWICE)
+        keys[0] = given
+    first: dict[str, int] = {}
+    for index, key in enumerate(keys):
+        if key is None:
+            continue
+        if key in first:
+            items[index] = Refusal(INVALID_ARGUMENT, f"'idempotency_key' repeats the key of publication "
+                                   f"{first[key] + 1} of this batch: a key names one publication.")  # fmt: skip
+            keys[index] = None
+        else:
+            first[key] = index
+    return keys
+
+
 def publication(entry: object, max_uri_length: int) -> Publication:
     """One publication of the body, checked: types, URI, options."""
     if not isinstance(entry, dict):
@@ -158,7 +208,13 @@ def publication(entry: object, max_uri_length: int) -> Publication:
         raise BodyProblem("'args' must be a JSON list.")
     if kwargs is not None and not isinstance(kwargs, dict):
         raise BodyProblem("'kwargs' must be a JSON object.")
-    return Publication(topic, args or [], kwargs or {}, _options(entry.get("options")))
+    key = entry.get(KEY_FIELD)
+    if key is not None:
+        try:
+            key = checked_key(key, f"'{KEY_FIELD}'")
+        except KeyProblem as problem:
+            raise BodyProblem(str(problem)) from None
+    return Publication(topic, args or [], kwargs or {}, _options(entry.get("options")), key)
 
 
 def _options(options: object) -> dict:
@@ -218,16 +274,31 @@ def _unknown(where: str, given: dict, known) -> str | None:
 
 # -- answers ------------------------------------------------------------------------------------
 
-STATUS_OF_ERROR: Mapping[str, int] = {NOT_AUTHORIZED: 403, INVALID_ARGUMENT: 400}
+STATUS_OF_ERROR: Mapping[str, int] = {
+    NOT_AUTHORIZED: 403, INVALID_ARGUMENT: 400, KEY_IN_USE: 409, KEY_REUSED: 422, STORE_UNAVAILABLE: 503,
+}  # fmt: skip
+# Refusals a retry may cure by itself: their single answer says when (Retry-After, seconds).
+RETRY_AFTER = {KEY_IN_USE: "1", STORE_UNAVAILABLE: "1"}
 
 
-def single_answer(item: int | Refusal) -> tuple[int, dict]:
+@dataclass(frozen=True)
+class Replayed:
+    """A publication its idempotency key found published: the first answer, nothing published now."""
+
+    publication_id: int
+
+
+def single_answer(item: int | Replayed | Refusal) -> tuple[int, dict]:
     """The status and body of a one-publication request: its id, or its refusal's status."""
     if isinstance(item, Refusal):
         return STATUS_OF_ERROR.get(item.error, 500), item.answer()
-    return 200, {"id": item}
+    return 200, {"id": _id(item)}
 
 
-def batch_answer(items: list[int | Refusal]) -> tuple[int, list[dict]]:
+def batch_answer(items: list[int | Replayed | Refusal]) -> tuple[int, list[dict]]:
     """A batch is answered 200 once its token was accepted: each publication its own outcome."""
-    return 200, [item.answer() if isinstance(item, Refusal) else {"id": item} for item in items]
+    return 200, [item.answer() if isinstance(item, Refusal) else {"id": _id(item)} for item in items]
+
+
+def _id(item: int | Replayed) -> int:
+    return item.publication_id if isinstance(item, Replayed) else item

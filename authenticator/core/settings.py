@@ -13,6 +13,7 @@ from authenticator.core.policy import Policy
 class ConfigError(ValueError):
     """The configuration is unusable; the message says where and how to fix it."""
 
+
 # From the WebSocket upgrade to WELCOME, unless the config says otherwise (authenticator/patches/hello_timeout.py).
 DEFAULT_HELLO_TIMEOUT_SECONDS = 10
 
@@ -66,6 +67,16 @@ class Limits:
 
 
 @dataclass(frozen=True)
+class PublishSettings:
+    """POST /publish's idempotency keys (docs/publishing.md#idempotency-keys)."""
+
+    # How long a publication's key answers a retry with its first answer.
+    idempotency_window_seconds: int = 86_400
+    # Keys one router worker remembers without Redis; past it the oldest is forgotten first.
+    idempotency_max_keys: int = 100_000
+
+
+@dataclass(frozen=True)
 class Settings:
     keys: KeyRing
     claims: ClaimRules
@@ -88,6 +99,7 @@ class Settings:
     limits: Limits = Limits()
     # Addresses of reverse proxies (nginx) whose X-Forwarded-For names the client, for log lines.
     trusted_proxies: frozenset[str] = frozenset()
+    publish: PublishSettings = PublishSettings()
 
 
 # The demo issuer (authenticator/demo/issuer.py): its settings are checked with the rest at start.

@@ -63,7 +63,8 @@ class BearerJsonResource(Resource):
     def unavailable_message(self) -> str:
         return "This endpoint is not ready yet; retry."
 
-    def handle(self, service, token: str | None, body: bytes, peer: str) -> Answer | Deferred:
+    def handle(self, service, token: str | None, body: bytes, peer: str, headers) -> Answer | Deferred:
+        """`headers`: the request's headers (Twisted's Headers), for what else the endpoint reads."""
         raise NotImplementedError
 
     def token_refused(self, service, rejection: Rejected, peer: str) -> Answer:
@@ -104,7 +105,7 @@ class BearerJsonResource(Resource):
         except Rejected as rejection:
             return self._finish(request, self.token_refused(service, rejection, peer), peer)
         try:
-            answered = self.handle(service, token, body, peer)
+            answered = self.handle(service, token, body, peer, request.requestHeaders)
         except Exception:  # noqa: BLE001 - a bug must still be a JSON answer, logged by its type only
             answered = Failure()
         if isinstance(answered, Failure):

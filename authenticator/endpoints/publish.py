@@ -4,7 +4,9 @@ The token (``Authorization: Bearer <JWT>``) goes through the same admission as a
 (authenticator/server/admission.py: keys, claim rules, revocation, single use, reasons); each publication
 is decided by the same authorizer, for the token's authid and roles; it is published from an
 embedded session of that identity (authenticator/endpoints/publisher_pool.py), so subscribers see it as
-from a WAMP publisher. All on the reactor, as Crossbar's own HTTP bridge: no thread per request.
+from a WAMP publisher. All on the reactor, as Crossbar's own HTTP bridge: no thread per request;
+the token store and the Redis store of idempotency keys (core/idempotency.py) are asked on the
+component's I/O threads.
 
 Node config, a path of the router worker's web transport (Crossbar's ``resource`` path type)::
 
@@ -18,19 +20,37 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from twisted.internet import reactor
 from twisted.internet.defer import Deferred, DeferredList, maybeDeferred
 from twisted.internet.task import LoopingCall
+from twisted.internet.threads import deferToThreadPool
+from twisted.python.failure import Failure
 
+from authenticator.core.idempotency import (
+    PENDING_SECONDS,
+    Claim,
+    KeysUnavailable,
+    MemoryIdempotency,
+    State,
+    fingerprint,
+    scope,
+)
 from authenticator.core.logtext import clip
 from authenticator.core.publish_request import (
     DEFAULT_MAX_BATCH,
     DEFAULT_MAX_BODY_BYTES,
     INVALID_ARGUMENT,
+    KEY_IN_USE,
+    KEY_REUSED,
     NOT_AUTHORIZED,
+    RETRY_AFTER,
+    STORE_UNAVAILABLE,
     BodyProblem,
     Publication,
     Refusal,
+    Replayed,
     batch_answer,
+    idempotency_keys,
     parse_body,
     single_answer,
 )
@@ -54,18 +74,32 @@ BEARER_ADVICE = (
 PUBLISHED = metrics.HTTP_PUBLISHES.labels("published", "none")  # the hot path: looked up once
 TOKEN_STATUS = {Reason.STORE_UNAVAILABLE: 503, Reason.INTERNAL_ERROR: 500}
 TOO_LARGE_ADVICE = "Send less per request (a batch can be split)."
+# Requests waiting for the Redis store of idempotency keys at once (I/O threads and their queue);
+# past it a keyed request is answered 503 at once, as logins are past MAX_STORE_CHECKS_WAITING.
+MAX_KEY_CALLS_WAITING = 1000
+KEYS_UNAVAILABLE = "The store of idempotency keys cannot be reached; nothing was published. Retry with the same key."
 
 
 class HttpPublishing:
     """The realm's HTTP publishing: token -> identity -> decisions -> publications -> answer."""
 
-    def __init__(self, realm: str, router, admission, authorizer, settings, log) -> None:
+    def __init__(self, realm: str, router, admission, authorizer, settings, log, *, keys=None, io_pool=None) -> None:
+        """`keys`: the store of idempotency keys (server/redis_idempotency.open_idempotency; this
+        process's memory when None); `io_pool`: the threads a blocking one is called on."""
         self.realm = realm
         self._admission, self._authorizer, self._settings, self._log = admission, authorizer, settings, log
         self.trusted_proxies = settings.trusted_proxies  # whose X-Forwarded-For names the client (peers.py)
         body_limit.trust_forwarded_for(self.trusted_proxies)  # the same in the worker's early 413 lines
         self.pool = PublisherPool(router, realm)
         self._sweep = LoopingCall(self.pool.close_idle)
+        if keys is None:
+            keys = MemoryIdempotency(window_seconds=settings.publish.idempotency_window_seconds,
+                                     max_keys=settings.publish.idempotency_max_keys)  # fmt: skip
+        if keys.blocking and io_pool is None:
+            raise ValueError("a blocking store of idempotency keys needs the I/O threads: never on the reactor")
+        self.keys, self._keys_io = keys, (io_pool if keys.blocking else None)
+        self.key_calls_waiting = 0
+        self._forgotten_logged = 0
 
     def start(self) -> None:
         SERVICES[self.realm] = self
@@ -78,7 +112,10 @@ class HttpPublishing:
             self._sweep.stop()
         self.pool.close()
 
-    def handle(self, token: str | None, body: bytes, peer: str, max_batch: int) -> Answer | Deferred:
+    def handle(
+        self, token: str | None, body: bytes, peer: str, max_batch: int, key_header: list[bytes] | None = None
+    ) -> Answer | Deferred:
+        """`key_header`: the values of the request's Idempotency-Key header, if it has one."""
         if token is None:
             return self._token_refused(Rejected(Reason.MISSING_TOKEN), peer)
         try:
@@ -88,23 +125,149 @@ class HttpPublishing:
         if isinstance(checked, Deferred):
             return checked.addCallbacks(
                 self._admitted, lambda failure: self._token_refused(as_rejection(failure.value), peer),
-                callbackArgs=(body, peer, max_batch),
+                callbackArgs=(body, peer, max_batch, key_header),
             )  # fmt: skip
-        return self._admitted(checked, body, peer, max_batch)
+        return self._admitted(checked, body, peer, max_batch, key_header)
 
-    def _admitted(self, identity: Identity, body: bytes, peer: str, max_batch: int) -> Answer | Deferred:
+    def _admitted(
+        self, identity: Identity, body: bytes, peer: str, max_batch: int, key_header: list[bytes] | None = None
+    ) -> Answer | Deferred:
         try:
             batch, items = parse_body(body, max_batch=max_batch, max_uri_length=self._settings.limits.max_uri_length)
+            keys = idempotency_keys(batch, items, key_header)
         except BodyProblem as problem:
             self._log_refusal(400, INVALID_ARGUMENT, str(problem), identity.authid, peer)
             metrics.HTTP_PUBLISHES.labels("invalid", "none").inc()
             return Answer(400, Refusal(INVALID_ARGUMENT, str(problem)).answer())
-        results = [self._publish_guarded(identity, item, peer) for item in items]
+        if any(keys):
+            return self._with_keys(identity, batch, items, keys, peer)
+        return self._answered(batch, [self._publish_guarded(identity, item, peer) for item in items])
+
+    def _answered(self, batch: bool, results: list) -> Answer | Deferred:
         if not batch:
             (result,) = results
             return result.addCallback(self._single) if isinstance(result, Deferred) else self._single(result)
         done = DeferredList([maybeDeferred(lambda r=r: r) for r in results], consumeErrors=True)
         return done.addCallback(self._batch)
+
+    # -- idempotency keys (core/idempotency.py) -------------------------------------------------
+
+    def _with_keys(self, identity: Identity, batch: bool, items: list, keys: list, peer: str) -> Answer | Deferred:
+        """Reserve every key of the request in one store call, then publish in the request's order
+        (a publication whose key is held or done is not published), then remember the ids of what
+        was published and release the keys of what was refused, then answer."""
+        keyed = {
+            index: (scope(identity.authid, key), fingerprint(item.topic, item.args, item.kwargs, item.options))
+            for index, (item, key) in enumerate(zip(items, keys, strict=True))
+            if key is not None and isinstance(item, Publication)
+        }
+        try:
+            claims = self._key_call(self.keys.reserve, list(keyed.values()))
+        except KeysUnavailable as error:
+            return self._keys_unavailable(error, identity, peer)
+        if isinstance(claims, Deferred):
+            return claims.addCallbacks(
+                self._claimed, self._keys_failed, callbackArgs=(identity, batch, items, keys, keyed, peer),
+                errbackArgs=(identity, peer),
+            )  # fmt: skip
+        return self._claimed(claims, identity, batch, items, keys, keyed, peer)
+
+    def _claimed(self, claims: list[Claim], identity, batch, items, keys, keyed, peer) -> Answer | Deferred:
+        claim_of = dict(zip(keyed, claims, strict=True))
+        results, owned = [], {}
+        for index, item in enumerate(items):
+            claim = claim_of.get(index)
+            if claim is None:
+                results.append(self._publish_guarded(identity, item, peer))
+            elif claim.state is State.RESERVED:
+                owned[index] = (keyed[index][0], claim.owner)
+                results.append(self._publish_guarded(identity, item, peer))
+            else:
+                results.append(self._not_published(claim, keys[index], identity, peer))
+        done = DeferredList([maybeDeferred(lambda r=r: r) for r in results], consumeErrors=True)
+        return done.addCallback(self._remember, batch, owned)
+
+    def _not_published(self, claim: Claim, key: str, identity: Identity, peer: str) -> Replayed | Refusal:
+        if claim.state is State.DONE:
+            metrics.HTTP_PUBLISHES.labels("replayed", "none").inc()
+            return Replayed(claim.publication_id)
+        if claim.state is State.IN_PROGRESS:
+            status, error, outcome = 409, KEY_IN_USE, "in_progress"
+            message = (f"A request with idempotency key '{key}' is publishing this publication now: retry in a "
+                       "second, and you get its answer.")  # fmt: skip
+        elif claim.state is State.OTHER_PUBLICATION:
+            status, error, outcome = 422, KEY_REUSED, "key_reused"
+            message = (
+                f"Idempotency key '{key}' came with another publication (its topic, args, kwargs or options differ) "
+                f"within the last {_duration(self.keys.window_seconds)}: a key names one publication. Send a new key "
+                "for a new publication."
+            )
+        else:  # State.FULL: every key the memory store may hold is in flight
+            status, error, outcome = 503, STORE_UNAVAILABLE, "unavailable"
+            message = "The router holds as many idempotency keys in flight as it may; nothing was published. Retry."
+        self._log_refusal(status, error, message, identity.authid, peer)
+        metrics.HTTP_PUBLISHES.labels(outcome, "none").inc()
+        return Refusal(error, message)
+
+    def _remember(self, outcomes: list, batch: bool, owned: dict) -> Answer | Deferred:
+        results = [value if ok else Refusal("wamp.error.runtime_error", "internal error") for ok, value in outcomes]
+        published = [(name, owner, results[i]) for i, (name, owner) in owned.items() if isinstance(results[i], int)]
+        refused = [(name, owner) for i, (name, owner) in owned.items() if not isinstance(results[i], int)]
+        self._note_forgotten()
+        calls = [(self.keys.settle, published), (self.keys.release, refused)]
+        done = [self._key_call_logged(call, arg) for call, arg in calls if arg]
+        answer = self._batch(outcomes) if batch else self._single(results[0])
+        if any(isinstance(d, Deferred) for d in done):
+            return DeferredList([d for d in done if isinstance(d, Deferred)]).addCallback(lambda _: answer)
+        return answer
+
+    def _key_call(self, operation, argument):
+        """The memory store on the reactor (dict operations); the Redis store on the I/O threads."""
+        if self._keys_io is None:
+            return operation(argument)
+        if self.key_calls_waiting >= MAX_KEY_CALLS_WAITING:
+            raise KeysUnavailable("too many requests waiting for the Redis store of idempotency keys")
+        self.key_calls_waiting += 1
+        called = deferToThreadPool(reactor, self._keys_io, operation, argument)
+        return called.addBoth(self._key_call_done)
+
+    def _key_call_done(self, result):
+        self.key_calls_waiting -= 1
+        return result
+
+    def _key_call_logged(self, operation, argument):
+        """Remember or release keys after the publications: a failure changes no answer (what was
+        published was published); the reservations it could not update expire by themselves."""
+
+        def failed(failure):
+            self._log.warn("http publish: could not update idempotency keys ({kind}); they expire in "
+                           "{seconds:.0f} s", kind=type(failure.value).__name__, seconds=PENDING_SECONDS)  # fmt: skip
+
+        try:
+            done = self._key_call(operation, argument)
+        except Exception:  # noqa: BLE001 - as failed() says
+            return failed(Failure())
+        return done.addErrback(failed) if isinstance(done, Deferred) else done
+
+    def _keys_failed(self, failure, identity: Identity, peer: str) -> Answer:
+        failure.trap(KeysUnavailable)
+        return self._keys_unavailable(failure.value, identity, peer)
+
+    def _keys_unavailable(self, error: Exception, identity: Identity, peer: str) -> Answer:
+        self._log.warn("authenticator: {error}", error=str(error))
+        self._log_refusal(503, STORE_UNAVAILABLE, "idempotency keys: " + str(error), identity.authid, peer)
+        metrics.HTTP_PUBLISHES.labels("unavailable", "store_unavailable").inc()
+        return Answer(503, Refusal(STORE_UNAVAILABLE, KEYS_UNAVAILABLE).answer(), {"Retry-After": "1"})
+
+    def _note_forgotten(self) -> None:
+        """One warn line per 1,000 keys the memory store forgot at its bound (never per request)."""
+        forgotten = getattr(self.keys, "forgotten", 0)
+        if forgotten >= self._forgotten_logged + 1000 or (forgotten and not self._forgotten_logged):
+            self._forgotten_logged = forgotten
+            self._log.warn(
+                "http publish: {forgotten} idempotency keys forgotten before their window ended: this router "
+                "holds at most {bound} (publish.idempotency_max_keys)", forgotten=forgotten, bound=self.keys.max_keys,
+            )  # fmt: skip
 
     def _publish_guarded(self, identity: Identity, item: Publication | Refusal, peer: str):
         """One publication; a failure of its own is its refusal, never the batch's (the ones
@@ -161,9 +324,14 @@ class HttpPublishing:
         return Refusal("wamp.error.runtime_error", "The router could not publish this; retry, or read the router log.")
 
     @staticmethod
-    def _single(result: int | Refusal) -> Answer:
+    def _single(result: int | Replayed | Refusal) -> Answer:
         status, body = single_answer(result)
-        return Answer(status, body)
+        headers = {}
+        if isinstance(result, Replayed):
+            headers["Idempotent-Replayed"] = "true"  # Stripe's name: the first answer, nothing published now
+        elif isinstance(result, Refusal) and result.error in RETRY_AFTER:
+            headers["Retry-After"] = RETRY_AFTER[result.error]
+        return Answer(status, body, headers)
 
     @staticmethod
     def _batch(results: list) -> Answer:
@@ -220,8 +388,8 @@ class PublishResource(BearerJsonResource):
     def unavailable_message(self) -> str:
         return f"HTTP publishing on realm '{self.realm}' is not ready: the authenticator has not joined it."
 
-    def handle(self, service: HttpPublishing, token: str | None, body: bytes, peer: str) -> Answer | Deferred:
-        return service.handle(token, body, peer, self.max_batch)
+    def handle(self, service: HttpPublishing, token: str | None, body: bytes, peer: str, headers) -> Answer | Deferred:
+        return service.handle(token, body, peer, self.max_batch, headers.getRawHeaders(b"idempotency-key"))
 
     def token_refused(self, service: HttpPublishing, rejection: Rejected, peer: str) -> Answer:
         return service._token_refused(rejection, peer)
@@ -237,6 +405,10 @@ class PublishResource(BearerJsonResource):
     def body_refused(cls, request, limit: int) -> None:
         """body_limit answered 413 before the body was read (and logged it): counted."""
         metrics.HTTP_PUBLISHES.labels("too_large", "none").inc()
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds / 3600:g} h" if seconds >= 3600 else f"{seconds:g} s"
 
 
 def publish_resource(extra: Mapping) -> PublishResource:
