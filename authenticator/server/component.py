@@ -41,6 +41,7 @@ from authenticator.server.admission import Admission
 from authenticator.server.authorizer import Authorizer
 from authenticator.server.jwks import JwksRefresher
 from authenticator.server.procedures import Procedures
+from authenticator.server.redis_idempotency import open_idempotency
 from authenticator.server.session_keeper import SessionKeeper
 from authenticator.server.startup import node_config_file, node_problems, read_node, ready_line
 from authenticator.server.store import StoreUnavailable, open_store
@@ -164,7 +165,8 @@ class AuthenticatorComponent(ApplicationSession):
         if router is None:
             self.log.warn("authenticator: not embedded in a router worker; HTTP publishing is off")
             return
-        self.http_publishing = HttpPublishing(realm, router, self.admission, self.authorizer, self.settings, self.log)
+        self.http_publishing = HttpPublishing(realm, router, self.admission, self.authorizer, self.settings, self.log,
+                                              keys=open_idempotency(self.settings), io_pool=self._io)  # fmt: skip
         self.http_publishing.start()
 
     # -- authentication ----------------------------------------------------------------------
