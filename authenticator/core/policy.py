@@ -209,6 +209,17 @@ class Policy:
         """Every rule that keeps history, in policy order."""
         return tuple(rule for rule, _ in self._history)
 
+    def may_grant_presence(self, topic: str) -> bool:
+        """Whether some rule of some role could grant `presence` on this exact topic (``{authid}``
+        standing for any one component): the router tracks who is subscribed to such topics only."""
+        for role in self.roles.values():
+            for rule in role.rules:
+                if "presence" in rule.allow:
+                    pattern = topic_pattern(rule.uri, rule.match)
+                    if pattern.match(topic) if rule.match == "prefix" else pattern.fullmatch(topic):
+                        return True
+        return False
+
     def _role_wide_allow(self, roles: frozenset[str], action: str, uri: str, match: str) -> bool:
         return any(
             not rule.per_user and rule.grants(action, False) and covers(rule.match, rule.uri, match, uri)

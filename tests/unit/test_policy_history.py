@@ -111,3 +111,23 @@ def test_presence_is_an_action_a_rule_grants_and_no_other_action_implies():
         and refused.reason == "no rule of role 'user' allows presence on exact 'app.user.bob.notifications'"
     )
     assert not p.decide(action="presence", uri="app.chat.lobby", **ask).cacheable
+
+
+@pytest.mark.parametrize(
+    ("uri", "match", "topic", "tracked"),
+    [
+        ("app.chat.", "prefix", "app.chat.lobby", True),
+        ("app.chat.", "prefix", "app.chatroom", False),
+        ("app.room.{authid}.chat", "exact", "app.room.bob.chat", True),
+        ("app.room.{authid}.chat", "exact", "app.room.bob.x.chat", False),
+        ("app.room..chat", "wildcard", "app.room.7.chat", True),
+        ("app.room..chat", "wildcard", "app.room.7.chat.x", False),
+        ("app.lobby", "exact", "app.lobby", True),
+        ("app.lobby", "exact", "app.lobby2", False),
+    ],
+)
+def test_presence_is_tracked_on_the_topics_a_presence_rule_names(uri, match, topic, tracked):
+    granted = policy(rule(uri, match, history=None, subscribe=True, presence=True))
+    assert granted.may_grant_presence(topic) is tracked
+    without = policy(rule(uri, match, history=None, subscribe=True))
+    assert without.may_grant_presence(topic) is False
