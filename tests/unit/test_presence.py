@@ -1,0 +1,113 @@
+"""core/presence: the members of a topic and the join/leave decisions, against a model."""
+
+from collections import Counter
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from authenticator.core.presence import JOIN, LEAVE, Change, PresenceTable, answer
+
+TOPICS = ("app.chat.a", "app.chat.b")
+SESSIONS = range(6)
+LIMIT = 2  # small, so that truncated answers are reached
+
+
+def authid_of(session: int) -> str:
+    return f"user{session % 3}"  # sessions 0 and 3 are the same user, and so on
+
+
+OPERATIONS = st.lists(
+    st.one_of(
+        st.tuples(st.just("subscribe"), st.sampled_from(TOPICS), st.sampled_from(SESSIONS)),
+        st.tuples(st.just("unsubscribe"), st.sampled_from(TOPICS), st.sampled_from(SESSIONS)),
+        st.tuples(st.just("left"), st.just(None), st.sampled_from(SESSIONS)),
+    ),
+    max_size=60,
+)
+SEEN: Counter = Counter()
+
+
+def run_model(operations, seen: Counter) -> None:
+    table = PresenceTable()
+    members: set[tuple[str, int]] = set()  # the truth: (topic, session)
+    published: list[Change] = []
+
+    def present(topic, authid):
+        return any(t == topic and authid_of(s) == authid for t, s in members)
+
+    for kind, topic, session in operations:
+        topics = [topic] if topic is not None else [t for t in TOPICS if (t, session) in members]
+        before = {(t, authid_of(session)): present(t, authid_of(session)) for t in TOPICS}
+        if kind == "subscribe":
+            changes = [table.subscribed(topic, session, authid_of(session))]
+            members.add((topic, session))
+        elif kind == "unsubscribe":
+            changes = [table.unsubscribed(topic, session)]
+            members.discard((topic, session))
+        else:
+            changes = table.left(session)
+            members -= {(t, session) for t in TOPICS}
+        changes = [c for c in changes if c is not None]
+        published.extend(changes)
+        expected = []
+        for t in topics:
+            was, now = before[(t, authid_of(session))], present(t, authid_of(session))
+            if not was and now:
+                expected.append(Change(JOIN, t, authid_of(session)))
+            elif was and not now:
+                expected.append(Change(LEAVE, t, authid_of(session)))
+            elif kind == "subscribe" and now:
+                seen["subscribe without a join (another session of the authid)"] += 1
+        assert sorted(changes, key=repr) == sorted(expected, key=repr), (kind, topic, session)
+        for change in changes:
+            seen[f"{change.event} after {kind}"] += 1
+        for t in TOPICS:
+            truth = [(s, authid_of(s)) for tt, s in members if tt == t]
+            got = table.answer(t, limit=LIMIT)
+            assert got == answer(truth, limit=LIMIT)
+            assert got["sessions"] == len(truth)
+            assert got["authids"] == sorted({a for _, a in truth})[:LIMIT]
+            assert sorted(table.members(t)) == sorted(truth)
+            seen["truncated answer"] += got["truncated"]
+        assert len(table) == len(members)
+        assert sorted(table.entries()) == sorted((t, s, authid_of(s)) for t, s in members)
+    # Per (topic, authid) the events alternate, starting with a join; the last says whether present.
+    for t in TOPICS:
+        for authid in {authid_of(s) for s in SESSIONS}:
+            events = [c.event for c in published if c.topic == t and c.authid == authid]
+            assert events == [JOIN, LEAVE] * (len(events) // 2) + [JOIN] * (len(events) % 2)
+            assert (len(events) % 2 == 1) == present(t, authid)
+
+
+@settings(max_examples=400, derandomize=True, database=None, deadline=None)  # the same examples everywhere
+@given(OPERATIONS)
+def _check_against_the_model(operations):
+    run_model(operations, SEEN)
+
+
+def test_joins_and_leaves_are_the_first_and_last_session_of_an_authid_and_the_answer_is_the_truth():
+    SEEN.clear()
+    _check_against_the_model()
+    for kind in ("join after subscribe", "leave after unsubscribe", "leave after left",
+                 "subscribe without a join (another session of the authid)"):  # fmt: skip
+        assert SEEN[kind] >= 50, SEEN
+    assert SEEN["truncated answer"] >= 20, SEEN
+
+
+def test_two_sessions_of_one_authid_make_one_join_and_one_leave():
+    table = PresenceTable()
+    assert table.subscribed("app.chat.a", 1, "alice") == Change(JOIN, "app.chat.a", "alice")
+    assert table.subscribed("app.chat.a", 2, "alice") is None
+    assert table.subscribed("app.chat.a", 2, "alice") is None  # said twice: still one member
+    assert table.answer("app.chat.a") == {"authids": ["alice"], "users": 1, "sessions": 2, "truncated": False}
+    assert table.left(1) == []
+    assert table.unsubscribed("app.chat.a", 2) == Change(LEAVE, "app.chat.a", "alice")
+    assert table.answer("app.chat.a") == {"authids": [], "users": 0, "sessions": 0, "truncated": False}
+    assert len(table) == 0 and table.entries() == []
+
+
+def test_a_large_answer_is_cut_to_the_first_authids_and_says_so():
+    members = [(i, f"u{i:05d}") for i in range(2500)]
+    got = answer(members, limit=1000)
+    assert got["authids"] == [f"u{i:05d}" for i in range(1000)]
+    assert got["users"] == 2500 and got["sessions"] == 2500 and got["truncated"] is True
