@@ -26,6 +26,7 @@ from authenticator.core.settings import (  # noqa: F401 - read with the settings
     IssuerSettings,
     JwksUrl,
     Limits,
+    PresenceSettings,
     PublishSettings,
     Settings,
     StoreSpec,
@@ -43,7 +44,7 @@ def load_settings(extra: Mapping, cbdir: Path, *, generate_secret: bool | None =
     known = (
         "keys", "claims", "policy", "anonymous_role", "max_token_bytes", "single_use", "store", "session",
         "bearer_header", "cookie", "issuer", "limits", "cbdir", "generate_secret", "trusted_proxies",
-        "publish",
+        "publish", "presence",
     )  # fmt: skip
     _refuse_unknown("the authenticator's extra", extra, known)
     may_generate = extra.get("generate_secret", True)
@@ -109,6 +110,7 @@ def load_settings(extra: Mapping, cbdir: Path, *, generate_secret: bool | None =
         limits=_load_limits(extra.get("limits", {})),
         trusted_proxies=trusted_proxies,
         publish=_load_publish(extra.get("publish", {})),
+        presence=_load_presence(extra.get("presence", {})),
     )
 
 
@@ -171,6 +173,16 @@ def _load_publish(spec: object) -> PublishSettings:
             raise ConfigError(f"'publish.{name}' must be a whole number from {low:,} to {high:,}")
         values[name] = value
     return PublishSettings(**values)
+
+
+def _load_presence(spec: object) -> PresenceSettings:
+    if not isinstance(spec, Mapping):
+        raise ConfigError("'presence' must be an object; it takes ttl_seconds")
+    _refuse_unknown("'presence'", spec, ("ttl_seconds",))
+    ttl = spec.get("ttl_seconds", PresenceSettings.ttl_seconds)
+    if not isinstance(ttl, int) or isinstance(ttl, bool) or not 3 <= ttl <= 3600:
+        raise ConfigError("'presence.ttl_seconds' must be a whole number from 3 to 3600")
+    return PresenceSettings(ttl_seconds=ttl)
 
 
 def _load_store(spec: object, cbdir: Path) -> StoreSpec:

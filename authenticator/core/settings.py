@@ -77,6 +77,15 @@ class PublishSettings:
 
 
 @dataclass(frozen=True)
+class PresenceSettings:
+    """Presence shared through Redis (docs/recovery.md#presence)."""
+
+    # A router's entries expire this long after its last refresh (every third of it): the entries of
+    # a router that died are gone from every answer at most this long after it died.
+    ttl_seconds: int = 60
+
+
+@dataclass(frozen=True)
 class Settings:
     keys: KeyRing
     claims: ClaimRules
@@ -100,6 +109,7 @@ class Settings:
     # Addresses of reverse proxies (nginx) whose X-Forwarded-For names the client, for log lines.
     trusted_proxies: frozenset[str] = frozenset()
     publish: PublishSettings = PublishSettings()
+    presence: PresenceSettings = PresenceSettings()
 
 
 # The demo issuer (authenticator/demo/issuer.py): its settings are checked with the rest at start.

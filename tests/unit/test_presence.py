@@ -111,3 +111,22 @@ def test_a_large_answer_is_cut_to_the_first_authids_and_says_so():
     got = answer(members, limit=1000)
     assert got["authids"] == [f"u{i:05d}" for i in range(1000)]
     assert got["users"] == 2500 and got["sessions"] == 2500 and got["truncated"] is True
+
+
+def test_the_presence_ttl_is_a_setting_with_bounds(monkeypatch):
+    import pytest
+
+    from authenticator.config.node_config import component_extra
+    from authenticator.config.settings import ConfigError, load_settings
+    from tests.support.router import REPO
+    from tests.support.tokens import TEST_SECRET
+
+    monkeypatch.setenv("JWT_SECRET", TEST_SECRET)
+    extra = component_extra(REPO / ".crossbar" / "config.json")
+    assert load_settings(extra, REPO / ".crossbar", generate_secret=None).presence.ttl_seconds == 60
+    chosen = load_settings({**extra, "presence": {"ttl_seconds": 5}}, REPO / ".crossbar", generate_secret=None)
+    assert chosen.presence.ttl_seconds == 5
+    for bad, named in (({"ttl_seconds": 2}, "from 3 to 3600"), ({"ttl": 5}, "unknown key 'ttl'"),
+                       ([], "'presence' must be an object")):  # fmt: skip
+        with pytest.raises(ConfigError, match=named):
+            load_settings({**extra, "presence": bad}, REPO / ".crossbar", generate_secret=None)
