@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.metadata
+import inspect
 import os
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -104,6 +105,20 @@ class Guard:
 
 
 def resolves(target: str) -> bool:
+    """Whether "module:Qualified.name" exists; "module:Class#attribute" names an attribute that
+    Class's __init__ sets on each instance (its source must still assign self.attribute)."""
+    if "#" in target:
+        owner, _, attribute = target.partition("#")
+        if not resolves(owner):
+            return False
+        module_name, _, qualified = owner.partition(":")
+        cls = importlib.import_module(module_name)
+        for part in qualified.split("."):
+            cls = getattr(cls, part)
+        try:
+            return f"self.{attribute} =" in inspect.getsource(cls.__init__)
+        except (OSError, TypeError):
+            return False
     module_name, _, qualified = target.partition(":")
     try:
         value = importlib.import_module(module_name)

@@ -38,6 +38,7 @@ def harden_router_worker(warn: Callable[[str], None]) -> Guard:
     one line per patch) and install the patches every worker needs; the returned guard installs
     the others (the HELLO deadline, the YIELD rule), so that each goes through the same check."""
     from authenticator.patches.body_limit import install as bound_request_bodies  # every request body, while it arrives
+    from authenticator.patches.event_positions import install_event_details  # x_position on live events
     from authenticator.patches.finite_json import install as refuse_non_finite_json  # no NaN/Infinity in or out as JSON
     from authenticator.patches.protocol_errors import (
         install as one_line_per_protocol_error,  # the client's fault: no traceback
@@ -52,6 +53,7 @@ def harden_router_worker(warn: Callable[[str], None]) -> Guard:
     guard.apply("request-bodies", bound_request_bodies)
     guard.apply("protocol-errors", one_line_per_protocol_error)
     guard.apply("server-identity", no_host_detail_over_http)
+    guard.apply("event-positions", install_event_details)
     return guard
 
 
@@ -94,5 +96,3 @@ def restore_recursion_limit() -> int:
             pass
     sys.setrecursionlimit(RECURSION_LIMIT)
     return sys.getrecursionlimit()
-
-

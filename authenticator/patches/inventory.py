@@ -20,7 +20,8 @@ TWISTED = ("26.10.0",)
 @dataclass(frozen=True)
 class Patch:
     name: str  # short, stable: it names the patch in the log and in the guard's refusal
-    targets: tuple[str, ...]  # "module:Qualified.name" of each replaced or wrapped symbol
+    targets: tuple[str, ...]  # "module:Qualified.name" of each replaced or wrapped symbol ("module:Class#attr":
+    # an attribute Class.__init__ sets on each instance)
     installed_by: str  # "module:function" in this package's tree
     why: str
     verified: tuple[tuple[str, tuple[str, ...]], ...]  # (distribution, versions) it was verified on
@@ -102,6 +103,32 @@ PATCHES: tuple[Patch, ...] = (
         "for that one topic, once, and denied everything else (no second authorizer round trip).",
         verified=(("crossbar", CROSSBAR),),
         test="tests/component/test_publisher_sessions.py",
+    ),
+    Patch(
+        name="event-positions",
+        targets=("autobahn.wamp.message:Event.marshal", "autobahn.wamp.message:Event.parse"),
+        installed_by="authenticator.patches.event_positions:install_event_details",
+        why="A live event of a history topic must carry its position (x_position) so that a kit can tell it "
+        "missed one; Autobahn's Event has no free detail, and a proxy worker re-marshals the router's EVENTs "
+        "without the details it does not know.",
+        verified=(("autobahn", AUTOBAHN),),
+        test="tests/router/test_history.py::test_every_live_event_of_a_history_topic_carries_its_position",
+    ),
+    Patch(
+        name="history-tap",
+        targets=(
+            "crossbar.router.router:Router.authorize",
+            "crossbar.router.broker:Broker.processPublish",
+            "crossbar.router.observation:UriObservationMap.add_observer",
+            "crossbar.router.broker:Broker#_event_store",
+        ),
+        installed_by="authenticator.patches.event_positions:install_history_tap",
+        why="The tap is the broker's event store (its _event_store, an observer of every history topic). An "
+        "event of a history topic is kept once, whether or not anyone is subscribed, before any EVENT of "
+        "it is sent (Crossbar's own event history keeps it per receiver, only when someone receives it, with "
+        "the publisher's identity even when undisclosed, and serves it by role only).",
+        verified=(("crossbar", CROSSBAR),),
+        test="tests/router/test_history.py::test_an_event_published_while_nobody_listens_is_kept_once",
     ),
     Patch(
         name="protocol-errors",

@@ -25,7 +25,7 @@ from twisted.python.threadpool import ThreadPool
 from authenticator.config.node_config import deprecated_path_lines
 from authenticator.config.settings import ConfigError, load_settings
 from authenticator.config.stop import stop_for_configuration
-from authenticator.contract import AUTHENTICATE, AUTHENTICATE_HEADERS, AUTHORIZE, REFRESH, REVOKE
+from authenticator.contract import AUTHENTICATE, AUTHENTICATE_HEADERS, AUTHORIZE, HISTORY, REFRESH, REVOKE
 from authenticator.core.carriers import token_from_headers
 from authenticator.core.logtext import clip
 from authenticator.core.peer_address import session_peer
@@ -34,11 +34,14 @@ from authenticator.core.tokens import Identity, TokenVerifier
 from authenticator.endpoints import metrics
 from authenticator.endpoints.publish import HttpPublishing
 from authenticator.patches import body_limit
+from authenticator.patches.event_positions import install_history_tap
 from authenticator.patches.forwarded_yields import drop_forwarded_yields
+from authenticator.patches.guard import guard_this_process
 from authenticator.patches.hardening import harden_router_worker
 from authenticator.patches.hello_timeout import install_hello_timeout
 from authenticator.server.admission import Admission
 from authenticator.server.authorizer import Authorizer
+from authenticator.server.history import History
 from authenticator.server.jwks import JwksRefresher
 from authenticator.server.procedures import Procedures
 from authenticator.server.redis_idempotency import open_idempotency
@@ -47,7 +50,7 @@ from authenticator.server.startup import node_config_file, node_problems, read_n
 from authenticator.server.store import StoreUnavailable, open_store
 
 # Our own procedures need to know who calls them, so their callers are always disclosed to us.
-OWN_PROCEDURES = frozenset({REFRESH, REVOKE})
+OWN_PROCEDURES = frozenset({REFRESH, REVOKE, HISTORY})
 # Store calls in flight at once: one call waiting out its timeout does not hold the others (a
 # revocation, the one retry of a store that was down); the GuardedStore refuses the rest at once.
 IO_THREADS = 4
@@ -101,6 +104,7 @@ class AuthenticatorComponent(ApplicationSession):
         self.authorizer = Authorizer(self.settings, self.keeper.token_roles, self.log, OWN_PROCEDURES)
         self.admission = Admission(self.verifier, self.jwks, self.store, self._io, self.settings, self.log)
         self.procedures = Procedures(self.settings, self.admission, self.keeper, self.store, self._io, self.log)
+        self.history = History(self.settings, self.authorizer, self.keeper.token_roles, self._io, self.log)
         for key in self.settings.keys.keys:
             if key.generated:  # tokens signed with any other secret are refused: say where it is
                 self.log.warn(
@@ -117,6 +121,7 @@ class AuthenticatorComponent(ApplicationSession):
         await self.register(self.authorizer.authorize, AUTHORIZE)
         await self.register(self.procedures.refresh, REFRESH, options=caller)
         await self.register(self.procedures.revoke, REVOKE, options=caller)
+        await self.register(self.history.read, HISTORY, options=caller)
         await self.subscribe(self.keeper.joined, "wamp.session.on_join")
         await self.subscribe(self.keeper.left, "wamp.session.on_leave")
         self.keeper.start()
@@ -131,6 +136,7 @@ class AuthenticatorComponent(ApplicationSession):
             )
             reactor.addSystemEventTrigger("during", "shutdown", stop.set)
         self._start_http_publishing(details.realm)
+        self._keep_history()
         if self.settings.goodbye_on_stop:
             # A stopping router (SIGINT, systemd's stop) drops its connections: clients would see a
             # lost transport. They get a GOODBYE with a reason first, and the kits reconnect.
@@ -168,6 +174,18 @@ class AuthenticatorComponent(ApplicationSession):
         self.http_publishing = HttpPublishing(realm, router, self.admission, self.authorizer, self.settings, self.log,
                                               keys=open_idempotency(self.settings), io_pool=self._io)  # fmt: skip
         self.http_publishing.start()
+
+    def _keep_history(self) -> None:
+        """Events of history topics are kept as the router publishes them (patches/event_positions.py).
+        After HTTP publishing started: its decision hook wraps the router's authorize too, and the
+        tap must see the publications it answers."""
+        router = getattr(self._transport, "_router", None)
+        if router is None:
+            self.log.warn("authenticator: not embedded in a router worker; history is off")
+            return
+        self.history.start()
+        guard_this_process(self.log.warn).apply("history-tap", install_history_tap, router, self.history.tap,
+                                                self.history.observed())  # fmt: skip
 
     # -- authentication ----------------------------------------------------------------------
 

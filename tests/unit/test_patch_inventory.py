@@ -145,7 +145,7 @@ def _private_attributes_set_on_other_objects() -> list[str]:
     """Every `x._name = ...` of the package where x is not ours (`self`, `cls`, a class of the same
     module) and `_name` is not a patch's own target (the inventory lists those): a marker or state
     we put on an object that is not ours (a request, a protocol, a function)."""
-    patched = {target.rpartition(":")[2].rpartition(".")[2] for patch in PATCHES for target in patch.targets}
+    patched = {re.split(r"[.#]", target.rpartition(":")[2])[-1] for patch in PATCHES for target in patch.targets}
     found = []
     for path in (REPO / "authenticator").rglob("*.py"):
         tree = ast.parse(path.read_text())

@@ -1,0 +1,172 @@
+"""Patch 'event-positions': every live EVENT of a topic that keeps history carries its position
+(the detail ``x_position``, contract.EVENT_POSITION_DETAIL), so a kit can tell that it missed one.
+
+Crossbar gives an event no place for it: a PUBLISH's custom options never reach subscribers, and
+Autobahn's ``Event`` has no free detail. So, in the router worker:
+
+- :func:`install_history_tap` hooks the realm's router and broker. Crossbar authorizes each
+  publication (asynchronously: the dynamic authorizer is a WAMP call) and then, in one reactor
+  turn, stores it in its event store (``store_event``, once per publication) and dispatches its
+  EVENTs. The tap keeps the event in the history store when the authorization allowed it -- the
+  only place where I/O (a Redis round trip) can run before any EVENT is sent -- and, in
+  ``store_event``, records the position under the publication's id.
+- :func:`install_event_details` wraps ``Event.marshal`` to add the recorded position to each EVENT
+  of that publication, and ``Event.parse`` to record the position an EVENT arrives with: a proxy
+  worker parses the router worker's EVENTs and marshals them again for its client, and would drop
+  the detail otherwise (installed there by harden_proxy_worker).
+
+The tap is registered as the broker's event store, an observer of the subscriptions that cover
+every history topic (core/policy.observed_topics): Crossbar then authorizes a publication on such
+a topic even when nobody is subscribed, so it is kept (Crossbar skips publications nobody would
+receive). Its own event history stays off: ``get_events`` answers nothing.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable
+
+import txaio
+
+from authenticator.contract import EVENT_POSITION_DETAIL
+from authenticator.core.history import PositionProblem, read_position
+
+# Publications whose EVENTs may still be marshalled. A fan-out to many subscribers is sent in
+# chunks over several reactor turns: an entry must outlive its publication's dispatch. Past the
+# bound the oldest goes; an EVENT sent later still reaches its subscriber, without a position
+# (the kits then check the stream's position: docs/recovery.md).
+KEEP_POSITIONS = 16_384
+# Publications authorized and kept, whose store_event has not come yet (one reactor turn, except
+# for a publication whose payload failed Crossbar's validation after it was allowed).
+MAX_PENDING = 16_384
+
+_positions: OrderedDict[int, dict] = OrderedDict()
+
+
+def remember(publication: int, position: dict) -> None:
+    _positions[publication] = position
+    if len(_positions) > KEEP_POSITIONS:
+        _positions.popitem(last=False)
+
+
+def position_of(publication: int) -> dict | None:
+    return _positions.get(publication)
+
+
+def install_event_details() -> None:
+    """Every Event marshalled in this process carries the position recorded for its publication;
+    every Event parsed records the position it carries (a proxy worker's passthrough)."""
+    from autobahn.wamp import message
+
+    if getattr(message.Event, "_crossbar_jwt_positions", False):
+        return
+    original_marshal, original_parse = message.Event.marshal, message.Event.parse
+
+    def marshal(self):
+        wire = original_marshal(self)
+        position = _positions.get(self.publication)
+        if position is not None:
+            wire[3][EVENT_POSITION_DETAIL] = position
+        return wire
+
+    def parse(wmsg):
+        event = original_parse(wmsg)
+        carried = wmsg[3].get(EVENT_POSITION_DETAIL) if isinstance(wmsg[3], dict) else None
+        if carried is not None:
+            try:
+                remember(event.publication, read_position(carried).as_wire())
+            except PositionProblem:
+                pass  # not one of ours: passed on without it
+        return event
+
+    message.Event.marshal = marshal
+    message.Event.parse = staticmethod(parse)
+    message.Event._crossbar_jwt_positions = True
+
+
+class HistoryTap:
+    """The broker's event store, for history topics only. `keep(topic, args, kwargs,
+    publisher_authid)` keeps one event and gives its position dict (or a Deferred of it)."""
+
+    _session_id = None  # Crossbar's dispatch skips its event store by identity and reads these
+    _authid = None
+    _authrole = None
+    _transport = None
+
+    def __init__(self, keep: Callable, keeps_history: Callable[[str], bool]) -> None:
+        self._keep, self._keeps_history = keep, keeps_history
+        self._pending: OrderedDict[int, dict] = OrderedDict()  # id(publish) -> position
+        self.current = None  # the PUBLISH the broker is processing, while it asks for authorization
+
+    # -- Crossbar's event-store interface ------------------------------------------------------
+
+    def attach_subscription_map(self, subscription_map) -> None:
+        pass
+
+    def store_event(self, session, publication: int, publish) -> None:
+        position = self._pending.pop(id(publish), None)
+        if position is not None:
+            remember(publication, position)
+
+    def store_event_history(self, publication, subscription_id, receiver) -> None:
+        pass
+
+    def get_events(self, subscription_id, limit=None):
+        return None  # Crossbar's own history (wamp.subscription.get_events) stays off
+
+    def get_event_history(self, *args, **kwargs):
+        return None
+
+    # -- the authorization hook ----------------------------------------------------------------
+
+    def authorized(self, publish, publisher_authid: str | None, authorization: dict):
+        """After Crossbar's authorization of `publish` answered: keep an allowed event of a history
+        topic, then hand the answer on (a failure to keep it fails the authorization: Crossbar
+        refuses the publication with our message, and nothing is dispatched unkept)."""
+        if not authorization.get("allow") or not self._keeps_history(publish.topic):
+            return authorization
+        # the publisher's authid is kept only where the rule discloses the publisher
+        publisher = publisher_authid if authorization.get("disclose") else None
+        kept = self._keep(publish.topic, publish.args, publish.kwargs, publisher)
+
+        def hold(position: dict) -> dict:
+            self._pending[id(publish)] = position
+            if len(self._pending) > MAX_PENDING:
+                self._pending.popitem(last=False)
+            return authorization
+
+        if txaio.is_future(kept):
+            return kept.addCallback(hold)
+        return hold(kept)
+
+
+def install_history_tap(router, tap: HistoryTap, observed: list[tuple[str, str]]) -> None:
+    """Hook this realm's router: its broker's PUBLISH processing (to know the PUBLISH an
+    authorization is for), its ``authorize`` (keep allowed events of history topics), and its
+    broker's event store (the tap, observing `observed`: (uri, match) pairs)."""
+    if getattr(router, "_crossbar_jwt_history", False):
+        return
+    broker = router._broker
+    original_process, original_authorize = broker.processPublish, router.authorize
+
+    def process_publish(session, publish):
+        tap.current = publish
+        try:
+            return original_process(session, publish)
+        finally:
+            tap.current = None
+
+    def authorize(session, uri, action, options=None):
+        answer = original_authorize(session, uri, action, options)
+        publish = tap.current
+        if action != "publish" or publish is None or publish.topic != uri:
+            return answer
+        authid = getattr(session, "_authid", None)
+        return answer.addCallback(lambda authorization: tap.authorized(publish, authid, authorization))
+
+    broker.processPublish = process_publish
+    router.authorize = authorize
+    broker._event_store = tap
+    for uri, match in observed:
+        broker._subscription_map.add_observer(tap, uri=uri, match=match)
+    router._crossbar_jwt_history = True
