@@ -53,35 +53,40 @@ def position_of(publication: int) -> dict | None:
     return _positions.get(publication)
 
 
-def install_event_details() -> None:
-    """Every Event marshalled in this process carries the position recorded for its publication;
-    every Event parsed records the position it carries (a proxy worker's passthrough)."""
+def install_event_details(*, passthrough: bool = False) -> None:
+    """Every Event marshalled in this process carries the position recorded for its publication.
+    `passthrough` (proxy workers): every Event parsed records the position it carries, so that the
+    router worker's EVENTs keep it on their way to the client. Only there: a router worker parses
+    what clients send, and a client's (invalid) EVENT must not reach the table."""
     from autobahn.wamp import message
 
-    if getattr(message.Event, "_crossbar_jwt_positions", False):
-        return
-    original_marshal, original_parse = message.Event.marshal, message.Event.parse
+    if not getattr(message.Event, "_crossbar_jwt_positions", False):
+        original_marshal = message.Event.marshal
 
-    def marshal(self):
-        wire = original_marshal(self)
-        position = _positions.get(self.publication)
-        if position is not None:
-            wire[3][EVENT_POSITION_DETAIL] = position
-        return wire
+        def marshal(self):
+            wire = original_marshal(self)
+            position = _positions.get(self.publication)
+            if position is not None:
+                wire[3][EVENT_POSITION_DETAIL] = position
+            return wire
 
-    def parse(wmsg):
-        event = original_parse(wmsg)
-        carried = wmsg[3].get(EVENT_POSITION_DETAIL) if isinstance(wmsg[3], dict) else None
-        if carried is not None:
-            try:
-                remember(event.publication, read_position(carried).as_wire())
-            except PositionProblem:
-                pass  # not one of ours: passed on without it
-        return event
+        message.Event.marshal = marshal
+        message.Event._crossbar_jwt_positions = True
+    if passthrough and not getattr(message.Event, "_crossbar_jwt_passthrough", False):
+        original_parse = message.Event.parse
 
-    message.Event.marshal = marshal
-    message.Event.parse = staticmethod(parse)
-    message.Event._crossbar_jwt_positions = True
+        def parse(wmsg):
+            event = original_parse(wmsg)
+            carried = wmsg[3].get(EVENT_POSITION_DETAIL) if isinstance(wmsg[3], dict) else None
+            if carried is not None:
+                try:
+                    remember(event.publication, read_position(carried).as_wire())
+                except PositionProblem:
+                    pass  # not one of ours: passed on without it
+            return event
+
+        message.Event.parse = staticmethod(parse)
+        message.Event._crossbar_jwt_passthrough = True
 
 
 class HistoryTap:

@@ -74,6 +74,7 @@ def harden_proxy_worker(extra: Mapping) -> IResource:
     from twisted.web.pages import notFound
 
     from authenticator.patches import body_limit
+    from authenticator.patches.event_positions import install_event_details
     from authenticator.patches.hello_timeout import DEFAULT_HELLO_TIMEOUT_SECONDS, install_hello_timeout
     from authenticator.patches.protocol_errors import install_proxy_frontend as one_line_per_proxy_protocol_error
 
@@ -82,6 +83,7 @@ def harden_proxy_worker(extra: Mapping) -> IResource:
     hello_timeout = extra.get("hello_timeout_seconds", DEFAULT_HELLO_TIMEOUT_SECONDS)
     guard.apply("hello-timeout", install_hello_timeout, hello_timeout)
     guard.apply("proxy-protocol-errors", one_line_per_proxy_protocol_error)  # its frontend's Deferred
+    guard.apply("event-positions", install_event_details, passthrough=True)  # keep the router's x_position
     for path, bound in (extra.get("request_bodies") or {}).items():  # the paths forwarded to the router
         body_limit.declare_path(path, bound["max_bytes"], error=bound.get("error"))
     body_limit.trust_forwarded_for(extra.get("trusted_proxies") or ())

@@ -269,3 +269,94 @@ async def test_after_a_restart_of_the_memory_store_a_position_is_not_recovered(s
     finally:
         bob.leave()
         admin.leave()
+
+
+# -- Redis: one history for every router of a deployment ------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def redis_server(tmp_path_factory):
+    from tests.support.redis_server import RedisServer
+
+    server = RedisServer(tmp_path_factory.mktemp("redis")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def two_routers(tmp_path_factory, redis_server):
+    def shared(config):
+        config["workers"][0]["components"][0]["extra"]["store"] = {"redis_url": redis_server.url}
+
+    nodes = [
+        RouterProcess(
+            tmp_path_factory.mktemp(f"history-redis{i}"),
+            env={"JWT_SECRET": TEST_SECRET},
+            edit_config=shared,
+            loglevel="warn",
+        ).start()  # fmt: skip
+        for i in (1, 2)
+    ]
+    yield nodes
+    for node in nodes:
+        node.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_two_routers_with_redis_keep_one_stream_per_topic(two_routers):
+    one, two = two_routers
+    bob_id = unique("bob")
+    topic = notifications(bob_id)
+    admin_one, admin_two = await user(one, "root", ["admin"]), await user(two, "root", ["admin"])
+    bob_two = await user(two, bob_id)
+    try:
+        events = await subscribe(bob_two, topic)
+        await admin_one.publish(topic, "via one", options=ACK)  # bob is on the other router: kept for him
+        await admin_two.publish(topic, "via two", options=ACK)
+        (args, position) = await events.next()
+        assert args == ("via two",) and position["offset"] == 2  # the offsets of one stream
+        kept = await bob_two.call(HISTORY, topic)
+        assert [(e["args"], e["position"]) for e in kept["events"]] == [
+            (["via one"], {"offset": 1, "epoch": position["epoch"]}),
+            (["via two"], position),
+        ]
+        bob_one = await user(one, bob_id)
+        try:
+            assert await bob_one.call(HISTORY, topic, since=kept["events"][0]["position"]) == {
+                "events": [kept["events"][1]], "position": position, "recovered": True,
+            }  # fmt: skip
+        finally:
+            bob_one.leave()
+    finally:
+        for client in (admin_one, admin_two, bob_two):
+            client.leave()
+
+
+@pytest_twisted.ensureDeferred
+async def test_without_redis_an_event_of_a_history_topic_is_refused_with_the_reason_never_sent_unkept(
+    two_routers, redis_server
+):
+    one, _ = two_routers
+    bob_id = unique("bob")
+    topic = notifications(bob_id)
+    admin, bob = await user(one, "root", ["admin"]), await user(one, bob_id)
+    try:
+        events = await subscribe(bob, topic)
+        redis_server.stop()
+        try:
+            try:
+                await admin.publish(topic, "not kept", options=ACK)
+            except Exception as error:  # noqa: BLE001 - the error is the assertion
+                assert error.error == "wamp.error.authorization_failed"
+                assert "authenticator.error.history_unavailable: the history store cannot be reached" in error.args[0]
+            else:
+                raise AssertionError("published an event that could not be kept")
+            await admin.publish("app.public.news", "topics without history go on", options=ACK)
+            assert await wamp_error(bob.call(HISTORY, topic)) == "authenticator.error.history_unavailable"
+        finally:
+            redis_server.start()
+        await admin.publish(topic, "kept again", options=ACK)
+        assert (await events.next())[0] == ("kept again",)  # the first event bob receives: nothing unkept came
+    finally:
+        admin.leave()
+        bob.leave()
