@@ -86,6 +86,19 @@ def test_the_kits_reason_constants_are_the_contracts(js):
     assert js["REFRESH_REFUSED"].startswith(contract.ERROR_URI_PREFIX)
 
 
+# The kit's names for the recovery and presence wire names of the contract.
+RECOVERY_NAMES = {
+    "HISTORY_PROCEDURE": contract.HISTORY,
+    "PRESENCE_PROCEDURE": contract.PRESENCE,
+    "PRESENCE_TOPIC_PREFIX": contract.PRESENCE_TOPIC_PREFIX,
+    "EVENT_POSITION_DETAIL": contract.EVENT_POSITION_DETAIL,
+}
+
+
+def test_the_kits_recovery_and_presence_names_are_the_contracts(js):
+    assert {name: js[name] for name in RECOVERY_NAMES} == RECOVERY_NAMES
+
+
 def test_the_kit_refreshes_by_calling_the_contracts_procedure_timed_by_the_authextra_keys():
     now = time.time()
     extra = {contract.AUTHEXTRA_EXP: now + 3600, contract.AUTHEXTRA_EXPIRES_IN: 0.6}
@@ -100,4 +113,4 @@ def test_the_kit_refreshes_by_calling_the_contracts_procedure_timed_by_the_authe
 def test_the_kits_typescript_declaration_has_the_same_literal_types(js):
     declared = dict(re.findall(r'^export declare const ([A-Z_]+): "([^"]+)";$', TYPES.read_text(), re.M))
     names = ("EXPIRED", "REFRESH_REFUSED", "NO_TOKEN", "TOKEN_UNAVAILABLE")
-    assert declared == {name: getattr(contract, name) for name in names}
+    assert declared == {name: getattr(contract, name) for name in names} | RECOVERY_NAMES

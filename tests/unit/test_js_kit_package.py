@@ -29,6 +29,12 @@ EXPORTS = {
     "NO_TOKEN": "string",
     "FINAL_REASONS": "object",
     "MAX_TIMER_SECONDS": "number",
+    "HISTORY_PROCEDURE": "string",
+    "PRESENCE_PROCEDURE": "string",
+    "PRESENCE_TOPIC_PREFIX": "string",
+    "EVENT_POSITION_DETAIL": "string",
+    "VERIFIED_AUTOBAHN": "string",
+    "RECOVERY_KEY_PREFIX": "string",
 }
 SHIPPED = {"package.json", "crossbar-jwt.js", "crossbar-jwt.d.ts", "README.md"}
 
@@ -41,6 +47,7 @@ import {
   refreshDelay, retryDelay,
   type AuthExtra, type AutobahnModule, type Client, type ConnectOptions, type RetryOptions, type Session,
   type SessionDetails, type State,
+  HISTORY_PROCEDURE, PRESENCE_TOPIC_PREFIX, type EventDetails, type KitSubscription, type Position, type Recovery,
 } from "crossbar-jwt";
 
 type Same<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false;
@@ -92,6 +99,18 @@ const state: State = client.state;
 const session: Session | null = client.session;
 const refreshes: number = client.refreshes;
 const retrying: boolean = client.connection.isRetrying;
+const topic = "app.user.alice.notifications";
+const notes: KitSubscription = client.subscribe(topic, (args, kwargs, details: EventDetails) => {
+  const at: Position | null = details.position;
+  const missed: boolean = details.missed;
+  console.log(args, kwargs, at, missed);
+}, { recover: true, onRecovered: (r: Recovery) => console.log(r.recovered, r.missed, r.error), options: {} });
+const kept: Position | null = notes.position;
+client.subscribe(PRESENCE_TOPIC_PREFIX + "app.chat.lobby", (_args, kwargs) => console.log(kwargs.event));
+client.session?.call(HISTORY_PROCEDURE, ["app.chat.lobby"], { since: kept, limit: 100 });
+notes.unsubscribe().then(() => console.log("gone"));
+// @ts-expect-error: recover is a boolean
+client.subscribe("app.chat.lobby", () => {}, { recover: "yes" });
 client.close();
 // @ts-expect-error: the client's state is the kit's to change
 client.state = "stopped";

@@ -17,6 +17,18 @@ export declare const NO_TOKEN: "crossbar-jwt.no_token";
 export declare const FINAL_REASONS: ReadonlySet<string>;
 /** The longest timer the kit sets, in seconds: 2^31 − 1 ms (about 24.8 days). */
 export declare const MAX_TIMER_SECONDS: number;
+/** The procedure that gives a topic's kept events after a position (recovering subscriptions call it). */
+export declare const HISTORY_PROCEDURE: "authenticator.history";
+/** The procedure that says who is subscribed to a topic: {authids, sessions}. */
+export declare const PRESENCE_PROCEDURE: "authenticator.presence";
+/** Join/leave events of topic T are published on this prefix + T: kwargs {event: "join" | "leave", authid}. */
+export declare const PRESENCE_TOPIC_PREFIX: "authenticator.presence.";
+/** The EVENT detail with a live event's position on a topic that keeps history. */
+export declare const EVENT_POSITION_DETAIL: "x_position";
+/** The AutobahnJS version whose EVENT handling the kit reads positions from (others: no live positions). */
+export declare const VERIFIED_AUTOBAHN: string;
+/** sessionStorage keys of kept positions: this prefix + realm + " " + topic. */
+export declare const RECOVERY_KEY_PREFIX: string;
 
 /** Seconds from now until the refresh, from the seconds the router says the token has left. */
 export declare function refreshDelay(expiresIn: number, refreshAheadSeconds?: number): number;
@@ -85,6 +97,55 @@ export interface Session {
   leave(reason?: string, message?: string): void;
 }
 
+/** A place in a topic's history, as the router hands it out (opaque: give it back unchanged). */
+export interface Position {
+  offset: number;
+  epoch: string;
+}
+
+/** The third argument of a client.subscribe handler. */
+export interface EventDetails {
+  topic?: string;
+  /** The event's position (topics that keep history; null otherwise). */
+  position: Position | null;
+  /** true: delivered from the history (published while this page was not subscribed). */
+  missed: boolean;
+  /** The publisher, where the policy discloses it. */
+  publisher_authid?: string | null;
+  [key: string]: unknown;
+}
+
+/** What onRecovered is told after each (re)subscribe that had a position to recover from. */
+export interface Recovery {
+  /** false: events were lost for good (history too old or too short, another epoch): reload from your own data. */
+  recovered: boolean;
+  /** Events delivered from the history before the live ones. */
+  missed: number;
+  /** The history was refused for this topic (e.g. authenticator.error.no_history): no recovery on this session. */
+  error?: string;
+}
+
+export interface SubscribeOptions {
+  /** A topic that keeps history: every event once, in order, also those missed while disconnected or reloading. */
+  recover?: boolean;
+  /** After each recovery (a resubscribe, a reload, a gap in the live events). */
+  onRecovered?: ((recovery: Recovery) => void) | null;
+  /** A subscribe or history call failed (default: console.warn). */
+  onError?: ((error: any) => void) | null;
+  /** AutobahnJS's subscribe options (match, get_retained, ...). */
+  options?: Record<string, unknown>;
+}
+
+/** A subscription the kit makes on every join until unsubscribe(). */
+export interface KitSubscription {
+  readonly topic: string;
+  /** The last position delivered (recovering subscriptions), kept in sessionStorage too. */
+  readonly position: Position | null;
+  /** Subscribed on the current session. */
+  readonly active: boolean;
+  unsubscribe(): Promise<void>;
+}
+
 /** The autobahn.Connection underneath (the kit opens, retries and closes it). */
 export interface Connection {
   readonly isOpen: boolean;
@@ -95,6 +156,7 @@ export interface Connection {
 /** The AutobahnJS module: the global `autobahn` of autobahn.min.js, or `import autobahn from "autobahn"`. */
 export interface AutobahnModule {
   Connection: new (options: any) => any;
+  version?: string;
   log?: { warn: (...args: any[]) => void };
 }
 
@@ -127,6 +189,8 @@ export interface ConnectOptions {
   finalReasons?: ReadonlySet<string>;
   /** The AutobahnJS module (default: the global `autobahn`). */
   autobahn?: AutobahnModule;
+  /** Events per history call of a recovering subscription (100; the router gives at most 1000). */
+  historyPageSize?: number;
 }
 
 export interface Client {
@@ -139,6 +203,12 @@ export interface Client {
   /** Refreshes that succeeded. */
   readonly refreshes: number;
   readonly connection: Connection;
+  /** Subscribes now (if joined) and on every later join; {recover: true} recovers missed events. */
+  subscribe(
+    topic: string,
+    handler: (args: any[], kwargs: Record<string, any>, details: EventDetails) => void,
+    options?: SubscribeOptions,
+  ): KitSubscription;
   /** Ends the session and every retry: state "stopped", reason "wamp.close.normal". */
   close(): void;
 }

@@ -42,13 +42,23 @@
 //     retryDelayGrowth (1.5), retryDelayJitter (0.1), finalReasons (FINAL_REASONS), autobahn
 //     (the AutobahnJS module; default: the global `autobahn`)
 //   client: state, reason, message, session (the joined autobahn.Session or null), refreshes,
-//     connection (the autobahn.Connection underneath), close()
+//     connection (the autobahn.Connection underneath), subscribe(topic, handler, options), close()
+// client.subscribe(topic, handler, {recover, onRecovered, onError, options}) → subscription: the kit
+//   subscribes on every join (the first and each reconnect) by itself. With recover: true (a topic
+//   that keeps history) the handler gets every event once, in order, also those published while the
+//   page was disconnected or reloading: see "Recovering subscriptions" below.
 //   No timer of the kit is longer than MAX_TIMER_SECONDS (2^31 − 1 ms, ~24.8 days; setTimeout fires
 //   at once beyond it): a longer-lived token is refreshed after that long.
 // Details: docs/clients.md.
 
 // The wire names: authenticator/contract.py (tests/unit/test_contract.py keeps these in step).
 const REFRESH_PROCEDURE = "authenticator.refresh";
+export const HISTORY_PROCEDURE = "authenticator.history";
+export const PRESENCE_PROCEDURE = "authenticator.presence";
+// Join/leave events of topic T: on PRESENCE_TOPIC_PREFIX + T, kwargs {event: "join"|"leave", authid}.
+export const PRESENCE_TOPIC_PREFIX = "authenticator.presence.";
+// The EVENT detail the router sets on each live event of a topic that keeps history: its position.
+export const EVENT_POSITION_DETAIL = "x_position";
 export const EXPIRED = "authenticator.error.expired";
 export const REFRESH_REFUSED = "authenticator.error.refresh_refused";
 // getToken() threw (or returned something that is not a token); the kit retries with backoff.
@@ -105,6 +115,7 @@ const DEFAULTS = {
   retryDelayGrowth: 1.5,
   retryDelayJitter: 0.1,
   finalReasons: FINAL_REASONS,
+  historyPageSize: 100, // events per history call (the router gives at most 1000)
 };
 
 // Seconds from now until the refresh, from the seconds the router says the token has left
@@ -170,6 +181,140 @@ function dropReconnectDisabledLine(ab) {
   queueMicrotask(restore);
 }
 
+// ---- Recovering subscriptions (issue 22; docs/clients.md#recovering-subscriptions) -------------
+//
+// A topic that keeps history (the router's policy says which) numbers its events: each live EVENT
+// carries its position {offset, epoch} (EVENT_POSITION_DETAIL); the offset grows by 1 per event,
+// the epoch changes when the stream's state was lost. authenticator.history(topic, {since, limit})
+// gives every event after `since`, oldest first, or recovered: false and none (never a part).
+// On every (re)subscribe of a recovering subscription the kit
+//   1. subscribes first, and buffers the live events that arrive;
+//   2. reads the history since the last position the application saw (page after page);
+//   3. merges by position: each offset once, none skipped, in order;
+//   4. delivers the missed events, then the buffered live ones after them;
+//   5. tells the application onRecovered({recovered, missed}); recovered: false means events
+//      were lost for good (history too old, too many, another epoch): reload from your own data.
+// Live, an event whose offset is not the next one (a gap) or of another epoch makes the kit read
+// the history again (buffering meanwhile); an offset already seen is dropped as a duplicate; an
+// event without a position (the router forgot it: should not happen) is delivered and the kit reads
+// the history after it, matching what it delivered by content so it comes only once.
+// The position is kept in memory and in sessionStorage (RECOVERY_KEY_PREFIX + realm + topic), so a
+// reloaded page recovers too; without sessionStorage (Node, storage disabled) in memory only.
+
+// ==== THE ONE PLACE THE KIT READS AUTOBAHNJS'S INTERNALS =========================================
+// AutobahnJS builds the Event a handler gets from an EVENT's details and drops every detail it does
+// not know (autobahn 22.11.1, lib/session.js, Session._process_EVENT: it keeps topic, publisher,
+// publisher_authid, publisher_authrole, retained, forward_for): a handler never sees x_position.
+// The session dispatches each incoming message through its table _MESSAGE_MAP[type] (EVENT is 36)
+// and calls the handlers synchronously inside. The kit wraps that one entry: it notes the raw
+// EVENT's publication id and position, calls AutobahnJS's own function, and forgets them; the kit's
+// handler, called inside, takes the position whose publication id is its event's.
+// Verified against VERIFIED_AUTOBAHN only (tests/web/test_recovery.py, and under Node
+// tests/unit/test_js_kit_recovery.py). With another AutobahnJS, or a table that is not as
+// verified, the kit leaves the session alone and says so with console.error: live events then have
+// no position, and recovering subscriptions fall back to recovery at each (re)subscribe that cannot
+// be vouched for: each resubscribe is reported recovered: false (reload from your own data). Never
+// silently unprotected.
+export const VERIFIED_AUTOBAHN = "22.11.1";
+const WAMP_EVENT = 36;
+
+// → {positionOf(publication)} for this session, or null when AutobahnJS is not the verified one.
+function tapEventPositions(ab, session) {
+  const table = session && session._MESSAGE_MAP;
+  if (ab.version !== VERIFIED_AUTOBAHN || !table || typeof table[WAMP_EVENT] !== "function"
+      || table[WAMP_EVENT] !== session._process_EVENT) return null;
+  const processEvent = table[WAMP_EVENT];
+  let raw = null; // the EVENT being dispatched: [publication, position]
+  table[WAMP_EVENT] = function (msg) {
+    const details = msg[3];
+    raw = [msg[2], details && typeof details === "object" ? details[EVENT_POSITION_DETAIL] : undefined];
+    try {
+      return processEvent.call(this, msg);
+    } finally {
+      raw = null;
+    }
+  };
+  // undefined: not dispatched through the tap; null: the EVENT had no position.
+  return { positionOf: (publication) => (raw && raw[0] === publication ? raw[1] ?? null : undefined) };
+}
+// ==== END OF THE ONE PLACE ======================================================================
+
+export const RECOVERY_KEY_PREFIX = "crossbar-jwt.position ";
+// History errors that another try will not change: recovery is off for this session's subscription
+// (onRecovered says recovered: false, with the error); the others (history_unavailable, a lost
+// answer) are tried again with the backoff.
+const HISTORY_REFUSALS = new Set([
+  "wamp.error.not_authorized", "authenticator.error.no_history", "wamp.error.invalid_argument",
+  "wamp.error.no_such_procedure",
+]);
+
+function isPosition(p) {
+  return Boolean(p) && typeof p === "object" && Number.isSafeInteger(p.offset) && p.offset >= 0
+    && typeof p.epoch === "string";
+}
+
+// Exactly the two keys: the router refuses a `since` with more.
+const asPosition = (p) => ({ offset: p.offset, epoch: p.epoch });
+
+// The sessionStorage of a page; null in Node, or where storage is disabled (it throws then).
+function sessionStore() {
+  try {
+    const store = globalThis.sessionStorage;
+    return store && typeof store.getItem === "function" ? store : null;
+  } catch {
+    return null;
+  }
+}
+
+function loadPosition(key) {
+  try {
+    const kept = sessionStore()?.getItem(key);
+    const position = kept ? JSON.parse(kept) : null;
+    return isPosition(position) ? asPosition(position) : null;
+  } catch {
+    return null;
+  }
+}
+
+function savePosition(key, position) {
+  try {
+    sessionStore()?.setItem(key, JSON.stringify(position));
+  } catch {
+    // full or disabled: the position stays in memory
+  }
+}
+
+// One JSON text per value whatever the order of its keys: an event delivered without a position
+// is recognized in the history by its content.
+function canonical(value) {
+  if (Array.isArray(value)) return `[${value.map(canonical).join(",")}]`;
+  if (value && typeof value === "object") {
+    return `{${Object.keys(value).sort().map((k) => `${JSON.stringify(k)}:${canonical(value[k])}`).join(",")}}`;
+  }
+  return JSON.stringify(value ?? null);
+}
+
+// Every event after `since`, page after page, or {recovered: false} (nothing: never a part). Without
+// `since` (nothing seen yet) only the stream's position.
+async function readHistory(session, topic, since, limit) {
+  if (!since) {
+    const answer = await session.call(HISTORY_PROCEDURE, [topic], { since: null, limit: 1 });
+    return { recovered: false, events: [], position: answer.position, first: true };
+  }
+  const events = [];
+  let from = since;
+  for (;;) {
+    const answer = await session.call(HISTORY_PROCEDURE, [topic], { since: asPosition(from), limit });
+    if (!answer.recovered) return { recovered: false, events: [], position: answer.position };
+    events.push(...answer.events);
+    const last = answer.events.at(-1);
+    if (!last || last.position.offset >= answer.position.offset) {
+      return { recovered: true, events, position: answer.position };
+    }
+    from = last.position; // more than `limit`: read on from the last one
+  }
+}
+
 export function connect(options) {
   const o = { ...DEFAULTS, ...options };
   const ab = o.autobahn || globalThis.autobahn;
@@ -190,6 +335,7 @@ export function connect(options) {
     refreshes: 0,
     connection: null,
     get session() { return session; },
+    subscribe,
     close,
   };
 
@@ -201,6 +347,205 @@ export function connect(options) {
   const retry = {
     initial: o.initialRetryDelay, maximum: o.maxRetryDelay, growth: o.retryDelayGrowth, jitter: o.retryDelayJitter,
   };
+
+  // ---- the application's subscriptions, made again on every join ----
+  const subscriptions = new Set();
+  let tap = null; // the joined session's EVENT tap (null: another AutobahnJS)
+  let tapWarned = false;
+
+  function subscribe(topic, handler, { recover = false, onRecovered = null, onError = null, options = {} } = {}) {
+    if (typeof topic !== "string" || typeof handler !== "function") {
+      throw new TypeError("client.subscribe(topic, handler, options): a topic string and a handler function");
+    }
+    const key = RECOVERY_KEY_PREFIX + o.realm + " " + topic;
+    const sub = {
+      topic, handler, recover: Boolean(recover), onRecovered, onError, options, key,
+      position: recover ? loadPosition(key) : null, // the last position delivered to the application
+      session: null, // the session it is subscribed on (or subscribing)
+      autobahn: null, // AutobahnJS's Subscription on that session
+      fetching: false, // reading the history: live events wait in `buffer`
+      buffer: [],
+      unplaced: [], // delivered without a position, not yet found in the history
+      unrecoverable: null, // the session on which the history was refused (no_history, not_authorized)
+      subscribes: 0,
+      closed: false,
+    };
+    subscriptions.add(sub);
+    if (session) establish(sub, session);
+    return {
+      topic,
+      get position() { return sub.position && asPosition(sub.position); },
+      get active() { return sub.autobahn !== null; },
+      unsubscribe: async () => {
+        sub.closed = true;
+        subscriptions.delete(sub);
+        const [s, subscribed] = [sub.session, sub.autobahn];
+        sub.session = sub.autobahn = null;
+        if (s && subscribed && s.isOpen) await s.unsubscribe(subscribed);
+      },
+    };
+  }
+
+  function report(sub, error, what) {
+    if (sub.onError) callApp(sub.onError, error);
+    else console.warn(`crossbar-jwt: ${what} ${sub.topic} failed`, (error && error.error) || error);
+  }
+
+  // The application's callbacks: one that throws does not stop the kit's merge.
+  function callApp(fn, ...args) {
+    try {
+      fn(...args);
+    } catch (error) {
+      console.error("crossbar-jwt: a subscription callback threw", error);
+    }
+  }
+
+  async function establish(sub, s) {
+    Object.assign(sub, { session: s, autobahn: null, buffer: [], unplaced: [], fetching: sub.recover });
+    const positions = tap;
+    if (sub.recover && !positions && !tapWarned) {
+      tapWarned = true;
+      console.error(`crossbar-jwt: AutobahnJS ${ab.version} is not ${VERIFIED_AUTOBAHN}, the version whose EVENT `
+        + "handling the kit was verified against: live events carry no position, so recovering subscriptions "
+        + "report every resubscribe as recovered: false (reload from your own data)");
+    }
+    let subscribed;
+    try {
+      subscribed = await s.subscribe(sub.topic, (args, kwargs, details) => {
+        if (sub.session !== s) return;
+        const position = positions ? positions.positionOf(details.publication) : undefined;
+        accept(sub, s, { args, kwargs, details, position });
+      }, sub.options);
+    } catch (error) {
+      if (sub.session === s) sub.session = null;
+      if (!sub.closed && s === session) report(sub, error, "subscribing to");
+      return;
+    }
+    if (sub.closed || sub.session !== s) {
+      if (s.isOpen) s.unsubscribe(subscribed).catch(() => {});
+      return;
+    }
+    sub.autobahn = subscribed;
+    const again = sub.subscribes++ > 0 || sub.position !== null;
+    if (!sub.recover) return;
+    if (!positions) { // another AutobahnJS: nothing to vouch for (above)
+      sub.fetching = false;
+      sub.position = null;
+      if (again) callApp(sub.onRecovered || (() => {}), { recovered: false, missed: 0 });
+      flush(sub, s);
+      return;
+    }
+    await recover(sub, s);
+  }
+
+  function deliver(sub, args, kwargs, details) {
+    callApp(sub.handler, args || [], kwargs || {}, details);
+  }
+
+  function advance(sub, position) {
+    sub.position = asPosition(position);
+    savePosition(sub.key, sub.position);
+  }
+
+  // A live event (or one that waited in the buffer): deliver it, drop it, or read the history first.
+  function accept(sub, s, event) {
+    if (sub.fetching) {
+      sub.buffer.push(event);
+      return;
+    }
+    const { args, kwargs, details, position } = event;
+    details.position = isPosition(position) ? asPosition(position) : null;
+    details.missed = false;
+    if (!sub.recover || sub.unrecoverable === s || position === undefined) { // as it came
+      deliver(sub, args, kwargs, details);
+      return;
+    }
+    if (!isPosition(position)) { // the router sent none: deliver, and check the history after it
+      deliver(sub, args, kwargs, details);
+      sub.unplaced.push(canonical([args || [], kwargs || {}]));
+      recover(sub, s);
+      return;
+    }
+    const seen = sub.position;
+    if (seen && position.epoch === seen.epoch && position.offset <= seen.offset) return; // a duplicate
+    if (!seen || (position.epoch === seen.epoch && position.offset === seen.offset + 1)) {
+      deliver(sub, args, kwargs, details);
+      advance(sub, position);
+      return;
+    }
+    // A gap (events missed in between) or another epoch (the stream was lost): history first.
+    sub.buffer.push(event);
+    recover(sub, s);
+  }
+
+  // Live events that waited while the history was read, in the order they came.
+  function flush(sub, s) {
+    const waiting = sub.buffer;
+    sub.buffer = [];
+    sub.fetching = false;
+    for (const event of waiting) {
+      if (sub.session !== s) return;
+      accept(sub, s, event); // may read the history again: the rest then waits again, in order
+    }
+  }
+
+  async function recover(sub, s) {
+    sub.fetching = true;
+    const since = sub.position;
+    let read;
+    for (let attempt = 0; ; attempt += 1) {
+      try {
+        read = await readHistory(s, sub.topic, since, o.historyPageSize);
+        if (!read.recovered && !isPosition(read.position)) throw new Error("history answered no position");
+        break;
+      } catch (error) {
+        if (sub.session !== s || sub.closed) return;
+        if (HISTORY_REFUSALS.has(error && error.error)) {
+          // This topic cannot be recovered for this user: say so, and deliver live events as they come.
+          report(sub, error, "reading the history of");
+          sub.unrecoverable = s;
+          callApp(sub.onRecovered || (() => {}), { recovered: false, missed: 0, error: error.error });
+          flush(sub, s);
+          return;
+        }
+        report(sub, error, "reading the history of");
+        await new Promise((resolve) => later(resolve, retryDelay(attempt, { ...retry, jitter: 0 })));
+        if (sub.session !== s || sub.closed) return;
+      }
+    }
+    if (sub.session !== s || sub.closed) return;
+    let missed = 0;
+    let recovered = read.recovered;
+    if (recovered) {
+      for (const kept of read.events) {
+        const position = kept.position;
+        const at = sub.position;
+        if (!isPosition(position) || (at && position.epoch !== at.epoch)) {
+          recovered = false; // not an answer the kit can merge: treated as lost
+          break;
+        }
+        if (at && position.offset <= at.offset) continue; // delivered already
+        if (at && position.offset !== at.offset + 1) {
+          recovered = false;
+          break;
+        }
+        const content = canonical([kept.args || [], kept.kwargs || {}]);
+        if (sub.unplaced.length && sub.unplaced[0] === content) {
+          sub.unplaced.shift(); // the live event that came without a position: delivered then
+        } else {
+          const details = { topic: sub.topic, position: asPosition(position), publisher_authid: kept.publisher_authid ?? null,
+            missed: true };
+          deliver(sub, kept.args, kept.kwargs, details);
+          missed += 1;
+        }
+        advance(sub, position);
+      }
+    }
+    sub.unplaced = [];
+    if (!recovered) advance(sub, read.position); // lost: go on from the stream's position now
+    if (since && sub.onRecovered) callApp(sub.onRecovered, { recovered, missed });
+    flush(sub, s);
+  }
 
   async function freshToken() {
     const fresh = await o.getToken();
@@ -241,8 +586,10 @@ export function connect(options) {
       return;
     }
     session = s;
+    tap = tapEventPositions(ab, s);
     failures = 0;
     setState("connected");
+    for (const sub of subscriptions) establish(sub, s);
     const extra = details.authextra || {};
     if (o.getToken && extra.exp) scheduleRefresh(s, secondsLeft(extra));
     if (o.onSession) o.onSession(s, details);
@@ -258,6 +605,8 @@ export function connect(options) {
   // What follows a closed connection or a failed attempt: stop, let AutobahnJS retry, or retry here.
   function afterClose(closed, details) {
     session = null;
+    tap = null;
+    for (const sub of subscriptions) Object.assign(sub, { session: null, autobahn: null, buffer: [], fetching: false });
     clearTimeout(refreshTimer);
     if (client.state === "stopped") return true;
     let reason, message;
