@@ -25,6 +25,7 @@ PRESENCE_TOPIC_PREFIX = "authenticator.presence."
 # authenticator.history's errors besides wamp.error.not_authorized / invalid_argument
 NO_HISTORY = "authenticator.error.no_history"  # the topic keeps no history (no policy rule says so)
 HISTORY_UNAVAILABLE = "authenticator.error.history_unavailable"  # the history store cannot be reached
+PRESENCE_UNAVAILABLE = "authenticator.error.presence_unavailable"  # the shared presence store cannot be reached
 
 # -- rejection reasons: ERROR_URI_PREFIX + the code of core.reasons.Reason ---------------------
 ERROR_URI_PREFIX = "authenticator.error."

@@ -18,6 +18,8 @@ import heapq
 from collections.abc import Hashable, Iterable
 from dataclasses import dataclass
 
+from authenticator.contract import PRESENCE_TOPIC_PREFIX
+
 # The longest list of authids one answer carries (the count is always whole): the answer of a
 # topic with a million members stays a bounded message. Sorted, the first MAX_AUTHIDS are given.
 MAX_AUTHIDS = 1000
@@ -87,8 +89,14 @@ class PresenceTable:
 
     def left(self, session: Hashable) -> list[Change]:
         """The session ended (left, killed, lost): a LEAVE for every topic it was its authid's last on."""
-        changes = [self.unsubscribed(topic, session) for topic in list(self._sessions.get(session, ()))]
+        changes = [self.unsubscribed(topic, session) for topic in self.topics_of(session)]
         return [change for change in changes if change is not None]
+
+    def holds(self, session: Hashable, topic: str) -> bool:
+        return topic in self._sessions.get(session, ())
+
+    def topics_of(self, session: Hashable) -> list[str]:
+        return list(self._sessions.get(session, ()))
 
     def members(self, topic: str) -> list[tuple[Hashable, str]]:
         """(session, authid) of every member of topic."""
@@ -110,3 +118,44 @@ class PresenceTable:
 
     def __len__(self) -> int:
         return sum(len(held) for held in self._sessions.values())
+
+
+# -- the join/leave events' topics ----------------------------------------------------------------
+
+
+def events_topic(uri: object) -> str | None:
+    """T for the events topic PRESENCE_TOPIC_PREFIX + T, else None."""
+    if isinstance(uri, str) and uri.startswith(PRESENCE_TOPIC_PREFIX):
+        return uri[len(PRESENCE_TOPIC_PREFIX) :]
+    return None
+
+
+def events_problem(action: str, uri: object, match: str) -> str | None:
+    """Why a client's request on the presence events is refused before any rule is consulted, or
+    None. The events of topic T are subscribed to exactly (then decided as `presence` on T): a
+    pattern would reach the events of topics nobody checked, and no rule is asked about them."""
+    if not isinstance(uri, str):
+        return None
+    if action == "publish" and uri.startswith(PRESENCE_TOPIC_PREFIX):
+        return f"only the router publishes on {PRESENCE_TOPIC_PREFIX}*"
+    if action != "subscribe":
+        return None
+    if match == "exact":
+        if uri == PRESENCE_TOPIC_PREFIX:
+            return f"subscribe to {PRESENCE_TOPIC_PREFIX}<topic> for the presence events of one topic"
+        return None
+    if _pattern_reaches_events(uri, match):
+        return (
+            f"presence events are subscribed to one topic at a time: an exact subscription to "
+            f"{PRESENCE_TOPIC_PREFIX}<topic>, not a {match} subscription that reaches {PRESENCE_TOPIC_PREFIX}*"
+        )
+    return None
+
+
+def _pattern_reaches_events(uri: str, match: str) -> bool:
+    if match == "prefix":
+        return uri.startswith(PRESENCE_TOPIC_PREFIX) or PRESENCE_TOPIC_PREFIX.startswith(uri)
+    head = PRESENCE_TOPIC_PREFIX.rstrip(".").split(".")
+    parts = uri.split(".")
+    # a wildcard pattern has a fixed length; an empty component stands for any one component
+    return len(parts) > len(head) and all(p in ("", h) for p, h in zip(parts, head, strict=False))

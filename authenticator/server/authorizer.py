@@ -12,6 +12,7 @@ from dataclasses import replace
 
 from authenticator.core.logtext import clip
 from authenticator.core.policy import ACTIONS, Decision, request_problem
+from authenticator.core.presence import events_problem, events_topic
 from authenticator.core.settings import Settings
 from authenticator.endpoints import metrics
 
@@ -45,16 +46,25 @@ class Authorizer:
         """The one decision of WebSocket sessions and HTTP publications: the request checks, the
         policy, the denial's log line and the count. `cache_budget`: the answer goes to Crossbar,
         which may cache it."""
+        match = (options or {}).get("match", "exact")
         problem = request_problem(action, uri, options, self._settings.limits.max_uri_length)
+        problem = problem or events_problem(action, uri, match)
         if problem is not None:
             decision = Decision(False, False, False, 0, problem)
+        elif action == "subscribe" and events_topic(uri) is not None:
+            # The join/leave events of topic T: whoever may ask who is on T (`presence` on T). Never
+            # cacheable: Crossbar would hand the answer to every session of the role, for any match.
+            decision = replace(self._settings.policy.decide(
+                authrole=authrole, authid=authid, action="presence", uri=events_topic(uri), match="exact",
+                session_roles=sorted(roles),
+            ), cacheable=False)  # fmt: skip
         else:
             decision = self._settings.policy.decide(
                 authrole=authrole,
                 authid=authid,
                 action=action,
                 uri=uri,
-                match=(options or {}).get("match", "exact"),
+                match=match,
                 session_roles=sorted(roles),
                 retain=bool((options or {}).get("retain")),
             )

@@ -25,7 +25,7 @@ from twisted.python.threadpool import ThreadPool
 from authenticator.config.node_config import deprecated_path_lines
 from authenticator.config.settings import ConfigError, load_settings
 from authenticator.config.stop import stop_for_configuration
-from authenticator.contract import AUTHENTICATE, AUTHENTICATE_HEADERS, AUTHORIZE, HISTORY, REFRESH, REVOKE
+from authenticator.contract import AUTHENTICATE, AUTHENTICATE_HEADERS, AUTHORIZE, HISTORY, PRESENCE, REFRESH, REVOKE
 from authenticator.core.carriers import token_from_headers
 from authenticator.core.logtext import clip
 from authenticator.core.peer_address import session_peer
@@ -43,6 +43,7 @@ from authenticator.server.admission import Admission
 from authenticator.server.authorizer import Authorizer
 from authenticator.server.history import History
 from authenticator.server.jwks import JwksRefresher
+from authenticator.server.presence import Presence
 from authenticator.server.procedures import Procedures
 from authenticator.server.redis_idempotency import open_idempotency
 from authenticator.server.session_keeper import SessionKeeper
@@ -50,7 +51,7 @@ from authenticator.server.startup import node_config_file, node_problems, read_n
 from authenticator.server.store import StoreUnavailable, open_store
 
 # Our own procedures need to know who calls them, so their callers are always disclosed to us.
-OWN_PROCEDURES = frozenset({REFRESH, REVOKE, HISTORY})
+OWN_PROCEDURES = frozenset({REFRESH, REVOKE, PRESENCE, HISTORY})
 # Store calls in flight at once: one call waiting out its timeout does not hold the others (a
 # revocation, the one retry of a store that was down); the GuardedStore refuses the rest at once.
 IO_THREADS = 4
@@ -104,6 +105,8 @@ class AuthenticatorComponent(ApplicationSession):
         self.authorizer = Authorizer(self.settings, self.keeper.token_roles, self.log, OWN_PROCEDURES)
         self.admission = Admission(self.verifier, self.jwks, self.store, self._io, self.settings, self.log)
         self.procedures = Procedures(self.settings, self.admission, self.keeper, self.store, self._io, self.log)
+        self.presence = Presence(self.settings, self.authorizer, self.keeper.token_roles, self.publish, self._io,
+                                 self.log)  # fmt: skip
         self.history = History(self.settings, self.authorizer, self.keeper.token_roles, self._io, self.log)
         for key in self.settings.keys.keys:
             if key.generated:  # tokens signed with any other secret are refused: say where it is
@@ -121,9 +124,11 @@ class AuthenticatorComponent(ApplicationSession):
         await self.register(self.authorizer.authorize, AUTHORIZE)
         await self.register(self.procedures.refresh, REFRESH, options=caller)
         await self.register(self.procedures.revoke, REVOKE, options=caller)
+        await self.register(self.presence.presence, PRESENCE, options=caller)
         await self.register(self.history.read, HISTORY, options=caller)
         await self.subscribe(self.keeper.joined, "wamp.session.on_join")
         await self.subscribe(self.keeper.left, "wamp.session.on_leave")
+        await self._track_presence()
         self.keeper.start()
         self.jwks.start()
         metrics.ACTIVE_SESSIONS.roles = tuple(self.settings.policy.roles)
@@ -142,6 +147,16 @@ class AuthenticatorComponent(ApplicationSession):
             # lost transport. They get a GOODBYE with a reason first, and the kits reconnect.
             reactor.addSystemEventTrigger("before", "shutdown", lambda: ensureDeferred(self._goodbye_to_everyone()))
         self.log.warn(ready_line(self._node, self.settings, details.realm, self._node_config))
+
+    async def _track_presence(self) -> None:
+        """Who is subscribed to what, from the meta events (authenticator/server/presence.py)."""
+        await self.subscribe(self.presence.joined, "wamp.session.on_join")
+        await self.subscribe(self.presence.left, "wamp.session.on_leave")
+        await self.subscribe(self.presence.created, "wamp.subscription.on_create")
+        await self.subscribe(self.presence.subscribed, "wamp.subscription.on_subscribe")
+        await self.subscribe(self.presence.unsubscribed, "wamp.subscription.on_unsubscribe")
+        await self.subscribe(self.presence.deleted, "wamp.subscription.on_delete")
+        self.presence.start()
 
     async def _goodbye_to_everyone(self) -> None:
         """Before the reactor stops: GOODBYE to every client session, then wait (at most
@@ -301,6 +316,7 @@ class AuthenticatorComponent(ApplicationSession):
             self.http_publishing.stop()
         self.keeper.stop()
         self.jwks.stop()
+        self.presence.stop()
         super().onLeave(details)
 
 
