@@ -259,8 +259,13 @@ def covers(rule_match: str, rule_uri: str, request_match: str, request_uri: str)
     return False
 
 
-def request_problem(action: str, uri: object, options: Mapping | None, max_uri_length: int) -> str | None:
-    """Why a request is refused before any rule is consulted, or None. Checked for every action."""
+_FILTER_OPTIONS = ("eligible", "eligible_authid", "eligible_authrole", "exclude", "exclude_authid", "exclude_authrole")
+
+
+def request_problem(action: str, uri: object, options: Mapping | None, max_uri_length: int, *,
+                    keeps_history: bool = False) -> str | None:  # fmt: skip
+    """Why a request is refused before any rule is consulted, or None. Checked for every action.
+    `keeps_history`: the URI is a topic that keeps history (Policy.history_for)."""
     if not isinstance(uri, str) or len(uri) > max_uri_length:
         # Crossbar keeps every distinct URI it was asked about (subscriptions, its authorization
         # cache) and logs it: a long one costs memory and log volume out of proportion.
@@ -271,12 +276,17 @@ def request_problem(action: str, uri: object, options: Mapping | None, max_uri_l
         # from a client session that would be any identity it cares to name. Only router links
         # (static roles, not this authorizer) may forward.
         return "forward_for is reserved for router links; a client cannot act for another session"
-    if action == "publish" and options.get("retain") and any(
-        options.get(key) for key in ("eligible", "eligible_authid", "eligible_authrole", "exclude",
-                                     "exclude_authid", "exclude_authrole")
-    ):  # fmt: skip
+    filtered = action == "publish" and any(options.get(key) for key in _FILTER_OPTIONS)
+    if filtered and options.get("retain"):
         # With eligible/exclude Crossbar appends retained events instead of replacing them.
         return "retain cannot be combined with eligible or exclude options"
+    if filtered and keeps_history:
+        # The history is read by every subscriber of the topic (it would hand the event to those it
+        # was filtered from), and the others would see a hole in the offsets.
+        return (
+            "eligible and exclude options cannot be used on a topic that keeps history (every subscriber "
+            "reads its history); publish to a per-user topic instead"
+        )
     return None
 
 

@@ -131,3 +131,17 @@ def test_presence_is_tracked_on_the_topics_a_presence_rule_names(uri, match, top
     assert granted.may_grant_presence(topic) is tracked
     without = policy(rule(uri, match, history=None, subscribe=True))
     assert without.may_grant_presence(topic) is False
+
+
+@pytest.mark.parametrize("option", ["eligible", "eligible_authid", "eligible_authrole", "exclude", "exclude_authid",
+                                    "exclude_authrole"])  # fmt: skip
+def test_a_filtered_publication_is_refused_on_a_topic_that_keeps_history_only(option):
+    from authenticator.core.policy import request_problem
+
+    options = {option: ["x"]}
+    assert request_problem("publish", "app.chat.lobby", options, 512, keeps_history=True) == (
+        "eligible and exclude options cannot be used on a topic that keeps history (every subscriber reads its "
+        "history); publish to a per-user topic instead"
+    )
+    assert request_problem("publish", "app.chat.lobby", options, 512, keeps_history=False) is None
+    assert request_problem("subscribe", "app.chat.lobby", options, 512, keeps_history=True) is None
