@@ -86,12 +86,6 @@ class HttpPublishing:
     def __init__(self, realm: str, router, admission, authorizer, settings, log, *, keys=None, io_pool=None) -> None:
         """`keys`: the store of idempotency keys (server/redis_idempotency.open_idempotency; this
         process's memory when None); `io_pool`: the threads a blocking one is called on."""
-        self.realm = realm
-        self._admission, self._authorizer, self._settings, self._log = admission, authorizer, settings, log
-        self.trusted_proxies = settings.trusted_proxies  # whose X-Forwarded-For names the client (peers.py)
-        body_limit.trust_forwarded_for(self.trusted_proxies)  # the same in the worker's early 413 lines
-        self.pool = PublisherPool(router, realm)
-        self._sweep = LoopingCall(self.pool.close_idle)
         if keys is None:
             keys = MemoryIdempotency(window_seconds=settings.publish.idempotency_window_seconds,
                                      max_keys=settings.publish.idempotency_max_keys)  # fmt: skip
@@ -100,6 +94,12 @@ class HttpPublishing:
         self.keys, self._keys_io = keys, (io_pool if keys.blocking else None)
         self.key_calls_waiting = 0
         self._forgotten_logged = 0
+        self.realm = realm
+        self._admission, self._authorizer, self._settings, self._log = admission, authorizer, settings, log
+        self.trusted_proxies = settings.trusted_proxies  # whose X-Forwarded-For names the client (peers.py)
+        body_limit.trust_forwarded_for(self.trusted_proxies)  # the same in the worker's early 413 lines
+        self.pool = PublisherPool(router, realm)
+        self._sweep = LoopingCall(self.pool.close_idle)
 
     def start(self) -> None:
         SERVICES[self.realm] = self
