@@ -45,8 +45,8 @@ REFRESHES = Counter(
 HTTP_PUBLISHES = Counter(
     "crossbar_jwt_http_publishes",
     "Publications over HTTP (POST /publish), by outcome (published, denied, invalid, token_refused, "
-    "too_large, method, unavailable, failed) and reason (the token refusal's code, else none). A batch counts each "
-    "of its publications; a request refused as a whole counts once.",
+    "too_large, method, unavailable, failed, replayed, in_progress, key_reused) and reason (the token refusal's "
+    "code, else none). A batch counts each of its publications; a request refused as a whole counts once.",
     ["outcome", "reason"], registry=REGISTRY,
 )  # fmt: skip
 JWKS_FETCHES = Counter("crossbar_jwt_jwks_fetches", "JWKS fetches, by outcome (ok, failed).", ["outcome"],
