@@ -98,8 +98,11 @@ class HistoryTap:
     _authrole = None
     _transport = None
 
-    def __init__(self, keep: Callable, keeps_history: Callable[[str], bool]) -> None:
-        self._keep, self._keeps_history = keep, keeps_history
+    def __init__(self, keep: Callable, keeps_history: Callable[[str], bool],
+                 kept_elsewhere: Callable[[object], bool] = lambda session: False) -> None:  # fmt: skip
+        """`kept_elsewhere(session)`: whether a publication of that session was kept already where it
+        was first published (a router link relaying another router's event into a shared store)."""
+        self._keep, self._keeps_history, self._kept_elsewhere = keep, keeps_history, kept_elsewhere
         self._pending: OrderedDict[int, dict] = OrderedDict()  # id(publish) -> position
         self.current = None  # the PUBLISH the broker is processing, while it asks for authorization
 
@@ -124,14 +127,16 @@ class HistoryTap:
 
     # -- the authorization hook ----------------------------------------------------------------
 
-    def authorized(self, publish, publisher_authid: str | None, authorization: dict):
+    def authorized(self, publish, session, authorization: dict):
         """After Crossbar's authorization of `publish` answered: keep an allowed event of a history
         topic, then hand the answer on (a failure to keep it fails the authorization: Crossbar
         refuses the publication with our message, and nothing is dispatched unkept)."""
         if not authorization.get("allow") or not self._keeps_history(publish.topic):
             return authorization
+        if self._kept_elsewhere(session):
+            return authorization  # sent without a position: the kits read it from the shared store
         # the publisher's authid is kept only where the rule discloses the publisher
-        publisher = publisher_authid if authorization.get("disclose") else None
+        publisher = getattr(session, "_authid", None) if authorization.get("disclose") else None
         kept = self._keep(publish.topic, publish.args, publish.kwargs, publisher)
 
         def hold(position: dict) -> dict:
@@ -166,8 +171,7 @@ def install_history_tap(router, tap: HistoryTap, observed: list[tuple[str, str]]
         publish = tap.current
         if action != "publish" or publish is None or publish.topic != uri:
             return answer
-        authid = getattr(session, "_authid", None)
-        return answer.addCallback(lambda authorization: tap.authorized(publish, authid, authorization))
+        return answer.addCallback(lambda authorization: tap.authorized(publish, session, authorization))
 
     broker.processPublish = process_publish
     router.authorize = authorize

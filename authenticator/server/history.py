@@ -59,7 +59,12 @@ class History:
             self.store = MemoryHistory(max_streams=MEMORY_MAX_TOPICS, clock=time.monotonic)
             self._errors = ()
             self._writer = None
-        self.tap = HistoryTap(self.keep, lambda topic: self._policy.history_for(topic) is not None)
+        # With a shared store, an event a router link relays from another router was kept there
+        # (links authenticate with static roles, which the policy does not define).
+        self.tap = HistoryTap(
+            self.keep, lambda topic: self._policy.history_for(topic) is not None,
+            lambda session: self._writer is not None and getattr(session, "_authrole", None) not in self._policy.roles,
+        )  # fmt: skip
 
     @property
     def shared(self) -> bool:

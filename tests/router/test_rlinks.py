@@ -134,3 +134,63 @@ async def test_alice_cannot_subscribe_to_bobs_notifications_on_either_node(two_n
             assert await wamp_error(alice.subscribe(Inbox(), bob_topic)) == "wamp.error.not_authorized"
         finally:
             alice.leave()
+
+
+# -- history over router links with one Redis ------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def two_nodes_sharing_redis(tmp_path_factory):
+    from tests.support.redis_server import RedisServer
+
+    redis_server = RedisServer(tmp_path_factory.mktemp("rlink-redis")).start()
+    workdirs = [tmp_path_factory.mktemp(f"rlink-redis-node{i}") for i in (0, 1)]
+    for workdir in workdirs:
+        (workdir / ".crossbar").mkdir()
+        _maybe_generate_node_key(str(workdir / ".crossbar"))
+    keys = [_public_key(w / ".crossbar") for w in workdirs]
+    ports = [free_port(), free_port()]
+
+    def configure(i):
+        link = _linked_to(i, ports, keys)
+
+        def edit(config):
+            link(config)
+            config["workers"][0]["components"][0]["extra"]["store"] = {"redis_url": redis_server.url}
+
+        return edit
+
+    nodes = [RouterProcess(w, env={"JWT_SECRET": TEST_SECRET}, edit_config=configure(i))
+             for i, w in enumerate(workdirs)]  # fmt: skip
+    for node in nodes:
+        node.start()
+    for node in nodes:
+        node.wait_for_log("rlink remote session ready", timeout=20)
+    yield nodes
+    for node in nodes:
+        node.stop()
+    redis_server.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_an_event_relayed_by_a_link_is_kept_once_in_the_shared_history(two_nodes_sharing_redis):
+    first, second = two_nodes_sharing_redis
+    bob_name = unique("bob")
+    topic = f"app.user.{bob_name}.notifications"
+    bob = await connect(second.url, mint(bob_name, ["user"]))
+    root = await connect(first.url, mint("root", ["admin"]))
+    inbox = Inbox()
+    try:
+        await bob.subscribe(inbox, topic)
+        await until_one_arrives(lambda i: root.publish(topic, f"ping {i}", options=ACK), inbox, "bob")
+        await root.publish(topic, "kept once", options=ACK)
+        received = await args_until(inbox, "kept once")
+        kept = await bob.call("authenticator.history", topic, limit=1000)
+        published = [event["args"][0] for event in kept["events"]]
+        # every event bob received is in the one stream once, in the order published, offsets 1, 2, ...
+        assert published[-1] == "kept once" and len(published) == len(set(published)), published
+        assert [(args[0],) for args in received][-1] == ("kept once",)
+        assert [event["position"]["offset"] for event in kept["events"]] == list(range(1, len(published) + 1))
+    finally:
+        bob.leave()
+        root.leave()
