@@ -367,3 +367,26 @@ def test_an_unreachable_redis_is_keys_unavailable_naming_the_store_not_the_key(r
     with pytest.raises(KeysUnavailable) as refused:
         keys.reserve([(scope("billing", secret_key), b"f")])
     assert str(refused.value) == "Redis idempotency store at 127.0.0.1:1/0: ConnectionError"
+
+
+def test_past_the_periods_budget_a_redis_key_is_kept_a_minute_not_the_window(redis_server):
+    """A flood of fresh keys cannot fill Redis (which holds revocations and used jtis too): past
+    max_keys reservations in a window-long period, a published key is kept 60 s, not the window."""
+    period = uuid.uuid4().int % 10**6 + 10**6  # a period of its own: other tests' counters are elsewhere
+    keys = redis_keys(redis_server, window_seconds=3600, max_keys=2, clock=lambda: period * 3600 + 5)
+    client = redis.Redis.from_url(redis_server.url)
+    news = fingerprint("app.a", [1], {}, {})
+    names = [scope("flood", key()) for _ in range(4)]
+    for name in names[:3]:
+        (claim,) = keys.reserve([(name, news)])
+        assert claim.state is State.RESERVED
+        keys.settle([(name, claim.owner, 1)])
+    kept = [client.pttl(_key(name)) for name in names[:3]]
+    assert 3_590_000 < kept[0] <= 3_600_000 and 3_590_000 < kept[1] <= 3_600_000, kept
+    assert 50_000 < kept[2] <= 60_000, kept
+    assert keys.reserve([(names[2], news)])[0].publication_id == 1  # still answered meanwhile
+    (over,) = keys.reserve([(names[3], news)])
+    keys.release([(names[3], over.owner)])  # a refusal releases a reservation past the budget too
+    assert client.get(_key(names[3])) is None
+    assert 7_100_000 < client.pttl(f"crossbar-jwt:idempotency-budget:{period}") <= 7_200_000
+    keys.close()
