@@ -39,6 +39,7 @@ from authenticator.core.logtext import clip
 from authenticator.core.publish_request import (
     DEFAULT_MAX_BATCH,
     DEFAULT_MAX_BODY_BYTES,
+    HISTORY_UNAVAILABLE,
     INVALID_ARGUMENT,
     KEY_IN_USE,
     KEY_REUSED,
@@ -254,7 +255,6 @@ class HttpPublishing:
         return self._keys_unavailable(failure.value, identity, peer)
 
     def _keys_unavailable(self, error: Exception, identity: Identity, peer: str) -> Answer:
-        self._log.warn("authenticator: {error}", error=str(error))
         self._log_refusal(503, STORE_UNAVAILABLE, "idempotency keys: " + str(error), identity.authid, peer)
         metrics.HTTP_PUBLISHES.labels("unavailable", "store_unavailable").inc()
         return Answer(503, Refusal(STORE_UNAVAILABLE, KEYS_UNAVAILABLE).answer(), {"Retry-After": "1"})
@@ -317,6 +317,12 @@ class HttpPublishing:
             self._log_refusal(400, error, text, identity.authid, peer)
             metrics.HTTP_PUBLISHES.labels("invalid", "none").inc()
             return Refusal(INVALID_ARGUMENT, text)  # a permanent error: 400, not "retry"
+        if error == "wamp.error.authorization_failed" and HISTORY_UNAVAILABLE in str(failure.value.args[:1]):
+            # a topic that keeps history, and its store could not keep the event: nothing was sent
+            self._log_refusal(503, HISTORY_UNAVAILABLE, "the history store cannot be reached", identity.authid, peer)
+            metrics.HTTP_PUBLISHES.labels("failed", "none").inc()
+            return Refusal(HISTORY_UNAVAILABLE, f"'{clip(item.topic, 200)}' keeps history and its store cannot be "
+                           "reached: nothing was published. Retry (with the same Idempotency-Key).")  # fmt: skip
         kind = error or type(failure.value).__name__
         self._log.warn("http publish failed: {kind} topic={topic} authid={authid} peer={peer}", kind=clip(kind, 100),
                        topic=clip(item.topic, 200), authid=identity.authid, peer=peer)  # fmt: skip
