@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from authenticator.contract import HISTORY_UNAVAILABLE
 from authenticator.core.idempotency import KEY_FIELD, KeyProblem, checked_key
 from authenticator.core.json_guard import (
     LoneSurrogate,
@@ -276,9 +277,10 @@ def _unknown(where: str, given: dict, known) -> str | None:
 
 STATUS_OF_ERROR: Mapping[str, int] = {
     NOT_AUTHORIZED: 403, INVALID_ARGUMENT: 400, KEY_IN_USE: 409, KEY_REUSED: 422, STORE_UNAVAILABLE: 503,
+    HISTORY_UNAVAILABLE: 503,
 }  # fmt: skip
 # Refusals a retry may cure by itself: their single answer says when (Retry-After, seconds).
-RETRY_AFTER = {KEY_IN_USE: "1", STORE_UNAVAILABLE: "1"}
+RETRY_AFTER = {KEY_IN_USE: "1", STORE_UNAVAILABLE: "1", HISTORY_UNAVAILABLE: "1"}
 
 
 @dataclass(frozen=True)

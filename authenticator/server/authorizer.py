@@ -47,7 +47,11 @@ class Authorizer:
         policy, the denial's log line and the count. `cache_budget`: the answer goes to Crossbar,
         which may cache it."""
         match = (options or {}).get("match", "exact")
-        problem = request_problem(action, uri, options, self._settings.limits.max_uri_length)
+        keeps_history = (
+            action == "publish" and isinstance(uri, str) and self._settings.policy.history_for(uri) is not None
+        )
+        problem = request_problem(action, uri, options, self._settings.limits.max_uri_length,
+                                  keeps_history=keeps_history)  # fmt: skip
         problem = problem or events_problem(action, uri, match)
         if problem is not None:
             decision = Decision(False, False, False, 0, problem)

@@ -82,3 +82,30 @@ async def test_one_failing_publication_does_not_fail_the_batch_the_others_went_o
                                        "message": "The router could not publish this; retry, or read its log."},
                            {"id": 7}]  # fmt: skip
     assert publishing._log.lines == ["http publish failed: internal error RuntimeError"]
+
+
+class HistoryDown:
+    """A pool whose router refuses the publication: its topic keeps history and the store is down
+    (with the Redis store a /publish meets the token store first; a deployment whose token store
+    answers while the history's does not gets this)."""
+
+    def session(self, authid, role):
+        return self
+
+    def publish_decided(self, topic, args, kwargs, options, answer):
+        from autobahn.wamp.exception import ApplicationError
+        from twisted.internet.defer import fail
+
+        return fail(ApplicationError("wamp.error.authorization_failed", "failed to authorize session for publishing "
+                    "to topic URI 'app.chat.x': authenticator.error.history_unavailable: the history store cannot be "
+                    "reached"))  # fmt: skip
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_history_store_that_is_down_is_503_retry_after_saying_nothing_was_published():
+    publishing = service(Admits(), HistoryDown())
+    answer = await maybeDeferred(publishing.handle, "eyJ.a.b", b'{"topic": "app.chat.x"}', "127.0.0.1:1", 100)
+    assert (answer.status, answer.headers) == (503, {"Retry-After": "1"})
+    assert answer.body == {"error": "authenticator.error.history_unavailable", "message": (
+        "'app.chat.x' keeps history and its store cannot be reached: nothing was published. Retry (with the same "
+        "Idempotency-Key).")}  # fmt: skip

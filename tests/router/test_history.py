@@ -360,3 +360,29 @@ async def test_without_redis_an_event_of_a_history_topic_is_refused_with_the_rea
     finally:
         admin.leave()
         bob.leave()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_filtered_publication_on_a_history_topic_is_refused_with_its_reason(router):
+    alice_id = unique("alice")
+    alice = await user(router, alice_id)
+    try:
+        offset = router.log_size()
+        options = PublishOptions(acknowledge=True, exclude_authid=["bob"])
+        assert await wamp_error(alice.publish("app.chat.lobby", "not for bob", options=options)) == (
+            "wamp.error.not_authorized"
+        )
+        router.wait_for_log(
+            f"authorization denied: publish app.chat.lobby authid={alice_id} role=user via=wamp reason=eligible and "
+            "exclude options cannot be used on a topic that keeps history", after=offset,
+        )  # fmt: skip
+        status, _, answer = await post(router, {"topic": "app.chat.lobby", "args": ["x"],
+                                                "options": {"eligible_authid": ["bob"]}}, backend_token())  # fmt: skip
+        assert status == 403 and answer["error"] == "wamp.error.not_authorized", answer
+        assert "eligible and exclude options cannot be used on a topic that keeps history" in answer["message"]
+        # a topic without history: the same options are fine
+        status, _, answer = await post(router, {"topic": "app.public.news", "args": ["x"],
+                                                "options": {"eligible_authid": ["bob"]}}, backend_token())  # fmt: skip
+        assert status == 200, answer
+    finally:
+        alice.leave()
