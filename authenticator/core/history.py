@@ -7,18 +7,21 @@ after it, in order, or `recovered: False` and nothing — never a partial answer
   with another epoch, so a position from before is detected as stale, never answered wrongly
   (Centrifugo's scheme, ../shared/REALTIME-NOTES.md).
 - A stream keeps at most `size` events, each for at most `ttl_seconds`.
-- The store keeps at most `max_streams` topics; the least recently used stream goes first (its
-  topic then starts again with a new epoch).
+- The store keeps at most `max_streams` topics and about `max_bytes` of events (payloads
+  estimated by their JSON length, plus EVENT_OVERHEAD_BYTES each); past either bound the least
+  recently used stream goes first (its topic then starts again with a new epoch), and a stream
+  alone over the budget loses its oldest events. A client that publishes to many topics or big
+  events cannot grow the router past them.
 
 Positions are opaque to clients: `{"offset": 41, "epoch": "9f2c..."}`, given back as `since`
 unchanged. `read_position` checks one strictly: a client sends it.
 
-Not wired yet: the component's `authenticator.history` procedure, the policy's `history` rule
-key, the Redis store and the kits come with the rest of issue 22.
+The component keeps events through authenticator/server/history.py.
 """
 
 from __future__ import annotations
 
+import json
 import secrets
 from collections import OrderedDict, deque
 from collections.abc import Callable, Mapping
@@ -29,6 +32,9 @@ MAX_LIMIT = 1000  # events one read may return
 EPOCH_CHARS = 16  # hex characters of an epoch (64 random bits)
 MAX_EPOCH_CHARS = 64  # what a client may send as one
 MAX_OFFSET = 2**53 - 1  # JavaScript's safe integers: the JS kit keeps positions as numbers
+# What one kept event costs beside its payload (bench/history_cost.py measured ~390 bytes).
+EVENT_OVERHEAD_BYTES = 400
+DEFAULT_MAX_BYTES = 256 * 2**20
 
 
 class PositionProblem(ValueError):
@@ -65,6 +71,7 @@ class KeptEvent:
     args: tuple
     kwargs: Mapping[str, Any]
     publisher_authid: str | None  # only where the rule discloses the publisher
+    cost: int = EVENT_OVERHEAD_BYTES  # bytes it is counted for against the store's budget
 
 
 @dataclass(frozen=True)
@@ -100,21 +107,30 @@ class Stream:
     top: int = 0
     events: deque = field(default_factory=deque)
 
-    def expire(self, now: float, size: int, ttl_seconds: float) -> None:
+    def expire(self, now: float, size: int, ttl_seconds: float) -> int:
+        """Drop what is past the size or the ttl; the bytes freed."""
         # In whole milliseconds, as the Redis store keeps times: both agree at the ttl's boundary.
         ttl_ms = round(ttl_seconds * 1000)
+        freed = 0
         while self.events and (len(self.events) > size or round((now - self.events[0].at) * 1000) > ttl_ms):
-            self.events.popleft()
+            freed += self.events.popleft().cost
+        return freed
+
+    @property
+    def bytes(self) -> int:
+        return sum(event.cost for event in self.events)
 
 
 class MemoryHistory:
     """The history of every topic that keeps one, in this process (a restart loses it: the new
     streams have other epochs). Not thread-safe: the component uses it on the reactor only."""
 
-    def __init__(self, *, max_streams: int = 100_000, clock: Callable[[], float],
+    def __init__(self, *, max_streams: int = 100_000, max_bytes: int = DEFAULT_MAX_BYTES, clock: Callable[[], float],
                  new_epoch: Callable[[], str] = lambda: secrets.token_hex(EPOCH_CHARS // 2)) -> None:  # fmt: skip
         self._streams: OrderedDict[str, Stream] = OrderedDict()
         self._max_streams, self._clock, self._new_epoch = max_streams, clock, new_epoch
+        self._max_bytes = max_bytes
+        self.bytes = 0  # the cost of every event held
 
     def __len__(self) -> int:
         return len(self._streams)
@@ -125,9 +141,22 @@ class MemoryHistory:
         now = self._clock()
         stream = self._stream(topic)
         stream.top += 1
-        stream.events.append(KeptEvent(stream.top, now, tuple(args or ()), dict(kwargs or {}), publisher_authid))
-        stream.expire(now, size, ttl_seconds)
+        args, kwargs = tuple(args or ()), dict(kwargs or {})
+        cost = EVENT_OVERHEAD_BYTES + payload_bytes(args, kwargs)
+        stream.events.append(KeptEvent(stream.top, now, args, kwargs, publisher_authid, cost))
+        self.bytes += cost - stream.expire(now, size, ttl_seconds)
+        self._within_budget(stream)
         return Position(stream.top, stream.epoch)
+
+    def _within_budget(self, current: Stream) -> None:
+        while self.bytes > self._max_bytes and len(self._streams) > 1:
+            topic, oldest = next(iter(self._streams.items()))
+            if oldest is current:  # the one in use is the most recent: never first, unless alone
+                break
+            del self._streams[topic]  # its topic starts again, with a new epoch
+            self.bytes -= oldest.bytes
+        while self.bytes > self._max_bytes and len(current.events) > 1:
+            self.bytes -= current.events.popleft().cost  # read as cut by size: recovered false
 
     def read(self, topic: str, since: Position | None, limit: int, *, size: int, ttl_seconds: float) -> Answer:
         """The events after `since`, see Answer. Without `since`: the newest `limit` events held,
@@ -135,7 +164,7 @@ class MemoryHistory:
         if not 1 <= limit <= MAX_LIMIT:
             raise ValueError(f"limit must be from 1 to {MAX_LIMIT}")
         stream = self._stream(topic)  # a topic read before any event: its epoch starts now
-        stream.expire(self._clock(), size, ttl_seconds)
+        self.bytes -= stream.expire(self._clock(), size, ttl_seconds)
         top = Position(stream.top, stream.epoch)
         held = stream.events
         if since is None:
@@ -148,7 +177,17 @@ class MemoryHistory:
         if stream is None:
             stream = self._streams[topic] = Stream(self._new_epoch())
             while len(self._streams) > self._max_streams:
-                self._streams.popitem(last=False)  # its topic starts again, with a new epoch
+                _, evicted = self._streams.popitem(last=False)  # its topic starts again, with a new epoch
+                self.bytes -= evicted.bytes
         else:
             self._streams.move_to_end(topic)
         return stream
+
+
+def payload_bytes(args: tuple, kwargs: dict) -> int:
+    """What an event's payload weighs, about: its JSON length (what the WAMP message carried,
+    which Crossbar bounds by max_message_size)."""
+    try:
+        return len(json.dumps([args, kwargs], separators=(",", ":"), default=str))
+    except (TypeError, ValueError):  # a payload JSON cannot say (bytes from CBOR): count its repr
+        return len(repr((args, kwargs)))

@@ -178,3 +178,24 @@ def test_every_answer_is_the_whole_rest_of_the_stream_or_says_it_is_not():
     SEEN.clear()
     _check_against_the_model()
     assert_reached_every_kind_of_answer(SEEN)
+
+
+def test_the_store_stays_within_its_byte_budget_and_what_it_drops_is_never_recovered():
+    from authenticator.core.history import EVENT_OVERHEAD_BYTES
+
+    big = "x" * 10_000
+    h = MemoryHistory(clock=Clock(), max_bytes=100_000)
+    first = h.append("app.chat.t0", [big], {}, None, size=SIZE, ttl_seconds=TTL)
+    for i in range(1, 50):  # a client publishing big events to ever new topics
+        h.append(f"app.chat.t{i}", [big], {}, None, size=SIZE, ttl_seconds=TTL)
+        assert h.bytes <= 100_000
+    assert h.bytes > 100_000 - 2 * (10_000 + EVENT_OVERHEAD_BYTES)  # the budget is used, not wasted
+    lost = h.read("app.chat.t0", first, 100, size=SIZE, ttl_seconds=TTL)
+    assert lost.recovered is False and lost.position.epoch != first.epoch  # evicted: a new epoch
+    # one stream alone over the budget loses its oldest events: a position before them is not recovered
+    alone = MemoryHistory(clock=Clock(), max_bytes=25_000)
+    positions = [alone.append("app.chat.one", [big], {}, None, size=SIZE, ttl_seconds=TTL) for _ in range(4)]
+    assert alone.bytes <= 25_000
+    assert alone.read("app.chat.one", positions[0], 100, size=SIZE, ttl_seconds=TTL).recovered is False
+    kept = alone.read("app.chat.one", positions[-2], 100, size=SIZE, ttl_seconds=TTL)
+    assert kept.recovered is True and [p for p, _ in kept.events] == [positions[-1]]
