@@ -77,6 +77,7 @@ def harden_proxy_worker(extra: Mapping) -> IResource:
     from authenticator.patches.event_positions import install_event_details
     from authenticator.patches.hello_timeout import DEFAULT_HELLO_TIMEOUT_SECONDS, install_hello_timeout
     from authenticator.patches.protocol_errors import install_proxy_frontend as one_line_per_proxy_protocol_error
+    from authenticator.patches.proxy_node_key import install as read_the_node_key_once
 
     log = Logger()
     guard = harden_router_worker(lambda message: log.warn(message))
@@ -84,6 +85,7 @@ def harden_proxy_worker(extra: Mapping) -> IResource:
     guard.apply("hello-timeout", install_hello_timeout, hello_timeout)
     guard.apply("proxy-protocol-errors", one_line_per_proxy_protocol_error)  # its frontend's Deferred
     guard.apply("event-positions", install_event_details, passthrough=True)  # keep the router's x_position
+    guard.apply("proxy-node-key", read_the_node_key_once)  # not twice per client session, with a QR code
     for path, bound in (extra.get("request_bodies") or {}).items():  # the paths forwarded to the router
         body_limit.declare_path(path, bound["max_bytes"], error=bound.get("error"))
     body_limit.trust_forwarded_for(extra.get("trusted_proxies") or ())

@@ -131,6 +131,15 @@ PATCHES: tuple[Patch, ...] = (
         test="tests/router/test_history.py::test_an_event_published_while_nobody_listens_is_kept_once",
     ),
     Patch(
+        name="proxy-node-key",
+        targets=("crossbar.worker.proxy:_read_node_key",),
+        installed_by="authenticator.patches.proxy_node_key:install",
+        why="A proxy worker parsed the node key file and rendered it as a QR code twice per client session "
+        "(~18 ms a session): the scale-out node ran ~10 x slower per core than one router worker.",
+        verified=(("crossbar", CROSSBAR),),
+        test="tests/component/test_proxy_node_key.py",
+    ),
+    Patch(
         name="protocol-errors",
         targets=("autobahn.wamp.websocket:WampWebSocketProtocol.onMessage",),
         installed_by="authenticator.patches.protocol_errors:install",
