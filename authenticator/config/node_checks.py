@@ -17,7 +17,20 @@ from pathlib import Path
 
 # The procedures the component registers.
 from authenticator.config.node_config import find_component
-from authenticator.contract import AUTHENTICATE, AUTHENTICATE_HEADERS, AUTHORIZE, COMPONENT_CLASS
+from authenticator.contract import (
+    AUTHENTICATE,
+    AUTHENTICATE_HEADERS,
+    AUTHORIZE,
+    COMPONENT_CLASS,
+    PRESENCE_TOPIC_PREFIX,
+)
+
+# What the component's static role must allow besides registering its procedures: presence tracks
+# subscriptions from Crossbar's meta events and publishes join/leave events (docs/recovery.md#presence).
+COMPONENT_NEEDS = (
+    ("wamp.subscription.on_create", "subscribe", "wamp.subscription.on_"),
+    (PRESENCE_TOPIC_PREFIX + "app.chat", "publish", PRESENCE_TOPIC_PREFIX),
+)
 
 # The authenticator each dynamic auth method of a websocket path must name.
 AUTHENTICATORS = {"ticket": AUTHENTICATE, "anonymous": AUTHENTICATE_HEADERS}
@@ -54,6 +67,15 @@ def check_node(config: Mapping, policy_roles: Iterable[str]) -> list[Problem]:
             f"names role {component_role!r}, which realm {realm_name!r} does not define; add to {roles_path} a "
             "role with static permissions for the authenticator's procedures (as the shipped config.json has)"
         )))  # fmt: skip
+    elif roles[component_role][1].get("authorizer") is None:
+        i, role = roles[component_role]
+        for uri, action, rule_uri in COMPONENT_NEEDS:
+            if not _static_allows(role.get("permissions") or [], uri, action):
+                problems.append(Problem(f"{roles_path}[{i}].permissions", (
+                    f"role {component_role!r} may not {action} {uri}, which presence needs; add "
+                    f'{{"uri": "{rule_uri}", "match": "prefix", "allow": {{"{action}": true}}}} '
+                    "(as the shipped config.json has)"
+                )))  # fmt: skip
     for name in policy_roles:
         if name not in roles:
             problems.append(Problem(roles_path, (
@@ -75,6 +97,21 @@ def check_node(config: Mapping, policy_roles: Iterable[str]) -> list[Problem]:
     problems.extend(_transport_problems(config))
     problems.extend(_route_problems(config, realm_name, policy_roles))
     return problems
+
+
+def _static_allows(permissions: Iterable, uri: str, action: str) -> bool:
+    """Whether Crossbar's static permissions allow action on uri, as its RouterRoleStaticAuth
+    decides: the permission with the longest URI that uri starts with (a later one of the same URI
+    replaces an earlier), if it is a prefix rule or names uri exactly. Wildcard rules are left out."""
+    by_uri = {p["uri"]: p for p in permissions if isinstance(p, Mapping) and isinstance(p.get("uri"), str)}
+    candidates = [rule_uri for rule_uri in by_uri if uri.startswith(rule_uri)]
+    if not candidates:
+        return False
+    best = by_uri[max(candidates, key=len)]
+    if best.get("match", "exact") != "prefix" and best["uri"] != uri:
+        return False
+    allow = best.get("allow")
+    return isinstance(allow, Mapping) and allow.get(action) is True
 
 
 def _websockets(config: Mapping):

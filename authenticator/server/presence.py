@@ -85,9 +85,11 @@ class Presence:
     # -- Crossbar's meta events (on the reactor) -----------------------------------------------
 
     def joined(self, details) -> None:
+        """Client sessions only: a session of a static role (a router link, the proxies' service
+        session, this component) is nobody's presence."""
         if isinstance(details, dict) and isinstance(details.get("session"), int):
             authid = details.get("authid")
-            if isinstance(authid, str):
+            if isinstance(authid, str) and details.get("authrole") in self._policy.roles:
                 self._authids[details["session"]] = authid
 
     def left(self, session_id) -> None:

@@ -130,3 +130,25 @@ def test_the_presence_ttl_is_a_setting_with_bounds(monkeypatch):
                        ([], "'presence' must be an object")):  # fmt: skip
         with pytest.raises(ConfigError, match=named):
             load_settings({**extra, "presence": bad}, REPO / ".crossbar", generate_secret=None)
+
+
+def test_a_node_config_whose_component_role_cannot_track_presence_is_named_with_the_fix():
+    import copy
+    import json
+
+    from authenticator.config.node_checks import check_node
+    from tests.support.router import REPO
+
+    shipped = json.loads((REPO / ".crossbar" / "config.json").read_text())
+    policy_roles = ["anonymous", "user", "admin", "backend"]
+    assert check_node(shipped, policy_roles) == []
+    for dropped, named in (("wamp.subscription.on_", "may not subscribe wamp.subscription.on_create"),
+                           ("authenticator.presence.", "may not publish authenticator.presence.app.chat")):  # fmt: skip
+        config = copy.deepcopy(shipped)
+        role = config["workers"][0]["realms"][0]["roles"][0]
+        assert role["name"] == "authenticator"
+        role["permissions"] = [p for p in role["permissions"] if p["uri"] != dropped]
+        problems = check_node(config, policy_roles)
+        assert [p.path for p in problems] == ["workers[0].realms[0].roles[0].permissions"], problems
+        assert f"role 'authenticator' {named}" in problems[0].message
+        assert f'"uri": "{dropped}", "match": "prefix"' in problems[0].message
