@@ -21,6 +21,8 @@ import txaio
 from autobahn.wamp.types import ComponentConfig
 from autobahn.websocket.util import parse_url
 
+import authenticator.kit.subscriptions as subscriptions
+from authenticator.contract import HISTORY
 from authenticator.kit.common import (
     FINAL_REASONS,
     LOST,
@@ -35,6 +37,8 @@ from authenticator.kit.common import (
     seconds_left,
     timer_seconds,
 )
+from authenticator.kit.event_positions import keep_positions
+from authenticator.kit.recovery import HISTORY_LIMIT
 
 CONNECT_TIMEOUT = 10  # seconds for a TCP (and TLS) connect; the WebSocket upgrade has 10 s more
 STOPPED = object()  # what a wait of the loop resolves to when stop() ends it
@@ -82,8 +86,24 @@ class KitClient:
         self._refresh_call = None
         self._outcome: tuple[str, str] | None = None  # why the current attempt ended
         self._joined = False  # a session joined on the current attempt
+        self._subscriptions: list[subscriptions.Subscription] = []  # made again on every join
+        self._position_notes = None  # the current connection's event positions (event_positions.py)
 
     # -- the application's side (the framework's start() and stop() call these) ------------------
+
+    def subscribe(
+        self, topic: str, handler: Callable[..., Any], *, recover: bool = False, on_recovered=None, since=None,
+        limit: int = HISTORY_LIMIT, details_arg: str | None = None,
+    ) -> subscriptions.Subscription:  # fmt: skip
+        """Subscribe on every join, from now on (at once if joined). recover=True: a topic that keeps
+        history delivers every event once, in order, the ones missed while away first, or tells
+        on_recovered(recovery) that it cannot (docs/clients.md#recovering-subscriptions-python)."""
+        subscription = subscriptions.make(self, topic, handler, recover=recover, on_recovered=on_recovered,
+                                          since=since, limit=limit, details_arg=details_arg)  # fmt: skip
+        self._subscriptions.append(subscription)
+        if self.session is not None and self.session.is_attached():
+            self._establish(subscription, self.session)
+        return subscription
 
     def _start_run(self):
         if self._running is None:
@@ -157,6 +177,7 @@ class KitClient:
         factory = self._factory_class(
             lambda: self._session_class(ComponentConfig(realm=self.realm), self), url=self.url, headers=headers
         )
+        self._position_notes = keep_positions(factory)
         # Notice a router that went away without closing (power, network) within ~40 s.
         factory.setProtocolOptions(openHandshakeTimeout=10, autoPingInterval=30, autoPingTimeout=10)
         protocol = await self._connected(factory)
@@ -176,6 +197,7 @@ class KitClient:
             # A lost connection ends the session without a leave: forget it here in any case.
             self._protocol, self.session = None, None
             self._cancel_refresh()
+            self._subscriptions_lost()
         # Twisted resolves is_closed first and then works out why (the TLS error, the session's
         # leave); asyncio the other way round. One turn of the loop, and both have said it.
         await self._turn()
@@ -249,6 +271,8 @@ class KitClient:
     async def _joined_session(self, session, details) -> None:
         self.session, self._joined = session, True
         self._set_state("connected")
+        for subscription in list(self._subscriptions):
+            self._establish(subscription, session)
         extra = details.authextra or {}
         if self.get_token is not None and extra.get("exp"):
             self._plan_refresh(session, seconds_left(extra))
@@ -259,6 +283,7 @@ class KitClient:
     def _left(self, details) -> None:
         self.session = None
         self._cancel_refresh()
+        self._subscriptions_lost()
         if details.reason == TRANSPORT_LOST:
             # Autobahn's own word for a connection that went away, not the router's: LOST, as the
             # JavaScript kit says. (And the same on both frameworks: Twisted reports the closed
@@ -266,6 +291,31 @@ class KitClient:
             return
         if self._outcome is None:  # first reason wins: a refused refresh, a failed get_token
             self._outcome = (details.reason, details.message or "")
+
+    # -- subscriptions (authenticator/kit/subscriptions.py) ---------------------------------------
+
+    def _establish(self, subscription, session) -> None:
+        txaio.add_callbacks(txaio.as_future(subscription.establish, session), None,
+                            lambda failure: self._subscription_failed(subscription, failure))  # fmt: skip
+
+    def _subscription_failed(self, subscription, failure) -> None:
+        if subscription.session is not self.session or self.session is None:
+            return  # the session ended while subscribing: the next join makes it again
+        self.log.error("crossbar-jwt: subscribing to {topic} failed: {error}", topic=subscription.topic,
+                       error=txaio.failure_message(failure))  # fmt: skip
+
+    def _subscriptions_lost(self) -> None:
+        for subscription in self._subscriptions:
+            subscription.lost()
+
+    def _read_history(self, session, topic: str, since: dict | None, limit: int):
+        """One authenticator.history call (a future of its answer); tests hold answers back here."""
+        return session.call(HISTORY, topic, since=since, limit=limit)
+
+    def _pause_for(self, seconds: float):
+        waiting = txaio.create_future()
+        self._call_later(timer_seconds(seconds), _settle, waiting, None)
+        return waiting
 
     # -- refresh -------------------------------------------------------------------------------
 

@@ -115,6 +115,23 @@ PATCHES: tuple[Patch, ...] = (
         test="tests/router/test_history.py::test_every_live_event_of_a_history_topic_carries_its_position",
     ),
     Patch(
+        name="kit-event-positions",
+        targets=(
+            "autobahn.wamp.serializer:Serializer.MESSAGE_TYPE_MAP",  # unserialize looks it up on the instance
+            "autobahn.wamp.serializer:Serializer.unserialize",
+            "autobahn.wamp.message:Event.parse",
+            "autobahn.wamp.websocket:WampWebSocketFactory#_serializers",  # copied per connection (copy.copy)
+        ),
+        installed_by="authenticator.kit.event_positions:keep_positions",
+        why="The Python kits' recovery places each live event by its x_position, which Event.parse drops: the "
+        "serializers of the kit's own factory (one connection) get an EVENT entry that parses with Event.parse "
+        "and notes the detail aside for the kit's handler. Runs in the application's process, without the "
+        "router's guard: the kit checks the autobahn version itself (VERIFIED_AUTOBAHN in the module) and on "
+        "another one warns and reads every live event from the history instead.",
+        verified=(("autobahn", AUTOBAHN),),
+        test="tests/unit/test_kit_event_positions.py::test_every_serializer_of_a_kit_factory_hands_over_the_position",
+    ),
+    Patch(
         name="history-tap",
         targets=(
             "crossbar.router.router:Router.authorize",
