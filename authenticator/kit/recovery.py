@@ -170,6 +170,7 @@ class Recovering:
         self._missed = 0
         self._failures = 0
         self._again = False  # a live event without a position came while reading: read once more
+        self._told_loss = False
         self._subscribed_before = since is not None  # a position given: the first subscription recovers too
 
     @property
@@ -235,8 +236,17 @@ class Recovering:
         if self._cause == BASELINE:
             self.position = page.top  # live events still wait: subscribed() comes next
             return []
+        if page.top.epoch != self.position.epoch and page.top.offset > 0 and not self._told_loss:
+            # The stream was lost (a restart, an eviction) after the last position: what it lost is
+            # announced, and its new epoch, all of it after the loss, is read from its start
+            # (offsets start at 1 in both stores).
+            steps = self._announce(False, NOT_HELD)
+            self._told_loss = True
+            self.position = Position(0, page.top.epoch)
+            self._buffer = [e for e in self._buffer if e.position.epoch == page.top.epoch]
+            return [*steps, self._next_read(0.0)]
         if not page.recovered or page.top.epoch != self.position.epoch:
-            return self._finish(self._rebase(page.top, NOT_HELD))
+            return self._finish(self._rebase(page.top, None if self._told_loss else NOT_HELD))
         steps: list = []
         for event in page.events:
             if event.position.at_or_before(self.position):
@@ -253,7 +263,7 @@ class Recovering:
         # Read up to the top: a buffered event of another epoch is of a stream lost before it
         # (one after it would be past the top, and shows at the next event as a gap).
         self._buffer = [e for e in self._buffer if e.position.epoch == page.top.epoch]
-        return self._finish(steps + self._announce(True, None))
+        return self._finish(steps + ([] if self._told_loss else self._announce(True, None)))
 
     def failed(self, read: int, error: str) -> list:
         """The read failed with this error URI (the kit's own word if there was none)."""
@@ -274,6 +284,7 @@ class Recovering:
 
     def _start(self, cause: str) -> Fetch:
         self._cause, self._missed, self._failures, self._reading = cause, 0, 0, True
+        self._told_loss = False  # a loss announced in this recovery (not again for the same one)
         return self._next_read(0.0)
 
     def _next_read(self, delay: float) -> Fetch:

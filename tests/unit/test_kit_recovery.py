@@ -297,10 +297,25 @@ def test_duplicates_are_dropped_and_a_gap_or_another_epoch_reads_the_history():
     steps = r.answered(fetch.read, page([7, 8, 9], top=9))
     assert delivered(steps) == [(7, True), (8, True), (9, True)]  # 9 again from the buffer: dropped
     assert steps[-1] == Announce(Recovery(TOPIC, True, 3, GAP))
-    [fetch] = r.live(event(1, "e1"))
-    steps = r.answered(fetch.read, page([], top=1, recovered=False, epoch="e1"))
+    # another epoch: the stream was lost; the loss is announced, and the new epoch read from its start
+    [fetch] = r.live(event(2, "e1"))
+    steps = r.answered(fetch.read, page([], top=2, recovered=False, epoch="e1"))
     assert steps[0] == Announce(Recovery(TOPIC, False, 0, GAP, NOT_HELD))
-    assert delivered(steps) == [(1, False)] and r.position == at(1, "e1")
+    assert steps[1].since == at(0, "e1")
+    steps = r.answered(steps[1].read, page([1, 2], top=2, epoch="e1"))
+    assert delivered(steps) == [(1, True), (2, True)] and r.position == at(2, "e1")
+    assert [s for s in steps if isinstance(s, Announce)] == []  # one announcement per recovery: the loss
+
+
+def test_a_new_epoch_whose_start_is_no_longer_held_starts_from_the_live_events():
+    r = Recovering(TOPIC, since=at(5))
+    r.subscribing()
+    [fetch] = r.subscribed()
+    r.live(event(9, "e1"))
+    steps = r.answered(fetch.read, page([], top=9, recovered=False, epoch="e1"))
+    steps = r.answered(steps[-1].read, page([], top=9, recovered=False, epoch="e1"))  # 1.. cut by the size
+    assert [s for s in steps if isinstance(s, Announce)] == []  # announced once, before
+    assert delivered(steps) == [(9, False)] and r.position == at(9, "e1")
 
 
 def test_more_than_a_page_is_read_on_from_the_last_event_given():
