@@ -87,6 +87,7 @@ class Report:
     recoveries: list[dict] = field(default_factory=list)
     cuts: list[tuple[float, float]] = field(default_factory=list)  # (start, end), seconds into the run
     restart: tuple[float, float] | None = None
+    closed: list[int] = field(default_factory=list)  # connections each cut closed
     joins: int = 0
     unannounced_gaps: list[tuple[int, int]] = field(default_factory=list)  # (last before, first after)
 
@@ -154,11 +155,15 @@ def run(seconds: float = 120.0, *, store: str = "redis", kit: str = "asyncio", w
             events.append((at(0.5), "restart"))
         thread = threading.Thread(target=publishing.run, args=(start + seconds,), daemon=True)
         thread.start()
-        for when, what in sorted(events):
+        joined = lambda: sum(1 for line in lines() if line.get("state") == "connected")  # noqa: E731
+        for done, (when, what) in enumerate(sorted(events)):
             time.sleep(max(0.0, when - time.monotonic()))
+            # Each disruption hits a joined subscriber (after a slow restart it may still be on its way).
+            wait_for(lambda done=done: joined() > done, 30, "the subscriber to be joined again")
             begun = time.monotonic() - start
             if what == "cut":
                 closed = relay.stop()
+                report.closed.append(closed)
                 log(f"{begun:5.1f} s: connection cut ({closed} closed), for {CUT_SECONDS} s")
                 time.sleep(CUT_SECONDS)
                 relay.start()
