@@ -1,7 +1,12 @@
 """A loopback TCP port in front of a real server (redis-server) that can stall: while stalled it
 accepts connections and reads what they send but never answers — a hung server, the case socket
 timeouts exist for. Otherwise it forwards both ways. The URL a router is configured with stays the
-same, so a test can hang the store under a running router and bring it back."""
+same, so a test can hang the store under a running router and bring it back.
+
+It can also be cut (`cut()`): a network that went away while the server stays up. Every open
+connection is closed on both sides, so its client sees the connection lost (a browser's WebSocket
+notices, which Chromium's offline mode does not do to an open one), and new connections are closed
+at once until `forward()`."""
 
 from __future__ import annotations
 
@@ -13,6 +18,7 @@ class StallingProxy:
     def __init__(self, target_port: int) -> None:
         self.target_port = target_port
         self.stalled = False
+        self.cutting = False  # cut(): connections are closed, new ones at once
         self.swallowed = 0  # chunks read while stalled (requests that got no answer)
         self._lock = threading.Lock()
         self._links: list[_Link] = []
@@ -30,10 +36,20 @@ class StallingProxy:
         for link in links:
             link.cut_upstream()
 
+    def cut(self) -> None:
+        """The network is gone: every open connection is closed on both sides, and each new one is
+        closed at once, until forward()."""
+        with self._lock:
+            self.cutting = True
+            links = list(self._links)
+        for link in links:
+            link.close()
+
     def forward(self) -> None:
         """Answer again: new connections reach the server; connections held silent are closed (their
         clients reconnect)."""
         with self._lock:
+            self.cutting = False
             self.stalled = False
             silent = [link for link in self._links if link.upstream is None]
         for link in silent:
@@ -65,6 +81,9 @@ class StallingProxy:
     def _serve(self, client: socket.socket) -> None:
         with self._lock:
             stalled = self.stalled
+            if self.cutting:
+                _shut(client)
+                return
         upstream = None if stalled else socket.create_connection(("127.0.0.1", self.target_port), timeout=5)
         link = _Link(client, upstream)
         with self._lock:
