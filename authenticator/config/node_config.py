@@ -189,6 +189,20 @@ def websocket_url(config: Mapping) -> str | None:
     return None
 
 
+def smallest_max_message_size(config: Mapping | None) -> int | None:
+    """The smallest `max_message_size` a transport of the node sets (None: none sets one): what
+    one WAMP message to a client may weigh on its way out."""
+    sizes = [
+        transport["options"]["max_message_size"]
+        for worker in (config or {}).get("workers") or ()
+        if isinstance(worker, Mapping)
+        for transport in worker.get("transports") or ()
+        if isinstance(transport, Mapping) and isinstance(transport.get("options"), Mapping)
+        and type(transport["options"].get("max_message_size")) is int
+    ]  # fmt: skip
+    return min(sizes) if sizes else None
+
+
 def deprecated_paths_in(config: Mapping) -> list[tuple[str, str]]:
     """(where in the config, old dotted path) of every 0.1 path a node config names: they work in
     this release only (CHANGELOG.md)."""
@@ -229,4 +243,3 @@ def _python_paths(node, where: str = ""):
     elif isinstance(node, list):
         for index, value in enumerate(node):
             yield from _python_paths(value, f"{where}[{index}]")
-

@@ -131,6 +131,7 @@ class MemoryHistory:
         self._max_streams, self._clock, self._new_epoch = max_streams, clock, new_epoch
         self._max_bytes = max_bytes
         self.bytes = 0  # the cost of every event held
+        self._unpublished: OrderedDict[str, None] = OrderedDict()  # streams read, never appended to
 
     def __len__(self) -> int:
         return len(self._streams)
@@ -140,6 +141,7 @@ class MemoryHistory:
         """Keep one event of `topic`; its position."""
         now = self._clock()
         stream = self._stream(topic)
+        self._unpublished.pop(topic, None)
         stream.top += 1
         args, kwargs = tuple(args or ()), dict(kwargs or {})
         cost = EVENT_OVERHEAD_BYTES + payload_bytes(args, kwargs)
@@ -154,6 +156,7 @@ class MemoryHistory:
             if oldest is current:  # the one in use is the most recent: never first, unless alone
                 break
             del self._streams[topic]  # its topic starts again, with a new epoch
+            self._unpublished.pop(topic, None)
             self.bytes -= oldest.bytes
         while self.bytes > self._max_bytes and len(current.events) > 1:
             self.bytes -= current.events.popleft().cost  # read as cut by size: recovered false
@@ -176,8 +179,17 @@ class MemoryHistory:
         stream = self._streams.get(topic)
         if stream is None:
             stream = self._streams[topic] = Stream(self._new_epoch())
+            self._unpublished[topic] = None
             while len(self._streams) > self._max_streams:
-                _, evicted = self._streams.popitem(last=False)  # its topic starts again, with a new epoch
+                # Streams only read go first: a reader walking fresh topics cannot push out the
+                # streams that hold events. The evicted topic starts again with a new epoch.
+                if len(self._unpublished) > 1 or (self._unpublished and topic not in self._unpublished):
+                    evicted_topic = next(t for t in self._unpublished if t != topic)
+                    del self._unpublished[evicted_topic]
+                    evicted = self._streams.pop(evicted_topic)
+                else:
+                    evicted_topic, evicted = self._streams.popitem(last=False)
+                    self._unpublished.pop(evicted_topic, None)
                 self.bytes -= evicted.bytes
         else:
             self._streams.move_to_end(topic)

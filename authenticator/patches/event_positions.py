@@ -73,20 +73,44 @@ def install_event_details(*, passthrough: bool = False) -> None:
         message.Event.marshal = marshal
         message.Event._crossbar_jwt_positions = True
     if passthrough and not getattr(message.Event, "_crossbar_jwt_passthrough", False):
-        original_parse = message.Event.parse
+        from crossbar.worker.proxy import ProxyBackendSession
+
+        original_parse, original_open = message.Event.parse, ProxyBackendSession.onOpen
 
         def parse(wmsg):
             event = original_parse(wmsg)
             carried = wmsg[3].get(EVENT_POSITION_DETAIL) if isinstance(wmsg[3], dict) else None
-            if carried is not None:
+            if carried is not None and _reading_from_router[0]:  # never from what a client sends
                 try:
                     remember(event.publication, read_position(carried).as_wire())
                 except PositionProblem:
                     pass  # not one of ours: passed on without it
             return event
 
+        def on_open(self, transport):
+            # The proxy's connection to the router worker: only what arrives on it is the router's.
+            serializer = getattr(transport, "_serializer", None)
+            if serializer is not None:
+                serializer.unserialize = _from_the_router(serializer.unserialize)
+            return original_open(self, transport)
+
         message.Event.parse = staticmethod(parse)
+        ProxyBackendSession.onOpen = on_open
         message.Event._crossbar_jwt_passthrough = True
+
+
+_reading_from_router = [False]  # set while a proxy worker parses what its router worker sent
+
+
+def _from_the_router(unserialize):
+    def unserialize_from_router(*args, **kwargs):
+        _reading_from_router[0] = True
+        try:
+            return unserialize(*args, **kwargs)
+        finally:
+            _reading_from_router[0] = False
+
+    return unserialize_from_router
 
 
 class HistoryTap:
@@ -99,10 +123,13 @@ class HistoryTap:
     _transport = None
 
     def __init__(self, keep: Callable, keeps_history: Callable[[str], bool],
-                 kept_elsewhere: Callable[[object], bool] = lambda session: False) -> None:  # fmt: skip
-        """`kept_elsewhere(session)`: whether a publication of that session was kept already where it
-        was first published (a router link relaying another router's event into a shared store)."""
+                 kept_elsewhere: Callable[[object], bool] = lambda publish: False,
+                 refused: Callable[[object, object, str], None] = lambda *_: None) -> None:  # fmt: skip
+        """`kept_elsewhere(publish)`: whether that publication was kept already where it was first
+        published (a router link relaying another router's event into a shared store);
+        `refused(publish, session, reason)`: logs a publication the tap refuses."""
         self._keep, self._keeps_history, self._kept_elsewhere = keep, keeps_history, kept_elsewhere
+        self._refused = refused
         self._pending: OrderedDict[int, dict] = OrderedDict()  # id(publish) -> position
         self.current = None  # the PUBLISH the broker is processing, while it asks for authorization
 
@@ -133,7 +160,13 @@ class HistoryTap:
         refuses the publication with our message, and nothing is dispatched unkept)."""
         if not authorization.get("allow") or not self._keeps_history(publish.topic):
             return authorization
-        if self._kept_elsewhere(session):
+        if publish.payload is not None:
+            # Payload mode (end-to-end encrypted or transparent): the router never sees args and
+            # kwargs, so it could keep nothing a recovering subscriber could use.
+            self._refused(publish, session, "a payload-mode (end-to-end encrypted) publication cannot be kept on a "
+                          "topic that keeps history; publish args/kwargs, or to a topic without history")  # fmt: skip
+            return {"allow": False, "cache": False, "disclose": False}
+        if self._kept_elsewhere(publish):
             return authorization  # sent without a position: the kits read it from the shared store
         # the publisher's authid is kept only where the rule discloses the publisher
         publisher = getattr(session, "_authid", None) if authorization.get("disclose") else None

@@ -106,12 +106,16 @@ PATCHES: tuple[Patch, ...] = (
     ),
     Patch(
         name="event-positions",
-        targets=("autobahn.wamp.message:Event.marshal", "autobahn.wamp.message:Event.parse"),
+        targets=(
+            "autobahn.wamp.message:Event.marshal",
+            "autobahn.wamp.message:Event.parse",
+            "crossbar.worker.proxy:ProxyBackendSession.onOpen",
+        ),
         installed_by="authenticator.patches.event_positions:install_event_details",
         why="A live event of a history topic must carry its position (x_position) so that a kit can tell it "
         "missed one; Autobahn's Event has no free detail, and a proxy worker re-marshals the router's EVENTs "
-        "without the details it does not know.",
-        verified=(("autobahn", AUTOBAHN),),
+        "without the details it does not know (kept only from what its router worker sends).",
+        verified=(("autobahn", AUTOBAHN), ("crossbar", CROSSBAR)),
         test="tests/router/test_history.py::test_every_live_event_of_a_history_topic_carries_its_position",
     ),
     Patch(

@@ -22,7 +22,7 @@ from twisted.internet.task import deferLater
 from twisted.internet.threads import blockingCallFromThread
 from twisted.python.threadpool import ThreadPool
 
-from authenticator.config.node_config import deprecated_path_lines
+from authenticator.config.node_config import deprecated_path_lines, smallest_max_message_size
 from authenticator.config.settings import ConfigError, load_settings
 from authenticator.config.stop import stop_for_configuration
 from authenticator.contract import AUTHENTICATE, AUTHENTICATE_HEADERS, AUTHORIZE, HISTORY, PRESENCE, REFRESH, REVOKE
@@ -107,7 +107,8 @@ class AuthenticatorComponent(ApplicationSession):
         self.procedures = Procedures(self.settings, self.admission, self.keeper, self.store, self._io, self.log)
         self.presence = Presence(self.settings, self.authorizer, self.keeper.token_roles, self.publish, self._io,
                                  self.log)  # fmt: skip
-        self.history = History(self.settings, self.authorizer, self.keeper.token_roles, self._io, self.log)
+        self.history = History(self.settings, self.authorizer, self.keeper.token_roles, self._io, self.log,
+                               max_message_size=smallest_max_message_size(self._node))  # fmt: skip
         for key in self.settings.keys.keys:
             if key.generated:  # tokens signed with any other secret are refused: say where it is
                 self.log.warn(

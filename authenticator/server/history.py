@@ -20,16 +20,28 @@ import time
 
 from autobahn.wamp.exception import ApplicationError
 from twisted.internet import reactor
+from twisted.internet.defer import fail
 from twisted.internet.threads import deferToThreadPool
 from twisted.python.threadpool import ThreadPool
 
 from authenticator.contract import HISTORY_UNAVAILABLE, NO_HISTORY
-from authenticator.core.history import MAX_LIMIT, Answer, MemoryHistory, PositionProblem, read_position
+from authenticator.core.history import MAX_LIMIT, Answer, MemoryHistory, PositionProblem, payload_bytes, read_position
 from authenticator.core.logtext import clip
 from authenticator.core.policy import observed_topics
 from authenticator.patches.event_positions import HistoryTap
 
 DEFAULT_LIMIT = 100
+# Appends waiting for the Redis writer at once: past it a publication is refused at once (the
+# writer is behind: Redis is slow), rather than queued without bound.
+MAX_WAITING_APPENDS = 1000
+# After a failed append, appends are refused at once for this long (Redis is down: publishers get
+# their answer without waiting a timeout each, and the log gets one line), then one is tried.
+RETRY_SECONDS = 1.0
+# What one answer's events may weigh (their JSON) when no transport of the node says less: the
+# answer must fit in one WAMP message to the client (a transport's max_message_size).
+DEFAULT_ANSWER_BYTES = 1_000_000
+ANSWER_OVERHEAD_BYTES = 4096  # the answer's own keys and framing, beside the events
+EVENT_OVERHEAD_BYTES = 160  # an event's keys and position in the answer (JSON), beside its payload
 # Topics the memory store keeps at once; the least recently used stream goes first (its topic
 # starts again with a new epoch: its readers get recovered false).
 MEMORY_MAX_TOPICS = 100_000
@@ -39,11 +51,19 @@ class HistoryUnavailable(Exception):
     """The history store could not keep or read an event; str() is what the client is told."""
 
 
+class _KnownDown(Exception):
+    """An append refused without asking the store: the one before it failed just now."""
+
+
 class History:
-    def __init__(self, settings, authorizer, token_roles, io_pool, log) -> None:
+    def __init__(self, settings, authorizer, token_roles, io_pool, log, *, max_message_size: int | None = None) -> None:
         self._policy, self._authorizer, self._token_roles = settings.policy, authorizer, token_roles
         self._io, self._log = io_pool, log
         self._max_uri_length = settings.limits.max_uri_length
+        self._answer_bytes = (max_message_size - ANSWER_OVERHEAD_BYTES) if max_message_size else DEFAULT_ANSWER_BYTES
+        self._waiting_appends = 0  # on the reactor
+        # Set by the writer thread, read by both: appends are refused at once until then (monotonic).
+        self._down_until: float | None = None
         redis_url = settings.store.redis_url
         if redis_url:
             import redis
@@ -59,11 +79,12 @@ class History:
             self.store = MemoryHistory(max_streams=MEMORY_MAX_TOPICS, clock=time.monotonic)
             self._errors = ()
             self._writer = None
-        # With a shared store, an event a router link relays from another router was kept there
-        # (links authenticate with static roles, which the policy does not define).
+        # With a shared store, an event a router link relays from another router was kept there: a
+        # link publishes it with forward_for (the original publisher), which the authorizer refuses
+        # to every client session, so it marks a relay and nothing else.
         self.tap = HistoryTap(
             self.keep, lambda topic: self._policy.history_for(topic) is not None,
-            lambda session: self._writer is not None and getattr(session, "_authrole", None) not in self._policy.roles,
+            lambda publish: self._writer is not None and bool(publish.forward_for), self._refused,
         )  # fmt: skip
 
     @property
@@ -85,17 +106,53 @@ class History:
         if self._writer is None:
             return self.store.append(topic, args, kwargs, publisher_authid, size=kept.size,
                                      ttl_seconds=kept.ttl_seconds).as_wire()  # fmt: skip
-        d = deferToThreadPool(reactor, self._writer, self.store.append, topic, args, kwargs, publisher_authid,
+        if self._known_down() or self._waiting_appends >= MAX_WAITING_APPENDS:
+            return fail(self._unavailable())  # at once: no timeout each, no line each
+        self._waiting_appends += 1
+        d = deferToThreadPool(reactor, self._writer, self._append_on_writer, topic, args, kwargs, publisher_authid,
                               size=kept.size, ttl_seconds=kept.ttl_seconds)  # fmt: skip
+        d.addBoth(self._appended)
         return d.addCallbacks(lambda position: position.as_wire(), self._keep_failed, errbackArgs=(topic,))
 
+    def _known_down(self) -> bool:
+        down_until = self._down_until
+        return down_until is not None and time.monotonic() < down_until
+
+    def _append_on_writer(self, *args, **kwargs):
+        """On the writer thread: appends queued behind one that failed are refused at once (Redis
+        is down), not one timeout after the other; past RETRY_SECONDS the next one tries."""
+        if self._known_down():
+            raise _KnownDown()
+        try:
+            position = self.store.append(*args, **kwargs)
+        except BaseException:
+            self._down_until = time.monotonic() + RETRY_SECONDS
+            raise
+        self._down_until = None
+        return position
+
+    def _appended(self, result):
+        self._waiting_appends -= 1
+        return result
+
     def _keep_failed(self, failure, topic: str):
-        self._log.warn("history: could not keep an event of {topic}: {kind}; the publication is refused",
-                       topic=clip(topic, 200), kind=type(failure.value).__name__)  # fmt: skip
-        raise HistoryUnavailable(
+        if not failure.check(_KnownDown):  # one line per failed try, at most one per RETRY_SECONDS
+            self._log.warn("history: could not keep an event of {topic}: {kind}; publications of history topics "
+                           "are refused for {seconds} s, then one is tried", topic=clip(topic, 200),
+                           kind=type(failure.value).__name__, seconds=RETRY_SECONDS)  # fmt: skip
+        raise self._unavailable()
+
+    @staticmethod
+    def _unavailable() -> HistoryUnavailable:
+        return HistoryUnavailable(
             f"{HISTORY_UNAVAILABLE}: the history store cannot be reached, so the event was not published "
             "(its subscribers could not recover it). Retry."
         )
+
+    def _refused(self, publish, session, reason: str) -> None:
+        self._log.warn("authorization denied: publish {uri} authid={authid} role={role} via=history reason={reason}",
+                       uri=clip(publish.topic, 200), authid=getattr(session, "_authid", None),
+                       role=getattr(session, "_authrole", None), reason=reason)  # fmt: skip
 
     # -- reading: authenticator.history ---------------------------------------------------------
 
@@ -137,12 +194,17 @@ class History:
                 raise ApplicationError(
                     HISTORY_UNAVAILABLE, "The history store cannot be reached; retry (the kits do)."
                 ) from None
-        return as_wire(answer)
+        return as_wire(answer, self._answer_bytes)
 
 
-def as_wire(answer: Answer) -> dict:
-    events = []
+def as_wire(answer: Answer, max_bytes: int) -> dict:
+    """The answer as the client gets it: its events up to `max_bytes` of payload (always one), so
+    that it fits in one message; the rest is a next page (the last event's position < `position`)."""
+    events, weight = [], 0
     for position, event in answer.events:
+        weight += EVENT_OVERHEAD_BYTES + payload_bytes(event.args, event.kwargs) + len(event.publisher_authid or "")
+        if events and weight > max_bytes:
+            break
         item = {"position": position.as_wire(), "args": list(event.args), "kwargs": dict(event.kwargs)}
         if event.publisher_authid is not None:
             item["publisher_authid"] = event.publisher_authid
