@@ -193,11 +193,11 @@ def install_history_tap(router, tap: HistoryTap, observed: list[tuple[str, str]]
     original_process, original_authorize = broker.processPublish, router.authorize
 
     def process_publish(session, publish):
-        tap.current = publish
+        outer, tap.current = tap.current, publish  # a publication a handler makes while one is dispatched
         try:
             return original_process(session, publish)
         finally:
-            tap.current = None
+            tap.current = outer
 
     def authorize(session, uri, action, options=None):
         answer = original_authorize(session, uri, action, options)
