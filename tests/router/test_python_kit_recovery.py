@@ -180,3 +180,44 @@ async def test_a_restart_of_the_memory_store_is_announced_recovered_false(own_ro
         assert kit.received == [(0, False), (1, False), (2, False), (3, False)]
     finally:
         await kit.client.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_without_event_positions_every_event_still_arrives_once_and_in_order(router, monkeypatch):
+    """An Autobahn the kit was not verified on: no x_position reaches it. Each live event is read
+    from the history instead, through a cut too: the same events, once, in order."""
+    from authenticator.kit import event_positions
+
+    monkeypatch.setattr(event_positions, "_verdict", False)  # as positions_readable() decides on such a version
+    bob_id = unique("bob")
+    topic = notifications(bob_id)
+    relay = TcpRelay(router.port).start()
+    kit = Subscriber(relay.url(), bob_id, topic)
+    reads = []
+    history = kit.client._read_history
+    kit.client._read_history = lambda *args: reads.append(args[2]) or history(*args)
+    admin = await publisher(router)
+    try:
+        kit.client.start()
+        await kit.caught_up(1)
+        assert kit.client._position_notes is None
+        for n in range(3):
+            await admin.publish(topic, n, options=ACK)
+        await kit.got(3)
+        relay.stop()
+        await eventually(lambda: kit.client.state == "reconnecting", 10, "the kit to notice")
+        for n in range(3, 6):
+            await admin.publish(topic, n, options=ACK)
+        relay.start()
+        await kit.caught_up(2)
+        for n in (6, 7):
+            await admin.publish(topic, n, options=ACK)
+        await kit.got(8)
+        assert kit.numbers() == list(range(8)), kit.received
+        assert all(missed for _, missed in kit.received)  # every one of them from the history
+        assert kit.recoveries == [Recovery(topic, True, 3, RESUBSCRIBE)]
+        assert len(reads) >= 6  # a read per live event (or burst), besides the (re)subscriptions'
+    finally:
+        admin.leave()
+        await kit.client.stop()
+        relay.stop()
