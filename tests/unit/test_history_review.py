@@ -1,7 +1,8 @@
-"""Review of issue 22's server side (recovery): findings that fail today, each marked
-xfail(strict=True) so the suite stays green until the fix lands (then the xfail must go).
-
-See the review report for the severity and the suggested fix of each."""
+"""Review of issue 22's server side (recovery): each test was a finding that failed on 444c19d/235f821
+(committed as strict xfail in b19b865) and passes since the fixes of 931767b; kept as regressions:
+a proxy takes no position from a client's EVENT frame, a payload-mode publication on a history
+topic is refused, reads of fresh topics evict no stream holding events, a static-role service's
+publications are kept with Redis, a hung Redis refuses later appends at once with one log line."""
 
 from __future__ import annotations
 
@@ -52,8 +53,6 @@ def event_class_restored():
 # -- 1. proxy passthrough: a client's own EVENT frame writes the proxy's position table ---------
 
 
-@pytest.mark.xfail(strict=True, reason="review: Event.parse passthrough records positions from frames a client "
-                   "sends to a proxy worker (before HELLO even), then attached to other clients' EVENTs")  # fmt: skip
 def test_an_event_frame_sent_by_a_client_to_a_proxy_gives_no_position_to_anyones_event(event_class_restored):
     install_event_details(passthrough=True)  # what harden_proxy_worker installs in proxy workers
     # A client (not yet joined: the proxy's frontend unserializes every frame before its session
@@ -83,9 +82,6 @@ def tap_recording(kept: list, kept_elsewhere=lambda session: False) -> HistoryTa
     return HistoryTap(keep, lambda topic: topic.startswith("app.chat."), kept_elsewhere)
 
 
-@pytest.mark.xfail(strict=True, reason="review: a PUBLISH in payload mode (JSON: [16, req, {}, topic, 'opaque']) "
-                   "is dispatched with its payload but kept as an empty event: a recovering subscriber gets "
-                   "args [] kwargs {} for it")  # fmt: skip
 def test_a_payload_mode_publication_on_a_history_topic_is_refused_or_kept_whole():
     # what the router worker parses from a JSON client's 5-element PUBLISH ending in a binary
     # string (WAMP JSON: "\u0000" + base64): payload mode, the broker skips validation and sends
@@ -104,9 +100,6 @@ def test_a_payload_mode_publication_on_a_history_topic_is_refused_or_kept_whole(
 # -- 3. reads create streams: any subscriber can push every real stream out -------------------
 
 
-@pytest.mark.xfail(strict=True, reason="review: MemoryHistory.read creates a stream for a topic never published "
-                   "and counts it in max_streams' LRU: reading 100,000 fresh app.chat.* topics (any user may) "
-                   "evicts every stream holding events, so every client comes back recovered:false")  # fmt: skip
 def test_reading_fresh_topics_does_not_evict_a_stream_that_holds_events():
     store = MemoryHistory(max_streams=3, clock=time.monotonic)
     mine = store.append("app.chat.real", ["missed"], {}, None, size=100, ttl_seconds=600)
@@ -131,9 +124,6 @@ def history_with_redis(redis_url: str, timeout: float = 5.0, log=None):
     return History(settings, authorizer=None, token_roles=lambda caller: (), io_pool=None, log=log)
 
 
-@pytest.mark.xfail(strict=True, reason="review: with Redis, any session whose role the policy does not define "
-                   "(a static role of the Crossbar config, e.g. a backend service's) is taken for a router link "
-                   "relay: its publications on history topics are never kept and go out without positions")  # fmt: skip
 def test_with_redis_a_static_role_publishing_itself_is_kept_only_link_relays_are_not():
     history = history_with_redis("redis://127.0.0.1:1/0")  # never connected here
     kept: list = []
@@ -187,10 +177,6 @@ class Log:
     info = debug = error = warn
 
 
-@pytest.mark.xfail(strict=True, reason="review: the history writer is one thread with an unbounded queue and no "
-                   "circuit breaker: with Redis hung, the n-th publication of a history topic waits ~n x timeout "
-                   "(every publisher of such topics stalls, the queue grows without bound) and each one logs a "
-                   "warn line")  # fmt: skip
 @pytest_twisted.ensureDeferred
 async def test_a_hung_redis_refuses_later_appends_at_once_not_one_timeout_after_the_other():
     from twisted.internet.defer import DeferredList
