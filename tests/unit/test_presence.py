@@ -152,3 +152,21 @@ def test_a_node_config_whose_component_role_cannot_track_presence_is_named_with_
         assert [p.path for p in problems] == ["workers[0].realms[0].roles[0].permissions"], problems
         assert f"role 'authenticator' {named}" in problems[0].message
         assert f'"uri": "{dropped}", "match": "prefix"' in problems[0].message
+
+
+def test_only_an_exact_subscription_reaches_presence_events_and_no_client_publishes_there():
+    from authenticator.core.presence import events_problem, events_topic
+
+    assert events_topic("authenticator.presence.app.chat.lobby") == "app.chat.lobby"
+    assert events_topic("app.chat.lobby") is None
+    assert events_problem("subscribe", "authenticator.presence.app.chat.lobby", "exact") is None
+    assert "one topic" in events_problem("subscribe", "authenticator.presence.", "exact")
+    for uri, match in (("a", "prefix"), ("authenticator.", "prefix"), ("authenticator.presence.app.", "prefix"),
+                       ("authenticator..app.chat", "wildcard"), (".presence.app", "wildcard"),
+                       ("authenticator.presence..lobby", "wildcard")):  # fmt: skip
+        assert "one topic at a time" in events_problem("subscribe", uri, match), (uri, match)
+    for uri, match in (("app.", "prefix"), ("authenticator.refresh", "prefix"), ("authenticator.presence", "wildcard"),
+                       ("app..lobby", "wildcard"), ("authenticator.history.", "prefix")):  # fmt: skip
+        assert events_problem("subscribe", uri, match) is None, (uri, match)
+    assert events_problem("publish", "authenticator.presence.app.chat.lobby", "exact").startswith("only the router")
+    assert events_problem("publish", "app.chat.lobby", "exact") is None
