@@ -1,7 +1,11 @@
 // The demo page: one connection through the client kit (the npm package crossbar-jwt, in
 // crossbar-jwt/; index.html's import map names it), which fetches a token from /auth/token on
 // every (re)connect, refreshes it before exp and reconnects when it must.
-import { connect } from "crossbar-jwt";
+// The chat and the notifications are the kit's recovering subscriptions: after a lost connection
+// or a reload the page shows what it missed, once each and in order ("recovered N missed"). The
+// page keeps what its lists show in sessionStorage (its own data; the kit keeps its positions
+// there too), so a reload shows the earlier ones and the kit adds those it missed.
+import { connect, PRESENCE_PROCEDURE, PRESENCE_TOPIC_PREFIX } from "crossbar-jwt";
 
 const $ = (id) => document.getElementById(id);
 const WS_URL = `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/ws`;
@@ -33,6 +37,91 @@ function append(list, text, who) {
   $(list).append(item);
 }
 
+// -- a list of a recovering subscription: what it shows, kept in sessionStorage (the page's data) --
+const CHAT = "app.chat.lobby";
+const lists = {}; // element id -> {topic, key, items: [{text, who, offset, epoch}]}
+
+function storedItems(key) {
+  try {
+    const items = JSON.parse(sessionStorage.getItem(key) || "[]");
+    return Array.isArray(items) ? items : [];
+  } catch {
+    return [];
+  }
+}
+
+function showList(id) {
+  $(id).replaceChildren();
+  for (const item of lists[id].items) append(id, item.text, item.who);
+}
+
+function keepItems(id) {
+  try {
+    sessionStorage.setItem(lists[id].key, JSON.stringify(lists[id].items));
+  } catch {
+    // storage full or off: the list is still shown
+  }
+}
+
+function openList(id, topic) {
+  lists[id] = { topic, key: `demo.shown ${me.authid} ${topic}`, items: [] };
+  lists[id].items = storedItems(lists[id].key);
+  showList(id);
+  $(`${id}-recovery`).textContent = "";
+}
+
+function addItem(id, text, who, position) {
+  const item = { text: String(text), who: who || null, offset: position ? position.offset : null,
+    epoch: position ? position.epoch : null };
+  lists[id].items.push(item);
+  keepItems(id);
+  append(id, item.text, item.who);
+}
+
+// After each recovery: "recovered N missed". recovered false: events were lost for good (a router
+// restart without Redis, too long away): the page forgets what it showed (its own data) and shows
+// what the kit delivers next: the events kept since the loss, then the live ones.
+function recovered(id, { recovered: whole, missed, error }) {
+  const status = $(`${id}-recovery`);
+  status.dataset.recovered = String(whole);
+  if (error) {
+    status.textContent = `no recovery: ${error}`;
+  } else if (whole) {
+    status.textContent = `recovered ${missed} missed`;
+  } else {
+    status.textContent = "history lost: reloading";
+    lists[id].items = [];
+    keepItems(id);
+    showList(id);
+  }
+}
+
+// -- who is in the chat: authenticator.presence, then its join/leave events ------------------------
+let online = new Set();
+
+function showOnline() {
+  const names = [...online].sort();
+  $("online").textContent = names.join(", ");
+  $("online").dataset.authids = names.join(",");
+}
+
+async function followPresence(s, pending) {
+  try {
+    const answer = await s.call(PRESENCE_PROCEDURE, [CHAT]);
+    online = new Set(answer.authids);
+    for (const change of pending.splice(0)) applyPresence(change);
+    pending.answered = true;
+    showOnline();
+  } catch (error) {
+    $("online").textContent = `unknown (${error.error || error})`;
+  }
+}
+
+function applyPresence({ event, authid }) {
+  if (event === "join") online.add(authid);
+  else if (event === "leave") online.delete(authid);
+}
+
 async function fetchToken() {
   const response = await fetch("/auth/token", { credentials: "same-origin", cache: "no-store" });
   if (!response.ok) throw new Error("not logged in");
@@ -55,6 +144,7 @@ function start() {
       const who = details.authrole === "anonymous" ? "visitor" : details.authid;
       showState("connected", `${who} (${details.authrole})`);
       subscribe(s);
+      if (me.authid) followPresence(s, presenceEvents = Object.assign([], { answered: false }));
     },
     onState: (state, kit) => {
       if (mine !== generation || state === "connected") return;
@@ -65,16 +155,33 @@ function start() {
     onRefresh: () => { $("refreshed").textContent = String(Number($("refreshed").textContent) + 1); },
   });
   window.connection = client.connection; // the AutobahnJS connection, for the browser console
-}
-
-function subscribe(s) {
-  s.subscribe("app.public.feed", ([text]) => append("public-feed", text));
+  window.client = client;
   if (!me.authid) return;
-  s.subscribe("app.chat.lobby", ([text], kw, event) => append("chat", text, event.publisher_authid),
-              { get_retained: false });
+  // The kit makes these on every join, and recovers what was missed in between.
+  openList("chat", CHAT);
+  client.subscribe(CHAT, ([text], kw, event) => addItem("chat", text, event.publisher_authid, event.position), {
+    recover: true, onRecovered: (result) => recovered("chat", result), options: { get_retained: false } });
   const topic = `app.user.${me.authid}.notifications`;
   $("notifications-topic").textContent = topic;
-  s.subscribe(topic, ([text]) => append("notifications", text));
+  openList("notifications", topic);
+  client.subscribe(topic, ([text], kw, event) => addItem("notifications", text, null, event.position), {
+    recover: true, onRecovered: (result) => recovered("notifications", result) });
+  online = new Set();
+  showOnline();
+  client.subscribe(PRESENCE_TOPIC_PREFIX + CHAT, (args, change) => {
+    if (!presenceEvents.answered) presenceEvents.push(change); // applied after the answer
+    else {
+      applyPresence(change);
+      showOnline();
+    }
+  });
+}
+
+let presenceEvents = Object.assign([], { answered: false });
+
+// Subscriptions of the session itself (made again in every onSession): the public feed.
+function subscribe(s) {
+  s.subscribe("app.public.feed", ([text]) => append("public-feed", text));
 }
 
 function renderAccount() {

@@ -190,7 +190,7 @@ def test_live_events_are_delivered_once_in_order_and_a_duplicate_is_dropped(tmp_
         """
   start("app.chat.t");
   await subscribed("app.chat.t");
-  await until(() => router.calls.length === 1, "the first history call");
+  await until(() => router.calls.length === 2, "the first history reads");
   const one = router.publish("app.chat.t", [1]);
   router.publish("app.chat.t", [2]);
   router.send("app.chat.t", one); // once more: the same offset
@@ -204,8 +204,12 @@ def test_live_events_are_delivered_once_in_order_and_a_duplicate_is_dropped(tmp_
     assert [e["n"] for e in result["seen"]] == [1, 2, 3, 4]
     assert [e["offset"] for e in result["seen"]] == [1, 2, 3, 4]
     assert not any(e["missed"] for e in result["seen"])
-    # the first subscribe reads only the stream's position: nothing to recover, nothing reported
-    assert result["calls"] == [{"topic": "app.chat.t", "since": None, "limit": 1}]
+    # the first subscribe reads the stream's position before subscribing, then the history after
+    # it once subscribed: nothing to recover, nothing reported
+    assert result["calls"] == [
+        {"topic": "app.chat.t", "since": None, "limit": 1},
+        {"topic": "app.chat.t", "since": {"offset": 0, "epoch": "e1"}, "limit": 100},
+    ]
     assert result["recoveries"] == []
 
 
@@ -215,7 +219,7 @@ def test_a_gap_in_live_events_is_filled_from_the_history_before_the_later_event(
         """
   start("app.chat.t");
   await subscribed("app.chat.t");
-  await until(() => router.calls.length === 1, "the first history call");
+  await until(() => router.calls.length === 2, "the first history reads");
   router.publish("app.chat.t", [1]);
   router.publish("app.chat.t", [2], { live: false }); // never sent live
   router.publish("app.chat.t", [3]);
@@ -225,10 +229,10 @@ def test_a_gap_in_live_events_is_filled_from_the_history_before_the_later_event(
   finish({ seen, recoveries, calls: router.calls });
 """,
     )
-    # 3, which came live after the gap, is in the history read then: it comes from there, once
-    assert [(e["n"], e["missed"]) for e in result["seen"]] == [(1, False), (2, True), (3, True), (4, False)]
-    assert result["recoveries"] == [{"recovered": True, "missed": 2}]
-    assert result["calls"][1]["since"] == {"offset": 1, "epoch": "e1"}
+    # 3, which came live after the gap, is in the history read then too: delivered once, as it came
+    assert [(e["n"], e["missed"]) for e in result["seen"]] == [(1, False), (2, True), (3, False), (4, False)]
+    assert result["recoveries"] == [{"recovered": True, "missed": 1}]
+    assert result["calls"][2]["since"] == {"offset": 1, "epoch": "e1"}
 
 
 def test_after_a_lost_connection_the_missed_events_come_first_then_live_ones_each_once(tmp_path):
@@ -239,7 +243,7 @@ def test_after_a_lost_connection_the_missed_events_come_first_then_live_ones_eac
         """
   const { client } = start("app.user.alice.notifications");
   await subscribed("app.user.alice.notifications");
-  await until(() => router.calls.length === 1, "the first history call");
+  await until(() => router.calls.length === 2, "the first history reads");
   router.publish("app.user.alice.notifications", [1]);
   router.publish("app.user.alice.notifications", [2]);
   await until(() => seen.length === 2, "two events");
@@ -261,11 +265,12 @@ def test_after_a_lost_connection_the_missed_events_come_first_then_live_ones_eac
   finish({ seen, recoveries, calls: router.calls });
 """,
     )
+    # 4 came live too (during the read): once, as it came; missed are 3 and 5
     assert [(e["n"], e["missed"]) for e in result["seen"]] == [
-        (1, False), (2, False), (3, True), (4, True), (5, True), (6, False), (7, False),
+        (1, False), (2, False), (3, True), (4, False), (5, True), (6, False), (7, False),
     ]  # fmt: skip
-    assert result["recoveries"] == [{"recovered": True, "missed": 3}]
-    assert result["calls"][1]["since"] == {"offset": 2, "epoch": "e1"}
+    assert result["recoveries"] == [{"recovered": True, "missed": 2}]
+    assert result["calls"][2]["since"] == {"offset": 2, "epoch": "e1"}
 
 
 def test_more_missed_events_than_a_page_are_read_page_after_page(tmp_path):
@@ -274,7 +279,7 @@ def test_more_missed_events_than_a_page_are_read_page_after_page(tmp_path):
         """
   const { client } = start("app.chat.t", { pageSize: 2 });
   await subscribed("app.chat.t");
-  await until(() => router.calls.length === 1, "the first history call");
+  await until(() => router.calls.length === 2, "the first history reads");
   router.publish("app.chat.t", [1]);
   await until(() => seen.length === 1, "one event");
   router.down = true;
@@ -288,17 +293,20 @@ def test_more_missed_events_than_a_page_are_read_page_after_page(tmp_path):
     )
     assert [e["n"] for e in result["seen"]] == [1, 2, 3, 4, 5, 6]
     assert result["recoveries"] == [{"recovered": True, "missed": 5}]
-    assert [c["since"]["offset"] for c in result["calls"][1:]] == [1, 3, 5]
-    assert {c["limit"] for c in result["calls"][1:]} == {2}
+    assert [c["since"]["offset"] for c in result["calls"][2:]] == [1, 3, 5]
+    assert {c["limit"] for c in result["calls"][2:]} == {2}
 
 
-def test_a_lost_stream_says_recovered_false_delivers_nothing_old_and_goes_on_live(tmp_path):
+def test_a_lost_stream_is_announced_then_its_new_epoch_is_delivered_from_its_start(tmp_path):
+    """The router restarted while the page was away: its memory history is gone (another epoch).
+    The kit says recovered false first (the application reloads), then delivers all of the new
+    stream, which came after the loss."""
     result = run_scenario(
         tmp_path,
         """
   const { client } = start("app.chat.t");
   await subscribed("app.chat.t");
-  await until(() => router.calls.length === 1, "the first history call");
+  await until(() => router.calls.length === 2, "the first history reads");
   router.publish("app.chat.t", [1]);
   await until(() => seen.length === 1, "one event");
   router.down = true;
@@ -309,12 +317,13 @@ def test_a_lost_stream_says_recovered_false_delivers_nothing_old_and_goes_on_liv
   router.down = false;
   await until(() => recoveries.length === 1, "the recovery");
   router.publish("app.chat.t", [3]);
-  await until(() => seen.length >= 2, "the live event");
+  await until(() => seen.length >= 3, "the live event");
   finish({ seen, recoveries, calls: router.calls });
 """,
     )
-    assert result["recoveries"] == [{"recovered": False, "missed": 0}]
-    assert [e["n"] for e in result["seen"]] == [1, 3]  # 2 was lost with the stream: not half-recovered
+    assert result["recoveries"] == [{"recovered": False, "missed": 1}]
+    assert [(e["n"], e["missed"], e["offset"]) for e in result["seen"]] == [(1, False, 1), (2, True, 1), (3, False, 2)]
+    assert result["calls"][-1]["since"] == {"offset": 0, "epoch": "e2"}
 
 
 def test_a_live_event_of_another_epoch_reads_the_history_and_says_recovered_false(tmp_path):
@@ -323,21 +332,20 @@ def test_a_live_event_of_another_epoch_reads_the_history_and_says_recovered_fals
         """
   start("app.chat.t");
   await subscribed("app.chat.t");
-  await until(() => router.calls.length === 1, "the first history call");
+  await until(() => router.calls.length === 2, "the first history reads");
   router.publish("app.chat.t", [1]);
   await until(() => seen.length === 1, "one event");
   router.newEpoch("app.chat.t");
   router.publish("app.chat.t", [2]);
   await until(() => recoveries.length === 1, "the recovery");
   router.publish("app.chat.t", [3]);
-  await until(() => seen.length >= 2, "the live event");
+  await until(() => seen.length >= 3, "the live events");
   finish({ seen, recoveries, calls: router.calls });
 """,
     )
+    # announced (the stream was lost), then the new stream from its start: 2 came live, then 3
     assert result["recoveries"] == [{"recovered": False, "missed": 0}]
-    # 2 is within the new stream's position the kit goes on from: the application reloads it from
-    # its own data (recovered false), the kit does not deliver it on top
-    assert [(e["n"], e["offset"]) for e in result["seen"]] == [(1, 1), (3, 2)]
+    assert [(e["n"], e["offset"]) for e in result["seen"]] == [(1, 1), (2, 1), (3, 2)]
 
 
 def test_an_event_without_a_position_is_delivered_once_and_the_history_checked_after_it(tmp_path):
@@ -346,7 +354,7 @@ def test_an_event_without_a_position_is_delivered_once_and_the_history_checked_a
         """
   start("app.chat.t");
   await subscribed("app.chat.t");
-  await until(() => router.calls.length === 1, "the first history call");
+  await until(() => router.calls.length === 2, "the first history reads");
   router.publish("app.chat.t", [1]);
   router.publish("app.chat.t", [2], { live: false }); // missed
   router.publish("app.chat.t", [3], { position: false }); // delivered without its position
@@ -358,7 +366,7 @@ def test_an_event_without_a_position_is_delivered_once_and_the_history_checked_a
     )
     assert [(e["n"], e["missed"]) for e in result["seen"]] == [(1, False), (3, False), (2, True), (4, False)]
     assert result["recoveries"] == [{"recovered": True, "missed": 1}]
-    assert result["calls"][1]["since"] == {"offset": 1, "epoch": "e1"}
+    assert result["calls"][2]["since"] == {"offset": 1, "epoch": "e1"}
 
 
 def test_a_new_page_recovers_from_the_position_kept_in_session_storage(tmp_path):
@@ -371,7 +379,7 @@ def test_a_new_page_recovers_from_the_position_kept_in_session_storage(tmp_path)
   globalThis.sessionStorage = { getItem: (k) => kept.get(k) ?? null, setItem: (k, v) => kept.set(k, String(v)) };
   const first = start("app.user.alice.notifications");
   await subscribed("app.user.alice.notifications");
-  await until(() => router.calls.length === 1, "the first history call");
+  await until(() => router.calls.length === 2, "the first history reads");
   router.publish("app.user.alice.notifications", [1]);
   router.publish("app.user.alice.notifications", [2]);
   await until(() => seen.length === 2, "two events");

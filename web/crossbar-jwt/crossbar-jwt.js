@@ -181,19 +181,21 @@ function dropReconnectDisabledLine(ab) {
   queueMicrotask(restore);
 }
 
-// ---- Recovering subscriptions (issue 22; docs/clients.md#recovering-subscriptions) -------------
+// ---- Recovering subscriptions (issue 22; docs/clients.md#recovering-subscriptions-javascript) -------------
 //
 // A topic that keeps history (the router's policy says which) numbers its events: each live EVENT
 // carries its position {offset, epoch} (EVENT_POSITION_DETAIL); the offset grows by 1 per event,
 // the epoch changes when the stream's state was lost. authenticator.history(topic, {since, limit})
 // gives every event after `since`, oldest first, or recovered: false and none (never a part).
-// On every (re)subscribe of a recovering subscription the kit
+// With nothing seen yet, the kit reads the stream's position before subscribing (read after, it could
+// count an event whose EVENT is still on its way). On every (re)subscribe of a recovering subscription
 //   1. subscribes first, and buffers the live events that arrive;
 //   2. reads the history since the last position the application saw (page after page);
 //   3. merges by position: each offset once, none skipped, in order;
 //   4. delivers the missed events, then the buffered live ones after them;
 //   5. tells the application onRecovered({recovered, missed}); recovered: false means events
 //      were lost for good (history too old, too many, another epoch): reload from your own data.
+//      It comes before the events after the loss: a lost stream's new epoch is read from its start.
 // Live, an event whose offset is not the next one (a gap) or of another epoch makes the kit read
 // the history again (buffering meanwhile); an offset already seen is dropped as a duplicate; an
 // event without a position (the router forgot it: should not happen) is delivered and the kit reads
@@ -409,6 +411,16 @@ export function connect(options) {
         + "handling the kit was verified against: live events carry no position, so recovering subscriptions "
         + "report every resubscribe as recovered: false (reload from your own data)");
     }
+    const again = sub.subscribes > 0 || sub.position !== null; // there is something to recover
+    let refused = null;
+    if (sub.recover && positions && !sub.position) {
+      // Nothing seen yet: the stream's position first, *before* subscribing. Read after, it could
+      // count an event whose live EVENT is still on its way, which would then look seen already.
+      const baseline = await readOrRefusal(sub, s, null);
+      if (!baseline) return; // the session ended meanwhile
+      if (baseline.refused) refused = baseline.refused;
+      else advance(sub, baseline.read.position);
+    }
     let subscribed;
     try {
       subscribed = await s.subscribe(sub.topic, (args, kwargs, details) => {
@@ -426,8 +438,12 @@ export function connect(options) {
       return;
     }
     sub.autobahn = subscribed;
-    const again = sub.subscribes++ > 0 || sub.position !== null;
+    sub.subscribes += 1;
     if (!sub.recover) return;
+    if (refused) {
+      giveUp(sub, s, refused);
+      return;
+    }
     if (!positions) { // another AutobahnJS: nothing to vouch for (above)
       sub.fetching = false;
       sub.position = null;
@@ -435,7 +451,34 @@ export function connect(options) {
       flush(sub, s);
       return;
     }
-    await recover(sub, s);
+    await recover(sub, s, again);
+  }
+
+  // The history read, tried again with the backoff while it fails for a passing reason: {read}, or
+  // {refused: error} (HISTORY_REFUSALS), or null when the session or the subscription ended.
+  async function readOrRefusal(sub, s, since) {
+    for (let attempt = 0; ; attempt += 1) {
+      try {
+        const read = await readHistory(s, sub.topic, since, o.historyPageSize);
+        if (!isPosition(read.position)) throw new Error("the history answered no position");
+        return sub.session === s && !sub.closed ? { read } : null;
+      } catch (error) {
+        if (sub.session !== s || sub.closed) return null;
+        if (HISTORY_REFUSALS.has(error && error.error)) return { refused: error };
+        report(sub, error, "reading the history of");
+        await new Promise((resolve) => later(resolve, retryDelay(attempt, { ...retry, jitter: 0 })));
+        if (sub.session !== s || sub.closed) return null;
+      }
+    }
+  }
+
+  // This topic cannot be recovered for this user on this session (no history, not allowed): say
+  // so, and deliver its live events as they come.
+  function giveUp(sub, s, error) {
+    report(sub, error, "reading the history of");
+    sub.unrecoverable = s;
+    callApp(sub.onRecovered || (() => {}), { recovered: false, missed: 0, error: error.error });
+    flush(sub, s);
   }
 
   function deliver(sub, args, kwargs, details) {
@@ -489,61 +532,72 @@ export function connect(options) {
     }
   }
 
-  async function recover(sub, s) {
+  // Read the history since the last position, merge it with the live events that wait, deliver.
+  // `announce`: tell onRecovered (not after the baseline of a first subscription).
+  async function recover(sub, s, announce = true) {
     sub.fetching = true;
     const since = sub.position;
-    let read;
-    for (let attempt = 0; ; attempt += 1) {
-      try {
-        read = await readHistory(s, sub.topic, since, o.historyPageSize);
-        if (!read.recovered && !isPosition(read.position)) throw new Error("history answered no position");
-        break;
-      } catch (error) {
-        if (sub.session !== s || sub.closed) return;
-        if (HISTORY_REFUSALS.has(error && error.error)) {
-          // This topic cannot be recovered for this user: say so, and deliver live events as they come.
-          report(sub, error, "reading the history of");
-          sub.unrecoverable = s;
-          callApp(sub.onRecovered || (() => {}), { recovered: false, missed: 0, error: error.error });
-          flush(sub, s);
-          return;
-        }
-        report(sub, error, "reading the history of");
-        await new Promise((resolve) => later(resolve, retryDelay(attempt, { ...retry, jitter: 0 })));
-        if (sub.session !== s || sub.closed) return;
+    const first = await readOrRefusal(sub, s, since);
+    if (!first) return;
+    if (first.refused) {
+      giveUp(sub, s, first.refused);
+      return;
+    }
+    let read = first.read;
+    let lost = !read.recovered; // events after `since` are gone for good
+    if (lost && since && read.position.epoch !== since.epoch && read.position.offset > 0) {
+      // The stream was lost (a restarted memory store, an evicted stream): its new epoch all came
+      // after the loss, so it is read from its start and delivered after the announcement.
+      const fresh = await readOrRefusal(sub, s, { offset: 0, epoch: read.position.epoch });
+      if (!fresh) return;
+      if (fresh.read && fresh.read.recovered) {
+        read = fresh.read;
+        sub.position = { offset: 0, epoch: read.position.epoch };
       }
     }
-    if (sub.session !== s || sub.closed) return;
-    let missed = 0;
-    let recovered = read.recovered;
-    if (recovered) {
-      for (const kept of read.events) {
-        const position = kept.position;
-        const at = sub.position;
-        if (!isPosition(position) || (at && position.epoch !== at.epoch)) {
-          recovered = false; // not an answer the kit can merge: treated as lost
-          break;
-        }
-        if (at && position.offset <= at.offset) continue; // delivered already
-        if (at && position.offset !== at.offset + 1) {
-          recovered = false;
-          break;
-        }
-        const content = canonical([kept.args || [], kept.kwargs || {}]);
-        if (sub.unplaced.length && sub.unplaced[0] === content) {
-          sub.unplaced.shift(); // the live event that came without a position: delivered then
-        } else {
-          const details = { topic: sub.topic, position: asPosition(position), publisher_authid: kept.publisher_authid ?? null,
-            missed: true };
-          deliver(sub, kept.args, kept.kwargs, details);
-          missed += 1;
-        }
-        advance(sub, position);
+    if (!read.recovered) {
+      sub.position = asPosition(read.position); // nothing to deliver from it: go on from the top
+      read = { events: [] };
+    }
+    // Each event after the position, in order; where a live copy came while the history was read,
+    // that one (it reached the page: not missed), and the buffer's is then a duplicate.
+    const came = new Map(sub.buffer.filter((e) => isPosition(e.position))
+      .map((e) => [`${e.position.offset} ${e.position.epoch}`, e]));
+    const plan = [];
+    let at = sub.position;
+    for (const kept of read.events) {
+      const position = kept.position;
+      if (!isPosition(position) || position.epoch !== at.epoch || position.offset > at.offset + 1) {
+        lost = true; // not an answer the kit can merge (a hole in it): treated as lost
+        break;
+      }
+      if (position.offset <= at.offset) continue; // delivered already
+      at = position;
+      const live = came.get(`${position.offset} ${position.epoch}`);
+      if (sub.unplaced.length && sub.unplaced[0] === canonical([kept.args || [], kept.kwargs || {}])) {
+        sub.unplaced.shift(); // the live event that came without a position: delivered then
+        plan.push({ position });
+      } else if (live) {
+        plan.push({ position, args: live.args, kwargs: live.kwargs,
+          details: Object.assign(live.details, { position: asPosition(position), missed: false }) });
+      } else {
+        plan.push({ position, args: kept.args, kwargs: kept.kwargs, missed: true, details: { topic: sub.topic,
+          position: asPosition(position), publisher_authid: kept.publisher_authid ?? null, missed: true } });
       }
     }
     sub.unplaced = [];
-    if (!recovered) advance(sub, read.position); // lost: go on from the stream's position now
-    if (since && sub.onRecovered) callApp(sub.onRecovered, { recovered, missed });
+    const missed = plan.filter((step) => step.missed).length;
+    const tell = () => {
+      if (announce && sub.onRecovered) callApp(sub.onRecovered, { recovered: !lost, missed });
+    };
+    if (lost) tell(); // before the events after the hole: the application reloads first
+    for (const step of plan) {
+      if (sub.session !== s || sub.closed) return;
+      if (step.details) deliver(sub, step.args, step.kwargs, step.details);
+      advance(sub, step.position);
+    }
+    if (lost && plan.length === 0) advance(sub, sub.position);
+    if (!lost) tell();
     flush(sub, s);
   }
 
