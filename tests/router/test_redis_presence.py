@@ -1,15 +1,20 @@
 """Presence shared through Redis by several routers (a real redis-server): one answer and one stream
 of join/leave events for the whole deployment, and a crashed router's members gone within the TTL."""
 
+import json
 import os
 import signal
 import time
+from collections import Counter
 
 import pytest
 import pytest_twisted
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from twisted.internet import reactor, task
 
-from authenticator.server.redis_presence import RedisPresence
+from authenticator.core.presence import PresenceTable
+from authenticator.server.redis_presence import EVENTS_CHANNEL, RedisPresence
 from tests.support.redis_server import RedisServer
 from tests.support.router import RouterProcess
 from tests.support.tokens import TEST_SECRET, mint, unique
@@ -159,11 +164,76 @@ def test_redis_decides_join_and_leave_across_routers_and_drops_stale_entries(red
             message = pubsub.get_message(timeout=0.5)
             if message is not None:
                 heard.append(message["data"])
-        import json
-
         assert [(e["event"], e["authid"]) for e in map(json.loads, heard)] == [
             ("join", "bob"), ("join", "carol"), ("leave", "bob"),
         ]  # fmt: skip
     finally:
         pubsub.close()
         client.close()
+
+
+MODEL_SEEN: Counter = Counter()
+
+
+def test_redis_presence_follows_the_model_across_two_routers(redis_server):
+    """core/presence's model property against the Redis scripts: the sessions of two routers (odd
+    and even sessions) change one topic's members in random order; every read is the truth and the
+    announced events are exactly the memory table's, in order (derandomized, as the unit property)."""
+    import redis
+
+    client = redis.Redis.from_url(redis_server.url)
+    nodes = [RedisPresence(client, node=f"model{i}", ttl_seconds=60) for i in (0, 1)]
+    pubsub = client.pubsub(ignore_subscribe_messages=True)
+    pubsub.subscribe(EVENTS_CHANNEL)
+    MODEL_SEEN.clear()
+    try:
+        _redis_model(nodes, pubsub, client)
+    finally:
+        pubsub.close()
+        client.close()
+    assert MODEL_SEEN["join"] >= 50 and MODEL_SEEN["leave"] >= 50 and MODEL_SEEN["second session"] >= 20, MODEL_SEEN
+
+
+def _redis_model(nodes, pubsub, client):
+    @settings(max_examples=120, derandomize=True, database=None, deadline=None)
+    @given(MODEL_OPERATIONS)
+    def check(operations):
+        topic = f"app.chat.{unique('model')}"
+        table, expected = PresenceTable(), []
+        for kind, session in operations:
+            node, authid = nodes[session % 2], f"user{session % 3}"
+            if kind == "subscribe":
+                if table.holds(session, topic):
+                    continue
+                change = table.subscribed(topic, session, authid)
+                MODEL_SEEN["second session" if change is None else "join"] += 1
+                node.apply([("add", topic, session, authid)])
+            else:
+                change = table.unsubscribed(topic, session)
+                node.apply([("remove", topic, session)])
+                MODEL_SEEN["leave"] += change is not None
+            if change is not None:
+                expected.append((change.event, change.authid))
+            assert sorted(node.read(topic)) == sorted(a for _, a in table.members(topic))
+        marker = f"marker-{topic}"
+        client.publish(EVENTS_CHANNEL, marker)
+        heard, deadline = [], time.monotonic() + 10
+        while time.monotonic() < deadline:
+            message = pubsub.get_message(timeout=0.5)
+            if message is None:
+                continue
+            if message["data"] == marker.encode():
+                break
+            event = json.loads(message["data"])
+            if event["topic"] == topic:
+                heard.append((event["event"], event["authid"]))
+        else:
+            raise AssertionError("the marker was not heard")
+        assert heard == expected
+
+    check()
+
+
+MODEL_OPERATIONS = st.lists(
+    st.tuples(st.sampled_from(("subscribe", "unsubscribe")), st.integers(min_value=0, max_value=5)), max_size=40
+)
