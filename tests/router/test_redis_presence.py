@@ -9,6 +9,7 @@ from collections import Counter
 
 import pytest
 import pytest_twisted
+from autobahn.wamp.exception import ApplicationError
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from twisted.internet import reactor, task
@@ -237,3 +238,39 @@ def _redis_model(nodes, pubsub, client):
 MODEL_OPERATIONS = st.lists(
     st.tuples(st.sampled_from(("subscribe", "unsubscribe")), st.integers(min_value=0, max_value=5)), max_size=40
 )
+
+
+@pytest_twisted.ensureDeferred
+async def test_presence_refuses_while_redis_is_down_and_the_refresh_restores_what_redis_lost(two_routers, redis_server):
+    first, _ = two_routers
+    topic = f"app.chat.{unique('room')}"
+    alice = await user(first, unique("alice"))
+    try:
+        await alice.subscribe(Inbox(), topic)
+        expected = {"authids": [alice.details.authid], "users": 1, "sessions": 1, "truncated": False}
+        while await alice.call(PRESENCE, topic) != expected:  # her add is on its way to Redis
+            await pause(0.1)
+        offset = first.log_size()
+        redis_server.stop()  # no persistence: it comes back empty
+        try:
+            try:
+                await alice.call(PRESENCE, topic)
+            except ApplicationError as error:
+                assert error.error == "authenticator.error.presence_unavailable"
+            else:
+                raise AssertionError("presence answered without its store")
+            first.wait_for_log(f"presence: could not read {topic} from Redis", after=offset)
+        finally:
+            redis_server.start()
+        # Redis lost every entry; her router's next refresh (every third of the TTL) adds hers again.
+        deadline = time.monotonic() + TTL + 5
+        while True:
+            try:
+                if await alice.call(PRESENCE, topic) == expected:
+                    break
+            except ApplicationError as error:
+                assert error.error == "authenticator.error.presence_unavailable"  # the client reconnecting
+            assert time.monotonic() < deadline, "the refresh did not restore the member"
+            await pause(0.1)
+    finally:
+        alice.leave()
