@@ -6,7 +6,8 @@ cuts and restores while the router stays up: his WebSocket is really lost (Chrom
 leaves an open WebSocket open), and the admin publishes meanwhile with POST /publish. Bob comes
 back with exactly what he missed, in order, once each; alice, who stayed, never sees his; a page
 that was away (navigated off and back: its sessionStorage stays) recovers too; a router restart
-(the memory history is gone: another epoch) is told as "history lost"."""
+(the memory history is gone: another epoch) is told as "history lost". The chat's online list
+follows authenticator.presence and its join/leave events."""
 
 from __future__ import annotations
 
@@ -71,6 +72,23 @@ def texts(page, list_id: str) -> list[str]:
 def subscribed(page):
     """The kit's recovering subscriptions are made on this session (their first history read done)."""
     page.wait_for_function("client.state === 'connected'")
+
+
+def test_the_chat_shows_who_is_online_live(router, open_page):
+    """authenticator.presence when the page joins, then the join/leave events: alice sees bob come
+    and go without reloading anything."""
+    alice = open_page(router)
+    log_in(alice, "alice")
+    online = alice.locator("#online")
+    expect(online).to_have_attribute("data-authids", "alice")  # herself (nobody else is left over)
+    bob = open_page(router)
+    log_in(bob, "bob")
+    expect(online).to_have_attribute("data-authids", "alice,bob")
+    expect(online).to_have_text("alice, bob")
+    expect(bob.locator("#online")).to_have_attribute("data-authids", "alice,bob")  # from the answer
+    bob.click("#logout")
+    expect(bob.locator("#identity")).to_contain_text("visitor (anonymous)")
+    expect(online).to_have_attribute("data-authids", "alice")
 
 
 def test_bob_comes_back_with_exactly_the_three_events_he_missed_in_order_and_alice_sees_none_of_his(
@@ -153,10 +171,10 @@ def test_a_live_event_that_comes_while_the_history_is_read_is_shown_once(router,
     publish(router, BOB, "during the read")
     bob.wait_for_function("rawEvents.includes('during the read')")  # it reached the page live
     bob.evaluate("releaseHistory()")
-    expect(bob.locator("#notifications-recovery")).to_have_text("recovered 1 missed")
     publish(router, BOB, "read marker")
     expect(bob.locator("#notifications li")).to_have_text(["first", "missed while cut", "during the read",
                                                            "read marker"])  # fmt: skip
+    expect(bob.locator("#notifications-recovery")).to_have_text("recovered 1 missed")
 
 
 def test_an_event_lost_on_the_way_is_fetched_from_the_history_before_the_next_one(router, relay, open_page):
