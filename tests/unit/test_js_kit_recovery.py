@@ -44,6 +44,8 @@ class Router {
     this.down = false;
     this.subscriptions = new Map(); // topic -> id on the open transport
     this.beforeAnswer = null; // runs between a history CALL and its RESULT (the race)
+    this.beforeRead = null; // runs before a history CALL is read
+    this.afterAnswer = null; // runs once its RESULT was sent
     this.historyError = null;
     this.publication = 100;
   }
@@ -98,10 +100,12 @@ class Router {
         return transport.deliver([8, 48, request, {}, "wamp.error.invalid_argument", [JSON.stringify(kwargs)]]);
       }
       this.calls.push({ topic: args[0], since: kwargs.since, limit: kwargs.limit });
+      if (this.beforeRead && this.beforeRead()) this.beforeRead = null;
       const answer = this.history(args[0], kwargs.since, kwargs.limit); // read now ...
       if (this.beforeAnswer) { const run = this.beforeAnswer; this.beforeAnswer = null; await run(); }
       if (this.historyError) return transport.deliver([8, 48, request, {}, this.historyError, []]);
       transport.deliver([50, request, {}, [answer]]); // ... answered after what happened meanwhile
+      if (this.afterAnswer) { const run = this.afterAnswer; this.afterAnswer = null; run(); }
     } else if (type === 6) {
       transport.deliver([6, {}, "wamp.close.goodbye_and_out"]);
       transport.lose(true);
@@ -211,6 +215,33 @@ def test_live_events_are_delivered_once_in_order_and_a_duplicate_is_dropped(tmp_
         {"topic": "app.chat.t", "since": {"offset": 0, "epoch": "e1"}, "limit": 100},
     ]
     assert result["recoveries"] == []
+
+
+def test_an_event_kept_just_before_the_first_read_but_sent_live_after_it_is_delivered(tmp_path):
+    """The router keeps an event before it sends its EVENTs: a read can count an event whose EVENT
+    comes after the read's answer. The first subscription's position is read before subscribing,
+    so such an event (published once subscribed) is read from the history and delivered once."""
+    result = run_scenario(
+        tmp_path,
+        """
+  let late = null;
+  router.beforeRead = () => { // the first read once subscribed: an event is kept, its EVENT not yet sent
+    if (!router.subscriptions.has("app.chat.t")) return false;
+    late = router.publish("app.chat.t", ["kept first, sent late"], { live: false });
+    router.afterAnswer = () => router.send("app.chat.t", late);
+    return true;
+  };
+  start("app.chat.t");
+  await until(() => late !== null, "the event kept before the read");
+  await until(() => router.calls.length >= 1 && !router.afterAnswer, "the answer");
+  await tick(); await tick(); await tick();
+  router.publish("app.chat.t", ["marker"]);
+  await until(() => seen.some((e) => e.n === "marker"), "the marker");
+  finish({ seen, recoveries, calls: router.calls });
+""",
+    )
+    assert [e["n"] for e in result["seen"]] == ["kept first, sent late", "marker"]
+    assert result["recoveries"] == []  # a first subscription: nothing announced
 
 
 def test_a_gap_in_live_events_is_filled_from_the_history_before_the_later_event(tmp_path):
