@@ -100,6 +100,9 @@ class Router {
         return transport.deliver([8, 48, request, {}, "wamp.error.invalid_argument", [JSON.stringify(kwargs)]]);
       }
       this.calls.push({ topic: args[0], since: kwargs.since, limit: kwargs.limit });
+      if (kwargs.since && kwargs.since.epoch.length > 64) { // as the router refuses one
+        return transport.deliver([8, 48, request, {}, "wamp.error.invalid_argument", ["since.epoch"]]);
+      }
       if (this.beforeRead && this.beforeRead()) this.beforeRead = null;
       const answer = this.history(args[0], kwargs.since, kwargs.limit); // read now ...
       if (this.beforeAnswer) { const run = this.beforeAnswer; this.beforeAnswer = null; await run(); }
@@ -466,3 +469,27 @@ def test_a_topic_without_history_is_reported_and_its_events_still_delivered(tmp_
     assert result["recoveries"] == [{"recovered": False, "missed": 0, "error": "authenticator.error.no_history"}]
     assert [e["n"] for e in result["seen"]] == [1]
     assert result["errors"] == ["authenticator.error.no_history"]
+
+
+def test_a_kept_position_the_router_refuses_is_replaced_not_refused_at_every_join(tmp_path):
+    """A position in sessionStorage that the router does not take (altered, or another router's):
+    announced as lost once, the kit goes on from the stream's position and keeps that one."""
+    result = run_scenario(
+        tmp_path,
+        """
+  const altered = JSON.stringify({ offset: 3, epoch: "x".repeat(65) });
+  const kept = new Map([["crossbar-jwt.position realm1 app.chat.t", altered]]);
+  globalThis.sessionStorage = { getItem: (k) => kept.get(k) ?? null, setItem: (k, v) => kept.set(k, String(v)) };
+  router.publish("app.chat.t", [1], { live: false });
+  const { client } = start("app.chat.t");
+  await until(() => recoveries.length === 1, "the announcement");
+  router.publish("app.chat.t", [2]);
+  await until(() => seen.length === 1, "the live event");
+  router.lose();
+  await until(() => recoveries.length === 2, "the recovery after the reconnect");
+  finish({ seen, recoveries, stored: kept.get("crossbar-jwt.position realm1 app.chat.t") });
+""",
+    )
+    assert result["recoveries"] == [{"recovered": False, "missed": 0}, {"recovered": True, "missed": 0}]
+    assert [e["n"] for e in result["seen"]] == [2]
+    assert json.loads(result["stored"]) == {"offset": 2, "epoch": "e1"}

@@ -539,6 +539,19 @@ export function connect(options) {
     const since = sub.position;
     const first = await readOrRefusal(sub, s, since);
     if (!first) return;
+    if (first.refused && since && first.refused.error === "wamp.error.invalid_argument") {
+      // A kept position the router does not take (altered in sessionStorage, or of another
+      // router): it would be refused at every join. Announced as lost; the kit goes on from now.
+      const now = await readOrRefusal(sub, s, null);
+      if (!now) return;
+      if (!now.refused) {
+        advance(sub, now.read.position);
+        if (announce && sub.onRecovered) callApp(sub.onRecovered, { recovered: false, missed: 0 });
+        flush(sub, s);
+        return;
+      }
+      first.refused = now.refused;
+    }
     if (first.refused) {
       giveUp(sub, s, first.refused);
       return;
