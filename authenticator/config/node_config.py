@@ -189,18 +189,24 @@ def websocket_url(config: Mapping) -> str | None:
     return None
 
 
-def smallest_max_message_size(config: Mapping | None) -> int | None:
-    """The smallest `max_message_size` a transport of the node sets (None: none sets one): what
-    one WAMP message to a client may weigh on its way out."""
-    sizes = [
-        transport["options"]["max_message_size"]
-        for worker in (config or {}).get("workers") or ()
-        if isinstance(worker, Mapping)
-        for transport in worker.get("transports") or ()
-        if isinstance(transport, Mapping) and isinstance(transport.get("options"), Mapping)
-        and type(transport["options"].get("max_message_size")) is int
-    ]  # fmt: skip
-    return min(sizes) if sizes else None
+DEFAULT_MAX_MESSAGE_SIZE = 65_536  # what the shipped transports allow
+
+
+def smallest_max_message_size(config: Mapping | None) -> int:
+    """The smallest `max_message_size` a transport of the node sets, on the transport or on one
+    of its web paths (a WebSocket path's options): what one WAMP message to a client may weigh on
+    its way out. DEFAULT_MAX_MESSAGE_SIZE when none sets one."""
+    sizes = []
+    for worker in (config or {}).get("workers") or ():
+        for transport in (worker.get("transports") or ()) if isinstance(worker, Mapping) else ():
+            if not isinstance(transport, Mapping):
+                continue
+            paths = transport.get("paths") if isinstance(transport.get("paths"), Mapping) else {}
+            for holder in (transport, *paths.values()):
+                options = holder.get("options") if isinstance(holder, Mapping) else None
+                if isinstance(options, Mapping) and type(options.get("max_message_size")) is int:
+                    sizes.append(options["max_message_size"])
+    return min(sizes, default=DEFAULT_MAX_MESSAGE_SIZE)
 
 
 def deprecated_paths_in(config: Mapping) -> list[tuple[str, str]]:

@@ -23,6 +23,7 @@ from authenticator.core.settings import (  # noqa: F401 - read with the settings
     ClaimRules,
     ConfigError,
     CookieRule,
+    HistorySettings,
     IssuerSettings,
     JwksUrl,
     Limits,
@@ -44,7 +45,7 @@ def load_settings(extra: Mapping, cbdir: Path, *, generate_secret: bool | None =
     known = (
         "keys", "claims", "policy", "anonymous_role", "max_token_bytes", "single_use", "store", "session",
         "bearer_header", "cookie", "issuer", "limits", "cbdir", "generate_secret", "trusted_proxies",
-        "publish", "presence",
+        "publish", "presence", "history",
     )  # fmt: skip
     _refuse_unknown("the authenticator's extra", extra, known)
     may_generate = extra.get("generate_secret", True)
@@ -111,6 +112,7 @@ def load_settings(extra: Mapping, cbdir: Path, *, generate_secret: bool | None =
         trusted_proxies=trusted_proxies,
         publish=_load_publish(extra.get("publish", {})),
         presence=_load_presence(extra.get("presence", {})),
+        history=_load_history(extra.get("history", {})),
     )
 
 
@@ -173,6 +175,26 @@ def _load_publish(spec: object) -> PublishSettings:
             raise ConfigError(f"'publish.{name}' must be a whole number from {low:,} to {high:,}")
         values[name] = value
     return PublishSettings(**values)
+
+
+HISTORY_BOUNDS = {  # key: (least, most)
+    "publisher_bytes_per_minute": (1024, 2**40),
+    "memory_max_bytes": (2**20, 2**40),
+    "memory_max_topics": (1, 10_000_000),
+}
+
+
+def _load_history(spec: object) -> HistorySettings:
+    if not isinstance(spec, Mapping):
+        raise ConfigError(f"'history' must be an object; it takes {', '.join(HISTORY_BOUNDS)}")
+    _refuse_unknown("'history'", spec, tuple(HISTORY_BOUNDS))
+    values = {}
+    for key, (least, most) in HISTORY_BOUNDS.items():
+        value = spec.get(key, getattr(HistorySettings, key))
+        if type(value) is not int or not least <= value <= most:
+            raise ConfigError(f"'history.{key}' must be a whole number from {least} to {most}")
+        values[key] = value
+    return HistorySettings(**values)
 
 
 def _load_presence(spec: object) -> PresenceSettings:

@@ -77,6 +77,20 @@ class PublishSettings:
 
 
 @dataclass(frozen=True)
+class HistorySettings:
+    """The bounds of recovery's kept events (docs/recovery.md); which topics keep history is the policy's."""
+
+    # What one publisher (authid) may have kept per minute on this router, payloads' JSON + 400
+    # bytes each: past it its publications of history topics are refused until the minute ends, so
+    # one user cannot fill the store (and, in memory, push every other stream out).
+    publisher_bytes_per_minute: int = 16 * 2**20
+    # The memory store: at most this many bytes of events and this many topics (least recently
+    # used first out: its readers get recovered false).
+    memory_max_bytes: int = 256 * 2**20
+    memory_max_topics: int = 100_000
+
+
+@dataclass(frozen=True)
 class PresenceSettings:
     """Presence shared through Redis (docs/recovery.md#presence)."""
 
@@ -110,6 +124,7 @@ class Settings:
     trusted_proxies: frozenset[str] = frozenset()
     publish: PublishSettings = PublishSettings()
     presence: PresenceSettings = PresenceSettings()
+    history: HistorySettings = HistorySettings()
 
 
 # The demo issuer (authenticator/demo/issuer.py): its settings are checked with the rest at start.

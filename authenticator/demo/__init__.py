@@ -1,2 +1,1 @@
-"""The demo token issuer (a Flask app the demo node serves at /auth): not for production.
-"""
+"""The demo token issuer (a Flask app the demo node serves at /auth): not for production."""

@@ -322,7 +322,8 @@ class HttpPublishing:
             self._log_refusal(503, HISTORY_UNAVAILABLE, "the history store cannot be reached", identity.authid, peer)
             metrics.HTTP_PUBLISHES.labels("failed", "none").inc()
             return Refusal(HISTORY_UNAVAILABLE, f"'{clip(item.topic, 200)}' keeps history and its store cannot be "
-                           "reached: nothing was published. Retry (with the same Idempotency-Key).")  # fmt: skip
+                           "reached: nothing was sent to subscribers (after a timeout the event may have been kept). "
+                           "Retry (with the same Idempotency-Key).")  # fmt: skip
         kind = error or type(failure.value).__name__
         self._log.warn("http publish failed: {kind} topic={topic} authid={authid} peer={peer}", kind=clip(kind, 100),
                        topic=clip(item.topic, 200), authid=identity.authid, peer=peer)  # fmt: skip

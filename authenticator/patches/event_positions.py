@@ -124,12 +124,13 @@ class HistoryTap:
 
     def __init__(self, keep: Callable, keeps_history: Callable[[str], bool],
                  kept_elsewhere: Callable[[object], bool] = lambda publish: False,
-                 refused: Callable[[object, object, str], None] = lambda *_: None) -> None:  # fmt: skip
+                 refused: Callable[[object, object, str], None] = lambda *_: None,
+                 over_budget: Callable[[object, object], str | None] = lambda *_: None) -> None:  # fmt: skip
         """`kept_elsewhere(publish)`: whether that publication was kept already where it was first
         published (a router link relaying another router's event into a shared store);
         `refused(publish, session, reason)`: logs a publication the tap refuses."""
         self._keep, self._keeps_history, self._kept_elsewhere = keep, keeps_history, kept_elsewhere
-        self._refused = refused
+        self._refused, self._over_budget = refused, over_budget
         self._pending: OrderedDict[int, dict] = OrderedDict()  # id(publish) -> position
         self.current = None  # the PUBLISH the broker is processing, while it asks for authorization
 
@@ -166,8 +167,16 @@ class HistoryTap:
             self._refused(publish, session, "a payload-mode (end-to-end encrypted) publication cannot be kept on a "
                           "topic that keeps history; publish args/kwargs, or to a topic without history")  # fmt: skip
             return {"allow": False, "cache": False, "disclose": False}
+        # The publisher receives its own event too (Crossbar's exclude_me is ignored here): a
+        # stream of positions has no holes, and a recovering kit that missed it would read the
+        # history after every message it sends and deliver it from there anyway.
+        publish.exclude_me = False
         if self._kept_elsewhere(publish):
             return authorization  # sent without a position: the kits read it from the shared store
+        over = self._over_budget(publish, session)
+        if over is not None:
+            self._refused(publish, session, over)
+            return {"allow": False, "cache": False, "disclose": False}
         # the publisher's authid is kept only where the rule discloses the publisher
         publisher = getattr(session, "_authid", None) if authorization.get("disclose") else None
         kept = self._keep(publish.topic, publish.args, publish.kwargs, publisher)

@@ -25,7 +25,17 @@ from twisted.internet.threads import deferToThreadPool
 from twisted.python.threadpool import ThreadPool
 
 from authenticator.contract import HISTORY_UNAVAILABLE, NO_HISTORY
-from authenticator.core.history import MAX_LIMIT, Answer, MemoryHistory, PositionProblem, payload_bytes, read_position
+from authenticator.core.history import (
+    EVENT_OVERHEAD_BYTES as KEPT_EVENT_BYTES,
+)
+from authenticator.core.history import (
+    MAX_LIMIT,
+    Answer,
+    MemoryHistory,
+    PositionProblem,
+    payload_bytes,
+    read_position,
+)
 from authenticator.core.logtext import clip
 from authenticator.core.policy import observed_topics
 from authenticator.patches.event_positions import HistoryTap
@@ -34,17 +44,17 @@ DEFAULT_LIMIT = 100
 # Appends waiting for the Redis writer at once: past it a publication is refused at once (the
 # writer is behind: Redis is slow), rather than queued without bound.
 MAX_WAITING_APPENDS = 1000
+READ_THREADS = 2
+MAX_WAITING_READS = 100
 # After a failed append, appends are refused at once for this long (Redis is down: publishers get
 # their answer without waiting a timeout each, and the log gets one line), then one is tried.
 RETRY_SECONDS = 1.0
-# What one answer's events may weigh (their JSON) when no transport of the node says less: the
-# answer must fit in one WAMP message to the client (a transport's max_message_size).
-DEFAULT_ANSWER_BYTES = 1_000_000
+# An answer must fit in one WAMP message to the client: the node's smallest max_message_size
+# (config/node_config.smallest_max_message_size), this when none is known.
+DEFAULT_MESSAGE_BYTES = 65_536
 ANSWER_OVERHEAD_BYTES = 4096  # the answer's own keys and framing, beside the events
 EVENT_OVERHEAD_BYTES = 160  # an event's keys and position in the answer (JSON), beside its payload
-# Topics the memory store keeps at once; the least recently used stream goes first (its topic
-# starts again with a new epoch: its readers get recovered false).
-MEMORY_MAX_TOPICS = 100_000
+BUDGET_WINDOW_SECONDS = 60.0  # settings.history.publisher_bytes_per_minute's minute
 
 
 class HistoryUnavailable(Exception):
@@ -60,8 +70,8 @@ class History:
         self._policy, self._authorizer, self._token_roles = settings.policy, authorizer, token_roles
         self._io, self._log = io_pool, log
         self._max_uri_length = settings.limits.max_uri_length
-        self._answer_bytes = (max_message_size - ANSWER_OVERHEAD_BYTES) if max_message_size else DEFAULT_ANSWER_BYTES
-        self._waiting_appends = 0  # on the reactor
+        self._answer_bytes = max((max_message_size or DEFAULT_MESSAGE_BYTES) - ANSWER_OVERHEAD_BYTES, 1)
+        self._waiting_appends = self._waiting_reads = 0  # on the reactor
         # Set by the writer thread, read by both: appends are refused at once until then (monotonic).
         self._down_until: float | None = None
         redis_url = settings.store.redis_url
@@ -75,17 +85,24 @@ class History:
             self.store = RedisHistory(client, clock=time.time)
             self._errors = (redis.RedisError, OSError)
             self._writer = ThreadPool(minthreads=1, maxthreads=1, name="authenticator-history")
+            # Reads on threads of their own: a slow Redis never holds the logins' store threads.
+            self._reader = ThreadPool(minthreads=1, maxthreads=READ_THREADS, name="authenticator-history-read")
         else:
-            self.store = MemoryHistory(max_streams=MEMORY_MAX_TOPICS, clock=time.monotonic)
+            bounds = settings.history
+            self.store = MemoryHistory(max_streams=bounds.memory_max_topics, max_bytes=bounds.memory_max_bytes,
+                                       clock=time.monotonic)  # fmt: skip
             self._errors = ()
-            self._writer = None
+            self._writer = self._reader = None
         # With a shared store, an event a router link relays from another router was kept there: a
         # link publishes it with forward_for (the original publisher), which the authorizer refuses
         # to every client session, so it marks a relay and nothing else.
         self.tap = HistoryTap(
             self.keep, lambda topic: self._policy.history_for(topic) is not None,
             lambda publish: self._writer is not None and bool(publish.forward_for), self._refused,
+            self._over_budget,
         )  # fmt: skip
+        self._budget = settings.history.publisher_bytes_per_minute
+        self._window_started, self._spent = time.monotonic(), {}  # publisher -> bytes kept this minute
 
     @property
     def shared(self) -> bool:
@@ -96,8 +113,9 @@ class History:
 
     def start(self) -> None:
         if self._writer is not None:
-            self._writer.start()
-            reactor.addSystemEventTrigger("during", "shutdown", self._writer.stop)
+            for pool in (self._writer, self._reader):
+                pool.start()
+                reactor.addSystemEventTrigger("during", "shutdown", pool.stop)
 
     # -- keeping (from the tap, on the reactor) -----------------------------------------------
 
@@ -119,17 +137,20 @@ class History:
         return down_until is not None and time.monotonic() < down_until
 
     def _append_on_writer(self, *args, **kwargs):
-        """On the writer thread: appends queued behind one that failed are refused at once (Redis
-        is down), not one timeout after the other; past RETRY_SECONDS the next one tries."""
+        return self._on_store_thread(self.store.append, *args, **kwargs)
+
+    def _on_store_thread(self, operation, *args, **kwargs):
+        """On a store thread: calls queued behind one that failed are refused at once (Redis is
+        down), not one timeout after the other; past RETRY_SECONDS the next one tries."""
         if self._known_down():
             raise _KnownDown()
         try:
-            position = self.store.append(*args, **kwargs)
+            result = operation(*args, **kwargs)
         except BaseException:
             self._down_until = time.monotonic() + RETRY_SECONDS
             raise
         self._down_until = None
-        return position
+        return result
 
     def _appended(self, result):
         self._waiting_appends -= 1
@@ -145,9 +166,25 @@ class History:
     @staticmethod
     def _unavailable() -> HistoryUnavailable:
         return HistoryUnavailable(
-            f"{HISTORY_UNAVAILABLE}: the history store cannot be reached, so the event was not published "
-            "(its subscribers could not recover it). Retry."
+            f"{HISTORY_UNAVAILABLE}: the history store did not confirm keeping the event, so it was not sent to "
+            "subscribers (after a timeout it may have been kept: a retry can keep it twice). Retry."
         )
+
+    def _over_budget(self, publish, session) -> str | None:
+        """Why this publisher may not have more kept this minute, or None (and it is counted)."""
+        now = time.monotonic()
+        if now - self._window_started >= BUDGET_WINDOW_SECONDS:
+            self._window_started, self._spent = now, {}
+        publisher = getattr(session, "_authid", None) or getattr(session, "_session_id", None)
+        spent = (
+            self._spent.get(publisher, 0) + KEPT_EVENT_BYTES + payload_bytes(publish.args or (), publish.kwargs or {})
+        )
+        if spent > self._budget:
+            return (f"the publisher had {self._budget} bytes of events kept within a minute on this router "
+                    "(history.publisher_bytes_per_minute); its publications of history topics are refused until the "
+                    "minute ends")  # fmt: skip
+        self._spent[publisher] = spent
+        return None
 
     def _refused(self, publish, session, reason: str) -> None:
         self._log.warn("authorization denied: publish {uri} authid={authid} role={role} via=history reason={reason}",
@@ -185,15 +222,25 @@ class History:
         if self._writer is None:
             answer = self.store.read(topic, position, limit, size=kept.size, ttl_seconds=kept.ttl_seconds)
         else:
+            unavailable = ApplicationError(
+                HISTORY_UNAVAILABLE, "The history store cannot be reached; retry (the kits do)."
+            )
+            if self._known_down() or self._waiting_reads >= MAX_WAITING_READS:
+                raise unavailable  # at once: Redis is down or behind (its own threads: logins never wait)
+            self._waiting_reads += 1
             try:
-                answer = await deferToThreadPool(reactor, self._io, self.store.read, topic, position, limit,
-                                                 size=kept.size, ttl_seconds=kept.ttl_seconds)  # fmt: skip
+                answer = await deferToThreadPool(
+                    reactor, self._reader, self._on_store_thread, self.store.read, topic, position, limit,
+                    size=kept.size, ttl_seconds=kept.ttl_seconds,
+                )  # fmt: skip
+            except _KnownDown:
+                raise unavailable from None
             except self._errors as error:
-                self._log.warn("history: could not read {topic}: {kind}", topic=clip(topic, 200),
-                               kind=type(error).__name__)  # fmt: skip
-                raise ApplicationError(
-                    HISTORY_UNAVAILABLE, "The history store cannot be reached; retry (the kits do)."
-                ) from None
+                self._log.warn("history: could not read {topic}: {kind}; reads and appends are refused for {seconds} s",
+                               topic=clip(topic, 200), kind=type(error).__name__, seconds=RETRY_SECONDS)  # fmt: skip
+                raise unavailable from None
+            finally:
+                self._waiting_reads -= 1
         return as_wire(answer, self._answer_bytes)
 
 

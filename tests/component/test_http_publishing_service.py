@@ -107,5 +107,6 @@ async def test_a_history_store_that_is_down_is_503_retry_after_saying_nothing_wa
     answer = await maybeDeferred(publishing.handle, "eyJ.a.b", b'{"topic": "app.chat.x"}', "127.0.0.1:1", 100)
     assert (answer.status, answer.headers) == (503, {"Retry-After": "1"})
     assert answer.body == {"error": "authenticator.error.history_unavailable", "message": (
-        "'app.chat.x' keeps history and its store cannot be reached: nothing was published. Retry (with the same "
+        "'app.chat.x' keeps history and its store cannot be reached: nothing was sent to subscribers (after a timeout "
+        "the event may have been kept). Retry (with the same "
         "Idempotency-Key).")}  # fmt: skip

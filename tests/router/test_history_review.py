@@ -68,11 +68,6 @@ def test_an_append_the_router_refused_after_a_timeout_leaves_no_event_in_the_str
         server.stop()
 
 
-@pytest.mark.xfail(strict=True, reason="review: an authenticator.history answer larger than the websocket's "
-                   "max_message_size (65,536 shipped) is never delivered (single worker: wamp.error.invalid_argument "
-                   "'tried to send WebSocket message with size 79593 exceeding payload limit'). 931767b bounds "
-                   "answers by node_config.smallest_max_message_size, which reads transports[].options only; the "
-                   "shipped web transport sets it in paths.ws.options: the bound falls back to 1e6")  # fmt: skip
 @pytest_twisted.ensureDeferred
 async def test_a_history_read_of_ordinary_chat_messages_is_answered_paged_within_the_message_size(single_worker_node):
     # single worker only: behind a proxy the same read was seen never to answer (the run hung)

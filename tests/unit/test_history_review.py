@@ -205,10 +205,6 @@ async def test_a_hung_redis_refuses_later_appends_at_once_not_one_timeout_after_
         hole.close()
 
 
-@pytest.mark.xfail(strict=True, reason="review: authenticator.history reads have no breaker and no bound: with Redis "
-                   "hung, each read holds one of the component's 4 shared I/O threads for a whole timeout, so a "
-                   "token-store call (a login's revocation check) queued behind them waits n/4 x timeout; each "
-                   "read also logs a warn line")  # fmt: skip
 @pytest_twisted.ensureDeferred
 async def test_with_redis_hung_history_reads_do_not_hold_the_shared_io_threads_one_timeout_each():
     from twisted.internet import reactor
@@ -221,6 +217,7 @@ async def test_with_redis_hung_history_reads_do_not_hold_the_shared_io_threads_o
     io.start()
     history = history_with_redis(f"redis://127.0.0.1:{hole.port}/0", timeout=0.25, log=log)
     history._io = io
+    history._reader.start()  # (History.start also adds a shutdown trigger)
     history._authorizer = SimpleNamespace(decide=lambda **kw: SimpleNamespace(allow=True, reason=""))
     caller = SimpleNamespace(caller=1, caller_authid="alice", caller_authrole="user")
     try:
@@ -234,4 +231,5 @@ async def test_with_redis_hung_history_reads_do_not_hold_the_shared_io_threads_o
         assert lines <= 2, log.lines
     finally:
         io.stop()
+        history._reader.stop()
         hole.close()
