@@ -17,6 +17,7 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
+from authenticator.config.node_config import find_component
 from authenticator.ops.cli import main
 from tests.support.router import REPO, free_port
 from tests.support.tokens import TEST_SECRET, mint
@@ -95,7 +96,10 @@ def test_explain_decides_with_the_policy_of_the_config_named(node):
     denied = run(*args)
     assert allowed.exit_code == 0, allowed.output
     assert allowed.stdout.startswith("ALLOW subscribe exact 'app.staging.news'")
-    assert "rule #4 (prefix 'app.staging.')" in allowed.stdout
+    shipped = json.loads((REPO / ".crossbar" / "config.json").read_text())
+    roles = find_component(shipped)[3]["extra"]["policy"]["roles"]
+    user_rules = next(r for r in roles if r["name"] == "user")["rules"]
+    assert f"rule #{len(user_rules) + 1} (prefix 'app.staging.')" in allowed.stdout  # the rule appended to them
     assert denied.exit_code == 1 and denied.stdout.startswith("DENY subscribe exact 'app.staging.news'")
 
 

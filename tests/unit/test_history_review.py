@@ -15,6 +15,8 @@ from types import SimpleNamespace
 
 import txaio
 
+from authenticator.core.settings import HistorySettings
+
 txaio.use_twisted()  # Autobahn's serializers need a framework chosen before they are imported
 
 import pytest  # noqa: E402
@@ -120,6 +122,7 @@ def history_with_redis(redis_url: str, timeout: float = 5.0, log=None):
         policy=load_policy(POLICY, anonymous_role=None),
         limits=SimpleNamespace(max_uri_length=2048),
         store=SimpleNamespace(redis_url=redis_url, timeout_seconds=timeout),
+        history=HistorySettings(),
     )
     return History(settings, authorizer=None, token_roles=lambda caller: (), io_pool=None, log=log)
 
