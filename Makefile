@@ -64,9 +64,14 @@ test: $(TEST_INSTALLED) $(WEB_DEPS) $(ISSUER_DEPS) $(BENCH_DEPS) system-deps
 	[ $$core -eq 0 ] && [ $$web_status -eq 0 ]
 
 ## bench: measure sessions/s, latency, fan-out, verification cost and memory against the static-ticket
-## ceiling, stock Crossbar and socket.io (a report in docs/benchmarks.md, never a test); ~6 min
+## ceiling, stock Crossbar and socket.io (a report in docs/benchmarks.md, never a test), then what
+## recovery and presence cost; ~10 min
 bench: $(BENCH_INSTALLED) $(BENCH_DEPS)
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
+	@# recovery and presence (docs/recovery.md): their reports are printed, docs/benchmarks.md quotes them
+	$(BIN)/python -m bench.history_cost
+	$(BIN)/python -m bench.history_fanout
+	$(BIN)/python -m bench.presence_cost
 
 $(BENCH_INSTALLED): $(INSTALLED)
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[router,bench]'
