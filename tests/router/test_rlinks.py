@@ -56,20 +56,37 @@ def _linked_to(me: int, link_ports: list[int], public_keys: list[str]):
     return configure
 
 
-@pytest.fixture(scope="module")
-def two_nodes(tmp_path_factory):
-    workdirs = [tmp_path_factory.mktemp(f"rlink-node{i}") for i in (0, 1)]
+def start_linked_nodes(tmp_path_factory, name: str, store: dict | None = None) -> list[RouterProcess]:
+    """Two nodes joined by router links, started and linked; `store`: the component's store for both."""
+    workdirs = [tmp_path_factory.mktemp(f"{name}{i}") for i in (0, 1)]
     for workdir in workdirs:  # node keys first: each node's config names the other's public key
         (workdir / ".crossbar").mkdir()
         _maybe_generate_node_key(str(workdir / ".crossbar"))
     keys = [_public_key(w / ".crossbar") for w in workdirs]
     ports = [free_port(), free_port()]
-    nodes = [RouterProcess(w, env={"JWT_SECRET": TEST_SECRET}, edit_config=_linked_to(i, ports, keys))
+
+    def configure(i):
+        link = _linked_to(i, ports, keys)
+
+        def edit(config):
+            link(config)
+            if store is not None:
+                config["workers"][0]["components"][0]["extra"]["store"] = store
+
+        return edit
+
+    nodes = [RouterProcess(w, env={"JWT_SECRET": TEST_SECRET}, edit_config=configure(i))
              for i, w in enumerate(workdirs)]  # fmt: skip
     for node in nodes:
         node.start()
     for node in nodes:
         node.wait_for_log("rlink remote session ready", timeout=20)
+    return nodes
+
+
+@pytest.fixture(scope="module")
+def two_nodes(tmp_path_factory):
+    nodes = start_linked_nodes(tmp_path_factory, "rlink-node")
     yield nodes
     for node in nodes:
         node.stop()
@@ -144,28 +161,7 @@ def two_nodes_sharing_redis(tmp_path_factory):
     from tests.support.redis_server import RedisServer
 
     redis_server = RedisServer(tmp_path_factory.mktemp("rlink-redis")).start()
-    workdirs = [tmp_path_factory.mktemp(f"rlink-redis-node{i}") for i in (0, 1)]
-    for workdir in workdirs:
-        (workdir / ".crossbar").mkdir()
-        _maybe_generate_node_key(str(workdir / ".crossbar"))
-    keys = [_public_key(w / ".crossbar") for w in workdirs]
-    ports = [free_port(), free_port()]
-
-    def configure(i):
-        link = _linked_to(i, ports, keys)
-
-        def edit(config):
-            link(config)
-            config["workers"][0]["components"][0]["extra"]["store"] = {"redis_url": redis_server.url}
-
-        return edit
-
-    nodes = [RouterProcess(w, env={"JWT_SECRET": TEST_SECRET}, edit_config=configure(i))
-             for i, w in enumerate(workdirs)]  # fmt: skip
-    for node in nodes:
-        node.start()
-    for node in nodes:
-        node.wait_for_log("rlink remote session ready", timeout=20)
+    nodes = start_linked_nodes(tmp_path_factory, "rlink-redis-node", store={"redis_url": redis_server.url})
     yield nodes
     for node in nodes:
         node.stop()
