@@ -107,7 +107,7 @@ class AuthenticatorComponent(ApplicationSession):
         self.procedures = Procedures(self.settings, self.admission, self.keeper, self.store, self._io, self.log)
         self.presence = Presence(self.settings, self.authorizer, self.keeper.token_roles, self.publish, self._io,
                                  self.log)  # fmt: skip
-        self.history = History(self.settings, self.authorizer, self.keeper.token_roles, self._io, self.log,
+        self.history = History(self.settings, self.authorizer, self.keeper.token_roles, self.log,
                                max_message_size=smallest_max_message_size(self._node))  # fmt: skip
         for key in self.settings.keys.keys:
             if key.generated:  # tokens signed with any other secret are refused: say where it is

@@ -66,9 +66,9 @@ class _KnownDown(Exception):
 
 
 class History:
-    def __init__(self, settings, authorizer, token_roles, io_pool, log, *, max_message_size: int | None = None) -> None:
+    def __init__(self, settings, authorizer, token_roles, log, *, max_message_size: int | None = None) -> None:
         self._policy, self._authorizer, self._token_roles = settings.policy, authorizer, token_roles
-        self._io, self._log = io_pool, log
+        self._log = log
         self._max_uri_length = settings.limits.max_uri_length
         self._answer_bytes = max((max_message_size or DEFAULT_MESSAGE_BYTES) - ANSWER_OVERHEAD_BYTES, 1)
         self._waiting_appends = self._waiting_reads = 0  # on the reactor
@@ -103,10 +103,6 @@ class History:
         )  # fmt: skip
         self._budget = settings.history.publisher_bytes_per_minute
         self._window_started, self._spent = time.monotonic(), {}  # publisher -> bytes kept this minute
-
-    @property
-    def shared(self) -> bool:
-        return self._writer is not None
 
     def observed(self) -> list[tuple[str, str]]:
         return sorted({observed_topics(rule) for rule in self._policy.history_rules()})

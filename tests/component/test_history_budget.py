@@ -36,7 +36,7 @@ def test_a_publisher_over_its_budget_is_refused_with_the_reason_and_others_go_on
         store=SimpleNamespace(redis_url=None), history=HistorySettings(publisher_bytes_per_minute=50_000),
     )  # fmt: skip
     log = Log()
-    history = History(settings, authorizer=None, token_roles=lambda caller: (), io_pool=None, log=log)
+    history = History(settings, authorizer=None, token_roles=lambda caller: (), log=log)
     big = "x" * 10_000
     answers = [history.tap.authorized(message.Publish(n, f"app.chat.room{n}", args=[big]), session("mallory"), ALLOWED)
                for n in range(10)]  # fmt: skip

@@ -124,7 +124,7 @@ def history_with_redis(redis_url: str, timeout: float = 5.0, log=None):
         store=SimpleNamespace(redis_url=redis_url, timeout_seconds=timeout),
         history=HistorySettings(),
     )
-    return History(settings, authorizer=None, token_roles=lambda caller: (), io_pool=None, log=log)
+    return History(settings, authorizer=None, token_roles=lambda caller: (), log=log)
 
 
 def test_with_redis_a_static_role_publishing_itself_is_kept_only_link_relays_are_not():
@@ -219,7 +219,6 @@ async def test_with_redis_hung_history_reads_do_not_hold_the_shared_io_threads_o
     io = ThreadPool(minthreads=4, maxthreads=4, name="review-io")  # the component's IO_THREADS
     io.start()
     history = history_with_redis(f"redis://127.0.0.1:{hole.port}/0", timeout=0.25, log=log)
-    history._io = io
     history._reader.start()  # (History.start also adds a shutdown trigger)
     history._authorizer = SimpleNamespace(decide=lambda **kw: SimpleNamespace(allow=True, reason=""))
     caller = SimpleNamespace(caller=1, caller_authid="alice", caller_authrole="user")
