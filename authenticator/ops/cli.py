@@ -332,3 +332,73 @@ def production_config_command(
     except ValueError as error:
         raise click.UsageError(str(error)) from None
     click.echo(json.dumps(derived, indent=4))
+
+
+@main.command("cluster-config")
+@click.option("--nodes", type=click.IntRange(2, 32), default=3, show_default=True, help="How many nodes.")
+@click.option("--redis-url", required=True, envvar="CLUSTER_REDIS_URL",
+              help="The Redis every node's component shares (store.redis_url): redis://, rediss:// or "
+              "unix://.")  # fmt: skip
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Where to write one node directory per node: OUT/node-1/.crossbar/config.json, ...")  # fmt: skip
+@click.option("--host", "hosts", multiple=True, default=["127.0.0.1"], show_default=True,
+              help="The address the nodes' link ports listen on and are reached at: once for all nodes, or once "
+              "per node (in order).")  # fmt: skip
+@click.option("--link-port", type=click.IntRange(1, 65535), default=7000, show_default=True,
+              help="Node 1's router link port (rawsocket, WAMP-cryptosign with the node keys); keep it off the "
+              "public network.")  # fmt: skip
+@click.option("--first-port", type=click.IntRange(1, 65535), default=None,
+              help="Node 1's public port.  [default: the config's own, 8080]")
+@click.option("--port-step", type=click.IntRange(1, 1000), default=10, show_default=True,
+              help="Node i's ports are node 1's plus (i - 1) x this (every TCP port of the config: public, "
+              "internal, metrics, link).")  # fmt: skip
+@node_options
+def cluster_config_command(nodes, redis_url, out_dir, hosts, link_port, first_port, port_step, cbdir,
+                           config_name) -> None:  # fmt: skip
+    """Write N node directories joined by router links in a full mesh, sharing one Redis, derived from
+    the node config (--config: config.json, config-proxies.json or config-production.json); each
+    with its own node key. Start each with crossbar start --cbdir OUT/node-I/.crossbar."""
+    from crossbar.common.key import _maybe_generate_node_key
+
+    from authenticator.config.cluster import ClusterRefused, cluster_configs, node_addresses, public_port
+
+    path, config = _derivable_node_config(cbdir, config_name)
+    if not redis_url.startswith(("redis://", "rediss://", "unix://")):
+        raise click.UsageError("--redis-url must be a redis://, rediss:// or unix:// URL")
+    try:
+        offset = 0 if first_port is None else first_port - public_port(config)
+        addresses = node_addresses(nodes, tuple(hosts), link_port, port_step, offset)
+    except ValueError as error:
+        raise click.UsageError(str(error)) from None
+    source = Path(cbdir).resolve()
+    keys = []
+    for address in addresses:
+        node_dir = out_dir / address.name / ".crossbar"
+        node_dir.mkdir(parents=True, exist_ok=True)
+        _maybe_generate_node_key(str(node_dir))  # Crossbar's own key files, key.priv 0600; kept if present
+        keys.append(node_public_key(node_dir / "key.pub"))
+
+    def relocate(address, name: str) -> str:  # as seen from that node's directory
+        if Path(name).is_absolute():
+            return name
+        return os.path.relpath(source / name, (out_dir / address.name / ".crossbar").resolve())
+
+    try:
+        configs = cluster_configs(config, addresses, keys, redis_url, relocate)
+    except ClusterRefused as refused:
+        for line in str(refused).splitlines():
+            click.echo(f"{path}: {line}", err=True)
+        sys.exit(1)
+    for address, node in zip(addresses, configs, strict=True):
+        target = out_dir / address.name / ".crossbar" / "config.json"
+        target.write_text(json.dumps(node, indent=4) + "\n")
+        click.echo(f"{address.name}: crossbar start --cbdir {target.parent}   (port {public_port(node)}, link "
+                   f"{address.host}:{address.link_port})")  # fmt: skip
+
+
+def node_public_key(pub_file: Path) -> str:
+    """The ed25519 public key (hex) of a Crossbar node key file (key.pub)."""
+    for line in pub_file.read_text().splitlines():
+        if line.startswith("public-key-ed25519:"):
+            return line.split(":", 1)[1].strip()
+    raise click.ClickException(f"{pub_file}: no public-key-ed25519 line (not a Crossbar node key file)")

@@ -161,6 +161,20 @@ PATCHES: tuple[Patch, ...] = (
         test="tests/component/test_proxy_node_key.py",
     ),
     Patch(
+        name="rlink-events",
+        targets=(
+            "crossbar.worker.rlink:BridgeSession._setup_event_forwarding",
+            "crossbar.router.router:Router.authorize",  # the receiving node's disclosure of an undisclosed relay
+        ),
+        installed_by="authenticator.patches.rlink_events:install",
+        why="Router links mirrored every subscription as an exact one (a prefix or wildcard subscription received "
+        "nothing from other nodes), asserted that the publisher was disclosed (an admin's notification never crossed, "
+        "or crossed showing the admin to every subscriber), and pulled an event in twice through overlapping "
+        "subscriptions: a link mirrors the match, relays each publication once, one hop, undisclosed when it was.",
+        verified=(("crossbar", CROSSBAR), ("autobahn", AUTOBAHN)),
+        test="tests/router/test_cluster.py",
+    ),
+    Patch(
         name="protocol-errors",
         targets=("autobahn.wamp.websocket:WampWebSocketProtocol.onMessage",),
         installed_by="authenticator.patches.protocol_errors:install",

@@ -39,6 +39,7 @@ from authenticator.patches.forwarded_yields import drop_forwarded_yields
 from authenticator.patches.guard import guard_this_process
 from authenticator.patches.hardening import harden_router_worker
 from authenticator.patches.hello_timeout import install_hello_timeout
+from authenticator.patches.rlink_events import install as install_rlink_events
 from authenticator.server.admission import Admission
 from authenticator.server.authorizer import Authorizer
 from authenticator.server.history import History
@@ -95,6 +96,9 @@ class AuthenticatorComponent(ApplicationSession):
         # Roles the policy does not know are static ones (router links): they may relay results.
         guard.apply("forwarded-yields", drop_forwarded_yields, lambda role: role not in self.settings.policy.roles,
                     self.log.warn)  # fmt: skip
+        # Before any router.authorize is wrapped per router (HTTP publishing, history): router links
+        # relay pattern subscriptions and undisclosed events (patches/rlink_events.py).
+        guard.apply("rlink-events", install_rlink_events)
         self.verifier = TokenVerifier(self.settings)
         self.keeper = SessionKeeper(
             grace_seconds=self.settings.expiry_grace_seconds, join_timeout_seconds=self.settings.join_timeout_seconds,

@@ -1,0 +1,169 @@
+"""Patch 'rlink-events': what a router link relays, and what the receiving node's subscribers learn.
+
+Crossbar 26.10's router links (crossbar/worker/rlink.py, ``BridgeSession._setup_event_forwarding``)
+mirror each subscription of this node on the other node and publish here what arrives. Measured on
+three nodes (tests/router/test_cluster.py), they:
+
+1. mirror every subscription as an *exact* one on its URI, and republish to that URI: a prefix or
+   wildcard subscription received nothing published on another node (only what an exact
+   subscription to the same topic happened to pull in), and the subscriptions made before a
+   link (re)connected were mirrored for exact ones only;
+2. assert that the publisher is disclosed: an event whose publisher the policy does not disclose
+   (an admin's notification to a user) never crossed, with an AssertionError in the log. Disclosing
+   it for the link's sake shows the admin's identity to every subscriber on every node;
+3. with an exact and a pattern subscription covering one topic, would pull the event in twice.
+
+This module replaces ``_setup_event_forwarding`` (the same bookkeeping, in the same places) so that
+a link mirrors each subscription with its match policy, republishes to the event's own topic, once
+per publication, and never out on another link (``exclude_authrole``: one hop, whatever the
+disclosure). An undisclosed event crosses without a publisher: its ``forward_for`` names no one
+(``UNDISCLOSED``) and the receiving router is told not to disclose it (``Router.authorize`` for the
+link's own session, role ``trusted``, gives ``disclose: false``), so subscribers there see what
+subscribers on the publishing node see: no publisher. A disclosed event keeps Crossbar's behaviour
+(the original publisher, through ``forward_for``).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+from authenticator.config.cluster import LINK_ROLE
+from authenticator.core.logtext import clip
+
+# The authid and authrole of the forward_for entry of a relayed event whose publisher was not
+# disclosed (its session: 0, which no session has).
+UNDISCLOSED = "crossbar-jwt.undisclosed"
+# Publications a link leg remembers having relayed: an event that reaches it through two
+# subscriptions (exact and prefix on one topic) arrives in the same dispatch, well within it.
+KEEP_RELAYED = 4096
+
+
+def install() -> None:
+    from crossbar.router.router import Router
+    from crossbar.worker.rlink import BridgeSession
+
+    if getattr(BridgeSession, "_crossbar_jwt_rlink_events", False):
+        return
+    BridgeSession._setup_event_forwarding = _setup_event_forwarding
+    BridgeSession._crossbar_jwt_rlink_events = True
+    authorize = Router.authorize
+
+    def authorize_undisclosed_relays(self, session, uri, action, options=None):
+        answer = authorize(self, session, uri, action, options)
+        if action == "publish" and getattr(session, "_authrole", None) == "trusted" and _undisclosed(options):
+            answer.addCallback(lambda a: {**a, "disclose": False} if isinstance(a, dict) else a)
+        return answer
+
+    Router.authorize = authorize_undisclosed_relays
+
+
+def _undisclosed(options) -> bool:
+    forward_for = (options or {}).get("forward_for") or ()
+    return bool(forward_for) and isinstance(forward_for[0], dict) and forward_for[0].get("authrole") == UNDISCLOSED
+
+
+def relay_forward_for(details) -> list[dict]:
+    """The forward_for a link publishes a relayed event with: its publisher, or no one."""
+    if details.publisher is None:
+        return [{"session": 0, "authid": UNDISCLOSED, "authrole": UNDISCLOSED}]
+    return [{"session": details.publisher, "authid": details.publisher_authid or "",
+             "authrole": details.publisher_authrole or ""}]  # fmt: skip
+
+
+def _setup_event_forwarding(self, other):
+    """Crossbar's BridgeSession._setup_event_forwarding, with the changes the module names."""
+    from autobahn.wamp.exception import ApplicationError, TransportLost
+    from autobahn.wamp.types import PublishOptions, SubscribeOptions
+    from twisted.internet.defer import inlineCallbacks
+
+    relayed: OrderedDict[int, None] = OrderedDict()
+
+    def relay(uri: str, args, kwargs, details):
+        if details.forward_for:  # relayed already by another node: one hop (Crossbar's rule)
+            return None
+        if details.publication in relayed:  # the same publication through a second subscription
+            return None
+        relayed[details.publication] = None
+        if len(relayed) > KEEP_RELAYED:
+            relayed.popitem(last=False)
+        options = PublishOptions(
+            acknowledge=True, exclude_me=True, exclude_authid=self._exclude_authid,
+            exclude_authrole=[LINK_ROLE, *(self._exclude_authrole or [])],  # never out on another link
+            forward_for=relay_forward_for(details),
+        )  # fmt: skip
+        topic = details.topic or uri  # a pattern subscription's event names its own topic
+        published = self.publish(topic, *args, options=options, **kwargs)
+
+        def failed(failure):
+            if not failure.check(TransportLost):
+                error = failure.value.error if failure.check(ApplicationError) else type(failure.value).__name__
+                self.log.warn("authenticator: a router link could not relay an event of {topic}: {error}",
+                              topic=clip(topic, 200), error=clip(str(error), 200))  # fmt: skip
+
+        published.addErrback(failed)
+        return None
+
+    @inlineCallbacks
+    def on_subscription_create(sub_session, sub_details, details=None):
+        uri = sub_details["uri"]
+        if uri.startswith("wamp."):
+            return
+        sub_id = sub_details["id"]
+        if sub_id in self._subs and self._subs[sub_id]["sub"]:
+            return  # mirrored already (a link that reconnected part-way)
+        self._subs.setdefault(sub_id, {**sub_details, "sub": None})
+
+        def on_event(*args, **kwargs):
+            details = kwargs.pop("details")
+            return relay(uri, args, kwargs, details)
+
+        match = sub_details.get("match") or "exact"
+        try:
+            sub = yield other.subscribe(on_event, uri, options=SubscribeOptions(match=match, details=True))
+        except TransportLost:
+            return
+        if sub_id not in self._subs:  # unsubscribed here meanwhile
+            yield sub.unsubscribe()
+        else:
+            self._subs[sub_id]["sub"] = sub
+
+    @inlineCallbacks
+    def on_subscription_delete(session_id, sub_id, details=None):
+        mirrored = self._subs.pop(sub_id, None)
+        if mirrored and mirrored["sub"] is not None and mirrored["sub"].active:
+            try:
+                yield mirrored["sub"].unsubscribe()
+            except TransportLost:
+                pass
+
+    @inlineCallbacks
+    def forward_current_subs():
+        subs = yield self.call("wamp.subscription.list")
+        for match in ("exact", "prefix", "wildcard"):  # Crossbar mirrored "exact" only
+            for sub_id in subs.get(match, []):
+                try:
+                    sub = yield self.call("wamp.subscription.get", sub_id)
+                except ApplicationError:
+                    continue  # gone meanwhile
+                yield on_subscription_create(self._session_id, sub)
+
+    @inlineCallbacks
+    def on_remote_join(_session, _details):
+        yield forward_current_subs()
+
+    def on_remote_leave(_session, _details):
+        self._subs = {}  # mirrored again at the next join (crossbar issue #1909)
+
+    @inlineCallbacks
+    def setup():
+        if self.IS_REMOTE_LEG:
+            yield forward_current_subs()
+        else:
+            other.on("join", on_remote_join)
+            other.on("leave", on_remote_leave)
+        yield self.subscribe(on_subscription_create, "wamp.subscription.on_create",
+                             options=SubscribeOptions(details_arg="details"))  # fmt: skip
+        yield self.subscribe(on_subscription_delete, "wamp.subscription.on_delete",
+                             options=SubscribeOptions(details_arg="details"))  # fmt: skip
+
+    return setup()

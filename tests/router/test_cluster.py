@@ -1,0 +1,207 @@
+"""Three nodes written by `python -m authenticator cluster-config` (router links in a full mesh, one
+Redis), started once for the module: events, privacy, revocation, history and a restart across
+them. docs/scaling.md#several-nodes."""
+
+import pytest
+import pytest_twisted
+from autobahn.wamp.types import PublishOptions, SubscribeOptions
+from twisted.internet import reactor, task
+
+from tests.router.test_http_publish import post
+from tests.support.cluster import start_cluster, wait_linked
+from tests.support.tokens import mint, unique
+from tests.support.wamp import Inbox, connect, eventually
+
+ACK = PublishOptions(acknowledge=True)
+NODES = 3
+
+
+@pytest.fixture(scope="module")
+def redis_server(tmp_path_factory):
+    from tests.support.redis_server import RedisServer
+
+    server = RedisServer(tmp_path_factory.mktemp("cluster-redis")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory, redis_server):
+    nodes = start_cluster(tmp_path_factory, "cluster", NODES, redis_server.url)
+    yield nodes
+    for node in nodes:
+        node.stop()
+
+
+def _details(match: str = "exact") -> SubscribeOptions:
+    return SubscribeOptions(match=match, details_arg="details")
+
+
+def _texts(inbox: Inbox) -> list:
+    return [args[0] for args, _ in inbox.events]
+
+
+async def _until(publish, inboxes: list[Inbox], what: str) -> None:
+    """A link mirrors a subscription on the other nodes soon after it is made: publish until every
+    inbox has received one (bounded), then forget what they received."""
+    for attempt in range(100):
+        await publish(attempt)
+        if all(inbox.events for inbox in inboxes):
+            for inbox in inboxes:
+                inbox.events.clear()
+            return
+        await task.deferLater(reactor, 0.1, lambda: None)
+    raise AssertionError(f"nothing crossed the router links to {what} within 10 s")
+
+
+@pytest_twisted.ensureDeferred
+async def test_exact_prefix_and_wildcard_subscriptions_get_every_nodes_events_once(cluster):
+    """On every node, one session subscribed three ways to a room (the same events through three
+    subscriptions, and twice over one link: Crossbar's links pulled such an event in twice, and
+    sent pattern subscriptions nothing). Each node publishes by WAMP and by POST /publish."""
+    room = unique("room")
+    topic = f"app.chat.{room}.messages"
+    ways = {"exact": topic, "prefix": f"app.chat.{room}.", "wildcard": f"app..{room}.messages"}
+    watchers, inboxes, publishers = [], [], []
+    try:
+        for node in cluster:
+            watcher = await connect(node.url, mint(unique("watcher"), ["admin"]))  # admin: app. prefix
+            watchers.append(watcher)
+            mine = {}
+            for match, uri in ways.items():
+                mine[match] = Inbox()
+                await watcher.subscribe(mine[match], uri, options=_details(match))
+            inboxes.append(mine)
+            publishers.append(await connect(node.url, mint(unique("writer"), ["user"])))
+        everyone = [inbox for mine in inboxes for inbox in mine.values()]
+        for j, publisher in enumerate(publishers):
+            await _until(lambda i, p=publisher, j=j: p.publish(topic, f"warm {j} {i}", options=ACK), everyone,
+                         f"every node from node {j + 1}")  # fmt: skip
+        backend = mint(unique("backend"), ["backend"])
+        expected = []
+        for j, (node, publisher) in enumerate(zip(cluster, publishers, strict=True)):
+            for k in range(3):
+                await publisher.publish(topic, f"wamp {j} {k}", options=ACK)
+                expected.append(f"wamp {j} {k}")
+            status, _headers, answer = await post(node, {"topic": topic, "args": [f"http {j}"]}, backend)
+            assert status == 200, answer
+            expected.append(f"http {j}")
+        # Every inbox has all of them once at least; then a marker from each node, published after
+        # anything a node could still relay: what arrives after is counted too.
+        await eventually(lambda: all(set(expected) <= set(_texts(inbox)) for inbox in everyone), 10,
+                         "every event on every node through every subscription")  # fmt: skip
+        for j, publisher in enumerate(publishers):
+            await publisher.publish(topic, f"marker {j}", options=ACK)
+        markers = {f"marker {j}" for j in range(NODES)}
+        await eventually(lambda: all(markers <= set(_texts(inbox)) for inbox in everyone), 10, "the markers")
+        for i, mine in enumerate(inboxes):
+            for match, inbox in mine.items():
+                got = _texts(inbox)
+                assert sorted(got) == sorted(expected + sorted(markers)), (i + 1, match, got)
+                for (args, kwargs) in inbox.events:
+                    details = kwargs["details"]
+                    assert details.topic in (None, topic)
+                    if args[0].startswith("wamp"):  # a chat publisher is disclosed, on every node
+                        j = int(args[0].split()[1])
+                        assert details.publisher_authid == publishers[j]._authid, (i + 1, args, details)
+    finally:
+        for client in watchers + publishers:
+            client.leave()
+
+
+@pytest_twisted.ensureDeferred
+async def test_bob_on_node_3_gets_the_admins_notification_from_node_1_undisclosed_and_alice_nothing(cluster):
+    """The policy does not disclose an admin's notification publisher: Crossbar's links asserted
+    on it (nothing crossed), and disclosing it for the links showed the admin to the user."""
+    first, second, third = cluster
+    bob_name, alice_name = unique("bob"), unique("alice")
+    bob = await connect(third.url, mint(bob_name, ["user"]))
+    alices = [await connect(node.url, mint(alice_name, ["user"])) for node in (second, third)]
+    root = await connect(first.url, mint(unique("root"), ["admin"]))
+    bob_inbox, alice_inboxes = Inbox(), [Inbox(), Inbox()]
+    bob_topic, alice_topic = f"app.user.{bob_name}.notifications", f"app.user.{alice_name}.notifications"
+    try:
+        await bob.subscribe(bob_inbox, bob_topic, options=_details())
+        for alice, inbox in zip(alices, alice_inboxes, strict=True):
+            await alice.subscribe(inbox, alice_topic, options=_details())
+        await _until(lambda i: root.publish(bob_topic, f"bob ping {i}", options=ACK), [bob_inbox], "bob")
+        await _until(lambda i: root.publish(alice_topic, f"alice ping {i}", options=ACK), alice_inboxes, "alice")
+        await root.publish(bob_topic, "for bob only", options=ACK)
+        await root.publish(alice_topic, "alice marker", options=ACK)  # crosses each link after bob's event
+        await eventually(lambda: "for bob only" in _texts(bob_inbox), 5, "bob's notification")
+        for inbox in alice_inboxes:
+            await eventually(lambda inbox=inbox: "alice marker" in _texts(inbox), 5, "alice's marker")
+            assert _texts(inbox) == ["alice marker"]
+        await root.publish(bob_topic, "bob marker", options=ACK)
+        await eventually(lambda: "bob marker" in _texts(bob_inbox), 5, "bob's marker")
+        assert _texts(bob_inbox) == ["for bob only", "bob marker"]
+        details = bob_inbox.events[0][1]["details"]
+        assert (details.publisher, details.publisher_authid, details.publisher_authrole, details.forward_for) == (
+            None, None, None, None)  # fmt: skip
+    finally:
+        for client in (bob, root, *alices):
+            client.leave()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_revocation_on_node_1_ends_the_users_sessions_on_nodes_2_and_3(cluster):
+    first, second, third = cluster
+    name = unique("carol")
+    carols = [await connect(node.url, mint(name, ["user"])) for node in (second, third)]
+    offsets = [node.log_size() for node in (second, third)]
+    root = await connect(first.url, mint(unique("root"), ["admin"]))
+    try:
+        await root.call("authenticator.revoke", authid=name)
+        for carol in carols:
+            goodbye = await carol.left.addTimeout(10, reactor)
+            assert goodbye.reason == "authenticator.error.revoked"
+    finally:
+        root.leave()
+    for node, offset in zip((second, third), offsets, strict=True):
+        node.wait_for_log(f"revoked on another router: authid={name}", after=offset)
+
+
+@pytest_twisted.ensureDeferred
+async def test_an_event_published_on_node_1_is_in_node_3s_history_once_at_the_same_position(cluster):
+    first, _second, third = cluster
+    bob_name = unique("bob")
+    topic = f"app.user.{bob_name}.notifications"
+    bob_here, bob_there = await connect(first.url, mint(bob_name)), await connect(third.url, mint(bob_name))
+    root = await connect(first.url, mint(unique("root"), ["admin"]))
+    inbox = Inbox()
+    try:
+        await bob_there.subscribe(inbox, topic, options=_details())
+        await _until(lambda i: root.publish(topic, f"ping {i}", options=ACK), [inbox], "bob on node 3")
+        await root.publish(topic, "kept once", options=ACK)
+        await eventually(lambda: "kept once" in _texts(inbox), 5, "the live event on node 3")
+        there = await bob_there.call("authenticator.history", topic, limit=1000)
+        here = await bob_here.call("authenticator.history", topic, limit=1000)
+        assert there == here
+        kept = [(event["args"][0], event["position"]) for event in there["events"]]
+        assert [text for text, _ in kept].count("kept once") == 1, kept
+        assert [position["offset"] for _, position in kept] == list(range(1, len(kept) + 1))  # no relay kept
+    finally:
+        for client in (bob_here, bob_there, root):
+            client.leave()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_restarted_node_rejoins_the_mesh_and_events_flow_both_ways(cluster):
+    first, second, third = cluster
+    offsets = [node.log_size() for node in (first, third)]
+    second.restart()
+    wait_linked(second, NODES - 1)  # its own links to the others
+    for node, offset in zip((first, third), offsets, strict=True):  # theirs to it
+        wait_linked(node, 1, after=offset)
+    room = unique("room")
+    topic = f"app.chat.{room}"
+    here = await connect(first.url, mint(unique("ann"), ["user"]))
+    there = await connect(second.url, mint(unique("ben"), ["user"]))
+    try:
+        for subscriber, publisher, what in ((there, here, "node 2 from node 1"), (here, there, "node 1 from node 2")):
+            inbox = Inbox()
+            await subscriber.subscribe(inbox, f"app.chat.{room}.", options=_details("prefix"))
+            await _until(lambda i, p=publisher: p.publish(topic + ".x", f"ping {i}", options=ACK), [inbox], what)
+    finally:
+        here.leave()
+        there.leave()
