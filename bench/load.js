@@ -73,7 +73,8 @@ function socketioClient(target, token, onJoined, onClosed) {
   return handle;
 }
 
-const lean = (job.client || "lean") === "lean";
+// BENCH_CLIENT=library in the environment: the library clients for a whole run (a cross-check of the lean ones).
+const lean = (job.client || process.env.BENCH_CLIENT || "lean") === "lean";
 const socketio = job.target && job.target.kind === "socketio";
 const client = socketio ? (lean ? leanSocketioClient : socketioClient) : (lean ? leanWampClient : wampClient);
 
