@@ -44,9 +44,13 @@ endif
 CONFIG ?= config.json
 
 ## run: create the venv, install, and start the router (demo on http://127.0.0.1:8080)
+# One open file per WebSocket: the soft limit (often 1,024) is raised to the hard limit first; at a
+# soft limit of 1,024 the router held 1,010 sessions and dropped the next connections with no log line.
+# Beyond the hard limit: LimitNOFILE= in the systemd unit (docs/operations.md#open-files).
 run: $(INSTALLED) $(WEB_DEPS)
 	@echo "crossbar-jwt: starting the router with $(CONFIG) on port 8080 (log level $(LOGLEVEL); make run LOGLEVEL=info logs every session)"
-	$(BIN)/crossbar start --cbdir .crossbar --config $(CONFIG) --loglevel $(LOGLEVEL)
+	@echo "crossbar-jwt: open files: $$(ulimit -Hn) (one per session; the hard limit, docs/operations.md#open-files)"
+	ulimit -n $$(ulimit -Hn) && $(BIN)/crossbar start --cbdir .crossbar --config $(CONFIG) --loglevel $(LOGLEVEL)
 
 ## test: install the test dependencies (and Debian's redis-server, chromium, php-cli, php-curl and nginx when missing), run the whole suite
 test: $(TEST_INSTALLED) $(WEB_DEPS) $(ISSUER_DEPS) $(BENCH_DEPS) system-deps
