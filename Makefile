@@ -50,7 +50,8 @@ CONFIG ?= config.json
 run: $(INSTALLED) $(WEB_DEPS)
 	@echo "crossbar-jwt: starting the router with $(CONFIG) on port 8080 (log level $(LOGLEVEL); make run LOGLEVEL=info logs every session)"
 	@echo "crossbar-jwt: open files: $$(ulimit -Hn) (one per session; the hard limit, docs/operations.md#open-files)"
-	ulimit -n $$(ulimit -Hn) && $(BIN)/crossbar start --cbdir .crossbar --config $(CONFIG) --loglevel $(LOGLEVEL)
+	ulimit -n $$(ulimit -Hn) 2>/dev/null || echo "crossbar-jwt: the open-file limit stays $$(ulimit -n)"; \
+	$(BIN)/crossbar start --cbdir .crossbar --config $(CONFIG) --loglevel $(LOGLEVEL)
 
 ## test: install the test dependencies (and Debian's redis-server, chromium, php-cli, php-curl and nginx when missing), run the whole suite
 test: $(TEST_INSTALLED) $(WEB_DEPS) $(ISSUER_DEPS) $(BENCH_DEPS) system-deps
