@@ -54,8 +54,9 @@ def node_addresses(nodes: int, hosts: Sequence[str] = ("127.0.0.1",), link_port:
     if len(hosts) not in (1, nodes):
         raise ValueError(f"give one --host for all nodes or one per node ({nodes}), not {len(hosts)}")
     return [
-        NodeAddress(f"node-{i + 1}", hosts[i if len(hosts) > 1 else 0], link_port + i * port_step,
-                    first_offset + i * port_step)
+        NodeAddress(
+            f"node-{i + 1}", hosts[i if len(hosts) > 1 else 0], link_port + i * port_step, first_offset + i * port_step
+        )
         for i in range(nodes)
     ]
 

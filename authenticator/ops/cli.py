@@ -347,8 +347,12 @@ def production_config_command(
 @click.option("--link-port", type=click.IntRange(1, 65535), default=7000, show_default=True,
               help="Node 1's router link port (rawsocket, WAMP-cryptosign with the node keys); keep it off the "
               "public network.")  # fmt: skip
-@click.option("--first-port", type=click.IntRange(1, 65535), default=None,
-              help="Node 1's public port.  [default: the config's own, 8080]")
+@click.option(
+    "--first-port",
+    type=click.IntRange(1, 65535),
+    default=None,
+    help="Node 1's public port.  [default: the config's own, 8080]",
+)
 @click.option("--port-step", type=click.IntRange(1, 1000), default=10, show_default=True,
               help="Node i's ports are node 1's plus (i - 1) x this (every TCP port of the config: public, "
               "internal, metrics, link).")  # fmt: skip

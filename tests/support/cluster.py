@@ -42,10 +42,11 @@ def cluster_config(out: Path, nodes: int, redis_url: str, *extra_args: str,
                    config: str = "config.json") -> subprocess.CompletedProcess:  # fmt: skip
     """Run the real command on the shipped config; its ports are free ones."""
     step = 1
+    ports = ["--first-port", str(_free_run(nodes, step)), "--link-port", str(_free_run(nodes, step))]
     return subprocess.run(
         [sys.executable, "-m", "authenticator", "cluster-config", "--cbdir", str(REPO / ".crossbar"),
-         "--config", config, "--nodes", str(nodes), "--redis-url", redis_url, "--out", str(out), "--port-step", str(step),
-         "--first-port", str(_free_run(nodes, step)), "--link-port", str(_free_run(nodes, step)), *extra_args],
+         "--config", config, "--nodes", str(nodes), "--redis-url", redis_url, "--out", str(out),
+         "--port-step", str(step), *ports, *extra_args],
         capture_output=True, text=True, cwd=REPO, timeout=60,
     )  # fmt: skip
 
