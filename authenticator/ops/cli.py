@@ -364,9 +364,13 @@ def cluster_config_command(nodes, redis_url, out_dir, hosts, link_port, first_po
     with its own node key. Start each with crossbar start --cbdir OUT/node-I/.crossbar."""
     from crossbar.common.key import _maybe_generate_node_key
 
-    from authenticator.config.cluster import ClusterRefused, cluster_configs, node_addresses, public_port
+    from authenticator.config.cluster import ClusterRefused, cluster_configs, node_addresses, public_port, refusals
 
     path, config = _derivable_node_config(cbdir, config_name)
+    for line in refusals(config):  # before anything is written
+        click.echo(f"{path}: {line}", err=True)
+    if refusals(config):
+        sys.exit(1)
     if not redis_url.startswith(("redis://", "rediss://", "unix://")):
         raise click.UsageError("--redis-url must be a redis://, rediss:// or unix:// URL")
     try:
