@@ -11,7 +11,7 @@ BENCH_INSTALLED := $(VENV)/.bench-installed
 BENCH_DEPS := bench/node_modules/.package-lock.json
 WEB_LOG := .pytest-web.log
 
-.PHONY: run test unit lint bench clean system-deps
+.PHONY: run test unit lint bench clean system-deps cluster
 .DEFAULT_GOAL := run
 
 # Debian packages the tests need; installed only when missing (as root, or through sudo).
@@ -52,6 +52,28 @@ run: $(INSTALLED) $(WEB_DEPS)
 	@echo "crossbar-jwt: open files: $$(ulimit -Hn) (one per session; the hard limit, docs/operations.md#open-files)"
 	ulimit -n $$(ulimit -Hn) 2>/dev/null || echo "crossbar-jwt: the open-file limit stays $$(ulimit -n)"; \
 	$(BIN)/crossbar start --cbdir .crossbar --config $(CONFIG) --loglevel $(LOGLEVEL)
+
+## cluster: three nodes on this machine joined by router links, sharing one Redis (started when none
+## answers on CLUSTER_REDIS_PORT); configs in .cluster/ (docs/scaling.md#several-nodes); Ctrl-C stops all
+CLUSTER_DIR := .cluster
+CLUSTER_NODES ?= 3
+CLUSTER_REDIS_PORT ?= 6379
+cluster: $(INSTALLED) $(WEB_DEPS)
+	@command -v redis-server >/dev/null || { echo "make cluster needs redis-server (Debian: apt-get install redis-server)" >&2; exit 1; }
+	@$(BIN)/python -m authenticator secret >/dev/null  # the development secret, which every node reads
+	$(BIN)/python -m authenticator cluster-config --config $(CONFIG) --nodes $(CLUSTER_NODES) --out $(CLUSTER_DIR) \
+		--redis-url redis://127.0.0.1:$(CLUSTER_REDIS_PORT)/0
+	@# One process group: Ctrl-C reaches every node (and the Redis started here) at once.
+	@if $(BIN)/python -c 'import socket,sys; socket.create_connection(("127.0.0.1", $(CLUSTER_REDIS_PORT)), 1)' 2>/dev/null; then \
+		echo "cluster: using the Redis on 127.0.0.1:$(CLUSTER_REDIS_PORT)"; \
+	else \
+		echo "cluster: starting redis-server on 127.0.0.1:$(CLUSTER_REDIS_PORT) (data in $(CLUSTER_DIR))"; \
+		redis-server --port $(CLUSTER_REDIS_PORT) --bind 127.0.0.1 --dir $(CLUSTER_DIR) --appendonly yes --loglevel warning & \
+	fi; \
+	for i in $$(seq 1 $(CLUSTER_NODES)); do \
+		$(BIN)/crossbar start --cbdir $(CLUSTER_DIR)/node-$$i/.crossbar --loglevel $(LOGLEVEL) 2>&1 | sed -u "s/^/[node-$$i] /" & \
+	done; \
+	wait
 
 ## test: install the test dependencies (and Debian's redis-server, chromium, php-cli, php-curl and nginx when missing), run the whole suite
 test: $(TEST_INSTALLED) $(WEB_DEPS) $(ISSUER_DEPS) $(BENCH_DEPS) system-deps
