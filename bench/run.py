@@ -69,7 +69,9 @@ def sessions_benchmark(systems, rounds: int, count: int, secret: str) -> dict:
             print(f"  sessions round {r + 1}/{rounds} {s.name:9s} {result['rate']:7.0f}/s "
                   f"p50 {result['p50_ms']:6.1f} ms p99 {result['p99_ms']:6.1f} ms "
                   f"server CPU {result['server_cpu_percent']:3.0f} % generator CPU "
-                  f"{result['generator_cpu_percent']:3.0f} % errors {result['errors']} {result['first_error'] or ''}",
+                  f"{result['generator_cpu_percent']:3.0f} % errors {result['errors']} {result['first_error'] or ''}"
+                  + (f" failed closes {result['close_errors']} {result['first_close_error']}"
+                     if result.get("close_errors") else ""),
                   flush=True)  # fmt: skip
     return samples
 
