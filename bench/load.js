@@ -83,13 +83,13 @@ const sessionTimeout = job.session_timeout_s || 30;
 
 function openSessions(count, inflight, keep) {
   const credentials = Array.from({ length: count }, () => credential(job.target.auth));
-  const latencies = [], errors = [], handles = [];
+  const latencies = [], errors = [], closeErrors = [], handles = [];
   let started = 0, finished = 0;
   return new Promise((resolve) => {
     const cpu0 = process.cpuUsage(), t0 = process.hrtime.bigint();
     const done = () => {
       const seconds = Number(process.hrtime.bigint() - t0) / 1e9, cpu = process.cpuUsage(cpu0);
-      resolve({ seconds, latencies, errors, handles, cpu_percent: (100 * (cpu.user + cpu.system)) / 1e6 / seconds });
+      resolve({ seconds, latencies, errors, closeErrors, handles, cpu_percent: (100 * (cpu.user + cpu.system)) / 1e6 / seconds });
     };
     const startOne = () => {
       const ticket = credentials[started++], t = process.hrtime.bigint();
@@ -103,10 +103,16 @@ function openSessions(count, inflight, keep) {
         joined = true;
         latencies.push(Number(process.hrtime.bigint() - t) / 1e6);
         if (keep) { handles.push(handle); settle(); } else handle.close();
-      }, (error) => { if (error && !settled) errors.push(error); if (!keep || error) settle(); });
+      }, (error) => {
+        // After a join, a failed close is counted apart: the session was established. (Crossbar 26's
+        // proxy workers sometimes answer a GOODBYE with ABORT wamp.error.authentication_failed; the
+        // library clients report any close they asked for as clean.)
+        if (error && !settled) (joined ? closeErrors : errors).push(error);
+        if (!keep || error) settle();
+      });
       // A session the server never answers is an error, not a hung run.
       const timer = setTimeout(() => {
-        errors.push(`no answer within ${sessionTimeout} s (${joined ? "closing" : "joining"})`);
+        (joined ? closeErrors : errors).push(`no answer within ${sessionTimeout} s (${joined ? "closing" : "joining"})`);
         settle();
         (handle.destroy || handle.close)();
       }, 1000 * sessionTimeout);
@@ -121,6 +127,7 @@ async function sessions() {
   const r = await openSessions(job.count, job.inflight, false);
   const sorted = r.latencies.sort((a, b) => a - b);
   return { sessions: sorted.length, errors: r.errors.length, first_error: r.errors[0] || null, seconds: r.seconds,
+    close_errors: r.closeErrors.length, first_close_error: r.closeErrors[0] || null,
     rate: sorted.length / r.seconds, p50_ms: percentile(sorted, 0.5), p99_ms: percentile(sorted, 0.99), generator_cpu_percent: r.cpu_percent };
 }
 
