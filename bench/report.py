@@ -131,10 +131,13 @@ def markdown(summary: dict, results: dict) -> str:
                 f"| {_range(h['p50_ms'], '{:.1f}')} | {_range(h['p99_ms'], '{:.1f}')} | {100 * h['delivered']:.0f} % "
                 f"| {h['errors']} | {h['server_cpu_percent']:.0f} % | {h['generator_cpu_percent']:.0f} % |"
             )
-    lines += ["", "### 5. Memory per idle authenticated session (server RSS growth)", "",
-              "| system | sessions | KiB/session |", "|---|---|---|"]  # fmt: skip
+    lines += ["", "### 5. Memory per idle authenticated session (RSS growth of the server's workers)", "",
+              "| system | sessions held | KiB/session (second batch) | KiB/session (first batch) | RSS held |",
+              "|---|---|---|---|---|"]  # fmt: skip
     for name, s in summary["memory"].items():
-        lines.append(f"| {LABELS.get(name, name)} | {s['sessions']} | {s['kib_per_session']:.1f} |")
+        first = f"{s['kib_per_session_first']:.1f}" if "kib_per_session_first" in s else "—"
+        rss = f"{s['rss_mib']:.0f} MiB" if "rss_mib" in s else "—"
+        lines.append(f"| {LABELS.get(name, name)} | {s['sessions']} | {s['kib_per_session']:.1f} | {first} | {rss} |")
     lines += ["", "![session rate, latency and fan-out](benchmarks.png)"]
     return "\n".join(lines)
 
