@@ -11,7 +11,8 @@ three nodes (tests/router/test_cluster.py), they:
 2. assert that the publisher is disclosed: an event whose publisher the policy does not disclose
    (an admin's notification to a user) never crossed, with an AssertionError in the log. Disclosing
    it for the link's sake shows the admin's identity to every subscriber on every node;
-3. with an exact and a pattern subscription covering one topic, would pull the event in twice.
+3. once patterns are mirrored, an event that matches several subscriptions of this node (exact and
+   prefix on one topic) reaches the link once per subscription: it must be relayed once.
 
 This module replaces ``_setup_event_forwarding`` (the same bookkeeping, in the same places) so that
 a link mirrors each subscription with its match policy, republishes to the event's own topic, once

@@ -57,51 +57,67 @@ async def _until(publish, inboxes: list[Inbox], what: str) -> None:
 
 @pytest_twisted.ensureDeferred
 async def test_exact_prefix_and_wildcard_subscriptions_get_every_nodes_events_once(cluster):
-    """On every node, one session subscribed three ways to a room (the same events through three
-    subscriptions, and twice over one link: Crossbar's links pulled such an event in twice, and
-    sent pattern subscriptions nothing). Each node publishes by WAMP and by POST /publish."""
+    """On every node a session subscribes to a room's messages three ways (one event, three
+    subscriptions, three mirrors on every other node: relayed once), and to its typing topic by
+    prefix and wildcard only (nobody subscribes to it exactly: Crossbar's links mirrored every
+    subscription as an exact one on its pattern, and these received nothing from other nodes).
+    Each node publishes both by WAMP and by POST /publish."""
     room = unique("room")
-    topic = f"app.chat.{room}.messages"
-    ways = {"exact": topic, "prefix": f"app.chat.{room}.", "wildcard": f"app..{room}.messages"}
+    messages, typing = f"app.chat.{room}.messages", f"app.chat.{room}.typing"
+    ways = {
+        "exact": (messages, "exact"),
+        "prefix": (f"app.chat.{room}.", "prefix"),
+        "wildcard": (f"app..{room}.messages", "wildcard"),
+        "wildcard typing": (f"app..{room}.typing", "wildcard"),
+    }
     watchers, inboxes, publishers = [], [], []
     try:
         for node in cluster:
             watcher = await connect(node.url, mint(unique("watcher"), ["admin"]))  # admin: app. prefix
             watchers.append(watcher)
             mine = {}
-            for match, uri in ways.items():
-                mine[match] = Inbox()
-                await watcher.subscribe(mine[match], uri, options=_details(match))
+            for name, (uri, match) in ways.items():
+                mine[name] = Inbox()
+                await watcher.subscribe(mine[name], uri, options=_details(match))
             inboxes.append(mine)
             publishers.append(await connect(node.url, mint(unique("writer"), ["user"])))
         everyone = [inbox for mine in inboxes for inbox in mine.values()]
+
+        async def both(publisher, text):
+            await publisher.publish(messages, text, options=ACK)
+            await publisher.publish(typing, text, options=ACK)
+
         for j, publisher in enumerate(publishers):
-            await _until(lambda i, p=publisher, j=j: p.publish(topic, f"warm {j} {i}", options=ACK), everyone,
-                         f"every node from node {j + 1}")  # fmt: skip
+            await _until(
+                lambda i, p=publisher, j=j: both(p, f"warm {j} {i}"), everyone, f"every node from node {j + 1}"
+            )
         backend = mint(unique("backend"), ["backend"])
-        expected = []
+        sent = []
         for j, (node, publisher) in enumerate(zip(cluster, publishers, strict=True)):
             for k in range(3):
-                await publisher.publish(topic, f"wamp {j} {k}", options=ACK)
-                expected.append(f"wamp {j} {k}")
-            status, _headers, answer = await post(node, {"topic": topic, "args": [f"http {j}"]}, backend)
-            assert status == 200, answer
-            expected.append(f"http {j}")
+                await both(publisher, f"wamp {j} {k}")
+                sent.append(f"wamp {j} {k}")
+            for topic in (messages, typing):
+                status, _headers, answer = await post(node, {"topic": topic, "args": [f"http {j}"]}, backend)
+                assert status == 200, answer
+            sent.append(f"http {j}")
+        expected = {"exact": sent, "prefix": sent * 2, "wildcard": sent, "wildcard typing": sent}
         # Every inbox has all of them once at least; then a marker from each node, published after
         # anything a node could still relay: what arrives after is counted too.
-        await eventually(lambda: all(set(expected) <= set(_texts(inbox)) for inbox in everyone), 10,
+        await eventually(lambda: all(set(sent) <= set(_texts(inbox)) for inbox in everyone), 10,
                          "every event on every node through every subscription")  # fmt: skip
-        for j, publisher in enumerate(publishers):
-            await publisher.publish(topic, f"marker {j}", options=ACK)
-        markers = {f"marker {j}" for j in range(NODES)}
-        await eventually(lambda: all(markers <= set(_texts(inbox)) for inbox in everyone), 10, "the markers")
+        markers = [f"marker {j}" for j in range(NODES)]
+        for publisher, marker in zip(publishers, markers, strict=True):
+            await both(publisher, marker)
+        await eventually(lambda: all(set(markers) <= set(_texts(inbox)) for inbox in everyone), 10, "the markers")
         for i, mine in enumerate(inboxes):
-            for match, inbox in mine.items():
+            for name, inbox in mine.items():
                 got = _texts(inbox)
-                assert sorted(got) == sorted(expected + sorted(markers)), (i + 1, match, got)
+                want = expected[name] + markers * (2 if name == "prefix" else 1)
+                assert sorted(got) == sorted(want), (i + 1, name, got)
                 for args, kwargs in inbox.events:
                     details = kwargs["details"]
-                    assert details.topic in (None, topic)
+                    assert details.topic in (None, messages, typing)
                     if args[0].startswith("wamp"):  # a chat publisher is disclosed, on every node
                         j = int(args[0].split()[1])
                         assert details.publisher_authid == publishers[j]._authid, (i + 1, args, details)

@@ -1,95 +1,30 @@
-"""Several nodes: two single-worker nodes joined by Crossbar router links (realms[].rlinks), the
-way docs/scaling.md describes. Events published on one node reach entitled subscribers on the
-other, and only them."""
+"""Several nodes: two single-worker nodes joined by Crossbar router links (realms[].rlinks), written
+by cluster-config (docs/scaling.md; three nodes: test_cluster.py). Events published on one node
+reach entitled subscribers on the other, and only them."""
 
 import pytest
 import pytest_twisted
 from autobahn.wamp.types import PublishOptions
-from crossbar.common.key import _maybe_generate_node_key
 from twisted.internet import reactor, task
 
-from tests.support.router import RouterProcess, free_port
-from tests.support.tokens import TEST_SECRET, mint, unique
+from tests.support.cluster import start_cluster
+from tests.support.tokens import mint, unique
 from tests.support.wamp import Inbox, connect, wamp_error
 
 ACK = PublishOptions(acknowledge=True)
 
 
-def _public_key(cbdir) -> str:
-    for line in (cbdir / "key.pub").read_text().splitlines():
-        if line.startswith("public-key-ed25519:"):
-            return line.split(":", 1)[1].strip()
-    raise AssertionError(f"no public key in {cbdir / 'key.pub'}")
-
-
-def _linked_to(me: int, link_ports: list[int], public_keys: list[str]):
-    other = 1 - me
-
-    def configure(config):
-        router = config["workers"][0]
-        realm = router["realms"][0]
-        # The other node's link session authenticates with its node key (WAMP-cryptosign).
-        realm["roles"].append({"name": "rlink", "permissions": [{
-            "uri": "", "match": "prefix", "allow": {"call": True, "register": True, "publish": True, "subscribe": True},
-            "disclose": {"caller": True, "publisher": True}, "cache": True}]})  # fmt: skip
-        router["transports"].append({
-            "type": "rawsocket", "endpoint": {"type": "tcp", "interface": "127.0.0.1", "port": link_ports[me]},
-            "serializers": ["cbor"],
-            "auth": {"cryptosign": {"type": "static", "principals": {"rlink": {
-                "realm": "realm1", "role": "rlink", "authorized_keys": [public_keys[other]]}}}},
-        })  # fmt: skip
-        realm["rlinks"] = [{
-            "id": f"to_node{other}", "realm": "realm1",
-            "forward_local_events": True, "forward_remote_events": False,
-            "forward_local_invocations": False, "forward_remote_invocations": False,
-            "transport": {"type": "rawsocket", "serializer": "cbor", "url": f"rs://127.0.0.1:{link_ports[other]}",
-                          "endpoint": {"type": "tcp", "host": "127.0.0.1", "port": link_ports[other]}},
-        }]  # fmt: skip
-        # Crossbar forwards only events whose publisher is disclosed (it asserts so): topics that
-        # cross nodes need "disclose": {"publisher": true} on the rules that allow publishing them.
-        policy = router["components"][0]["extra"]["policy"]
-        for role in policy["roles"]:
-            for rule in role["rules"]:
-                if rule["allow"].get("publish"):
-                    rule["disclose"] = {"publisher": True}
-
-    return configure
-
-
-def start_linked_nodes(tmp_path_factory, name: str, store: dict | None = None) -> list[RouterProcess]:
-    """Two nodes joined by router links, started and linked; `store`: the component's store for both."""
-    workdirs = [tmp_path_factory.mktemp(f"{name}{i}") for i in (0, 1)]
-    for workdir in workdirs:  # node keys first: each node's config names the other's public key
-        (workdir / ".crossbar").mkdir()
-        _maybe_generate_node_key(str(workdir / ".crossbar"))
-    keys = [_public_key(w / ".crossbar") for w in workdirs]
-    ports = [free_port(), free_port()]
-
-    def configure(i):
-        link = _linked_to(i, ports, keys)
-
-        def edit(config):
-            link(config)
-            if store is not None:
-                config["workers"][0]["components"][0]["extra"]["store"] = store
-
-        return edit
-
-    nodes = [RouterProcess(w, env={"JWT_SECRET": TEST_SECRET}, edit_config=configure(i))
-             for i, w in enumerate(workdirs)]  # fmt: skip
-    for node in nodes:
-        node.start()
-    for node in nodes:
-        node.wait_for_log("rlink remote session ready", timeout=20)
-    return nodes
-
-
 @pytest.fixture(scope="module")
 def two_nodes(tmp_path_factory):
-    nodes = start_linked_nodes(tmp_path_factory, "rlink-node")
+    """Two nodes as `python -m authenticator cluster-config --nodes 2` writes them (one Redis)."""
+    from tests.support.redis_server import RedisServer
+
+    redis_server = RedisServer(tmp_path_factory.mktemp("rlink-redis")).start()
+    nodes = start_cluster(tmp_path_factory, "rlink-node", 2, redis_server.url)
     yield nodes
     for node in nodes:
         node.stop()
+    redis_server.stop()
 
 
 async def until_one_arrives(publish, inbox: Inbox, what: str) -> None:
@@ -156,21 +91,9 @@ async def test_alice_cannot_subscribe_to_bobs_notifications_on_either_node(two_n
 # -- history over router links with one Redis ------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def two_nodes_sharing_redis(tmp_path_factory):
-    from tests.support.redis_server import RedisServer
-
-    redis_server = RedisServer(tmp_path_factory.mktemp("rlink-redis")).start()
-    nodes = start_linked_nodes(tmp_path_factory, "rlink-redis-node", store={"redis_url": redis_server.url})
-    yield nodes
-    for node in nodes:
-        node.stop()
-    redis_server.stop()
-
-
 @pytest_twisted.ensureDeferred
-async def test_an_event_relayed_by_a_link_is_kept_once_in_the_shared_history(two_nodes_sharing_redis):
-    first, second = two_nodes_sharing_redis
+async def test_an_event_relayed_by_a_link_is_kept_once_in_the_shared_history(two_nodes):
+    first, second = two_nodes
     bob_name = unique("bob")
     topic = f"app.user.{bob_name}.notifications"
     bob = await connect(second.url, mint(bob_name, ["user"]))

@@ -72,10 +72,15 @@ def start_cluster(tmp_path_factory, name: str, nodes: int, redis_url: str, *, ed
         port = generated["workers"][0]["transports"][0]["endpoint"]["port"]
         routers.append(RouterProcess(workdir, env={"JWT_SECRET": TEST_SECRET}, edit_config=replace, port=port,
                                      loglevel=loglevel))  # fmt: skip
-    for router in routers:
-        router.start()
-    for router in routers:
-        wait_linked(router, nodes - 1)
+    try:
+        for router in routers:
+            router.start()
+        for router in routers:
+            wait_linked(router, nodes - 1)
+    except BaseException:
+        for router in routers:  # none outlives a failed start
+            router.stop()
+        raise
     return routers
 
 
