@@ -49,24 +49,29 @@ def timer_seconds(delay: float) -> float:
 
 @dataclass(frozen=True)
 class Backoff:
-    """Seconds to wait before reconnect attempt n (0, 1, ...) since the last join. The cap keeps a
-    client within seconds of a router that comes back; raise it for fleets of thousands (the
-    router admits some hundred logins a second: docs/benchmarks.md)."""
+    """Seconds to wait before reconnect attempt n (0, 1, ...) since the last join: full jitter, a
+    random time in [0, cap] where the cap starts at `initial` and grows `growth`x per attempt to at
+    most `maximum` (web/crossbar-jwt/crossbar-jwt.js, retryDelay: the same numbers). The clients
+    of a restarted router spread over the whole window instead of arriving together; the first
+    retry (after a lost connection or an expiry) is on average initial / 2 away. `jitter` is the
+    random part of each delay, uniform in [(1 - jitter) * cap, cap]: 1 is full jitter, 0 exactly
+    the cap. The defaults come from a restart under 5,000 clients (docs/benchmarks.md#restart-with-many-clients)."""
 
     initial: float = 0.5
-    maximum: float = 1.5
-    growth: float = 1.5
-    jitter: float = 0.1
+    maximum: float = 10.0
+    growth: float = 2.0
+    jitter: float = 1.0
 
     def delay(self, attempt: int, rand: Callable[[], float] = random.random) -> float:
         """Within [0, maximum] for any attempt count: growth**attempt overflows a float after some
-        1,750 attempts of 1.5x (about 40 minutes of outage), where `maximum` has long been reached."""
+        1,000 attempts of 2x (hours of outage), where `maximum` has long been reached."""
         try:
             grown = self.initial * float(self.growth) ** attempt if self.initial > 0 else 0.0
         except OverflowError:
             grown = math.inf
-        mean = min(self.maximum, grown) if math.isfinite(grown) else self.maximum
-        delay = min(self.maximum, mean * (1 + self.jitter * (2 * rand() - 1)))
+        cap = min(self.maximum, grown) if math.isfinite(grown) else self.maximum
+        spread = math.nan if math.isnan(self.jitter) else min(1.0, max(0.0, self.jitter))  # NaN: as in JS
+        delay = min(self.maximum, cap * (1 - spread * rand()))
         if math.isfinite(delay):
             return max(0.0, delay)
         return self.maximum if math.isfinite(self.maximum) else Backoff.maximum  # never NaN, never "at once"

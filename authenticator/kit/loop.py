@@ -242,16 +242,17 @@ class KitClient:
 
     def _retry_delay(self, attempt: int) -> float:
         """The backoff's delay before retry `attempt`, as a timer takes it. The backoff may be the
-        application's own: if it raises, the kit says so and waits the default maximum, instead
-        of leaving its reconnect loop (the client would stay "reconnecting" and never try again)."""
+        application's own: if it raises, the kit says so and waits what the default Backoff would,
+        instead of leaving its reconnect loop (the client would stay "reconnecting" and never try again)."""
         try:
             return timer_seconds(self.backoff.delay(attempt))
         except Exception as error:  # noqa: BLE001 - whatever the backoff raised: keep reconnecting
+            seconds = timer_seconds(Backoff().delay(attempt))
             self.log.warn(
-                "crossbar-jwt: the backoff failed for attempt {attempt} ({error}); waiting {seconds} s",
-                attempt=attempt, error=f"{type(error).__name__}: {error}", seconds=Backoff.maximum,
+                "crossbar-jwt: the backoff failed for attempt {attempt} ({error}); waiting {seconds:.2f} s",
+                attempt=attempt, error=f"{type(error).__name__}: {error}", seconds=seconds,
             )  # fmt: skip
-            return Backoff.maximum
+            return seconds
 
     # -- the session's side (called by KitSession) ----------------------------------------------
 

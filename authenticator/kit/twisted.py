@@ -26,7 +26,7 @@ What it does (the same as web/crossbar-jwt.js; details in docs/clients.md):
   succeeds the router ends the session at exp (+ grace) with `authenticator.error.expired`, and
   the kit reconnects.
 - Reconnects after an expiry, a lost connection, a router restart or a login refused for a passing
-  reason, with bounded backoff (0.5 s, growing 1.5× to at most 1.5 s, ±10 % jitter).
+  reason, with full-jitter backoff (a random delay below a cap of 0.5 s doubling to 10 s).
 - Stops on a final reason (FINAL_REASONS): start()'s Deferred fires with (reason, message).
 - state ("connecting", "connected", "reconnecting", "stopped"), reason and message (the exact WAMP
   reason URI and message that ended the last session or attempt; None while connected), session
@@ -140,7 +140,7 @@ class Client(KitClient):
 
     def _connect(self, factory) -> defer.Deferred:
         # attemptDelay: the pause between the addresses of a host name (IPv6, IPv4), and how late a
-        # refused connect is reported (default 0.3 s, a fifth of the longest backoff).
+        # refused connect is reported (default 0.3 s, more than the first retry's average wait of 0.25 s).
         endpoint = HostnameEndpoint(self._reactor, self._host, self._port, timeout=CONNECT_TIMEOUT, attemptDelay=0.1)
         if self._tls is not None:
             endpoint = wrapClientTLS(self._tls, endpoint)

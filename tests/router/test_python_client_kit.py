@@ -22,7 +22,10 @@ from tests.support.tokens import TEST_SECRET, mint, unique
 from tests.support.wamp import connect, eventually
 
 ACK = PublishOptions(acknowledge=True)
-MAX_RETRY_DELAY = 1.5  # the kit's default Backoff.maximum
+# The tests' backoff: the kit's full jitter with a 1.5 s cap (the default, 10 s, is for fleets of
+# thousands: docs/clients.md#backoff), so that a restart test waits ~1 s for the kit, not ~5.
+MAX_RETRY_DELAY = 1.5
+FAST_BACKOFF = {"maximum": MAX_RETRY_DELAY}
 ATTEMPTS = 8  # reconnect attempts the router stays down for
 REFUSED = 0.1  # how long a refused connect takes (the kit's HostnameEndpoint attemptDelay)
 RUN_SECONDS = 15  # five lifetimes of a 3-second token
@@ -57,8 +60,13 @@ class Watched:
         self.subscribed = 0  # joins whose subscription is in place
         self.delays: list[tuple[float, float]] = []  # (when, seconds) of every pause the kit chose
         self.client = Client(
-            router.url, "realm1", self.get_token, on_join=self.on_join, on_state=self.on_state, bearer=bearer,
-            backoff=_RecordingBackoff(self.delays)
+            router.url,
+            "realm1",
+            self.get_token,
+            on_join=self.on_join,
+            on_state=self.on_state,
+            bearer=bearer,
+            backoff=_RecordingBackoff(self.delays),
         )
 
     def get_token(self) -> str:
@@ -82,10 +90,10 @@ class Watched:
 
 
 class _RecordingBackoff(Backoff):
-    """The kit's default backoff, telling the test each pause it chooses."""
+    """The tests' backoff (FAST_BACKOFF), telling the test each pause it chooses."""
 
     def __init__(self, chosen: list) -> None:
-        super().__init__()
+        super().__init__(**FAST_BACKOFF)
         object.__setattr__(self, "_chosen", chosen)  # a frozen dataclass
 
     def delay(self, attempt: int, rand=random.random) -> float:
@@ -115,7 +123,7 @@ async def test_after_a_router_restart_the_kit_is_back_within_2_s_and_receives_ag
     try:
         await kit.joins(1)
         await threads.deferToThread(router.stop)  # off the reactor: the kit keeps trying meanwhile
-        # A long outage: without its cap the backoff would wait 8.5 s before the 8th attempt.
+        # A long outage: without its cap the backoff would wait up to 64 s before the 8th attempt.
         failed = lambda: [at for state, reason, at in kit.states if reason == UNREACHABLE]  # noqa: E731
         await eventually(lambda: len(failed()) >= ATTEMPTS, ATTEMPTS * (MAX_RETRY_DELAY + REFUSED) + 2, "attempts")
         await threads.deferToThread(router.start)
@@ -301,7 +309,7 @@ async def test_stop_while_get_token_runs_ends_the_kit_before_it_connects(router)
 ASYNCIO_CLIENT = """
 import asyncio, os, signal, sys, time
 import jwt
-from authenticator.kit.asyncio import Client
+from authenticator.kit.asyncio import Backoff, Client
 
 url, name, issuer_down = sys.argv[1], sys.argv[2], sys.argv[3]
 
@@ -321,7 +329,8 @@ async def on_join(session, details):
 
 async def main():
     client = Client(url, "realm1", get_token, on_join=on_join, on_refresh=lambda exp: say("refreshed", exp),
-                    on_state=lambda state, c: say("state", state, c.reason, time.time()))
+                    on_state=lambda state, c: say("state", state, c.reason, time.time()),
+                    backoff=Backoff(maximum=1.5))  # the tests' FAST_BACKOFF
     asyncio.get_running_loop().add_signal_handler(signal.SIGINT, client.stop)
     reason, message = await client.start()
     say("stopped", reason, message)

@@ -12,7 +12,7 @@ from twisted.internet import defer, threads
 
 from authenticator.contract import HISTORY
 from authenticator.kit.recovery import NOT_HELD, RESUBSCRIBE, Recovery
-from authenticator.kit.twisted import Client
+from authenticator.kit.twisted import Backoff, Client
 from tests.support.router import RouterProcess
 from tests.support.tcp_relay import TcpRelay
 from tests.support.tokens import TEST_SECRET, mint, unique
@@ -50,7 +50,8 @@ class Subscriber:
     def __init__(self, url: str, authid: str, topic: str, *, since=None, client_class=Client) -> None:
         self.received: list[tuple[int, bool]] = []
         self.recoveries: list[Recovery] = []
-        self.client = client_class(url, "realm1", lambda: mint(authid, ["user"], ttl=600))
+        # A 1.5 s cap (the default is 10 s): back within ~1 s of a restart or a cut's end.
+        self.client = client_class(url, "realm1", lambda: mint(authid, ["user"], ttl=600), backoff=Backoff(maximum=1.5))
         self.subscription = self.client.subscribe(
             topic, self.on_event, recover=True, since=since, on_recovered=self.recoveries.append, details_arg="details"
         )

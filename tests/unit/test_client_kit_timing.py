@@ -1,9 +1,11 @@
 """When the client kits refresh and retry: by the router's clock, before exp, never under 0.5 s;
-retries from 0.5 s growing to at most 1.5 s with ±10 % jitter. The JavaScript kit's function is
-run under node and must give the same answers as the Python kit's."""
+retries with full jitter, a random delay in [0, cap] where the cap starts at 0.5 s and doubles to
+at most 10 s (docs/clients.md#backoff: chosen by bench/restart.py). The JavaScript kit's functions
+are run under node and must give the same answers as the Python kit's."""
 
 import json
 import math
+import random
 import shutil
 import subprocess
 import sys
@@ -45,14 +47,54 @@ def test_the_javascript_kit_times_its_refresh_like_the_python_kit(tmp_path):
     assert json.loads(out.stdout) == pytest.approx([c[1] for c in CASES])
 
 
-def test_retries_start_under_a_second_and_grow_to_at_most_1_5_s_with_jitter():
+CAPS = [0.5, 1.0, 2.0, 4.0, 8.0, 10.0, 10.0, 10.0]  # the default cap of retries 0 to 7
+
+
+def test_the_retry_cap_starts_at_half_a_second_and_doubles_to_at_most_10_s():
     backoff = Backoff()
-    low = [backoff.delay(n, rand=lambda: 0.0) for n in range(8)]
-    high = [backoff.delay(n, rand=lambda: 1.0) for n in range(8)]
-    middle = [backoff.delay(n, rand=lambda: 0.5) for n in range(8)]
-    assert middle == pytest.approx([0.5, 0.75, 1.125, 1.5, 1.5, 1.5, 1.5, 1.5])
-    assert low[0] == pytest.approx(0.45) and high[0] == pytest.approx(0.55)  # ±10 %
-    assert max(high) <= 1.5 and all(a <= b for a, b in zip(middle, middle[1:], strict=False))
+    assert [backoff.delay(n, rand=lambda: 0.0) for n in range(8)] == pytest.approx(CAPS)  # rand 0: the cap
+    assert [backoff.delay(n, rand=lambda: 0.5) for n in range(8)] == pytest.approx([c / 2 for c in CAPS])
+    assert [backoff.delay(n, rand=lambda: 1.0) for n in range(8)] == [0.0] * 8  # full jitter reaches 0
+    # jitter is the random part of the cap: 0 is the cap itself, 0.1 within 10 % under it
+    assert [Backoff(jitter=0).delay(n, rand=lambda: 0.7) for n in range(8)] == pytest.approx(CAPS)
+    assert Backoff(jitter=0.1).delay(2, rand=lambda: 1.0) == pytest.approx(1.8)
+    assert Backoff(maximum=1.5, growth=1.5).delay(5, rand=lambda: 0.0) == 1.5  # the tests' fast backoff
+
+
+def full_jitter_spread(delays: list[float], cap: float) -> None:
+    """Full jitter: every delay within [0, cap], and spread evenly over it (not bunched near the
+    cap as ±10 % was, nor near 0): each tenth of the window holds about a tenth of the delays."""
+    assert all(0.0 <= d <= cap for d in delays), (min(delays), max(delays))
+    tenths = [0] * 10
+    for d in delays:
+        tenths[min(9, int(10 * d / cap))] += 1
+    share = len(delays) / 10
+    assert all(0.8 * share <= n <= 1.2 * share for n in tenths), tenths
+    assert min(delays) < 0.01 * cap and max(delays) > 0.99 * cap
+    assert sum(delays) / len(delays) == pytest.approx(cap / 2, rel=0.05)
+
+
+@pytest.mark.parametrize("attempt", [0, 3, 9])
+def test_the_python_kits_retry_delays_are_full_jitter(attempt):
+    draw = random.Random(attempt).random  # seeded: the same draws every run
+    full_jitter_spread([Backoff().delay(attempt, rand=draw) for _ in range(10_000)], CAPS[min(attempt, 7)])
+
+
+JS_SPREAD = """
+import { retryDelay } from "./kit.mjs";
+console.log(JSON.stringify([0, 3, 9].map((n) => Array.from({ length: 10000 }, () => retryDelay(n)))));
+"""
+
+
+def test_the_javascript_kits_retry_delays_are_full_jitter_too(tmp_path):
+    """retryDelay with its own Math.random, as the kit calls it."""
+    if shutil.which("node") is None:
+        pytest.fail("node is missing: make test installs the test dependencies")
+    shutil.copy(REPO / "web" / "crossbar-jwt" / "crossbar-jwt.js", tmp_path / "kit.mjs")
+    (tmp_path / "spread.mjs").write_text(JS_SPREAD)
+    out = subprocess.run(["node", "spread.mjs"], cwd=tmp_path, capture_output=True, text=True, check=True, timeout=30)
+    for attempt, delays in zip([0, 3, 9], json.loads(out.stdout), strict=True):
+        full_jitter_spread(delays, CAPS[min(attempt, 7)])
 
 
 # -- long outages and long-lived tokens: no overflow, no timer that fires at once -------------------
@@ -65,9 +107,10 @@ def test_after_millions_of_attempts_the_backoff_is_its_maximum_not_an_overflow(a
     """1.5**attempt overflows a float near attempt 1,750 (some 40 minutes of outage, or of
     store_unavailable refusals): the kit's loop died there and the client stayed "reconnecting"."""
     backoff = Backoff()
-    assert backoff.delay(attempt, rand=lambda: 0.5) == 1.5
-    assert 1.35 <= backoff.delay(attempt) <= 1.5
+    assert backoff.delay(attempt, rand=lambda: 0.5) == 5.0  # half the 10 s cap
+    assert 0.0 <= backoff.delay(attempt) <= 10.0
     assert Backoff(initial=0).delay(attempt) == 0  # no delay asked for: none, not NaN
+    assert Backoff(jitter=math.nan).delay(attempt) == 10.0  # a jitter nobody can use: the cap, as in JS
 
 
 def test_no_python_kit_timer_is_negative_nan_or_longer_than_a_javascript_timer_can_be():
@@ -191,3 +234,62 @@ def test_the_javascript_kit_never_sets_a_timer_that_fires_at_once_for_a_30_day_t
     python = [Backoff().delay(n, rand=lambda: 0.5) for n in (0, 1, 2, 3, 7, 1749, 1750, 10**6, 5 * 10**6, 2**64)]
     assert result["backoff"] == pytest.approx(python) and result["noInitial"] == [0] * 10, result
     assert "TimeoutOverflowWarning" not in out.stderr, out.stderr
+
+
+KIT_RETRIES_UNDER_NODE = """
+import { connect } from "./kit.mjs";
+const realSetTimeout = globalThis.setTimeout;
+const delays = []; // every timer the kit sets, in ms
+globalThis.setTimeout = (fn, ms, ...rest) => { delays.push(ms); return realSetTimeout(fn, ms, ...rest); };
+Math.random = () => 0.25; // each delay is then 3/4 of its cap
+
+// AutobahnJS as the kit uses it: the first attempt joins; the router then goes away, and every
+// later attempt is refused, reported twice as AutobahnJS 22.11.1 under Node does (its transport
+// calls onclose for ws's "error" and again for its "close").
+const opened = [];
+let opens = 0;
+class Connection {
+  constructor(options) { opened.push(options); }
+  open() {
+    opens += 1;
+    if (opens === 1) {
+      realSetTimeout(() => this.onopen({ id: 1, leave() {} }, { authextra: {} }), 0);
+      realSetTimeout(() => { // the router restarts: the session is lost (AutobahnJS: "lost", will_retry)
+        this.onclose("lost", { reason: null, message: null, will_retry: true });
+        this.onclose("lost", { reason: null, message: null, will_retry: true });
+      }, 20);
+      return;
+    }
+    if (opens === 3) { // the marker: the second retry came; what was scheduled until now is known
+      console.log(JSON.stringify({ delays, opens, maxRetries: opened[0].max_retries }));
+      process.exit(0);
+    }
+    realSetTimeout(() => {
+      this.onclose("lost", { reason: null, message: null, will_retry: false });
+      this.onclose("lost", { reason: null, message: null, will_retry: false });
+    }, 0);
+  }
+  close() {}
+}
+connect({ url: "ws://unused", realm: "realm1", autobahn: { Connection } });
+realSetTimeout(() => { // no second retry came
+  console.log(JSON.stringify({ delays, opens, maxRetries: opened[0].max_retries }));
+  process.exit(0);
+}, 5000);
+"""
+
+
+def test_the_javascript_kit_retries_a_lost_connection_itself_once_per_attempt_with_full_jitter(tmp_path):
+    """The first retry after a lost connection is itself a random part of 0.5 s (5,000 clients of a
+    restarted router do not come back in the same instant), scheduled by the kit, not by AutobahnJS
+    (whose backoff has no full jitter: it is told max_retries 0). A failed attempt reported twice
+    (AutobahnJS under Node) schedules one retry, not two."""
+    if shutil.which("node") is None:
+        pytest.fail("node is missing: make test installs the test dependencies")
+    shutil.copy(REPO / "web" / "crossbar-jwt" / "crossbar-jwt.js", tmp_path / "kit.mjs")
+    (tmp_path / "retries.mjs").write_text(KIT_RETRIES_UNDER_NODE)
+    out = subprocess.run(["node", "retries.mjs"], cwd=tmp_path, capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout)
+    # 3/4 of the caps 0.5 s and 1 s, one timer each: the kit's retries, in order
+    assert result == {"delays": [375, 750], "opens": 3, "maxRetries": 0}, result

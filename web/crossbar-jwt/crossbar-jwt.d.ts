@@ -34,17 +34,17 @@ export declare const RECOVERY_KEY_PREFIX: string;
 export declare function refreshDelay(expiresIn: number, refreshAheadSeconds?: number): number;
 
 export interface RetryOptions {
-  /** Seconds before the first retry (0.5). */
+  /** The cap of the first retry's delay, in seconds (0.5). */
   initial?: number;
-  /** The longest delay, in seconds (1.5). */
+  /** The largest cap, in seconds (10). */
   maximum?: number;
-  /** Growth per attempt (1.5). */
+  /** Growth of the cap per attempt (2). */
   growth?: number;
-  /** ± this fraction of the delay (0.1). */
+  /** The random part of each delay: uniform in [(1 − jitter) × cap, cap]; 1, the default, is full jitter. */
   jitter?: number;
 }
 
-/** Seconds before retry `attempt` (0, 1, ...); `rand` returns a number in [0, 1). */
+/** Seconds before retry `attempt` (0, 1, ...): full jitter below a growing cap; `rand` returns a number in [0, 1). */
 export declare function retryDelay(attempt: number, options?: RetryOptions, rand?: () => number): number;
 
 /** connecting → connected ⇄ reconnecting → stopped. */
@@ -177,13 +177,13 @@ export interface ConnectOptions {
   onRefresh?: (exp: number) => void;
   /** Refresh this many seconds before exp, at most a third of what is left (10). */
   refreshAheadSeconds?: number;
-  /** Seconds before the first retry (0.5). */
+  /** The cap of the first retry's delay, in seconds (0.5): the retry comes after a random part of it. */
   initialRetryDelay?: number;
-  /** The longest delay between retries, in seconds (1.5). */
+  /** The largest cap of a retry's delay, in seconds (10; docs/clients.md#backoff). */
   maxRetryDelay?: number;
-  /** Growth of the delay per retry (1.5). */
+  /** Growth of the cap per retry (2). */
   retryDelayGrowth?: number;
-  /** ± this fraction of each delay (0.1). */
+  /** The random part of each delay, uniform in [(1 − jitter) × cap, cap] (1: full jitter). */
   retryDelayJitter?: number;
   /** Reasons to stop on instead of reconnecting (FINAL_REASONS). */
   finalReasons?: ReadonlySet<string>;

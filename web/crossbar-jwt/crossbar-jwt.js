@@ -27,10 +27,11 @@
 //   ends the session at exp (+ grace) with `authenticator.error.expired` and the kit reconnects.
 // - Reconnects, with a fresh token, after the router ends the session for expiry, after a lost
 //   connection or a router restart, and after a login refused for a passing reason (store_unavailable,
-//   a token already expired or not yet valid, getToken() failing): first retry after 0.5 s, growing
-//   1.5× to at most 1.5 s, with jitter. AutobahnJS retries lost connections itself (configured here);
-//   after a GOODBYE, an ABORT or a failed getToken() the kit retries with its own backoff (AutobahnJS
-//   would start its backoff over at every WebSocket that opens).
+//   a token already expired or not yet valid, getToken() failing), with full jitter: retry n waits a
+//   random time between 0 and a cap that starts at 0.5 s and doubles up to 10 s (retryDelay below;
+//   measured in docs/benchmarks.md#restart-with-many-clients). The kit schedules every retry itself
+//   (AutobahnJS's own backoff has no full jitter, starts over at every WebSocket that opens, and
+//   under Node counts a failed connect twice).
 // - Stops, and says why, on a final reason (FINAL_REASONS below): reconnecting would either fail the
 //   same way with every fresh token, or undo what the router decided (revocation).
 // - state: "connecting" → "connected" ⇄ "reconnecting" → "stopped"; client.reason / client.message are
@@ -38,8 +39,8 @@
 //
 // API: connect(options) → client
 //   options: url, realm, getToken?, onSession?(session, details), onState?(state, client),
-//     onRefresh?(exp), refreshAheadSeconds (10), initialRetryDelay (0.5 s), maxRetryDelay (1.5 s),
-//     retryDelayGrowth (1.5), retryDelayJitter (0.1), finalReasons (FINAL_REASONS), autobahn
+//     onRefresh?(exp), refreshAheadSeconds (10), initialRetryDelay (0.5 s), maxRetryDelay (10 s),
+//     retryDelayGrowth (2), retryDelayJitter (1: full jitter), finalReasons (FINAL_REASONS), autobahn
 //     (the AutobahnJS module; default: the global `autobahn`)
 //   client: state, reason, message, session (the joined autobahn.Session or null), refreshes,
 //     connection (the autobahn.Connection underneath), subscribe(topic, handler, options), close()
@@ -110,10 +111,14 @@ function later(fn, seconds) {
 
 const DEFAULTS = {
   refreshAheadSeconds: 10,
+  // Full jitter, a cap from 0.5 s doubling to 10 s: after a restart under 5,000 clients the router
+  // admitted logins at its limit with the fewest connections dropped at its listen queue: all back
+  // 10.5 s after it was ready, 322 dropped (the former 1.5 s cap, ±10 %: 11.4 s, 9,913 dropped; a
+  // 20 s cap: 18.7 s). docs/benchmarks.md#restart-with-many-clients.
   initialRetryDelay: 0.5,
-  maxRetryDelay: 1.5,
-  retryDelayGrowth: 1.5,
-  retryDelayJitter: 0.1,
+  maxRetryDelay: 10,
+  retryDelayGrowth: 2,
+  retryDelayJitter: 1,
   finalReasons: FINAL_REASONS,
   historyPageSize: 100, // events per history call (the router gives at most 1000)
 };
@@ -129,15 +134,19 @@ export function refreshDelay(expiresIn, refreshAheadSeconds = DEFAULTS.refreshAh
   return Math.max(0.5, expiresIn - ahead);
 }
 
-// Seconds before retry `attempt` (0, 1, ...): `initial` growing `growth`× per attempt to at most
-// `maximum`, ±`jitter`; `rand` in [0, 1). Within [0, maximum] for any attempt count and never NaN:
-// growth ** attempt is Infinity after some 1,750 attempts of 1.5× (about 40 minutes of outage), and
-// 0 × Infinity is NaN, which setTimeout takes as "at once" (authenticator/kit.py: the same rule).
+// Seconds before retry `attempt` (0, 1, ...), drawn at random below a cap: the cap is `initial`
+// growing `growth`× per attempt to at most `maximum`, and the delay is uniform in
+// [(1 − jitter) × cap, cap]. jitter 1 (the default) is "full jitter", [0, cap]: clients that lost
+// the same router spread over the whole window instead of arriving together, and the first retry
+// after a lost connection or an expiry is on average initial / 2 away. jitter 0 is exactly the cap.
+// `rand` in [0, 1). Within [0, maximum] for any attempt count and never NaN: growth ** attempt is
+// Infinity after some 1,000 attempts of 2× (hours of outage), and 0 × Infinity is NaN, which
+// setTimeout takes as "at once" (authenticator/kit/common.py, Backoff.delay: the same rule).
 export function retryDelay(attempt, { initial = DEFAULTS.initialRetryDelay, maximum = DEFAULTS.maxRetryDelay,
   growth = DEFAULTS.retryDelayGrowth, jitter = DEFAULTS.retryDelayJitter } = {}, rand = Math.random) {
   const grown = initial > 0 ? initial * growth ** attempt : 0;
-  const mean = Number.isFinite(grown) ? Math.min(maximum, grown) : maximum;
-  const delay = Math.min(maximum, mean * (1 + jitter * (2 * rand() - 1)));
+  const cap = Number.isFinite(grown) ? Math.min(maximum, grown) : maximum;
+  const delay = Math.min(maximum, cap * (1 - Math.min(1, Math.max(0, jitter)) * rand()));
   if (Number.isFinite(delay)) return Math.max(0, delay);
   return Number.isFinite(maximum) ? maximum : DEFAULTS.maxRetryDelay; // NaN options: never "at once"
 }
@@ -153,9 +162,9 @@ class NoToken extends Error {}
 const RECONNECT_DISABLED = "auto-reconnect disabled!";
 
 // AutobahnJS follows every onclose that returns true with console.warn("auto-reconnect disabled!",
-// false, true) (autobahn 22.11.1, Connection.open: the transport's onclose). The kit returns true
-// whenever it takes over: it reconnects with its own backoff (after an expiry, a refused refresh, a
-// failed getToken()), or it stops with the reason in client.reason (close(), a final reason). So the
+// false, true) (autobahn 22.11.1, Connection.open: the transport's onclose). The kit always returns
+// true: it reconnects with its own backoff, or it stops with the reason in client.reason (close(),
+// a final reason). So the
 // line came at every login of the demo page and every reconnect, and told of a failure that was not
 // one. The kit drops that one line and nothing else: AutobahnJS logs through its exported `log`
 // object, looked up at each call, and warns synchronously right after onclose returns; the filter
@@ -326,7 +335,8 @@ export function connect(options) {
   let token = null; // the token this session logged in or last refreshed with
   let tokenError = null; // why getToken() failed during the last challenge
   let leaving = null; // {reason, message} when the kit itself leaves to reconnect
-  let failures = 0; // attempts since the last join, for the kit's own backoff
+  let failures = 0; // attempts since the last join, for the kit's backoff
+  let attemptEnded = false; // the current attempt's close was handled (see connection.onclose)
   let refreshTimer = null;
   let retryTimer = null;
 
@@ -639,7 +649,10 @@ export function connect(options) {
         throw error; // AutobahnJS aborts this attempt; onclose below decides
       }
     },
-    max_retries: -1,
+    // The kit schedules every retry itself (afterClose): AutobahnJS's own backoff draws a Gaussian
+    // around a growing delay (no full jitter), starts over at every WebSocket that opens, and under
+    // Node advances twice per failed connect. Its options say the same in case it is ever asked.
+    max_retries: 0,
     initial_retry_delay: o.initialRetryDelay,
     max_retry_delay: Math.min(o.maxRetryDelay, MAX_TIMER_SECONDS), // AutobahnJS's own setTimeout
     retry_delay_growth: o.retryDelayGrowth,
@@ -662,20 +675,31 @@ export function connect(options) {
     if (o.onSession) o.onSession(s, details);
   };
 
-  // true: the kit takes over (its own retry, or stopped); AutobahnJS does not retry.
+  // Always true: the kit retries (or has stopped); AutobahnJS does not retry. AutobahnJS 22.11.1
+  // under Node reports a failed WebSocket twice (its transport calls onclose for ws's "error" and
+  // again for its "close"): the second report of the same attempt is ignored, else two retries
+  // would be scheduled and the backoff advanced twice.
   connection.onclose = (closed, details) => {
-    const takenOver = afterClose(closed, details);
-    if (takenOver) dropReconnectDisabledLine(ab);
-    return takenOver;
+    if (!attemptEnded) {
+      attemptEnded = true;
+      afterClose(closed, details);
+    }
+    dropReconnectDisabledLine(ab);
+    return true;
   };
 
-  // What follows a closed connection or a failed attempt: stop, let AutobahnJS retry, or retry here.
+  function open() {
+    attemptEnded = false;
+    connection.open();
+  }
+
+  // What follows a closed connection or a failed attempt: stop, or retry after retryDelay.
   function afterClose(closed, details) {
     session = null;
     tap = null;
     for (const sub of subscriptions) Object.assign(sub, { session: null, autobahn: null, buffer: [], fetching: false });
     clearTimeout(refreshTimer);
-    if (client.state === "stopped") return true;
+    if (client.state === "stopped") return;
     let reason, message;
     if (leaving) {
       ({ reason, message } = leaving);
@@ -690,20 +714,16 @@ export function connect(options) {
     }
     if (o.finalReasons.has(reason)) {
       stop(reason, message);
-      return true;
+      return;
     }
-    if (details.will_retry && reason !== TOKEN_UNAVAILABLE) { // a lost connection: AutobahnJS retries
-      setState("reconnecting", reason, message);
-      return false;
-    }
-    // After a GOODBYE (expired), an ABORT or a failed getToken() the kit retries with its own
-    // backoff: AutobahnJS does not retry the first two, and would start its backoff over at every
-    // WebSocket that opens (a failing getToken() would be asked every 0.5 s).
+    // Lost or unreachable, a GOODBYE (expired), an ABORT, a failed getToken(): the first retry too
+    // waits a random part of initialRetryDelay, so the clients of a restarted router do not all
+    // come back in the same instant; a client whose token expired is back within 0.5 s.
     setState("reconnecting", reason, message);
+    clearTimeout(retryTimer);
     retryTimer = later(() => {
-      if (client.state !== "stopped") connection.open();
+      if (client.state !== "stopped") open();
     }, retryDelay(failures++, retry));
-    return true;
   }
 
   function scheduleRefresh(s, expiresIn) {
@@ -762,7 +782,7 @@ export function connect(options) {
     if (typeof connection._autoreconnect_reset === "function") connection._autoreconnect_reset();
   }
 
-  connection.open();
+  open();
   setState("connecting");
   return client;
 }
