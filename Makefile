@@ -92,13 +92,15 @@ test: $(TEST_INSTALLED) $(WEB_DEPS) $(ISSUER_DEPS) $(BENCH_DEPS) system-deps
 
 ## bench: measure sessions/s, latency, fan-out, verification cost and memory against the static-ticket
 ## ceiling, stock Crossbar and socket.io (a report in docs/benchmarks.md, never a test), then what
-## recovery and presence cost; ~10 min
+## recovery and presence cost, and a router restart under 2,000 kit clients; ~12 min
 bench: $(BENCH_INSTALLED) $(BENCH_DEPS)
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
 	@# recovery and presence (docs/recovery.md): their reports are printed, docs/benchmarks.md quotes them
 	$(BIN)/python -m bench.history_cost
 	$(BIN)/python -m bench.history_fanout
 	$(BIN)/python -m bench.presence_cost
+	@# a router restart under 2,000 JS-kit clients (docs/benchmarks.md#restart-with-many-clients; 5,000: drop --clients)
+	$(BIN)/python -m bench.restart --clients 2000
 
 $(BENCH_INSTALLED): $(INSTALLED)
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[router,bench]'
