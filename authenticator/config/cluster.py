@@ -69,9 +69,9 @@ def refusals(config: Mapping) -> list[str]:
             where = f"policy role '{role.get('name')}' rule '{rule.get('uri')}'"
             if rule.get("allow", {}).get("register"):
                 lines.append(
-                    f"{where} allows register: calls do not cross router links here (Crossbar forwards them with "
-                    "the caller's role as its authid, and a link could take over the authenticator's procedures); "
-                    "run the callee on every node, or remove the rule"
+                    f"{where} allows register: calls do not cross router links here (Crossbar 26.10 relays a call "
+                    "with the caller's role as its authid: the callee would see authid 'user'); run the callee on "
+                    "every node, or remove the rule"
                 )
             if rule.get("retain"):
                 lines.append(
