@@ -9,6 +9,7 @@ import shlex
 import sys
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import click
 
@@ -397,9 +398,13 @@ def cluster_config_command(nodes, redis_url, out_dir, hosts, link_port, first_po
         for line in str(refused).splitlines():
             click.echo(f"{path}: {line}", err=True)
         sys.exit(1)
+    # A Redis password in the URL is a secret: then the configs are readable by their owner only.
+    secret_url = urlsplit(redis_url).password is not None
     for address, node in zip(addresses, configs, strict=True):
         target = out_dir / address.name / ".crossbar" / "config.json"
         target.write_text(json.dumps(node, indent=4) + "\n")
+        if secret_url:
+            target.chmod(0o600)
         click.echo(f"{address.name}: crossbar start --cbdir {target.parent}   (port {public_port(node)}, link "
                    f"{address.host}:{address.link_port})")  # fmt: skip
 

@@ -157,3 +157,14 @@ def test_the_command_refuses_a_policy_links_cannot_carry_and_writes_nothing(tmp_
     assert result.exit_code == 1
     assert "allows register: calls do not cross router links here" in result.output
     assert not list((tmp_path / "cluster").rglob("config.json"))
+
+
+def test_a_redis_password_makes_every_node_config_readable_by_its_owner_only(tmp_path):
+    result = CliRunner().invoke(main, [
+        "cluster-config", "--cbdir", str(REPO / ".crossbar"), "--nodes", "2", "--redis-url",
+        "redis://:s3cret@127.0.0.1:6379/0", "--out", str(tmp_path / "cluster")])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "s3cret" not in result.output
+    for i in (1, 2):
+        config = tmp_path / "cluster" / f"node-{i}" / ".crossbar" / "config.json"
+        assert stat.S_IMODE(os.stat(config).st_mode) == 0o600
