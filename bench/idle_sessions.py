@@ -10,6 +10,8 @@ own, once.
 
     .venv/bin/python -m bench.idle_sessions [--sessions 20000] [--generators 4]
 
+With an open-file limit below sessions + 50 it measures what fits, and says so.
+
 Reports: sessions established, time to establish, RSS of the router worker per session, open files,
 events delivered / lost / to the wrong user / duplicated, time to deliver, the router worker's CPU
 in each phase, the generators' CPU. The router needs one open file per session: the script raises
@@ -124,17 +126,20 @@ def main(argv=None) -> int:
     per_generator = -(-args.sessions // args.generators)
     soft, hard = raise_open_files(args.sessions + FILES_MARGIN)
     print(f"open files: soft {soft}, hard {hard} (needed: {args.sessions} sessions + {FILES_MARGIN})", flush=True)
-    if soft < args.sessions + FILES_MARGIN:
-        print(f"the open-file limit {soft} is below {args.sessions + FILES_MARGIN}: raise the hard limit (as root: "
-              f"ulimit -Hn; a systemd unit: LimitNOFILE=) or ask for --sessions {soft - FILES_MARGIN}",
-              file=sys.stderr)  # fmt: skip
-        return 2
+    capped = soft < args.sessions + FILES_MARGIN
+    if capped:  # what fits, said loudly: the figure is then this machine's limit, not the router's
+        print(f"the open-file limit {soft} is below {args.sessions + FILES_MARGIN}: measuring "
+              f"{soft - FILES_MARGIN} sessions; raise the hard limit for {args.sessions} (as root: ulimit -Hn; "
+              "a systemd unit: LimitNOFILE=)", flush=True)  # fmt: skip
+        args.sessions = soft - FILES_MARGIN
+        per_generator = -(-args.sessions // args.generators)
 
     secret = "bench-" + os.urandom(24).hex()
     node = RouterProcess(Path(tempfile.mkdtemp(prefix="bench-idle-")), env={"JWT_SECRET": secret},
                          loglevel=shipped_loglevel(), cpus=SERVER_CPU).start()  # fmt: skip
     generators: list[subprocess.Popen] = []
-    report: dict = {"sessions_requested": args.sessions, "generators": args.generators, "open_files_limit": soft}
+    report: dict = {"sessions_requested": args.sessions, "generators": args.generators, "open_files_limit": soft,
+                    "capped_by_open_files": capped}  # fmt: skip
     try:
         (worker,) = node.worker_pids()
         report["worker_open_files_limit"] = worker_limit(worker)
