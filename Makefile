@@ -101,6 +101,8 @@ bench: $(BENCH_INSTALLED) $(BENCH_DEPS)
 	$(BIN)/python -m bench.presence_cost
 	@# a router restart under 2,000 JS-kit clients (docs/benchmarks.md#restart-with-many-clients; 5,000: drop --clients)
 	$(BIN)/python -m bench.restart --clients 2000
+	@# 20,000 idle sessions on one router worker, one event each (docs/benchmarks.md#concurrency-20000-idle-sessions-on-one-router-worker)
+	$(BIN)/python -m bench.idle_sessions
 
 $(BENCH_INSTALLED): $(INSTALLED)
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[router,bench]'
