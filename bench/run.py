@@ -26,7 +26,7 @@ import psutil
 from bench import report
 from bench.systems import HTTP_TOPIC, NODE, http_publish_node, make_systems
 from bench.verify_cost import verification_cost
-from tests.support.router import REPO
+from tests.support.router import REPO, wait_for
 from tests.support.tokens import mint
 
 LOAD_CPU = "1"
@@ -145,6 +145,19 @@ def _hold_idle(target: dict, count: int, secret: str) -> tuple[subprocess.Popen,
     return generator, json.loads(line)
 
 
+def _every_worker(system) -> list[int]:
+    """The node is ready when one worker answers on its port: a second proxy worker may still be
+    starting (measured without it, 2 proxies looked cheaper per session than 1, and the first clients
+    it took were closed with 1002)."""
+    expected = 1 + getattr(system, "proxies", 0)
+
+    def started() -> list[int] | None:
+        pids = system.session_pids()
+        return pids if len(pids) >= expected else None
+
+    return wait_for(started, 60, f"{expected} workers of {system.name}")
+
+
 def memory_benchmark(make, count: int, secret: str) -> dict:
     """RSS growth of the server processes per idle authenticated session, each system freshly started.
 
@@ -157,7 +170,7 @@ def memory_benchmark(make, count: int, secret: str) -> dict:
         s.start()
         generators = []
         try:
-            pids = s.session_pids()
+            pids = _every_worker(s)
 
             def rss(pids=pids) -> int:
                 return sum(psutil.Process(p).memory_info().rss for p in pids)
