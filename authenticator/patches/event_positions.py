@@ -91,7 +91,7 @@ def install_event_details(*, passthrough: bool = False) -> None:
             # The proxy's connection to the router worker: only what arrives on it is the router's.
             serializer = getattr(transport, "_serializer", None)
             if serializer is not None:
-                serializer.unserialize = _from_the_router(serializer.unserialize)
+                serializer.unserialize = from_the_router(serializer.unserialize)
             return original_open(self, transport)
 
         message.Event.parse = staticmethod(parse)
@@ -99,10 +99,31 @@ def install_event_details(*, passthrough: bool = False) -> None:
         message.Event._crossbar_jwt_passthrough = True
 
 
-_reading_from_router = [False]  # set while a proxy worker parses what its router worker sent
+_reading_from_router = [False]  # set while a proxy worker parses what its router worker sent (or a
+# router link what the other node's router sent)
+
+# The key a router link's relay carries its event's position under, in its forward_for's first
+# entry (authenticator/patches/rlink_events.py); the tap takes it out before anything is sent.
+RELAYED_POSITION = "x_crossbar_jwt_position"
 
 
-def _from_the_router(unserialize):
+def _relayed_position(publish) -> dict | None:
+    """The position a router link's relay carries (taken out of its forward_for), if it is one."""
+    forward_for = publish.forward_for
+    if not forward_for or not isinstance(forward_for[0], dict) or RELAYED_POSITION not in forward_for[0]:
+        return None
+    first = dict(forward_for[0])
+    carried = first.pop(RELAYED_POSITION)
+    publish.forward_for = [first, *forward_for[1:]]
+    try:
+        return read_position(carried).as_wire()
+    except PositionProblem:
+        return None
+
+
+def from_the_router(unserialize):
+    """Wrap a connection's unserialize: what it parses is a router's (a proxy's backend, a router link)."""
+
     def unserialize_from_router(*args, **kwargs):
         _reading_from_router[0] = True
         try:
@@ -171,15 +192,6 @@ class HistoryTap:
         # stream of positions has no holes, and a recovering kit that missed it would read the
         # history after every message it sends and deliver it from there anyway.
         publish.exclude_me = False
-        if self._kept_elsewhere(publish):
-            return authorization  # sent without a position: the kits read it from the shared store
-        over = self._over_budget(publish, session)
-        if over is not None:
-            self._refused(publish, session, over)
-            return {"allow": False, "cache": False, "disclose": False}
-        # the publisher's authid is kept only where the rule discloses the publisher
-        publisher = getattr(session, "_authid", None) if authorization.get("disclose") else None
-        kept = self._keep(publish.topic, publish.args, publish.kwargs, publisher)
 
         def hold(position: dict) -> dict:
             self._pending[id(publish)] = position
@@ -187,6 +199,19 @@ class HistoryTap:
                 self._pending.popitem(last=False)
             return authorization
 
+        # a router link's relay (its own session: Crossbar's reserved role) carries the position
+        carried = _relayed_position(publish) if getattr(session, "_authrole", None) == "trusted" else None
+        if self._kept_elsewhere(publish):
+            # kept where it was published: sent on with that position, else without one (the
+            # kits then read it from the shared store)
+            return authorization if carried is None else hold(carried)
+        over = self._over_budget(publish, session)
+        if over is not None:
+            self._refused(publish, session, over)
+            return {"allow": False, "cache": False, "disclose": False}
+        # the publisher's authid is kept only where the rule discloses the publisher
+        publisher = getattr(session, "_authid", None) if authorization.get("disclose") else None
+        kept = self._keep(publish.topic, publish.args, publish.kwargs, publisher)
         if txaio.is_future(kept):
             return kept.addCallback(hold)
         return hold(kept)

@@ -165,6 +165,7 @@ PATCHES: tuple[Patch, ...] = (
         targets=(
             "crossbar.worker.rlink:BridgeSession._setup_event_forwarding",
             "crossbar.router.router:Router.authorize",  # the receiving node's disclosure of an undisclosed relay
+            "crossbar.worker.rlink:RLinkRemoteSession.onOpen",  # a relayed event's position, read from the link
         ),
         installed_by="authenticator.patches.rlink_events:install",
         why="Router links mirrored every subscription as an exact one (a prefix or wildcard subscription received "

@@ -21,7 +21,9 @@ disclosure). An undisclosed event crosses without a publisher: its ``forward_for
 (``UNDISCLOSED``) and the receiving router is told not to disclose it (``Router.authorize`` for the
 link's own session, role ``trusted``, gives ``disclose: false``), so subscribers there see what
 subscribers on the publishing node see: no publisher. A disclosed event keeps Crossbar's behaviour
-(the original publisher, through ``forward_for``).
+(the original publisher, through ``forward_for``). A relayed event of a history topic carries the
+position the other node sent it with, so subscribers here get its
+``x_position`` as there.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from collections import OrderedDict
 
 from authenticator.config.cluster import LINK_ROLE
 from authenticator.core.logtext import clip
+from authenticator.patches.event_positions import RELAYED_POSITION, from_the_router, install_event_details, position_of
 
 # The authid and authrole of the forward_for entry of a relayed event whose publisher was not
 # disclosed (its session: 0, which no session has).
@@ -41,10 +44,23 @@ KEEP_RELAYED = 4096
 
 def install() -> None:
     from crossbar.router.router import Router
-    from crossbar.worker.rlink import BridgeSession
+    from crossbar.worker.rlink import BridgeSession, RLinkRemoteSession
 
+    # The EVENTs a link receives from the other node's router carry their position: recorded at
+    # parse (as a proxy worker does), only on the links' connections, never from what a client
+    # sends, so that the relay carries it on (RELAYED_POSITION) and subscribers here get it too.
+    install_event_details(passthrough=True)
     if getattr(BridgeSession, "_crossbar_jwt_rlink_events", False):
         return
+    open_link = RLinkRemoteSession.onOpen
+
+    def on_open(self, transport):
+        serializer = getattr(transport, "_serializer", None)
+        if serializer is not None:
+            serializer.unserialize = from_the_router(serializer.unserialize)
+        return open_link(self, transport)
+
+    RLinkRemoteSession.onOpen = on_open
     BridgeSession._setup_event_forwarding = _setup_event_forwarding
     BridgeSession._crossbar_jwt_rlink_events = True
     authorize = Router.authorize
@@ -87,10 +103,14 @@ def _setup_event_forwarding(self, other):
         relayed[details.publication] = None
         if len(relayed) > KEEP_RELAYED:
             relayed.popitem(last=False)
+        forward_for = relay_forward_for(details)
+        position = position_of(details.publication)  # a history topic's, as the other node sent it
+        if position is not None:
+            forward_for[0][RELAYED_POSITION] = position  # taken out by the history tap here
         options = PublishOptions(
             acknowledge=True, exclude_me=True, exclude_authid=self._exclude_authid,
             exclude_authrole=[LINK_ROLE, *(self._exclude_authrole or [])],  # never out on another link
-            forward_for=relay_forward_for(details),
+            forward_for=forward_for,
         )  # fmt: skip
         topic = details.topic or uri  # a pattern subscription's event names its own topic
         published = self.publish(topic, *args, options=options, **kwargs)

@@ -7,8 +7,10 @@ import pytest_twisted
 from autobahn.wamp.types import PublishOptions, SubscribeOptions
 from twisted.internet import reactor, task
 
+from authenticator.contract import EVENT_POSITION_DETAIL
 from tests.router.test_http_publish import post
 from tests.support.cluster import start_cluster, wait_linked
+from tests.support.event_details import details_of, record_event_details
 from tests.support.tokens import mint, unique
 from tests.support.wamp import Inbox, connect, eventually
 
@@ -27,6 +29,7 @@ def redis_server(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory, redis_server):
+    record_event_details()  # the x_position of the EVENTs this process receives
     nodes = start_cluster(tmp_path_factory, "cluster", NODES, redis_server.url)
     yield nodes
     for node in nodes:
@@ -200,6 +203,10 @@ async def test_an_event_published_on_node_1_is_in_node_3s_history_once_at_the_sa
         kept = [(event["args"][0], event["position"]) for event in there["events"]]
         assert [text for text, _ in kept].count("kept once") == 1, kept
         assert [position["offset"] for _, position in kept] == list(range(1, len(kept) + 1))  # no relay kept
+        # the live event relayed to node 3 carries the position node 1 kept it at (a kit places it
+        # without reading the history)
+        live = next(kwargs["details"] for args, kwargs in inbox.events if args == ("kept once",))
+        assert details_of(live.publication)[EVENT_POSITION_DETAIL] == dict(kept)["kept once"]
     finally:
         for client in (bob_here, bob_there, root):
             client.leave()
