@@ -54,7 +54,7 @@ function leanWampClient(target, ticket, onJoined, onClosed) {
         default: break;
       }
     },
-    close: (code) => onClosed(closing && !error ? null : error || `lost ${code}`),
+    close: (code, refusal) => onClosed(closing && !error ? null : error || (refusal ? `upgrade refused: ${refusal}` : `lost ${code}`)),
   });
   return handle;
 }
@@ -90,7 +90,8 @@ function leanSocketioClient(target, token, onJoined, onClosed) {
       else if (text.startsWith("44")) { error = `connect_error ${JSON.parse(text.slice(2)).message}`; ws.close(); }
       else if (text.startsWith("41") || text === "1") { error = error || "io server disconnect"; ws.close(); }
     },
-    close: (code) => onClosed(closedByUs && joined && !error ? null : error || (joined ? `transport close ${code}` : `closed before connect ${code}`)),
+    close: (code, refusal) => onClosed(closedByUs && joined && !error ? null : error ||
+      (refusal ? `upgrade refused: ${refusal}` : joined ? `transport close ${code}` : `closed before connect ${code}`)),
   });
   return handle;
 }

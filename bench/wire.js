@@ -25,17 +25,18 @@ function frame(opcode, payload) {
   return out;
 }
 
-// connect({host, port, path, protocol, localAddress}, {open(), message(text), close(code)})
-//   -> {send(text), close(last), destroy()}; close(code) is called once, when the TCP connection is gone.
+// connect({host, port, path, protocol, localAddress}, {open(), message(text), close(code, refusal)})
+//   -> {send(text), close(last), destroy()}; close() is called once, when the TCP connection is gone;
+//   refusal is the server's status line when it did not switch protocols (code 1002).
 function connect(options, on) {
   const socket = net.connect({ host: options.host, port: options.port, localAddress: options.localAddress });
   socket.setNoDelay(true);
-  let buffer = null, upgraded = false, closed = false, closeSent = false, closeCode = 1006, fragments = null;
+  let buffer = null, upgraded = false, closed = false, closeSent = false, closeCode = 1006, refusal = null, fragments = null;
   const request = `GET ${options.path} HTTP/1.1\r\nHost: ${options.host}:${options.port}\r\nUpgrade: websocket\r\n` +
     `Connection: Upgrade\r\nSec-WebSocket-Key: ${KEY}\r\nSec-WebSocket-Version: 13\r\n` +
     (options.protocol ? `Sec-WebSocket-Protocol: ${options.protocol}\r\n` : "") + "\r\n";
   // The connection ends when TCP does: after a closing handshake the server closes first (RFC 6455 7.1.1).
-  const finish = () => { if (!closed) { closed = true; socket.destroy(); on.close(closeCode); } };
+  const finish = () => { if (!closed) { closed = true; socket.destroy(); on.close(closeCode, refusal); } };
   socket.on("connect", () => socket.write(request));
   socket.on("error", finish);
   socket.on("close", finish);
@@ -44,7 +45,10 @@ function connect(options, on) {
     if (!upgraded) {
       const end = buffer.indexOf("\r\n\r\n");
       if (end < 0) return;
-      if (buffer.toString("latin1", 0, 12) !== "HTTP/1.1 101") { closeCode = 1002; return finish(); }
+      if (buffer.toString("latin1", 0, 12) !== "HTTP/1.1 101") {  // refused: keep the status line
+        closeCode = 1002; refusal = buffer.toString("latin1", 0, Math.min(buffer.indexOf("\r\n"), 80));
+        return finish();
+      }
       upgraded = true;
       buffer = buffer.subarray(end + 4);
       on.open();
