@@ -95,6 +95,12 @@ def _setup_event_forwarding(self, other):
 
     relayed: OrderedDict[int, None] = OrderedDict()
 
+    def link_roles() -> list[str]:
+        # cluster-config's link role, and the role this link was given on the other node: in a
+        # hand-written symmetric mesh, the other nodes' links have that role here
+        joined_as = None if self.IS_REMOTE_LEG else getattr(other, "_authrole", None)
+        return [LINK_ROLE] if joined_as in (None, LINK_ROLE) else [LINK_ROLE, joined_as]
+
     def relay(uri: str, args, kwargs, details):
         if details.forward_for:  # relayed already by another node: one hop (Crossbar's rule)
             return None
@@ -109,7 +115,7 @@ def _setup_event_forwarding(self, other):
             forward_for[0][RELAYED_POSITION] = position  # taken out by the history tap here
         options = PublishOptions(
             acknowledge=True, exclude_me=True, exclude_authid=self._exclude_authid,
-            exclude_authrole=[LINK_ROLE, *(self._exclude_authrole or [])],  # never out on another link
+            exclude_authrole=[*link_roles(), *(self._exclude_authrole or [])],  # never out on another link
             forward_for=forward_for,
         )  # fmt: skip
         topic = details.topic or uri  # a pattern subscription's event names its own topic
