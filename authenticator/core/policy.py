@@ -262,6 +262,18 @@ def covers(rule_match: str, rule_uri: str, request_match: str, request_uri: str)
 _FILTER_OPTIONS = ("eligible", "eligible_authid", "eligible_authrole", "exclude", "exclude_authid", "exclude_authrole")
 
 
+# The PUBLISH options that neither request_problem nor Policy.decide reads. A publication carrying
+# no other option gets the decision the same session got for the same topic before, so a session
+# may reuse it (authenticator/patches/publish_decisions.py). Every other key -- forward_for, retain,
+# eligible/exclude, payload encryption, and whatever a later Crossbar adds -- is decided afresh.
+DECISION_FREE_PUBLISH_OPTIONS = frozenset({"acknowledge", "exclude_me"})
+
+
+def publish_decision_reusable(options: Mapping | None) -> bool:
+    """Whether a publication with `options` is decided as one without any (see above)."""
+    return not options or all(key in DECISION_FREE_PUBLISH_OPTIONS for key in options)
+
+
 def request_problem(action: str, uri: object, options: Mapping | None, max_uri_length: int, *,
                     keeps_history: bool = False) -> str | None:  # fmt: skip
     """Why a request is refused before any rule is consulted, or None. Checked for every action.

@@ -26,7 +26,8 @@ AUTHENTICATIONS = Counter(
 AUTHORIZATIONS = Counter(
     "crossbar_jwt_authorizations",
     "Decisions the authorizer made, by action and outcome. Answers Crossbar serves from its cache "
-    "(cacheable role-wide allows) do not reach the authorizer and are not counted.",
+    "(cacheable role-wide allows) and a session's reused publish allows do not reach the authorizer and are not "
+    "counted.",
     ["action", "outcome", "cacheable"], registry=REGISTRY,
 )  # fmt: skip
 SESSIONS_ENDED = Counter(

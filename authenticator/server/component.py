@@ -39,6 +39,7 @@ from authenticator.patches.forwarded_yields import drop_forwarded_yields
 from authenticator.patches.guard import guard_this_process
 from authenticator.patches.hardening import harden_router_worker
 from authenticator.patches.hello_timeout import install_hello_timeout
+from authenticator.patches.publish_decisions import install as reuse_publish_decisions
 from authenticator.patches.rlink_events import install as install_rlink_events
 from authenticator.server.admission import Admission
 from authenticator.server.authorizer import Authorizer
@@ -145,6 +146,7 @@ class AuthenticatorComponent(ApplicationSession):
                 lambda problem: reactor.callFromThread(self.log.warn, "authenticator: {problem}", problem=problem),
             )
             reactor.addSystemEventTrigger("during", "shutdown", stop.set)
+        self._reuse_publish_decisions()  # first: the HTTP publisher's hook and the history tap wrap it
         self._start_http_publishing(details.realm)
         self._keep_history()
         if self.settings.goodbye_on_stop:
@@ -183,6 +185,13 @@ class AuthenticatorComponent(ApplicationSession):
                 await deferLater(reactor, 0.05, lambda: None)
         except Exception as error:  # noqa: BLE001 - a stop must go on whatever happens here
             self.log.warn("authenticator: could not say GOODBYE to every session ({kind})", kind=type(error).__name__)
+
+    def _reuse_publish_decisions(self) -> None:
+        """A session's repeated publications to a topic reuse its decision (patches/publish_decisions.py)."""
+        router = getattr(self._transport, "_router", None)
+        if router is not None:
+            guard_this_process(self.log.warn).apply("session-publish-decisions", reuse_publish_decisions, router,
+                                                    AUTHORIZE)  # fmt: skip
 
     def _start_http_publishing(self, realm: str) -> None:
         """POST /publish (authenticator/endpoints/publish.py) publishes through the router this

@@ -186,3 +186,66 @@ async def test_retain_is_allowed_where_a_rule_says_so_but_never_with_eligible_or
         assert error == NOT_AUTHORIZED  # no rule of app.chat says retain
     finally:
         client.leave()
+
+
+# -- a session's publish decisions (authenticator/patches/publish_decisions.py) -------------------
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_decision_reused_for_one_users_publications_is_never_given_to_another(node):
+    """alice's repeated publications to her own topic reuse her decision; bob, of the same role,
+    publishing to alice's topic is asked about and refused, after alice's and before his own."""
+    alice_id, bob_id = unique("alice"), unique("bob")
+    alice, bob = await connect(node.url, mint(alice_id, ["user"])), await connect(node.url, mint(bob_id, ["user"]))
+    alices_phone = await connect(node.url, mint(alice_id, ["user"]))
+    try:
+        topic = f"app.status.{alice_id}"
+        inbox = Inbox()
+        await alices_phone.subscribe(inbox, topic)
+        for n in range(3):
+            await alice.publish(topic, n, options=PublishOptions(acknowledge=True))
+        offset = node.log_size()
+        assert await wamp_error(bob.publish(topic, "as alice", options=PublishOptions(acknowledge=True))) == (
+            NOT_AUTHORIZED
+        )
+        node.wait_for_log(f"authorization denied: publish {topic} authid={bob_id} role=user via=wamp reason=no rule "
+                          f"of role 'user' allows publish on exact '{topic}'", after=offset)  # fmt: skip
+        await bob.publish(f"app.status.{bob_id}", "his own", options=PublishOptions(acknowledge=True))
+        await alice.publish(topic, "marker", options=PublishOptions(acknowledge=True))
+        # what alice's topic carried: her 0, 1, 2 and the marker; bob's publication would be among them
+        assert [(await inbox.next())[0][0] for _ in range(4)] == [0, 1, 2, "marker"]
+    finally:
+        for client in (alice, bob, alices_phone):
+            client.leave()
+
+
+def _publish_decisions(node) -> float:
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{node.port}/metrics", timeout=10) as response:  # noqa: S310
+        text = response.read().decode()
+    return sum(float(line.rpartition(" ")[2]) for line in text.splitlines()
+               if line.startswith("crossbar_jwt_authorizations_total{") and 'action="publish"' in line)  # fmt: skip
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_session_asks_once_per_topic_and_keeps_at_most_32_topics(node):
+    """What the reuse saves and what it bounds: the authorizer decides a session's first publication
+    to a topic; 32 topics are kept per session, a 33rd is asked about every time."""
+    from twisted.internet import threads
+
+    name = unique("status")
+    client = await connect(node.url, mint(name, ["user"]))
+    try:
+        before = await threads.deferToThread(_publish_decisions, node)
+        for _ in range(5):
+            await client.publish(f"app.status.{name}", "same topic", options=PublishOptions(acknowledge=True))
+        after_one_topic = await threads.deferToThread(_publish_decisions, node)
+        assert after_one_topic - before == 1
+        for room in range(33):  # 31 more topics fill the session's 32; the 33rd is never kept
+            for _ in range(2):
+                await client.publish(f"app.chat.{name}.{room}", "x", options=PublishOptions(acknowledge=True))
+        after = await threads.deferToThread(_publish_decisions, node)
+        assert after - after_one_topic == 31 + 2 * 2  # 31 kept topics once each, the last 2 twice each
+    finally:
+        client.leave()

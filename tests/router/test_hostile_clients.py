@@ -154,10 +154,16 @@ async def test_retain_is_refused_unless_a_rule_allows_it_and_nothing_is_retained
     topic = f"app.chat.{unique('room')}"
     mallory = await connect(router.url, mint(unique("mallory"), ["user"]))
     try:
+        # An honest publish first: the session's reused decision must not answer one with retain.
+        await mallory.publish(topic, "honest", options=PublishOptions(acknowledge=True))
+        offset = router.log_size()
         error = await wamp_error(
             mallory.publish(topic, "pinned", options=PublishOptions(acknowledge=True, retain=True))
         )
         assert error == NOT_AUTHORIZED
+        who = f"authid={mallory.details.authid} role=user via=wamp"
+        router.wait_for_log(f"authorization denied: publish {topic} {who} reason=no rule of role 'user' allows "
+                            "publish with retain", after=offset)  # fmt: skip
         late = await connect(router.url, mint(unique("bob"), ["user"]))
         try:
             inbox = Inbox()
