@@ -3,6 +3,8 @@
 - jwt:      the shipped .crossbar/config.json as is (dynamic JWT ticket auth, dynamic authorizer).
 - ceiling:  the same router with Crossbar's static ticket auth and static permissions, no
             authenticator component: what any authenticator can at most reach.
+- minimal:  the ceiling's static permissions, with a minimal PyJWT dynamic ticket authenticator
+            (bench/minimal_authenticator.py): the floor for login with a dynamic authenticator.
 - stock:    Crossbar as it comes: the ceiling's realm and auth, but none of the shipped config's
             tuning and `crossbar start`'s default log level.
 - socketio: socket.io 4 with a jsonwebtoken middleware (bench/socketio_server.js).
@@ -63,6 +65,27 @@ def _make_static(config: dict) -> None:
     paths.pop("auth", None)  # the demo token issuer reads the authenticator's configuration
     ws = paths["ws"]
     ws["auth"] = {"ticket": {"type": "static", "principals": {"alice": {"ticket": STATIC_TICKET, "role": "user"}}}}
+
+
+MINIMAL_ROLE = "minimal-authenticator"
+
+
+def _make_minimal(config: dict) -> None:
+    """The ceiling, but tickets are JWTs checked by a ten-line PyJWT component (nothing else)."""
+    from bench.minimal_authenticator import PROCEDURE
+
+    _make_static(config)
+    router = _router(config)
+    router["options"]["pythonpath"] = ["..", str(REPO)]
+    router["realms"][0]["roles"].append({"name": MINIMAL_ROLE, "permissions": [
+        {"uri": PROCEDURE, "match": "exact", "allow": {"call": False, "register": True, "publish": False,
+                                                        "subscribe": False},
+         "disclose": {"caller": False, "publisher": False}, "cache": True},
+    ]})  # fmt: skip
+    router["components"] = [{"type": "class", "classname": "bench.minimal_authenticator.MinimalAuthenticator",
+                             "realm": "realm1", "role": MINIMAL_ROLE}]  # fmt: skip
+    ws = router["transports"][0]["paths"]["ws"]
+    ws["auth"] = {"ticket": {"type": "dynamic", "authenticator": PROCEDURE}}
 
 
 def _make_stock(config: dict) -> None:
@@ -164,6 +187,7 @@ def make_systems(secret: str, *, fanout: bool = False, proxies: bool = False) ->
     systems = [
         CrossbarSystem("jwt", None, None, jwt_auth, secret, edit_extra=extra),
         CrossbarSystem("ceiling", _make_static, None, static_auth, secret),
+        CrossbarSystem("minimal", _make_minimal, None, jwt_auth, secret),
         CrossbarSystem("stock", _make_stock, "info", static_auth, secret),
         SocketIoSystem(secret),
     ]
