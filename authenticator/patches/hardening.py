@@ -38,6 +38,7 @@ def harden_router_worker(warn: Callable[[str], None]) -> Guard:
     one line per patch) and install the patches every worker needs; the returned guard installs
     the others (the HELLO deadline, the YIELD rule), so that each goes through the same check."""
     from authenticator.patches.body_limit import install as bound_request_bodies  # every request body, while it arrives
+    from authenticator.patches.debug_formatting import install as format_debug_values_only_when_logged
     from authenticator.patches.event_positions import install_event_details  # x_position on live events
     from authenticator.patches.finite_json import install as refuse_non_finite_json  # no NaN/Infinity in or out as JSON
     from authenticator.patches.protocol_errors import (
@@ -54,6 +55,7 @@ def harden_router_worker(warn: Callable[[str], None]) -> Guard:
     guard.apply("protocol-errors", one_line_per_protocol_error)
     guard.apply("server-identity", no_host_detail_over_http)
     guard.apply("event-positions", install_event_details)
+    guard.apply("debug-formatting", format_debug_values_only_when_logged)  # ~8-24 % of a worker's CPU
     return guard
 
 

@@ -105,6 +105,24 @@ PATCHES: tuple[Patch, ...] = (
         test="tests/component/test_publisher_sessions.py",
     ),
     Patch(
+        name="debug-formatting",
+        targets=(
+            "crossbar.router.session:pformat",
+            "crossbar.router.router:pformat",
+            "crossbar.worker.proxy:pformat",
+            "autobahn.websocket.protocol:pformat",
+            "crossbar.worker.proxy:ProxyRoute.__str__",
+            "crossbar.worker.proxy:ProxyConnection.__str__",
+            "autobahn.websocket.protocol:Timings.__str__",
+        ),
+        installed_by="authenticator.patches.debug_formatting:install",
+        why="Crossbar and Autobahn pretty-print debug log arguments (authextra, configs) before the logger drops "
+        "the line: ~8 % of a router worker's CPU per login, ~24 % behind proxies. The values are formatted only "
+        "when a line is written.",
+        verified=(("crossbar", CROSSBAR), ("autobahn", AUTOBAHN)),
+        test="tests/component/test_debug_formatting.py",
+    ),
+    Patch(
         name="session-publish-decisions",
         targets=(
             "crossbar.router.router:Router.authorize",
