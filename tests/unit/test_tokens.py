@@ -224,3 +224,35 @@ def test_claims_in_another_encoding_than_utf8_are_malformed_even_when_signed(ver
     # UTF-16 of ASCII is valid UTF-8 (with NULs), and then not JSON; else it is not UTF-8
     assert refused.reason is Reason.MALFORMED_TOKEN, refused
     assert refused.detail.endswith(("(not UTF-8)", "(not JSON)")), refused.detail
+
+
+def test_each_hmac_secret_is_prepared_once_and_tokens_verify_as_before(verifier, monkeypatch):
+    """PyJWT prepares the key per token; ours keeps the preparation per secret (core/tokens.py)."""
+    from jwt.algorithms import HMACAlgorithm
+
+    tokens = [mint(f"user{n}", ["user"], now=NOW) for n in range(5)]  # minting prepares keys too
+    prepared = []
+    original = HMACAlgorithm.prepare_key
+    monkeypatch.setattr(HMACAlgorithm, "prepare_key", lambda self, key: prepared.append(key) or original(self, key))
+    for n, token in enumerate(tokens):
+        assert verifier.verify(token).authid == f"user{n}"
+    assert len(prepared) <= 1  # 0 when an earlier test of this process prepared the secret already
+    forged = mint("mallory", ["user"], now=NOW, secret="another-secret-another-secret-0123")
+    with pytest.raises(Rejected) as refused:
+        verifier.verify(forged)
+    assert refused.value.reason is Reason.INVALID_SIGNATURE
+
+
+def test_a_public_key_is_still_refused_as_an_hmac_secret_every_time():
+    """The check PyJWT's preparation makes (an asymmetric key is not an HMAC secret) holds for each
+    token: a refused preparation is not kept."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from authenticator.core.tokens import _JWS
+
+    pem = ec.generate_private_key(ec.SECP256R1()).public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)  # fmt: skip
+    for _ in range(2):
+        with pytest.raises(jwt.InvalidKeyError):
+            _JWS._algorithms["HS256"].prepare_key(pem)
