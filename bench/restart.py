@@ -284,7 +284,7 @@ def main(argv=None) -> int:
     parser.add_argument("--kit-file", type=Path, help="another copy of the JS kit (an .mjs file), e.g. an older one")
     parser.add_argument("--timeout", type=float, default=240, help="seconds each phase may take at most")
     parser.add_argument(
-        "--backlog", type=int, help="the router's listen backlog (the endpoint's; Crossbar's default: 50)"
+        "--backlog", type=int, help="the router's listen backlog (shipped: 1024, Crossbar's default: 50)"
     )
     parser.add_argument("--json", type=Path, help="also write the result here")
     args = parser.parse_args(argv)

@@ -118,6 +118,8 @@ def production_config(
     paths.pop("auth", None)  # the demo login
     paths["/"] = {"type": "static", "directory": static_directory} if static_directory else ROOT
     endpoint = {"type": "tcp", "interface": interface, "port": port}
+    if "backlog" in public["endpoint"]:  # the listen queue a restart's reconnecting clients need (docs/scaling.md)
+        endpoint["backlog"] = public["endpoint"]["backlog"]
     if tls:
         endpoint["tls"] = dict(tls)
     public["endpoint"] = endpoint
