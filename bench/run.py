@@ -243,6 +243,7 @@ def main(argv=None) -> int:
     parser.add_argument("--quick", action="store_true", help="2 rounds, smaller counts: a smoke run, not figures")
     parts = ["verify", "sessions", "fanout", "http", "memory"]
     parser.add_argument("--only", choices=parts, help="one part, nothing written")
+    parser.add_argument("--systems", help="comma-separated system names, e.g. jwt,minimal (with --only)")
     parser.add_argument("--no-write", action="store_true", help="print only; leave docs/ and bench/results/ alone")
     parser.add_argument("--report-only", action="store_true", help="rewrite the docs from bench/results/latest.json")
     args = parser.parse_args(argv)
@@ -265,17 +266,24 @@ def main(argv=None) -> int:
     results: dict = {"machine": machine(), "command": "make bench", "rounds": args.rounds}
 
     wanted = lambda part: args.only in (None, part)  # noqa: E731
+    names = set(args.systems.split(",")) if args.systems else None
+    if names and not args.only:
+        parser.error("--systems needs --only: a full run measures every system")
+
+    def chosen(systems: list) -> list:
+        return [s for s in systems if names is None or s.name in names]
 
     if wanted("verify"):
         print("verification cost per token (pure core)", flush=True)
         results["verify"] = verification_cost(rounds=args.rounds)
     if wanted("sessions"):
         print("session establishment", flush=True)
-        with running(make_systems(secret, proxies=True)) as systems:
+        with running(chosen(make_systems(secret, proxies=True))) as systems:
             results["sessions"] = sessions_benchmark(systems, args.rounds, args.sessions, secret)
     if wanted("fanout"):
         print("fan-out: 1 publisher, 100 subscribers", flush=True)
-        with running([s for s in make_systems(secret, fanout=True) if s.name not in ("stock", "minimal")]) as systems:
+        fanout_systems = [s for s in make_systems(secret, fanout=True) if s.name not in ("stock", "minimal")]
+        with running(chosen(fanout_systems)) as systems:
             results["fanout"] = fanout_benchmark(systems, args.rounds, args.events, secret)
     if wanted("http"):
         print("HTTP publish: keep-alive, 20 in flight, 1 subscriber", flush=True)

@@ -39,6 +39,7 @@ from authenticator.patches.forwarded_yields import drop_forwarded_yields
 from authenticator.patches.guard import guard_this_process
 from authenticator.patches.hardening import harden_router_worker
 from authenticator.patches.hello_timeout import install_hello_timeout
+from authenticator.patches.meta_events import install as follow_meta_events
 from authenticator.patches.publish_decisions import install as reuse_publish_decisions
 from authenticator.patches.rlink_events import install as install_rlink_events
 from authenticator.server.admission import Admission
@@ -132,9 +133,7 @@ class AuthenticatorComponent(ApplicationSession):
         await self.register(self.procedures.revoke, REVOKE, options=caller)
         await self.register(self.presence.presence, PRESENCE, options=caller)
         await self.register(self.history.read, HISTORY, options=caller)
-        await self.subscribe(self.keeper.joined, "wamp.session.on_join")
-        await self.subscribe(self.keeper.left, "wamp.session.on_leave")
-        await self._track_presence()
+        await self._follow_sessions()
         self.keeper.start()
         self.jwks.start()
         metrics.ACTIVE_SESSIONS.roles = tuple(self.settings.policy.roles)
@@ -155,14 +154,28 @@ class AuthenticatorComponent(ApplicationSession):
             reactor.addSystemEventTrigger("before", "shutdown", lambda: ensureDeferred(self._goodbye_to_everyone()))
         self.log.warn(ready_line(self._node, self.settings, details.realm, self._node_config))
 
-    async def _track_presence(self) -> None:
-        """Who is subscribed to what, from the meta events (authenticator/server/presence.py)."""
-        await self.subscribe(self.presence.joined, "wamp.session.on_join")
-        await self.subscribe(self.presence.left, "wamp.session.on_leave")
-        await self.subscribe(self.presence.created, "wamp.subscription.on_create")
-        await self.subscribe(self.presence.subscribed, "wamp.subscription.on_subscribe")
-        await self.subscribe(self.presence.unsubscribed, "wamp.subscription.on_unsubscribe")
-        await self.subscribe(self.presence.deleted, "wamp.subscription.on_delete")
+    async def _follow_sessions(self) -> None:
+        """Sessions joining and leaving (the keeper: expiry, revocation) and who is subscribed to
+        what (presence, authenticator/server/presence.py), from Crossbar's meta events: handed over
+        by the realm's service session as it publishes them (patches/meta_events.py), or, outside a
+        router worker, as subscribed events."""
+
+        listeners = {
+            "wamp.session.on_join": (self.keeper.joined, self.presence.joined),
+            "wamp.session.on_leave": (self.keeper.left, self.presence.left),
+            "wamp.subscription.on_create": (self.presence.created,),
+            "wamp.subscription.on_subscribe": (self.presence.subscribed,),
+            "wamp.subscription.on_unsubscribe": (self.presence.unsubscribed,),
+            "wamp.subscription.on_delete": (self.presence.deleted,),
+        }
+        router = getattr(self._transport, "_router", None)
+        in_process = router is not None and guard_this_process(self.log.warn).apply(
+            "meta-events-in-process", follow_meta_events, router, listeners, self.log
+        )  # fmt: skip
+        if not in_process:
+            for topic, handlers in listeners.items():
+                for handler in handlers:
+                    await self.subscribe(handler, topic)
         self.presence.start()
 
     async def _goodbye_to_everyone(self) -> None:
