@@ -14,7 +14,8 @@ refused). It is reused only for a PUBLISH whose options no decision reads
 (core.policy.publish_decision_reusable): one with ``forward_for``, ``retain``, ``eligible``/
 ``exclude`` or any option this code does not know is decided afresh, before any reuse. Only
 allows are kept (a denial is decided, logged and counted each time), at most
-:data:`TOPICS_PER_SESSION` topics per session; the decisions go with the session.
+:data:`TOPICS_PER_SESSION` topics per session; the decisions go with the WAMP session they were
+made for (its session id: a new HELLO on the same connection starts with none).
 
 Installed first on the router (before the HTTP publisher's decision hook and the history tap), so
 that both still see every publication, and only sessions of client connections
@@ -27,7 +28,10 @@ from __future__ import annotations
 import txaio
 
 TOPICS_PER_SESSION = 32
-_DECISIONS = "_crossbar_jwt_kept_publish_decisions"  # on the RouterSession: {topic: Crossbar answer}
+# On the RouterSession: (the WAMP session id they were made for, {topic: Crossbar answer}). Crossbar
+# keeps the RouterSession across a GOODBYE and a new HELLO on the same connection ("WAMP allows to
+# reattach a session"), with a new session id, authid and role: decisions never outlive their id.
+_DECISIONS = "_crossbar_jwt_kept_publish_decisions"
 
 
 def install(router, authorizer_procedure: str) -> None:
@@ -47,15 +51,19 @@ def install(router, authorizer_procedure: str) -> None:
     def authorize(session, uri, action, options=None):
         if action != "publish" or not isinstance(session, RouterSession) or not publish_decision_reusable(options):
             return original(session, uri, action, options)
-        kept = session.__dict__.get(_DECISIONS)
-        if kept is not None and uri in kept:
+        joined_as = session._session_id  # a GOODBYE and a new HELLO keep the RouterSession, not the id
+        kept_for, kept = session.__dict__.get(_DECISIONS, (None, None))
+        if joined_as is not None and kept_for == joined_as and uri in kept:
             return txaio.create_future_success(dict(kept[uri]))
-        if not decided_by_us(session):
+        if joined_as is None or not decided_by_us(session):
             return original(session, uri, action, options)
 
         def keep(answer):
-            if isinstance(answer, dict) and answer.get("allow") is True:
-                decisions = session.__dict__.setdefault(_DECISIONS, {})
+            if isinstance(answer, dict) and answer.get("allow") is True and session._session_id == joined_as:
+                kept_for, decisions = session.__dict__.get(_DECISIONS, (None, None))
+                if kept_for != joined_as:
+                    decisions = {}
+                    session.__dict__[_DECISIONS] = (joined_as, decisions)
                 if len(decisions) < TOPICS_PER_SESSION:
                     decisions[uri] = dict(answer)
             return answer

@@ -381,3 +381,37 @@ def test_a_deeply_nested_message_is_refused_at_once_and_logged_in_bounded_lines(
     written = exposed.log()[offset:]
     longest = max(map(len, written.splitlines()), default=0)
     assert longest <= 2500 and len(written) < 50_000, (len(written), longest)
+
+
+# -- 10. a new HELLO on the same connection -------------------------------------------------------
+
+
+def test_a_publish_allowed_to_an_admin_is_refused_after_a_goodbye_and_an_anonymous_hello_on_the_same_connection(
+    single_worker_node,
+):
+    """Crossbar keeps a connection's RouterSession across GOODBYE and a new HELLO: the publish
+    decisions a session reused (patches/publish_decisions.py) must not carry over to the next one.
+    (Behind proxies the router's session is the proxy's backend session, one per client HELLO;
+    Crossbar 26.10's proxy does not answer a second HELLO on a connection at all.)"""
+    router = single_worker_node
+    from tests.support.raw_websocket import RawWebSocket
+
+    topic, name = f"app.public.{unique('news')}", unique("mallory")
+    ws = RawWebSocket(router.port)
+    try:
+        ws.welcome(mint(name, ["admin"], ttl=600))
+        for request in (1, 2):  # the second is answered from the session's kept decision
+            ws.send_wamp([16, request, {"acknowledge": True}, topic, ["as admin"]])
+            assert ws.next_message()[0] == 17  # PUBLISHED
+        ws.send_wamp([6, {}, "wamp.close.close_realm"])  # GOODBYE
+        assert ws.next_message()[0] == 6
+        ws.send_wamp([1, "realm1", {"roles": {"publisher": {}}, "authmethods": ["anonymous"]}])
+        welcome = ws.next_message()
+        assert welcome[0] == 2 and welcome[2]["authrole"] == "anonymous", welcome
+        offset = router.log_size()
+        ws.send_wamp([16, 3, {"acknowledge": True}, topic, ["as nobody"]])
+        answer = ws.next_message()
+        assert answer[0] == 8 and answer[4] == NOT_AUTHORIZED, answer  # ERROR, not PUBLISHED
+        router.wait_for_log(f"authorization denied: publish {topic}", after=offset)
+    finally:
+        ws.close()
