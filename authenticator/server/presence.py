@@ -26,6 +26,7 @@ from twisted.internet import reactor, task
 from twisted.internet.threads import deferToThreadPool
 
 from authenticator.contract import PRESENCE_TOPIC_PREFIX, PRESENCE_UNAVAILABLE
+from authenticator.core import redis_url
 from authenticator.core.logtext import clip
 from authenticator.core.presence import MAX_AUTHIDS, Change, PresenceTable, answer
 
@@ -56,7 +57,7 @@ class Presence:
             self._client_factory = lambda: redis.Redis.from_url(
                 settings.store.redis_url, socket_timeout=timeout, socket_connect_timeout=timeout
             )
-            self._where = settings.store.redis_url.split("@")[-1]  # never log a password from the URL
+            self._where = redis_url.shown(settings.store.redis_url)  # never log a password (userinfo or query)
             self.shared = RedisPresence(self._client_factory(), node=secrets.token_hex(8), ttl_seconds=self._ttl)
             self._errors = (redis.RedisError, OSError)
             self._refresh = task.LoopingCall(self._refresh_entries)

@@ -27,6 +27,7 @@ import secrets
 import time
 from collections.abc import Callable
 
+from authenticator.core import redis_url
 from authenticator.core.idempotency import (
     DEFAULT_MAX_KEYS,
     PENDING_SECONDS,
@@ -114,7 +115,7 @@ class RedisIdempotency:
 
         client = redis.Redis.from_url(url, socket_timeout=timeout_seconds, socket_connect_timeout=timeout_seconds,
                                       retry=Retry(NoBackoff(), 0))  # fmt: skip
-        return cls(client, window_seconds=window_seconds, url_shown=url.split("@")[-1], max_keys=max_keys)
+        return cls(client, window_seconds=window_seconds, url_shown=redis_url.shown(url), max_keys=max_keys)
 
     def reserve(self, requests) -> list[Claim]:
         requests = list(requests)

@@ -25,6 +25,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
+from authenticator.core import redis_url
 from authenticator.core.reasons import Reason
 from authenticator.core.settings import StoreSpec
 
@@ -342,7 +343,7 @@ class RedisStore:
         from redis.retry import Retry
 
         self._errors = (redis.RedisError,)
-        self.url_shown = url.split("@")[-1]  # never log a password from the URL
+        self.url_shown = redis_url.shown(url)  # never log a password from the URL (userinfo or query)
         self.timeout_seconds = timeout_seconds
         self.leeway_seconds = leeway_seconds
 

@@ -170,3 +170,30 @@ def test_only_an_exact_subscription_reaches_presence_events_and_no_client_publis
         assert events_problem("subscribe", uri, match) is None, (uri, match)
     assert events_problem("publish", "authenticator.presence.app.chat.lobby", "exact").startswith("only the router")
     assert events_problem("publish", "app.chat.lobby", "exact") is None
+
+
+def test_a_redis_password_in_the_url_is_never_in_a_presence_log_line():
+    """Presence names the Redis it could not reach; a password in the URL's query string (the form a
+    unix:// URL takes) or userinfo is not part of that name."""
+    from types import SimpleNamespace
+
+    from twisted.python.failure import Failure
+
+    from authenticator.server.presence import Presence
+
+    lines = []
+
+    class Log:
+        def warn(self, text, **fields):
+            lines.append(text.format(**fields))
+
+    for url in ("unix:///nonexistent/redis.sock?db=0&password=s3cret", "redis://u:s3cret@127.0.0.1:1/0"):
+        settings = SimpleNamespace(
+            policy=None, limits=SimpleNamespace(max_uri_length=512), presence=SimpleNamespace(ttl_seconds=30),
+            store=SimpleNamespace(redis_url=url, timeout_seconds=0.3),
+        )  # fmt: skip
+        presence = Presence(settings, None, None, None, None, Log())
+        presence._send_failed(Failure(ConnectionError("refused")), 3)
+    assert len(lines) == 2
+    assert all("s3cret" not in line and "password" not in line for line in lines), lines
+    assert "Redis at unix:///nonexistent/redis.sock:" in lines[0] and "Redis at redis://127.0.0.1:1/0:" in lines[1]

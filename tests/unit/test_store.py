@@ -494,3 +494,19 @@ def test_revocations_that_only_widen_are_what_a_reopened_file_reads(tmp_path):
         assert verdicts(reopened, "bob", NOW + 5, now=NOW + 1800) == {Reason.REVOKED}
     finally:
         reopened.close()
+
+
+# -- the Redis URL in messages and log lines -------------------------------------------------------
+
+
+@pytest.mark.parametrize("url", ["unix:///nonexistent/redis.sock?db=0&password=s3cret",
+                                 "redis://:s3cret@127.0.0.1:1/0?password=s3cret"])  # fmt: skip
+def test_a_redis_password_in_the_url_is_never_in_the_store_unavailable_message(url):
+    """The message is what the authenticator logs (and the router's refusal reason names the store):
+    a password in the userinfo or in the query string (the documented form for unix://) stays out."""
+    store = RedisStore(url, timeout_seconds=0.3)
+    with pytest.raises(StoreUnavailable) as refused:
+        store.admit(authid="bob", jti=None, issued_at=0, expires_at=None, single_use=False, now=0)
+    message = str(refused.value)
+    assert "s3cret" not in message and "password" not in message, message
+    assert message.startswith(f"Redis token store at {url.split('?')[0].replace(':s3cret@', '')}: "), message
