@@ -20,6 +20,7 @@ crosses the links undisclosed (authenticator/patches/rlink_events.py).
 from __future__ import annotations
 
 import copy
+import ipaddress
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -59,6 +60,38 @@ def node_addresses(nodes: int, hosts: Sequence[str] = ("127.0.0.1",), link_port:
         )
         for i in range(nodes)
     ]
+
+
+PLAINTEXT_LINKS_OPTION = "--plaintext-links-on-a-private-network"
+
+
+def exposed_link_hosts(hosts: Sequence[str]) -> list[str]:
+    """The hosts that are not loopback (127.0.0.0/8, ::1, localhost): the router links are plain TCP
+    (WAMP-cryptosign authenticates the nodes but encrypts nothing), so on those the events, per-user
+    ones too, cross the network in clear, and a path attacker could inject events into a link (the
+    receiving node publishes what a link relays)."""
+    exposed = []
+    for host in hosts:
+        try:
+            loopback = host.lower() == "localhost" or ipaddress.ip_address(host.strip("[]")).is_loopback
+        except ValueError:  # a host name: what it resolves to is not known here
+            loopback = False
+        if not loopback:
+            exposed.append(host)
+    return exposed
+
+
+def link_exposure_refusal(hosts: Sequence[str]) -> str | None:
+    """One line, what and what to do, when a link would leave this machine; None when all are loopback."""
+    exposed = exposed_link_hosts(hosts)
+    if not exposed:
+        return None
+    return (
+        f"--host {', '.join(exposed)}: router links are plain TCP (the node keys authenticate the nodes but "
+        "nothing is encrypted: events, per-user ones too, would cross the network in clear and could be "
+        "injected on the path); join the nodes by a private network or VPN (WireGuard) and pass "
+        f"{PLAINTEXT_LINKS_OPTION} to accept it"
+    )
 
 
 def refusals(config: Mapping) -> list[str]:
@@ -103,11 +136,12 @@ def _node(source: Mapping, addresses: Sequence[NodeAddress], keys: Sequence[str]
     _relocated(config, lambda path: relocate(here, path))
     router = next(w for w in config["workers"] if w.get("type") == "router")
     realm = router["realms"][0]
+    # "cache": False: Crossbar would cache the static answer once per URI a link subscribes to, unbounded.
     realm["roles"].append({
         "name": LINK_ROLE,
         "permissions": [{"uri": "", "match": "prefix",
                          "allow": {"call": False, "register": False, "publish": False, "subscribe": True},
-                         "disclose": {"caller": False, "publisher": False}, "cache": True}],
+                         "disclose": {"caller": False, "publisher": False}, "cache": False}],
     })  # fmt: skip
     others = [i for i in range(len(addresses)) if i != me]
     router["transports"].append({

@@ -9,7 +9,6 @@ import shlex
 import sys
 import time
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import click
 
@@ -357,15 +356,26 @@ def production_config_command(
 @click.option("--port-step", type=click.IntRange(1, 1000), default=10, show_default=True,
               help="Node i's ports are node 1's plus (i - 1) x this (every TCP port of the config: public, "
               "internal, metrics, link).")  # fmt: skip
+@click.option("--plaintext-links-on-a-private-network", "plaintext_links", is_flag=True,
+              help="Accept a --host that is not loopback: the router links are plain TCP (authenticated, not "
+              "encrypted), so the nodes must be joined by a private network or VPN (WireGuard).")  # fmt: skip
 @node_options
-def cluster_config_command(nodes, redis_url, out_dir, hosts, link_port, first_port, port_step, cbdir,
-                           config_name) -> None:  # fmt: skip
+def cluster_config_command(nodes, redis_url, out_dir, hosts, link_port, first_port, port_step,
+                           plaintext_links, cbdir, config_name) -> None:  # fmt: skip
     """Write N node directories joined by router links in a full mesh, sharing one Redis, derived from
     the node config (--config: config.json, config-proxies.json or config-production.json); each
     with its own node key. Start each with crossbar start --cbdir OUT/node-I/.crossbar."""
     from crossbar.common.key import _maybe_generate_node_key
 
-    from authenticator.config.cluster import ClusterRefused, cluster_configs, node_addresses, public_port, refusals
+    from authenticator.config.cluster import (
+        ClusterRefused,
+        cluster_configs,
+        link_exposure_refusal,
+        node_addresses,
+        public_port,
+        refusals,
+    )
+    from authenticator.core.redis_url import holds_secret
 
     path, config = _derivable_node_config(cbdir, config_name)
     for line in refusals(config):  # before anything is written
@@ -374,6 +384,10 @@ def cluster_config_command(nodes, redis_url, out_dir, hosts, link_port, first_po
         sys.exit(1)
     if not redis_url.startswith(("redis://", "rediss://", "unix://")):
         raise click.UsageError("--redis-url must be a redis://, rediss:// or unix:// URL")
+    exposure = link_exposure_refusal(hosts)
+    if exposure and not plaintext_links:  # before anything is written
+        click.echo(exposure, err=True)
+        sys.exit(1)
     try:
         offset = 0 if first_port is None else first_port - public_port(config)
         addresses = node_addresses(nodes, tuple(hosts), link_port, port_step, offset)
@@ -398,15 +412,29 @@ def cluster_config_command(nodes, redis_url, out_dir, hosts, link_port, first_po
         for line in str(refused).splitlines():
             click.echo(f"{path}: {line}", err=True)
         sys.exit(1)
-    # A Redis password in the URL is a secret: then the configs are readable by their owner only.
-    secret_url = urlsplit(redis_url).password is not None
+    # A Redis password in the URL (userinfo or ?password=) is a secret: then every config is created
+    # readable by its owner only, before a byte of it is written.
+    mode = 0o600 if holds_secret(redis_url) else 0o644
     for address, node in zip(addresses, configs, strict=True):
         target = out_dir / address.name / ".crossbar" / "config.json"
-        target.write_text(json.dumps(node, indent=4) + "\n")
-        if secret_url:
-            target.chmod(0o600)
+        _write_new_file(target, json.dumps(node, indent=4) + "\n", mode)
         click.echo(f"{address.name}: crossbar start --cbdir {target.parent}   (port {public_port(node)}, link "
                    f"{address.host}:{address.link_port})")  # fmt: skip
+
+
+def _write_new_file(target: Path, text: str, mode: int) -> None:
+    """Write `text` to a new file created with `mode` (less the umask), then put it in place of
+    `target`: an existing target keeps neither its old mode nor a moment of the new text under it."""
+    temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    temporary.unlink(missing_ok=True)
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    try:
+        data = text.encode()
+        while data:
+            data = data[os.write(fd, data) :]
+    finally:
+        os.close(fd)
+    os.replace(temporary, target)
 
 
 def node_public_key(pub_file: Path) -> str:

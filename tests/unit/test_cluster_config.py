@@ -8,7 +8,14 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from authenticator.config.cluster import LINK_ROLE, ClusterRefused, cluster_configs, node_addresses, refusals
+from authenticator.config.cluster import (
+    LINK_ROLE,
+    ClusterRefused,
+    cluster_configs,
+    exposed_link_hosts,
+    node_addresses,
+    refusals,
+)
 from authenticator.ops.cli import main
 
 REPO = Path(__file__).resolve().parents[2]
@@ -168,3 +175,69 @@ def test_a_redis_password_makes_every_node_config_readable_by_its_owner_only(tmp
     for i in (1, 2):
         config = tmp_path / "cluster" / f"node-{i}" / ".crossbar" / "config.json"
         assert stat.S_IMODE(os.stat(config).st_mode) == 0o600
+
+
+def test_a_query_string_password_makes_every_node_config_owner_only_from_its_first_byte(tmp_path, monkeypatch):
+    """`?password=` is how a unix:// URL carries the Redis password: a secret like the userinfo one.
+    Every byte of a config goes to a file that is 0600 already (created so, not chmodded after),
+    also where a 0644 config from an earlier run is replaced."""
+    old = tmp_path / "cluster" / "node-1" / ".crossbar" / "config.json"
+    old.parent.mkdir(parents=True)
+    old.write_text("{}")
+    old.chmod(0o644)
+    modes_at_write = {}
+    real_write = os.write
+
+    def write(fd, data):
+        modes_at_write.setdefault(os.readlink(f"/proc/self/fd/{fd}"), stat.S_IMODE(os.fstat(fd).st_mode))
+        return real_write(fd, data)
+
+    monkeypatch.setattr(os, "write", write)
+    result = CliRunner().invoke(main, [
+        "cluster-config", "--cbdir", str(REPO / ".crossbar"), "--nodes", "2", "--redis-url",
+        "unix:///run/redis/redis.sock?db=0&password=s3cret", "--out", str(tmp_path / "cluster")])  # fmt: skip
+    monkeypatch.undo()
+    assert result.exit_code == 0, result.output
+    assert "s3cret" not in result.output
+    written = [mode for path, mode in modes_at_write.items() if "config.json" in path]
+    assert written == [0o600, 0o600], modes_at_write
+    for i in (1, 2):
+        config = tmp_path / "cluster" / f"node-{i}" / ".crossbar" / "config.json"
+        assert stat.S_IMODE(os.stat(config).st_mode) == 0o600
+        assert json.loads(config.read_text())["workers"]
+    assert not list((tmp_path / "cluster").rglob("*.tmp"))
+
+
+def test_the_link_role_is_not_cached_by_crossbar():
+    """Crossbar caches a static permission with "cache": true once per URI: a link subscribes to
+    every topic its node's clients subscribe to, so the cache would grow without bound."""
+    for node in cluster_configs(shipped(), node_addresses(2), KEYS[:2], "redis://127.0.0.1:6379/0"):
+        (role,) = [r for r in router(node)["realms"][0]["roles"] if r["name"] == LINK_ROLE]
+        assert [rule["cache"] for rule in role["permissions"]] == [False]
+
+
+def test_hosts_off_loopback_are_named_and_loopback_ones_are_not():
+    assert exposed_link_hosts(["127.0.0.1", "127.3.2.1", "::1", "[::1]", "localhost", "LOCALHOST"]) == []
+    everywhere = ["0.0.0.0", "::"]  # noqa: S104 (listening on every interface is off loopback too)
+    assert exposed_link_hosts(["10.0.0.1", "127.0.0.1", "node-2.internal", *everywhere]) == [
+        "10.0.0.1", "node-2.internal", *everywhere]  # fmt: skip
+
+
+def test_a_host_off_loopback_is_refused_in_one_line_unless_plaintext_links_are_accepted(tmp_path):
+    """Router links are plain TCP: cryptosign authenticates the nodes, nothing is encrypted, and the
+    receiving node publishes what a link relays. Off loopback the operator has to say that a private
+    network (a VPN such as WireGuard) joins the nodes; nothing is written before."""
+    args = ["cluster-config", "--cbdir", str(REPO / ".crossbar"), "--nodes", "2", "--redis-url",
+            "redis://10.0.0.9:6379/0", "--host", "10.0.0.1", "--host", "127.0.0.1",
+            "--out", str(tmp_path / "c")]  # fmt: skip
+    refused = CliRunner().invoke(main, args)
+    assert refused.exit_code == 1
+    (line,) = refused.output.strip().splitlines()
+    assert line.startswith("--host 10.0.0.1: router links are plain TCP")
+    assert "private network or VPN (WireGuard)" in line and "--plaintext-links-on-a-private-network" in line
+    assert not (tmp_path / "c").exists()
+    accepted = CliRunner().invoke(main, [*args, "--plaintext-links-on-a-private-network"])
+    assert accepted.exit_code == 0, accepted.output
+    node_1 = json.loads((tmp_path / "c" / "node-1" / ".crossbar" / "config.json").read_text())
+    (link,) = router(node_1)["realms"][0]["rlinks"]
+    assert link["transport"]["endpoint"]["host"] == "127.0.0.1"
