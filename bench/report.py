@@ -184,13 +184,17 @@ def readme_summary(summary: dict, results: dict) -> str:
         f"{results['rounds']} alternated rounds. Details, method and what limits each figure: "
         "[docs/benchmarks.md](docs/benchmarks.md).",
         "",
-        "| | sessions/s | × static-ticket ceiling | × stock Crossbar | p99 connect→joined |",
-        "|---|---|---|---|---|",
+        "| | sessions/s | × static-ticket ceiling | × minimal PyJWT authenticator | × stock Crossbar "
+        "| p99 connect→joined | KiB per idle session |",
+        "|---|---|---|---|---|---|---|",
     ]
+    memory = summary.get("memory") or {}
     for name in s:
         rate = f"{_at_least(s[name])}{s[name]['rate']['median']:.0f}"
+        kib = f"{memory[name]['kib_per_session']:.1f}" if name in memory else "-"
         rows.append(f"| {LABELS.get(name, name)} | {rate} | {_x(s[name]['vs_ceiling'])} "
-                    f"| {_x(s[name]['vs_stock'])} | {s[name]['p99_ms']['median']:.0f} ms |")  # fmt: skip
+                    f"| {_x(s[name].get('vs_minimal'))} | {_x(s[name]['vs_stock'])} "
+                    f"| {s[name]['p99_ms']['median']:.0f} ms | {kib} |")  # fmt: skip
     if "jwt" in f:
         kinds = list(f["jwt"])
         rows += ["", "| fan-out, 100 subscribers | " + " | ".join(kinds) + " |", "|---" * (len(kinds) + 1) + "|"]

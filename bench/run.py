@@ -278,7 +278,7 @@ def main(argv=None) -> int:
         results["verify"] = verification_cost(rounds=args.rounds)
     if wanted("sessions"):
         print("session establishment", flush=True)
-        with running(chosen(make_systems(secret, proxies=True))) as systems:
+        with running(chosen(make_systems(secret, proxies=True, minimal_patched=names is not None))) as systems:
             results["sessions"] = sessions_benchmark(systems, args.rounds, args.sessions, secret)
     if wanted("fanout"):
         print("fan-out: 1 publisher, 100 subscribers", flush=True)

@@ -5,6 +5,7 @@
             authenticator component: what any authenticator can at most reach.
 - minimal:  the ceiling's static permissions, with a minimal PyJWT dynamic ticket authenticator
             (bench/minimal_authenticator.py): the floor for login with a dynamic authenticator.
+- minimal-patched: `minimal` with crossbar-jwt's debug-formatting patch (only with --systems)
 - stock:    Crossbar as it comes: the ceiling's realm and auth, but none of the shipped config's
             tuning and `crossbar start`'s default log level.
 - socketio: socket.io 4 with a jsonwebtoken middleware (bench/socketio_server.js).
@@ -68,6 +69,14 @@ def _make_static(config: dict) -> None:
 
 
 MINIMAL_ROLE = "minimal-authenticator"
+
+
+def _make_minimal_patched(config: dict) -> None:
+    """`minimal`, with crossbar-jwt's debug-formatting patch in its worker."""
+    _make_minimal(config)
+    _router(config)["components"][0]["classname"] = (
+        "bench.minimal_authenticator.MinimalAuthenticatorWithoutDebugFormatting"
+    )
 
 
 def _make_minimal(config: dict) -> None:
@@ -180,7 +189,7 @@ def shipped_loglevel() -> str:
     raise RuntimeError("the Makefile no longer sets LOGLEVEL ?= ...; update bench/systems.py")
 
 
-def make_systems(secret: str, *, fanout: bool = False, proxies: bool = False) -> list:
+def make_systems(secret: str, *, fanout: bool = False, proxies: bool = False, minimal_patched: bool = False) -> list:
     jwt_auth = {"type": "jwt", "sub": "alice", "roles": ["user"]}
     static_auth = {"type": "static", "authid": "alice", "ticket": STATIC_TICKET}
     extra = _add_per_user_status_rule if fanout else None
@@ -191,6 +200,8 @@ def make_systems(secret: str, *, fanout: bool = False, proxies: bool = False) ->
         CrossbarSystem("stock", _make_stock, "info", static_auth, secret),
         SocketIoSystem(secret),
     ]
+    if minimal_patched:  # bench.run --only sessions --systems jwt,minimal,minimal-patched
+        systems.append(CrossbarSystem("minimal-patched", _make_minimal_patched, None, jwt_auth, secret))
     if proxies:  # the scale-out config (docs/scaling.md): 1 and 2 proxy workers
         systems += [CrossbarSystem(f"jwt-{n}proxy", None, None, jwt_auth, secret, proxies=n) for n in (1, 2)]
     return systems
