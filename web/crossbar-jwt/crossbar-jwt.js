@@ -114,7 +114,8 @@ const DEFAULTS = {
   // Full jitter, a cap from 0.5 s doubling to 10 s: after a restart under 5,000 clients the router
   // admitted logins at its limit with the fewest connections dropped at its listen queue: all back
   // 10.5 s after it was ready, 322 dropped (the former 1.5 s cap, ±10 %: 11.4 s, 9,913 dropped; a
-  // 20 s cap: 18.7 s). docs/benchmarks.md#restart-with-many-clients.
+  // 20 s cap: 18.7 s), for ~2x the connects refused while it was down (19,697 against 10,559).
+  // docs/benchmarks.md#restart-with-many-clients.
   initialRetryDelay: 0.5,
   maxRetryDelay: 10,
   retryDelayGrowth: 2,
