@@ -116,6 +116,18 @@ def find_component(config: Mapping):
     return None
 
 
+def realm_has_rlinks(config: Mapping | None, realm: str) -> bool:
+    """Whether the authenticator component's router worker links `realm` to other nodes (its
+    ``realms[].rlinks``, as `cluster-config` writes them)."""
+    found = find_component(config) if isinstance(config, Mapping) else None
+    if found is None:
+        return False
+    for candidate in found[2].get("realms") or ():
+        if isinstance(candidate, Mapping) and candidate.get("name") == realm and candidate.get("rlinks"):
+            return True
+    return False
+
+
 def _one_line(error: Exception) -> str:
     """A parser's error on one line (PyYAML's span several: the problem, then the place drawn)."""
     problem, mark = getattr(error, "problem", None), getattr(error, "problem_mark", None)

@@ -274,10 +274,19 @@ def publish_decision_reusable(options: Mapping | None) -> bool:
     return not options or all(key in DECISION_FREE_PUBLISH_OPTIONS for key in options)
 
 
+# A filtered publication on a realm with router links: a link relays an event without its
+# eligible/exclude options (Crossbar 26.10, worker/rlink.py), so on the other nodes it would reach
+# those it was filtered from and miss those it was meant for.
+LINKED_FILTER_REASON = (
+    "eligible and exclude options are not carried across router links; publish to a per-user topic instead"
+)
+
+
 def request_problem(action: str, uri: object, options: Mapping | None, max_uri_length: int, *,
-                    keeps_history: bool = False) -> str | None:  # fmt: skip
+                    keeps_history: bool = False, linked: bool = False) -> str | None:  # fmt: skip
     """Why a request is refused before any rule is consulted, or None. Checked for every action.
-    `keeps_history`: the URI is a topic that keeps history (Policy.history_for)."""
+    `keeps_history`: the URI is a topic that keeps history (Policy.history_for). `linked`: the realm
+    has router links (several nodes)."""
     if not isinstance(uri, str) or len(uri) > max_uri_length:
         # Crossbar keeps every distinct URI it was asked about (subscriptions, its authorization
         # cache) and logs it: a long one costs memory and log volume out of proportion.
@@ -292,6 +301,8 @@ def request_problem(action: str, uri: object, options: Mapping | None, max_uri_l
     if filtered and options.get("retain"):
         # With eligible/exclude Crossbar appends retained events instead of replacing them.
         return "retain cannot be combined with eligible or exclude options"
+    if filtered and linked:
+        return LINKED_FILTER_REASON
     if filtered and keeps_history:
         # The history is read by every subscriber of the topic (it would hand the event to those it
         # was filtered from), and the others would see a hole in the offsets.

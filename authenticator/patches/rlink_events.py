@@ -12,11 +12,18 @@ three nodes (tests/router/test_cluster.py), they:
    (an admin's notification to a user) never crossed, with an AssertionError in the log. Disclosing
    it for the link's sake shows the admin's identity to every subscriber on every node;
 3. once patterns are mirrored, an event that matches several subscriptions of this node (exact and
-   prefix on one topic) reaches the link once per subscription: it must be relayed once.
+   prefix on one topic) reaches the link once per subscription: it must be relayed once;
+4. mirror the subscriptions that another node's link made here (its mirrors): node 1's mirror on
+   node 2 and node 2's mirror on node 1 kept each other alive after the last real subscriber left,
+   so any client could grow every node's subscriptions without bound;
+5. mirror presence topics (``authenticator.presence.``), which every node already relays from
+   Redis to its own subscribers: each join arrived once per node.
 
 This module replaces ``_setup_event_forwarding`` (the same bookkeeping, in the same places) so that
-a link mirrors each subscription with its match policy, republishes to the event's own topic, once
-per publication, and never out on another link (``exclude_authrole``: one hop, whatever the
+a link mirrors a subscription while a session of this node that is not a link (the link roles,
+``link_roles``) is subscribed to it (``on_subscribe``/``on_unsubscribe`` followed, not only
+create/delete), never a ``wamp.`` or presence topic, with its match policy; it republishes to the
+event's own topic, once per publication, and never out on another link (``exclude_authrole``: one hop, whatever the
 disclosure). An undisclosed event crosses without a publisher: its ``forward_for`` names no one
 (``UNDISCLOSED``) and the receiving router is told not to disclose it (``Router.authorize`` for the
 link's own session, role ``trusted``, gives ``disclose: false``), so subscribers there see what
@@ -24,6 +31,11 @@ subscribers on the publishing node see: no publisher. A disclosed event keeps Cr
 (the original publisher, through ``forward_for``). A relayed event of a history topic carries the
 position the other node sent it with, so subscribers here get its
 ``x_position`` as there.
+
+A relay does not carry a publication's eligible/exclude options (Crossbar's does not either): the
+authorizer refuses them on a realm with router links (``LINKED_FILTER_REASON``,
+authenticator/core/policy.py). Loops are broken by role, not by content: a hand-written mesh must
+give every node's links one role (docs/scaling.md).
 """
 
 from __future__ import annotations
@@ -31,6 +43,7 @@ from __future__ import annotations
 from collections import OrderedDict
 
 from authenticator.config.cluster import LINK_ROLE
+from authenticator.contract import PRESENCE_TOPIC_PREFIX
 from authenticator.core.logtext import clip
 from authenticator.patches.event_positions import RELAYED_POSITION, from_the_router, install_event_details, position_of
 
@@ -130,15 +143,40 @@ def _setup_event_forwarding(self, other):
         published.addErrback(failed)
         return None
 
+    router = getattr(getattr(self, "_transport", None), "_router", None)  # the local leg's, in this process
+
     @inlineCallbacks
-    def on_subscription_create(sub_session, sub_details, details=None):
+    def is_link(session_id):
+        """Whether a session of this node is another node's link: its mirrors are never mirrored back
+        (two links would keep each other's mirror alive for ever)."""
+        if router is not None:
+            session = router._session_id_to_session.get(session_id)
+            role = getattr(session, "_authrole", None) if session is not None else None
+        else:
+            try:
+                role = (yield self.call("wamp.session.get", session_id)).get("authrole")
+            except ApplicationError:
+                role = None
+        # gone already (meta events come after): not a link, and its unsubscribe follows
+        return role is not None and role in link_roles()
+
+    def mirrored_topic(uri: str) -> bool:
+        # the meta API, and presence: every node relays the presence announcements of Redis to its
+        # own subscribers already (a mirror would deliver each one once per node)
+        return not uri.startswith(("wamp.", PRESENCE_TOPIC_PREFIX))
+
+    @inlineCallbacks
+    def mirror(sub_id, sub_details, user):
+        """Mirror subscription sub_id on the other node for its subscriber `user` (a session of this
+        node that is not a link), unless mirrored already."""
         uri = sub_details["uri"]
-        if uri.startswith("wamp."):
-            return
-        sub_id = sub_details["id"]
-        if sub_id in self._subs and self._subs[sub_id]["sub"]:
-            return  # mirrored already (a link that reconnected part-way)
-        self._subs.setdefault(sub_id, {**sub_details, "sub": None})
+        entry = self._subs.get(sub_id)
+        if entry is None:
+            entry = self._subs[sub_id] = {**sub_details, "sub": None, "users": set(), "pending": False}
+        entry["users"].add(user)
+        if entry["sub"] is not None or entry["pending"]:
+            return  # mirrored already (or being mirrored: a link that reconnected part-way)
+        entry["pending"] = True
 
         def on_event(*args, **kwargs):
             details = kwargs.pop("details")
@@ -148,14 +186,19 @@ def _setup_event_forwarding(self, other):
         try:
             sub = yield other.subscribe(on_event, uri, options=SubscribeOptions(match=match, details=True))
         except TransportLost:
+            entry["pending"] = False
             return
-        if sub_id not in self._subs:  # unsubscribed here meanwhile
-            yield sub.unsubscribe()
+        entry["pending"] = False
+        if self._subs.get(sub_id) is not entry or not entry["users"]:  # unsubscribed here meanwhile
+            try:
+                yield sub.unsubscribe()
+            except TransportLost:
+                pass
         else:
-            self._subs[sub_id]["sub"] = sub
+            entry["sub"] = sub
 
     @inlineCallbacks
-    def on_subscription_delete(session_id, sub_id, details=None):
+    def drop(sub_id):
         mirrored = self._subs.pop(sub_id, None)
         if mirrored and mirrored["sub"] is not None and mirrored["sub"].active:
             try:
@@ -164,15 +207,55 @@ def _setup_event_forwarding(self, other):
                 pass
 
     @inlineCallbacks
+    def on_subscription_create(session_id, sub_details, details=None):
+        if not mirrored_topic(sub_details["uri"]):
+            return
+        if not (yield is_link(session_id)):
+            yield mirror(sub_details["id"], sub_details, session_id)
+
+    @inlineCallbacks
+    def on_subscription_subscribe(session_id, sub_id, details=None):
+        # a subscription made by a link (a mirror of another node's) that a user of this node joins
+        entry = self._subs.get(sub_id)
+        if entry is not None and session_id in entry["users"]:
+            return
+        if (yield is_link(session_id)):
+            return
+        if entry is None:
+            try:
+                entry = yield self.call("wamp.subscription.get", sub_id)
+            except ApplicationError:
+                return  # gone meanwhile
+            if not mirrored_topic(entry["uri"]):
+                return
+        yield mirror(sub_id, entry, session_id)
+
+    def on_subscription_unsubscribe(session_id, sub_id, details=None):
+        entry = self._subs.get(sub_id)
+        if entry is None:
+            return None
+        entry["users"].discard(session_id)
+        # only links remain subscribed (their mirrors of other nodes' subscriptions): drop ours
+        return drop(sub_id) if not entry["users"] else None
+
+    def on_subscription_delete(session_id, sub_id, details=None):
+        return drop(sub_id)
+
+    @inlineCallbacks
     def forward_current_subs():
         subs = yield self.call("wamp.subscription.list")
         for match in ("exact", "prefix", "wildcard"):  # Crossbar mirrored "exact" only
             for sub_id in subs.get(match, []):
                 try:
                     sub = yield self.call("wamp.subscription.get", sub_id)
+                    sessions = yield self.call("wamp.subscription.list_subscribers", sub_id)
                 except ApplicationError:
                     continue  # gone meanwhile
-                yield on_subscription_create(self._session_id, sub)
+                if not mirrored_topic(sub["uri"]):
+                    continue
+                for session_id in sessions or ():
+                    if not (yield is_link(session_id)):
+                        yield mirror(sub_id, sub, session_id)
 
     @inlineCallbacks
     def on_remote_join(_session, _details):
@@ -189,6 +272,10 @@ def _setup_event_forwarding(self, other):
             other.on("join", on_remote_join)
             other.on("leave", on_remote_leave)
         yield self.subscribe(on_subscription_create, "wamp.subscription.on_create",
+                             options=SubscribeOptions(details_arg="details"))  # fmt: skip
+        yield self.subscribe(on_subscription_subscribe, "wamp.subscription.on_subscribe",
+                             options=SubscribeOptions(details_arg="details"))  # fmt: skip
+        yield self.subscribe(on_subscription_unsubscribe, "wamp.subscription.on_unsubscribe",
                              options=SubscribeOptions(details_arg="details"))  # fmt: skip
         yield self.subscribe(on_subscription_delete, "wamp.subscription.on_delete",
                              options=SubscribeOptions(details_arg="details"))  # fmt: skip

@@ -19,12 +19,20 @@ from authenticator.endpoints import metrics
 
 class Authorizer:
     def __init__(
-        self, settings: Settings, token_roles: Callable[[dict], Iterable[str]], log, own_procedures: Iterable[str]
+        self,
+        settings: Settings,
+        token_roles: Callable[[dict], Iterable[str]],
+        log,
+        own_procedures: Iterable[str],
+        *,
+        linked: bool = False,
     ) -> None:
         self._settings = settings
         self._token_roles = token_roles  # the roles of the token a session logged in with (the keeper's table)
         self._log = log
         self._own_procedures = frozenset(own_procedures)
+        # The realm has router links: what they cannot carry is refused (request_problem's `linked`).
+        self._linked = linked
         # Crossbar's cache never evicts: past a role's budget its answers are given uncached
         # (correct, one call each). Per role, so visitors filling theirs with junk URIs cost the
         # other roles nothing.
@@ -51,7 +59,7 @@ class Authorizer:
             action == "publish" and isinstance(uri, str) and self._settings.policy.history_for(uri) is not None
         )
         problem = request_problem(action, uri, options, self._settings.limits.max_uri_length,
-                                  keeps_history=keeps_history)  # fmt: skip
+                                  keeps_history=keeps_history, linked=self._linked)  # fmt: skip
         problem = problem or events_problem(action, uri, match)
         if problem is not None:
             decision = Decision(False, False, False, 0, problem)

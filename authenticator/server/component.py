@@ -22,7 +22,7 @@ from twisted.internet.task import deferLater
 from twisted.internet.threads import blockingCallFromThread
 from twisted.python.threadpool import ThreadPool
 
-from authenticator.config.node_config import deprecated_path_lines, smallest_max_message_size
+from authenticator.config.node_config import deprecated_path_lines, realm_has_rlinks, smallest_max_message_size
 from authenticator.config.settings import ConfigError, load_settings
 from authenticator.config.stop import stop_for_configuration
 from authenticator.contract import AUTHENTICATE, AUTHENTICATE_HEADERS, AUTHORIZE, HISTORY, PRESENCE, REFRESH, REVOKE
@@ -108,7 +108,9 @@ class AuthenticatorComponent(ApplicationSession):
         )  # fmt: skip
         self.jwks = JwksRefresher(self.settings, self.log)
         self._io = ThreadPool(minthreads=1, maxthreads=IO_THREADS, name="authenticator-io")
-        self.authorizer = Authorizer(self.settings, self.keeper.token_roles, self.log, OWN_PROCEDURES)
+        # Router links (several nodes) cannot carry a publication's eligible/exclude options.
+        self.authorizer = Authorizer(self.settings, self.keeper.token_roles, self.log, OWN_PROCEDURES,
+                                     linked=realm_has_rlinks(self._node, config.realm))  # fmt: skip
         self.admission = Admission(self.verifier, self.jwks, self.store, self._io, self.settings, self.log)
         self.procedures = Procedures(self.settings, self.admission, self.keeper, self.store, self._io, self.log)
         self.presence = Presence(self.settings, self.authorizer, self.keeper.token_roles, self.publish, self._io,

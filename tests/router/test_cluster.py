@@ -7,12 +7,13 @@ import pytest_twisted
 from autobahn.wamp.types import PublishOptions, SubscribeOptions
 from twisted.internet import reactor, task
 
-from authenticator.contract import EVENT_POSITION_DETAIL
+from authenticator.contract import EVENT_POSITION_DETAIL, PRESENCE_TOPIC_PREFIX
+from authenticator.core.policy import LINKED_FILTER_REASON
 from tests.router.test_http_publish import post
 from tests.support.cluster import start_cluster, wait_linked
 from tests.support.event_details import details_of, record_event_details
 from tests.support.tokens import mint, unique
-from tests.support.wamp import Inbox, connect, eventually
+from tests.support.wamp import Inbox, connect, eventually, wamp_error
 
 ACK = PublishOptions(acknowledge=True)
 NODES = 3
@@ -27,10 +28,19 @@ def redis_server(tmp_path_factory):
     server.stop()
 
 
+def _inspector(_i, config) -> None:
+    """A role that may ask each node's meta API what subscriptions it holds."""
+    router = config["workers"][0]
+    router["realms"][0]["roles"].append({"name": "inspector", "authorizer": "authenticator.authorize"})
+    policy = router["components"][0]["extra"]["policy"]
+    policy["roles"].append({"name": "inspector", "rules": [
+        {"uri": "wamp.subscription.", "match": "prefix", "allow": {"call": True}}]})  # fmt: skip
+
+
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory, redis_server):
     record_event_details()  # the x_position of the EVENTs this process receives
-    nodes = start_cluster(tmp_path_factory, "cluster", NODES, redis_server.url)
+    nodes = start_cluster(tmp_path_factory, "cluster", NODES, redis_server.url, edit_config=_inspector)
     yield nodes
     for node in nodes:
         node.stop()
@@ -232,3 +242,97 @@ async def test_a_restarted_node_rejoins_the_mesh_and_events_flow_both_ways(clust
     finally:
         here.leave()
         there.leave()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_subscription_ends_on_every_node_when_its_last_subscriber_leaves(cluster):
+    """Node 2's link mirrors bob's subscription on nodes 1 and 3; their links must not mirror those
+    mirrors back (each node's mirror on the other kept the other alive: subscriptions grew for ever).
+    Carol on node 1 joins the mirrored subscription there: her events from node 2 still arrive."""
+    first, second, _third = cluster
+    topic = f"app.public.{unique('gone')}"
+    eyes = [await connect(node.url, mint(unique("eye"), ["inspector"])) for node in cluster]
+    bob = await connect(second.url, mint(unique("bob"), ["user"]))
+    carol = await connect(first.url, mint(unique("carol"), ["user"]))
+    writer = await connect(second.url, mint(unique("writer"), ["backend"]))
+    found: list = [None] * NODES
+
+    async def look() -> list:
+        for i, eye in enumerate(eyes):
+            found[i] = await eye.call("wamp.subscription.lookup", topic)
+        return found
+
+    try:
+        bob_sub = await bob.subscribe(Inbox(), topic)
+        for _ in range(100):  # mirrored on nodes 1 and 3 (bounded: 10 s)
+            if all(await look()):
+                break
+            await task.deferLater(reactor, 0.1, lambda: None)
+        assert all(found), found
+        carols = Inbox()
+        await carol.subscribe(carols, topic)  # the subscription exists on node 1: a subscribe, no create
+        await bob_sub.unsubscribe()
+        await _until(lambda i: writer.publish(topic, f"ping {i}", options=ACK), [carols], "carol on node 1")
+        carol.leave()
+        bob.leave()
+        for _ in range(100):
+            if not any(await look()):
+                break
+            await task.deferLater(reactor, 0.1, lambda: None)
+        assert found == [None] * NODES, found
+    finally:
+        for client in (*eyes, bob, carol, writer):
+            client.leave()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_filtered_publication_is_refused_on_linked_nodes_with_its_reason(cluster):
+    """A link relays an event without its eligible/exclude options: exclude_authid=[bob] on node 1
+    reached bob on node 2. Refused by WAMP and by POST /publish, with what to do instead."""
+    first = cluster[0]
+    root_name = unique("root")
+    root = await connect(first.url, mint(root_name, ["admin"]))
+    topic = f"app.public.{unique('news')}"
+    try:
+        await root.publish(topic, "for everyone", options=ACK)  # the session's reused decision must not answer
+        for options in ({"exclude_authid": ["bob"]}, {"eligible_authid": ["alice"]}):
+            offset = first.log_size()
+            refused = root.publish(topic, "filtered", options=PublishOptions(acknowledge=True, **options))
+            assert await wamp_error(refused) == "wamp.error.not_authorized"
+            first.wait_for_log(f"authorization denied: publish {topic} authid={root_name} role=admin via=wamp "
+                               f"reason={LINKED_FILTER_REASON}", after=offset)  # fmt: skip
+            body = {"topic": topic, "args": ["x"], "options": options}
+            status, _, answer = await post(first, body, mint(unique("backend"), ["backend"]))
+            assert status == 403 and answer["error"] == "wamp.error.not_authorized", answer
+            assert LINKED_FILTER_REASON in answer["message"], answer
+    finally:
+        root.leave()
+    assert LINKED_FILTER_REASON == (
+        "eligible and exclude options are not carried across router links; publish to a per-user topic instead"
+    )
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_watcher_on_node_2_sees_a_join_on_node_1_once(cluster):
+    """Every node relays Redis's presence announcements to its own subscribers: a link must not
+    mirror presence subscriptions too (each join arrived once per node)."""
+    first, second, _third = cluster
+    room = f"app.chat.{unique('room')}"
+    watcher = await connect(second.url, mint(unique("watcher"), ["user"]))
+    writer = await connect(first.url, mint(unique("writer"), ["backend"]))
+    seen: list = []
+    names = [unique("alice"), unique("marker")]
+    joined = [await connect(first.url, mint(name, ["user"])) for name in names]
+    try:
+        await watcher.subscribe(lambda event, authid: seen.append((event, authid)), PRESENCE_TOPIC_PREFIX + room)
+        # a later subscription of the watcher crossed: the presence one would have been mirrored before it
+        probe, probe_topic = Inbox(), f"app.public.{unique('probe')}"
+        await watcher.subscribe(probe, probe_topic)
+        await _until(lambda i: writer.publish(probe_topic, f"ping {i}", options=ACK), [probe], "the watcher")
+        for client, name in zip(joined, names, strict=True):
+            await client.subscribe(lambda *a, **k: None, room)
+            await eventually(lambda name=name: ("join", name) in seen, 10, f"{name}'s join on node 2")
+        assert seen == [("join", names[0]), ("join", names[1])], seen
+    finally:
+        for client in (watcher, writer, *joined):
+            client.leave()

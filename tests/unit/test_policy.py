@@ -230,3 +230,31 @@ def test_a_bad_policy_is_refused_with_a_message_naming_the_rule(policy, message)
 def test_anonymous_access_can_be_left_out_of_the_policy():
     policy = load_policy({"roles": [{"name": "user"}]}, anonymous_role=None)
     assert policy.defines("user") and not policy.defines("anonymous")
+
+
+@pytest.mark.parametrize("option", ["eligible", "eligible_authid", "eligible_authrole", "exclude", "exclude_authid",
+                                    "exclude_authrole"])  # fmt: skip
+def test_a_filtered_publication_is_refused_on_a_realm_with_router_links(option):
+    """Router links relay an event without its eligible/exclude options (tests/router/test_cluster.py)."""
+    from authenticator.core.policy import LINKED_FILTER_REASON, request_problem
+
+    options = {option: ["x"]}
+    assert request_problem("publish", "app.public.news", options, 512, linked=True) == LINKED_FILTER_REASON
+    assert request_problem("publish", "app.public.news", options, 512, linked=False) is None
+    assert request_problem("publish", "app.public.news", {"acknowledge": True}, 512, linked=True) is None
+    assert request_problem("subscribe", "app.public.news", options, 512, linked=True) is None
+
+
+def test_a_realm_has_rlinks_when_the_components_worker_links_it():
+    from authenticator.config.node_config import realm_has_rlinks
+    from authenticator.contract import COMPONENT_CLASS
+
+    def node(rlinks):
+        realm = {"name": "realm1", "roles": [], **({"rlinks": rlinks} if rlinks is not None else {})}
+        return {"workers": [{"type": "router", "realms": [realm], "components": [{"classname": COMPONENT_CLASS}]}]}
+
+    assert realm_has_rlinks(node([{"id": "to-node-2"}]), "realm1") is True
+    assert realm_has_rlinks(node([{"id": "to-node-2"}]), "realm2") is False
+    assert realm_has_rlinks(node([]), "realm1") is False
+    assert realm_has_rlinks(node(None), "realm1") is False
+    assert realm_has_rlinks(None, "realm1") is False
