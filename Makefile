@@ -75,6 +75,12 @@ cluster: $(INSTALLED) $(WEB_DEPS)
 	done; \
 	wait
 
+# The longest test files first (each takes a minute or more with its routers): xdist hands out
+# files in the order given, and a long file handed out last kept one process busy after the others
+# had finished. pytest collects a file named twice once.
+LONG_TEST_FILES := $(addprefix tests/router/test_,python_kit_long_run.py cluster.py cluster_calls.py history.py \
+	hostile_clients.py hostile.py load.py request_bodies.py custom_policy.py python_client_kit.py issuer_limits.py)
+
 ## test: install the test dependencies (and Debian's redis-server, chromium, php-cli, php-curl and nginx when missing), run the whole suite
 test: $(TEST_INSTALLED) $(WEB_DEPS) $(ISSUER_DEPS) $(BENCH_DEPS) system-deps
 	$(BIN)/ruff check authenticator tests bench
@@ -84,7 +90,7 @@ test: $(TEST_INSTALLED) $(WEB_DEPS) $(ISSUER_DEPS) $(BENCH_DEPS) system-deps
 	@# them; their output follows. Any non-zero status fails, pytest's 5 (no tests) included.
 	@rm -f $(WEB_LOG); \
 	$(BIN)/pytest -p no:twisted tests/web > $(WEB_LOG) 2>&1 & web=$$!; \
-	$(BIN)/pytest -n 3 --dist loadfile tests/unit tests/component tests/router; core=$$?; \
+	$(BIN)/pytest -n 3 --dist loadfile $(LONG_TEST_FILES) tests/unit tests/component tests/router; core=$$?; \
 	wait $$web; web_status=$$?; \
 	echo "---- browser tests (tests/web), run beside the ones above ----"; cat $(WEB_LOG); \
 	echo "make test: pytest exit statuses: unit+component+router $$core, browser $$web_status"; \
