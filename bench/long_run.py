@@ -40,7 +40,9 @@ SUBSCRIBER = """
 import json, os, sys, time
 import jwt
 
-kit, url, authid, topic = sys.argv[1:5]
+kit, url, authid, topic, max_retry_delay = sys.argv[1:6]
+from authenticator.kit.common import Backoff
+backoff = Backoff(maximum=float(max_retry_delay)) if max_retry_delay else Backoff()
 if kit == "asyncio":
     import asyncio
     from authenticator.kit.asyncio import Client
@@ -63,7 +65,8 @@ def on_recovered(recovery):
     say(recovered=recovery.recovered, missed=recovery.missed, cause=recovery.cause, reason=recovery.reason)
 
 def make():
-    client = Client(url, "realm1", get_token, on_state=lambda state, c: say(state=state, reason=c.reason))
+    client = Client(url, "realm1", get_token, on_state=lambda state, c: say(state=state, reason=c.reason),
+                    backoff=backoff)
     client.subscribe(topic, on_event, recover=True, on_recovered=on_recovered, details_arg="details")
     return client
 
@@ -115,9 +118,9 @@ class Report:
 
 
 def run(seconds: float = 120.0, *, store: str = "redis", kit: str = "asyncio", workdir: Path | None = None,
-        cuts: int = 2, restart: bool = True, log=print) -> Report:  # fmt: skip
+        cuts: int = 2, restart: bool = True, log=print, max_retry_delay: float | None = None) -> Report:  # fmt: skip
     """Run the scenario; the report. The restart comes at half time, the cuts at 1/4 and 3/4 (with
-    one cut: at 3/4)."""
+    one cut: at 3/4). `max_retry_delay`: the kit's backoff cap (default: the kit's own, 10 s)."""
     workdir = Path(workdir or tempfile.mkdtemp(prefix="long-run-"))
     redis_server = None
     if store == "redis":
@@ -142,7 +145,8 @@ def run(seconds: float = 120.0, *, store: str = "redis", kit: str = "asyncio", w
     script.write_text(SUBSCRIBER)
     env = {**os.environ, "JWT_SECRET": TEST_SECRET, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"}
     with output.open("wb") as sink:
-        subscriber = subprocess.Popen([sys.executable, str(script), kit, relay.url(), authid, topic], stdout=sink,
+        subscriber = subprocess.Popen([sys.executable, str(script), kit, relay.url(), authid, topic,
+                                       str(max_retry_delay or "")], stdout=sink,
                                       stderr=(workdir / "subscriber.err").open("wb"), env=env)  # fmt: skip
     lines = lambda: [json.loads(line) for line in output.read_text().splitlines() if line.startswith("{")]  # noqa: E731
     publishing = Publisher(router.port, topic)
