@@ -28,6 +28,19 @@ CASES = [
 ]
 
 
+def kit_under_node(tmp_path, script: str, never_warns: str | None = None):
+    """Run `script` (an ES module importing './kit.mjs', the JavaScript kit) under node; what it
+    printed, parsed as JSON. `never_warns`: text its stderr must not hold."""
+    if shutil.which("node") is None:
+        pytest.fail("node is missing: make test installs the test dependencies")
+    shutil.copy(REPO / "web" / "crossbar-jwt" / "crossbar-jwt.js", tmp_path / "kit.mjs")
+    (tmp_path / "run.mjs").write_text(script)
+    out = subprocess.run(["node", "run.mjs"], cwd=tmp_path, capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    assert never_warns is None or never_warns not in out.stderr, out.stderr
+    return json.loads(out.stdout)
+
+
 @pytest.mark.parametrize(("expires_in", "delay"), CASES)
 def test_the_python_kit_refreshes_before_exp_by_the_routers_clock(expires_in, delay):
     assert refresh_delay(expires_in) == pytest.approx(delay)
@@ -35,16 +48,11 @@ def test_the_python_kit_refreshes_before_exp_by_the_routers_clock(expires_in, de
 
 
 def test_the_javascript_kit_times_its_refresh_like_the_python_kit(tmp_path):
-    if shutil.which("node") is None:
-        pytest.fail("node is missing: make test installs the test dependencies")
-    shutil.copy(REPO / "web" / "crossbar-jwt" / "crossbar-jwt.js", tmp_path / "kit.mjs")
     script = (
         "import { refreshDelay } from './kit.mjs';"
         f"console.log(JSON.stringify({json.dumps([c[0] for c in CASES])}.map(e => refreshDelay(e))));"
     )
-    out = subprocess.run(["node", "--input-type=module", "-e", script], cwd=tmp_path, capture_output=True, text=True,
-                         check=True, timeout=30)  # fmt: skip
-    assert json.loads(out.stdout) == pytest.approx([c[1] for c in CASES])
+    assert kit_under_node(tmp_path, script) == pytest.approx([c[1] for c in CASES])
 
 
 CAPS = [0.5, 1.0, 2.0, 4.0, 8.0, 10.0, 10.0, 10.0]  # the default cap of retries 0 to 7
@@ -88,12 +96,7 @@ console.log(JSON.stringify([0, 3, 9].map((n) => Array.from({ length: 10000 }, ()
 
 def test_the_javascript_kits_retry_delays_are_full_jitter_too(tmp_path):
     """retryDelay with its own Math.random, as the kit calls it."""
-    if shutil.which("node") is None:
-        pytest.fail("node is missing: make test installs the test dependencies")
-    shutil.copy(REPO / "web" / "crossbar-jwt" / "crossbar-jwt.js", tmp_path / "kit.mjs")
-    (tmp_path / "spread.mjs").write_text(JS_SPREAD)
-    out = subprocess.run(["node", "spread.mjs"], cwd=tmp_path, capture_output=True, text=True, check=True, timeout=30)
-    for attempt, delays in zip([0, 3, 9], json.loads(out.stdout), strict=True):
+    for attempt, delays in zip([0, 3, 9], kit_under_node(tmp_path, JS_SPREAD), strict=True):
         full_jitter_spread(delays, CAPS[min(attempt, 7)])
 
 
@@ -221,19 +224,12 @@ def test_the_javascript_kit_never_sets_a_timer_that_fires_at_once_for_a_30_day_t
     """setTimeout fires at once for more than 2^31 - 1 ms (~24.8 days), in Node and in Chromium:
     a 30-day token was refreshed 2,423 times in 5 s. Here: none in a second, and the longest timer
     is the bound. The browser, through the router: tests/web/test_client_kit.py."""
-    if shutil.which("node") is None:
-        pytest.fail("node is missing: make test installs the test dependencies")
-    shutil.copy(REPO / "web" / "crossbar-jwt" / "crossbar-jwt.js", tmp_path / "kit.mjs")
-    (tmp_path / "run.mjs").write_text(KIT_UNDER_NODE)
-    out = subprocess.run(["node", "run.mjs"], cwd=tmp_path, capture_output=True, text=True, timeout=30)
-    assert out.returncode == 0, out.stderr
-    result = json.loads(out.stdout)
+    result = kit_under_node(tmp_path, KIT_UNDER_NODE, never_warns="TimeoutOverflowWarning")
     assert result["state"] == "connected" and result["refreshCalls"] == 0, result
     assert result["longest"] == 2**31 - 1 and result["max"] == MAX_TIMER_SECONDS, result
     assert result["autobahnMaxRetryDelay"] == MAX_TIMER_SECONDS  # AutobahnJS's own retries: bounded too
     python = [Backoff().delay(n, rand=lambda: 0.5) for n in (0, 1, 2, 3, 7, 1749, 1750, 10**6, 5 * 10**6, 2**64)]
     assert result["backoff"] == pytest.approx(python) and result["noInitial"] == [0] * 10, result
-    assert "TimeoutOverflowWarning" not in out.stderr, out.stderr
 
 
 KIT_RETRIES_UNDER_NODE = """
@@ -284,12 +280,6 @@ def test_the_javascript_kit_retries_a_lost_connection_itself_once_per_attempt_wi
     restarted router do not come back in the same instant), scheduled by the kit, not by AutobahnJS
     (whose backoff has no full jitter: it is told max_retries 0). A failed attempt reported twice
     (AutobahnJS under Node) schedules one retry, not two."""
-    if shutil.which("node") is None:
-        pytest.fail("node is missing: make test installs the test dependencies")
-    shutil.copy(REPO / "web" / "crossbar-jwt" / "crossbar-jwt.js", tmp_path / "kit.mjs")
-    (tmp_path / "retries.mjs").write_text(KIT_RETRIES_UNDER_NODE)
-    out = subprocess.run(["node", "retries.mjs"], cwd=tmp_path, capture_output=True, text=True, timeout=30)
-    assert out.returncode == 0, out.stderr
-    result = json.loads(out.stdout)
+    result = kit_under_node(tmp_path, KIT_RETRIES_UNDER_NODE)
     # 3/4 of the caps 0.5 s and 1 s, one timer each: the kit's retries, in order
     assert result == {"delays": [375, 750], "opens": 3, "maxRetries": 0}, result
