@@ -54,6 +54,7 @@ FINAL_ROUTER_REASONS = frozenset(
         "invalid_signature",
         "invalid_issuer",
         "invalid_audience",
+        "wrong_realm",
         "lifetime_too_long",
     )
 ) | frozenset({"wamp.error.no_such_realm", "wamp.error.no_such_role", "wamp.error.no_auth_method"})

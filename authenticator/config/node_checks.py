@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 # The procedures the component registers.
-from authenticator.config.node_config import find_component
+from authenticator.config.node_config import find_component, find_components
 from authenticator.contract import (
     AUTHENTICATE,
     AUTHENTICATE_HEADERS,
@@ -24,6 +24,7 @@ from authenticator.contract import (
     COMPONENT_CLASS,
     PRESENCE_TOPIC_PREFIX,
 )
+from authenticator.core import redis_url
 
 # What the component's static role must allow besides registering its procedures: presence tracks
 # subscriptions from Crossbar's meta events and publishes join/leave events (docs/recovery.md#presence).
@@ -45,10 +46,11 @@ class Problem:
         return f"{config_file}: {self.path}: {self.message}"
 
 
-def check_node(config: Mapping, policy_roles: Iterable[str]) -> list[Problem]:
-    """Every problem between the node config and the authenticator's policy roles."""
-    problems: list[Problem] = []
-    found = find_component(config)
+def check_node(config: Mapping, policy_roles: Iterable[str], realm: str | None = None) -> list[Problem]:
+    """Every problem between the node config and the policy roles of the authenticator component
+    of `realm` (None: the first), and between the realms' components."""
+    problems: list[Problem] = list(_realms_problems(config))
+    found = find_component(config, realm)
     if found is None:
         return [Problem("workers", f"no router worker has a component with classname {COMPONENT_CLASS}")]
     w, c, worker, component = found
@@ -97,6 +99,49 @@ def check_node(config: Mapping, policy_roles: Iterable[str]) -> list[Problem]:
     problems.extend(_transport_problems(config))
     problems.extend(_route_problems(config, realm_name, policy_roles))
     return problems
+
+
+def _realms_problems(config: Mapping) -> Iterable[Problem]:
+    """Several realms (tenants): one component each, each with its own token store, and every
+    realm authenticated by its own component."""
+    components = find_components(config)
+    seen: dict[object, str] = {}
+    stores: dict[str, str] = {}
+    for w, c, _worker, component in components:
+        where, realm = f"workers[{w}].components[{c}]", component.get("realm")
+        if realm in seen:
+            yield Problem(f"{where}.realm", f"realm {realm!r} has a second authenticator component (the first is "
+                                            f"{seen[realm]}); one component serves one realm: merge them")  # fmt: skip
+            continue
+        seen[realm] = where
+        store = (component.get("extra") or {}).get("store") or {}
+        location = _store_location(store) if isinstance(store, Mapping) else None
+        if location is None or len(components) < 2:
+            continue
+        if location in stores:
+            yield Problem(f"{where}.extra.store", (
+                f"realm {realm!r} shares its token store ({location}) with realm {stores[location]!r}: a revocation "
+                "or a used token of one would count in the other; give each realm its own (another SQLite file, or "
+                "another Redis database number: redis://host:6379/1)"
+            ))  # fmt: skip
+        stores[location] = realm
+    if len(components) > 1:
+        for where, service in _websockets(config):
+            for method, auth in (service.get("auth") or {}).items():
+                if isinstance(auth, Mapping) and auth.get("type") == "dynamic" and "authenticator-realm" in auth:
+                    yield Problem(f"{where}.auth.{method}.authenticator-realm", (
+                        "this node serves several realms, each authenticated by its own component: remove "
+                        "'authenticator-realm' so that Crossbar asks the component of the realm the client names"
+                    ))  # fmt: skip
+
+
+def _store_location(store: Mapping) -> str | None:
+    """Where a component's token store is (a Redis URL without its password; a SQLite file name)."""
+    url = store.get("redis_url")
+    if isinstance(url, str) and url:
+        return redis_url.database(url)
+    name = store.get("sqlite", "tokens.sqlite")
+    return f"sqlite {name}" if isinstance(name, str) else None
 
 
 def _static_allows(permissions: Iterable, uri: str, action: str) -> bool:

@@ -107,24 +107,42 @@ def read_node_config(path: Path) -> dict:
     return json.loads(text)
 
 
-def find_component(config: Mapping):
-    """(worker index, component index, worker, component) of the authenticator component, or None."""
-    for w, worker in enumerate(config.get("workers", [])):
-        for c, component in enumerate(worker.get("components", [])):
-            if component.get("classname") in COMPONENT_CLASSES:
-                return w, c, worker, component
+def find_components(config: Mapping) -> list[tuple[int, int, dict, dict]]:
+    """(worker index, component index, worker, component) of every authenticator component: one
+    per realm it serves (docs/configuration.md#several-realms)."""
+    return [
+        (w, c, worker, component)
+        for w, worker in enumerate(config.get("workers", []))
+        for c, component in enumerate(worker.get("components", []))
+        if component.get("classname") in COMPONENT_CLASSES
+    ]
+
+
+def find_component(config: Mapping, realm: str | None = None):
+    """(worker index, component index, worker, component) of the authenticator component of
+    `realm` (None: the first one), or None."""
+    for found in find_components(config):
+        if realm is None or found[3].get("realm") == realm:
+            return found
     return None
 
 
+def authenticator_realms(config: Mapping | None) -> tuple[str, ...]:
+    """The realms the node's authenticator components serve, in the config's order."""
+    if not isinstance(config, Mapping):
+        return ()
+    return tuple(str(found[3].get("realm")) for found in find_components(config))
+
+
 def realm_has_rlinks(config: Mapping | None, realm: str) -> bool:
-    """Whether the authenticator component's router worker links `realm` to other nodes (its
+    """Whether a router worker with an authenticator component links `realm` to other nodes (its
     ``realms[].rlinks``, as `cluster-config` writes them)."""
-    found = find_component(config) if isinstance(config, Mapping) else None
-    if found is None:
+    if not isinstance(config, Mapping):
         return False
-    for candidate in found[2].get("realms") or ():
-        if isinstance(candidate, Mapping) and candidate.get("name") == realm and candidate.get("rlinks"):
-            return True
+    for _w, _c, worker, _component in find_components(config):
+        for candidate in worker.get("realms") or ():
+            if isinstance(candidate, Mapping) and candidate.get("name") == realm and candidate.get("rlinks"):
+                return True
     return False
 
 
@@ -174,17 +192,25 @@ def _shape_problem(config: Mapping) -> str | None:
     return None
 
 
-def authenticator_component(config: Mapping, config_file: Path) -> dict:
-    """The authenticator component's config in a node config, or ConfigError naming the file."""
-    found = find_component(config)
+def authenticator_component(config: Mapping, config_file: Path, realm: str | None = None) -> dict:
+    """The authenticator component's config in a node config (of `realm`; None: the only one), or
+    ConfigError naming the file and what to do."""
+    if realm is None:
+        realms = authenticator_realms(config)
+        if len(realms) > 1:
+            raise ConfigError(f"{config_file} serves the realms {', '.join(realms)}: pass --realm to choose one")
+    found = find_component(config, realm)
     if found is None:
+        if realm is not None and find_components(config):
+            raise ConfigError(f"{config_file} has no authenticator component for realm {realm!r}; it serves "
+                              f"{', '.join(authenticator_realms(config))}")  # fmt: skip
         raise ConfigError(f"{config_file} has no component with classname {COMPONENT_CLASS}")
     return dict(found[3])
 
 
-def component_extra(config_file: Path) -> dict:
+def component_extra(config_file: Path, realm: str | None = None) -> dict:
     """The authenticator component's ``extra`` from a Crossbar node config (for the CLI)."""
-    return dict(authenticator_component(load_node_config(config_file), config_file).get("extra", {}))
+    return dict(authenticator_component(load_node_config(config_file), config_file, realm).get("extra", {}))
 
 
 def websocket_url(config: Mapping) -> str | None:

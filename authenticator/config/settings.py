@@ -39,9 +39,14 @@ DEFAULT_EXTRA: dict = {
 }
 
 
-def load_settings(extra: Mapping, cbdir: Path, *, generate_secret: bool | None = True) -> Settings:
+def load_settings(
+    extra: Mapping, cbdir: Path, *, generate_secret: bool | None = True, realm: str | None = None,
+    node_realms: tuple[str, ...] = (),
+) -> Settings:  # fmt: skip
     """generate_secret: create the development secret file if there is no secret (a start);
-    False: refuse instead; None: check only, a secret file that is not there yet is fine."""
+    False: refuse instead; None: check only, a secret file that is not there yet is fine.
+    realm: the realm this component serves; node_realms: every realm of the node that has an
+    authenticator component (several: a token must name its realm, claims.realm_claim)."""
     known = (
         "keys", "claims", "policy", "anonymous_role", "max_token_bytes", "single_use", "store", "session",
         "bearer_header", "cookie", "issuer", "limits", "cbdir", "generate_secret", "trusted_proxies",
@@ -69,7 +74,8 @@ def load_settings(extra: Mapping, cbdir: Path, *, generate_secret: bool | None =
     single_use = extra.get("single_use", False)
     if not isinstance(single_use, bool):
         raise ConfigError("'single_use' must be true or false")
-    claims = _load_claims(extra.get("claims", {}))
+    claims = _load_claims(extra.get("claims", {}), realm, node_realms)
+    claims = replace(claims, caps_claim=_caps_claim(extra.get("claims", {})))
     if "issuer" in extra:
         load_issuer_settings(extra["issuer"])  # used by the demo issuer; checked here, at start
     if single_use and "jti" not in claims.required:
@@ -121,6 +127,9 @@ _RANGES = {  # name: (lowest, highest) for the whole-number settings
     "max_body_bytes": (256, 1_048_576),
     "login_attempts_per_minute": (1, 10_000),
     "login_tracked_addresses": (1, 10_000_000),
+    "share_min_seconds": (1, 86_400),
+    "share_max_seconds": (1, 86_400),
+    "max_shares": (1, 100_000),
 }
 
 
@@ -136,6 +145,8 @@ def load_issuer_settings(spec: object) -> IssuerSettings:
         low, high = _RANGES[name]
         if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
             raise ConfigError(f"'issuer.{name}' must be a whole number from {low} to {high}")
+    if numbers["share_min_seconds"] > numbers["share_max_seconds"]:
+        raise ConfigError("'issuer.share_min_seconds' must not be more than 'issuer.share_max_seconds'")
     return IssuerSettings(users_file=users_file, **numbers)
 
 
@@ -240,12 +251,12 @@ def _load_cookie(spec: object) -> CookieRule | None:
     return CookieRule(name=name, allowed_origins=tuple(o.rstrip("/") for o in origins))
 
 
-def _load_claims(spec: object) -> ClaimRules:
+def _load_claims(spec: object, realm: str | None = None, node_realms: tuple[str, ...] = ()) -> ClaimRules:
     if not isinstance(spec, Mapping):
         raise ConfigError("'claims' must be an object")
     known = (
-        "authid", "roles", "required", "leeway_seconds", "authid_max_length", "issuers", "audience",
-        "max_lifetime_seconds",
+        "authid", "roles", "required", "leeway_seconds", "authid_max_length", "issuers", "audience", "caps",
+        "max_lifetime_seconds", "realm_claim",
     )  # fmt: skip
     _refuse_unknown("'claims'", spec, known)
     defaults = ClaimRules()
@@ -277,8 +288,38 @@ def _load_claims(spec: object) -> ClaimRules:
     if lifetime is not None and (not isinstance(lifetime, int) or lifetime < 1):
         raise ConfigError("'claims.max_lifetime_seconds' must be a whole number of seconds, or null")
     return ClaimRules(
-        authid, tuple(roles), tuple(required), float(leeway), max_length, tuple(issuers), tuple(audience), lifetime
-    )
+        authid, tuple(roles), tuple(required), float(leeway), max_length, tuple(issuers), tuple(audience), lifetime,
+        realm=realm, realm_claim=_realm_claim(spec, realm, node_realms),
+    )  # fmt: skip
+
+
+def _realm_claim(spec: Mapping, realm: str | None, node_realms: tuple[str, ...]) -> str | None:
+    """The claim that binds a token to its realm: "aud" by default on a node with several realms
+    (one key may serve two realms: without a binding, a token of one would open the other)."""
+    several = len(set(node_realms)) > 1
+    claim = spec.get("realm_claim", "aud" if several else None)
+    if claim is None:
+        if several:
+            raise ConfigError(
+                "'claims.realm_claim' cannot be null: this node serves the realms "
+                f"{', '.join(sorted(set(node_realms)))}, so a token must name the one it is for; "
+                'use "aud" (the default) or the name of a claim'
+            )  # fmt: skip
+        return None
+    if not isinstance(claim, str) or not claim or claim in ("sub", "exp", "nbf", "iat", "iss", "jti"):
+        raise ConfigError('\'claims.realm_claim\' must be "aud" or the name of a claim that carries the realm, '
+                          'e.g. "realm"')  # fmt: skip
+    if realm is None and several:
+        raise ConfigError("'claims.realm_claim' needs the component's realm")
+    return claim
+
+
+def _caps_claim(spec: Mapping) -> str:
+    """The claim a token lists its grants in (authenticator/core/grants.py)."""
+    claim = spec.get("caps", ClaimRules().caps_claim)
+    if not isinstance(claim, str) or not claim or claim in ("sub", "exp", "nbf", "iat", "iss", "aud", "jti"):
+        raise ConfigError("'claims.caps' must name the claim that lists a token's grants, e.g. \"caps\"")
+    return claim
 
 
 def _trusted_proxies(value: object) -> frozenset[str]:

@@ -70,6 +70,11 @@ class Reason(Enum):
         "The token is meant for another audience (aud)",
         "Mint the token with the audience this router expects.",
     )
+    WRONG_REALM = (
+        "wrong_realm",
+        "The token was issued for another realm",
+        "Connect to the realm the token names, or mint a token for this realm.",
+    )
     LIFETIME_TOO_LONG = (
         "lifetime_too_long",
         "The token lives longer than this router allows",
@@ -79,6 +84,11 @@ class Reason(Enum):
         "unknown_role",
         "None of the token's roles is defined on this realm",
         "Mint the token with a role the router's policy defines.",
+    )
+    GRANT_NOT_ALLOWED = (
+        "grant_not_allowed",
+        "The token grants what this router's policy does not let a token grant",
+        "Mint the token with grants (its caps claim) inside the policy's grantable rules for its roles.",
     )
     REPLAYED = (
         "replayed",

@@ -24,3 +24,19 @@ def holds_secret(url: str) -> bool:
     if parts.netloc.rpartition("@")[1]:
         return True
     return any(name.lower() == "password" for name, _value in parse_qsl(parts.query, keep_blank_values=True))
+
+
+def database(url: str) -> str:
+    """The Redis database a URL names, as one comparable text: scheme, host, port (6379 when not
+    given) and database number (0 when not given; a ``db`` query parameter counts), no password."""
+    parts = urlsplit(url)
+    if parts.scheme == "unix":
+        db = dict(parse_qsl(parts.query)).get("db", "0")
+        return f"unix://{parts.path} db {db}"
+    host = (parts.hostname or "localhost").lower()
+    try:
+        port = parts.port or 6379
+    except ValueError:
+        port = parts.netloc.rpartition(":")[2]
+    db = parts.path.strip("/") or dict(parse_qsl(parts.query)).get("db", "0")
+    return f"{parts.scheme}://{host}:{port} db {db}"

@@ -28,6 +28,13 @@ class ClaimRules:
     issuers: tuple[str, ...] = ()  # empty: any issuer
     audiences: tuple[str, ...] = ()  # empty: tokens that name an audience are refused (RFC 7519 4.1.3)
     max_lifetime_seconds: int | None = None
+    # The claim listing the token's grants (authenticator/core/grants.py); absent: none.
+    caps_claim: str = "caps"
+    # The realm this component serves, and the claim a token names it in: "aud" (its audiences
+    # must include the realm), another claim name (it must equal the realm), or None (no binding:
+    # a node with one realm). A node with several realms binds by "aud" unless told otherwise.
+    realm: str | None = None
+    realm_claim: str | None = None
 
 
 @dataclass(frozen=True)
@@ -140,3 +147,7 @@ class IssuerSettings:
     max_body_bytes: int = 4096
     login_attempts_per_minute: int = 10
     login_tracked_addresses: int = 10_000
+    # Document shares (authenticator/demo/shares.py): their length, and how many are live at once.
+    share_min_seconds: int = 60
+    share_max_seconds: int = 3600
+    max_shares: int = 100

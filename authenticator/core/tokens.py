@@ -2,7 +2,7 @@
 
 The checks run in one order, top to bottom in :meth:`TokenVerifier.verify` (docs/tokens.md lists
 it): presence, size, header, algorithm allow-list, key, signature, exp/nbf/iat, required claims,
-iss, aud, lifetime, authid, roles. The clock is injected so expiry is tested without sleeping.
+iss, aud, lifetime, authid, roles, grants. The clock is injected so expiry is tested without sleeping.
 Replay and revocation need the store, so the component checks them after this, last: a token
 reaches the store only once everything that costs no I/O has passed.
 """
@@ -20,8 +20,9 @@ from typing import Any
 import jwt
 from jwt.algorithms import HMACAlgorithm
 
+from authenticator.core.grants import read_grants
 from authenticator.core.json_guard import nesting_exceeds
-from authenticator.core.policy import authid_problem
+from authenticator.core.policy import Grant, authid_problem
 from authenticator.core.reasons import Reason, Rejected
 from authenticator.core.settings import Settings
 
@@ -110,6 +111,9 @@ class Identity:
     issued_at: int | None
     jti: str | None
     claims: Mapping[str, Any] = field(repr=False)
+    # What the token grants beyond its roles' rules (the caps claim, admitted by the policy's
+    # grantable rules: authenticator/core/grants.py); the session keeps them for its life.
+    grants: tuple[Grant, ...] = ()
 
     def authextra(self) -> dict:
         """What the client sees in WELCOME.authextra."""
@@ -199,6 +203,10 @@ class TokenVerifier:
         role, known = self.settings.policy.session_role(token_roles)
         if role is None:
             raise Rejected(Reason.UNKNOWN_ROLE, self._unknown_roles(token_roles), authid=authid, jti=jti)
+        grants = read_grants(
+            _claim(claims, claims_rules.caps_claim), claim=claims_rules.caps_claim, policy=self.settings.policy,
+            roles=known, authid=authid, max_uri_length=self.settings.limits.max_uri_length, jti=jti,
+        )  # fmt: skip
         if len(self._verified_headers) < HEADER_CACHE_SIZE:
             self._verified_headers[header_segment] = header
         identity = Identity(
@@ -209,6 +217,7 @@ class TokenVerifier:
             issued_at=claims.get("iat"),
             jti=jti,
             claims=MappingProxyType(claims),  # shared by every use of a remembered token: read-only
+            grants=grants,
         )
         if not self.settings.single_use:
             if len(self._verified_tokens) >= TOKEN_CACHE_SIZE:
@@ -280,14 +289,39 @@ class TokenVerifier:
         aud = claims.get("aud")
         if rules.audiences and aud is None:
             raise Rejected(Reason.MISSING_CLAIM, "'aud'", jti=jti)
+        named = [aud] if isinstance(aud, str) else aud
+        if aud is not None and (not isinstance(named, list) or not all(isinstance(a, str) for a in named)):
+            raise Rejected(Reason.INVALID_CLAIM, "'aud' must be a string or a list of strings", jti=jti)
+        self._check_realm(claims, named, jti)
         if aud is not None:
-            named = [aud] if isinstance(aud, str) else aud
-            if not isinstance(named, list) or not all(isinstance(a, str) for a in named):
-                raise Rejected(Reason.INVALID_CLAIM, "'aud' must be a string or a list of strings", jti=jti)
-            if not set(named) & set(rules.audiences):
+            accepted = (*rules.audiences, rules.realm) if rules.realm_claim == "aud" else rules.audiences
+            if not set(named) & set(accepted):
                 # RFC 7519 4.1.3: a recipient not named in a present 'aud' must refuse the token.
                 expected = ", ".join(rules.audiences) or "none configured (set claims.audience)"
                 raise Rejected(Reason.INVALID_AUDIENCE, f"this router accepts: {expected}", jti=jti)
+
+    def _check_realm(self, claims: Mapping[str, Any], audiences: list[str] | None, jti: str | None) -> None:
+        """A token is for one realm (claims.realm_claim): one key may serve several realms."""
+        rules = self.settings.claims
+        if rules.realm_claim is None:
+            return
+        if rules.realm_claim == "aud":
+            if audiences is None:
+                raise Rejected(
+                    Reason.MISSING_CLAIM, f"'aud' (the realm the token is for, here {rules.realm!r})", jti=jti
+                )
+            if rules.realm not in audiences:
+                raise Rejected(Reason.WRONG_REALM, f"its aud names {_shown(audiences)}; this is realm {rules.realm!r}",
+                               jti=jti)  # fmt: skip
+            return
+        value = _claim(claims, rules.realm_claim)
+        if value is None:
+            raise Rejected(Reason.MISSING_CLAIM, f"'{rules.realm_claim}' (the realm the token is for, here "
+                           f"{rules.realm!r})", jti=jti)  # fmt: skip
+        if value != rules.realm:
+            shown = _shown([value]) if isinstance(value, str) else f"a {type(value).__name__}"
+            raise Rejected(Reason.WRONG_REALM, f"its '{rules.realm_claim}' is {shown}; this is realm {rules.realm!r}",
+                           jti=jti)  # fmt: skip
 
     def _check_lifetime(self, claims: Mapping[str, Any], jti: str | None) -> None:
         limit = self.settings.claims.max_lifetime_seconds
@@ -327,6 +361,30 @@ class TokenVerifier:
             authid=authid,
             jti=jti,
         )
+
+
+def claimed_realms(token: object, claim: str, max_bytes: int) -> tuple[str, ...]:
+    """The realms a token names in `claim` ("aud", or the operator's claim), read WITHOUT checking
+    its signature: only to choose which realm's keys and policy verify it (HTTP publishing on a node
+    with several realms); that realm's verifier then checks the same binding on the signed claims.
+    Nothing for a token that is not a bounded, well-formed JWT with a JSON object payload."""
+    if not isinstance(token, str) or len(token) > max_bytes or token.count(".") != 2:
+        return ()
+    try:
+        claims = _strict_json(jwt.utils.base64url_decode(token.split(".")[1]))
+    except (ValueError, TypeError, jwt.DecodeError):
+        return ()
+    value = _claim(claims, claim) if isinstance(claims, dict) else None
+    named = [value] if isinstance(value, str) else value
+    if not isinstance(named, list):
+        return ()
+    return tuple(name for name in named if isinstance(name, str))
+
+
+def _shown(names: list[str]) -> str:
+    """Names from the token, for the client and the log: at most 3, each cut to 32 printable characters."""
+    shown = ", ".join(repr("".join(c if c.isprintable() else "?" for c in n[:32])) for n in names[:3])
+    return (shown or "nothing") + (", ..." if len(names) > 3 else "")
 
 
 def _claim(claims: Mapping[str, Any], path: str) -> Any:

@@ -56,7 +56,7 @@ from authenticator.core.publish_request import (
     single_answer,
 )
 from authenticator.core.reasons import Reason, Rejected, as_rejection
-from authenticator.core.tokens import Identity
+from authenticator.core.tokens import Identity, claimed_realms
 from authenticator.core.unknown_keys import unknown_keys
 from authenticator.endpoints import metrics
 from authenticator.endpoints.bearer_json import Answer, BearerJsonResource
@@ -72,7 +72,6 @@ BEARER_ADVICE = (
     "Send the JWT in an 'Authorization: Bearer <token>' header (a cookie is never taken here: a browser "
     "would attach it to any site's form)."
 )
-PUBLISHED = metrics.HTTP_PUBLISHES.labels("published", "none")  # the hot path: looked up once
 TOKEN_STATUS = {Reason.STORE_UNAVAILABLE: 503, Reason.INTERNAL_ERROR: 500}
 TOO_LARGE_ADVICE = "Send less per request (a batch can be split)."
 # Requests waiting for the Redis store of idempotency keys at once (I/O threads and their queue);
@@ -96,6 +95,7 @@ class HttpPublishing:
         self.key_calls_waiting = 0
         self._forgotten_logged = 0
         self.realm = realm
+        self._published_count = metrics.HTTP_PUBLISHES.labels(realm, "published", "none")
         self._admission, self._authorizer, self._settings, self._log = admission, authorizer, settings, log
         self.trusted_proxies = settings.trusted_proxies  # whose X-Forwarded-For names the client (peers.py)
         body_limit.trust_forwarded_for(self.trusted_proxies)  # the same in the worker's early 413 lines
@@ -138,7 +138,7 @@ class HttpPublishing:
             keys = idempotency_keys(batch, items, key_header)
         except BodyProblem as problem:
             self._log_refusal(400, INVALID_ARGUMENT, str(problem), identity.authid, peer)
-            metrics.HTTP_PUBLISHES.labels("invalid", "none").inc()
+            metrics.HTTP_PUBLISHES.labels(self.realm, "invalid", "none").inc()
             return Answer(400, Refusal(INVALID_ARGUMENT, str(problem)).answer())
         if any(keys):
             return self._with_keys(identity, batch, items, keys, peer)
@@ -190,7 +190,7 @@ class HttpPublishing:
 
     def _not_published(self, claim: Claim, key: str, identity: Identity, peer: str) -> Replayed | Refusal:
         if claim.state is State.DONE:
-            metrics.HTTP_PUBLISHES.labels("replayed", "none").inc()
+            metrics.HTTP_PUBLISHES.labels(self.realm, "replayed", "none").inc()
             return Replayed(claim.publication_id)
         if claim.state is State.IN_PROGRESS:
             status, error, outcome = 409, KEY_IN_USE, "in_progress"
@@ -207,7 +207,7 @@ class HttpPublishing:
             status, error, outcome = 503, STORE_UNAVAILABLE, "unavailable"
             message = "The router holds as many idempotency keys in flight as it may; nothing was published. Retry."
         self._log_refusal(status, error, message, identity.authid, peer)
-        metrics.HTTP_PUBLISHES.labels(outcome, "none").inc()
+        metrics.HTTP_PUBLISHES.labels(self.realm, outcome, "none").inc()
         return Refusal(error, message)
 
     def _remember(self, outcomes: list, batch: bool, owned: dict) -> Answer | Deferred:
@@ -256,7 +256,7 @@ class HttpPublishing:
 
     def _keys_unavailable(self, error: Exception, identity: Identity, peer: str) -> Answer:
         self._log_refusal(503, STORE_UNAVAILABLE, "idempotency keys: " + str(error), identity.authid, peer)
-        metrics.HTTP_PUBLISHES.labels("unavailable", "store_unavailable").inc()
+        metrics.HTTP_PUBLISHES.labels(self.realm, "unavailable", "store_unavailable").inc()
         return Answer(503, Refusal(STORE_UNAVAILABLE, KEYS_UNAVAILABLE).answer(), {"Retry-After": "1"})
 
     def _note_forgotten(self) -> None:
@@ -276,20 +276,20 @@ class HttpPublishing:
             return self._publish_one(identity, item, peer)
         except Exception as error:  # noqa: BLE001 - logged by its type only
             self._log.warn("http publish failed: internal error {kind}", kind=type(error).__name__)
-            metrics.HTTP_PUBLISHES.labels("failed", "none").inc()
+            metrics.HTTP_PUBLISHES.labels(self.realm, "failed", "none").inc()
             return Refusal("wamp.error.runtime_error", "The router could not publish this; retry, or read its log.")
 
     def _publish_one(self, identity: Identity, item: Publication | Refusal, peer: str):
         if isinstance(item, Refusal):
             self._log_refusal(400, item.error, item.message, identity.authid, peer)
-            metrics.HTTP_PUBLISHES.labels("invalid", "none").inc()
+            metrics.HTTP_PUBLISHES.labels(self.realm, "invalid", "none").inc()
             return item
         decision = self._authorizer.decide(
             authrole=identity.role, authid=identity.authid, roles=identity.roles, action="publish",
-            uri=item.topic, options=item.options, via="http",
+            uri=item.topic, options=item.options, via="http", grants=identity.grants,
         )  # fmt: skip
         if not decision.allow:
-            metrics.HTTP_PUBLISHES.labels("denied", "none").inc()
+            metrics.HTTP_PUBLISHES.labels(self.realm, "denied", "none").inc()
             return Refusal(
                 NOT_AUTHORIZED,
                 f"Not authorized to publish to '{clip(item.topic, 200)}' as '{identity.authid}' (role "
@@ -301,33 +301,32 @@ class HttpPublishing:
         )
         return published.addCallbacks(self._published, self._broker_refused, errbackArgs=(identity, item, peer))
 
-    @staticmethod
-    def _published(publication_id: int) -> int:
-        PUBLISHED.inc()
+    def _published(self, publication_id: int) -> int:
+        self._published_count.inc()  # the hot path: the child looked up once
         return publication_id
 
     def _broker_refused(self, failure, identity: Identity, item: Publication, peer: str) -> Refusal:
         error = getattr(failure.value, "error", None)
         if error == NOT_AUTHORIZED:  # the broker's own refusals (e.g. wamp.* topics)
             self._log_refusal(403, error, "refused by the broker", identity.authid, peer)
-            metrics.HTTP_PUBLISHES.labels("denied", "none").inc()
+            metrics.HTTP_PUBLISHES.labels(self.realm, "denied", "none").inc()
             return Refusal(NOT_AUTHORIZED, f"The router refused to publish to '{clip(item.topic, 200)}'.")
         if error in (INVALID_ARGUMENT, "wamp.error.invalid_uri"):
             text = clip(failure.value.args[0] if failure.value.args else error, 300)
             self._log_refusal(400, error, text, identity.authid, peer)
-            metrics.HTTP_PUBLISHES.labels("invalid", "none").inc()
+            metrics.HTTP_PUBLISHES.labels(self.realm, "invalid", "none").inc()
             return Refusal(INVALID_ARGUMENT, text)  # a permanent error: 400, not "retry"
         if error == "wamp.error.authorization_failed" and HISTORY_UNAVAILABLE in str(failure.value.args[:1]):
             # a topic that keeps history, and its store could not keep the event: nothing was sent
             self._log_refusal(503, HISTORY_UNAVAILABLE, "the history store cannot be reached", identity.authid, peer)
-            metrics.HTTP_PUBLISHES.labels("failed", "none").inc()
+            metrics.HTTP_PUBLISHES.labels(self.realm, "failed", "none").inc()
             return Refusal(HISTORY_UNAVAILABLE, f"'{clip(item.topic, 200)}' keeps history and its store cannot be "
                            "reached: nothing was sent to subscribers (after a timeout the event may have been kept). "
                            "Retry (with the same Idempotency-Key).")  # fmt: skip
         kind = error or type(failure.value).__name__
         self._log.warn("http publish failed: {kind} topic={topic} authid={authid} peer={peer}", kind=clip(kind, 100),
                        topic=clip(item.topic, 200), authid=identity.authid, peer=peer)  # fmt: skip
-        metrics.HTTP_PUBLISHES.labels("failed", "none").inc()
+        metrics.HTTP_PUBLISHES.labels(self.realm, "failed", "none").inc()
         return Refusal("wamp.error.runtime_error", "The router could not publish this; retry, or read the router log.")
 
     @staticmethod
@@ -348,7 +347,7 @@ class HttpPublishing:
 
     def _token_refused(self, rejection: Rejected, peer: str) -> Answer:
         status = TOKEN_STATUS.get(rejection.reason, 401)
-        metrics.HTTP_PUBLISHES.labels("token_refused", rejection.reason.code).inc()
+        metrics.HTTP_PUBLISHES.labels(self.realm, "token_refused", rejection.reason.code).inc()
         self._log_refusal(status, rejection.reason.code, rejection.detail or "-", rejection.authid, peer,
                           jti=rejection.jti)  # fmt: skip
         message = rejection.message
@@ -385,33 +384,85 @@ class PublishResource(BearerJsonResource):
     too_large_error = INVALID_ARGUMENT
     too_large_advice = TOO_LARGE_ADVICE
 
-    def __init__(self, realm: str, max_body_bytes: int, max_batch: int) -> None:
+    def __init__(self, realm: str | None, max_body_bytes: int, max_batch: int) -> None:
+        """realm None: the realm the token names (a node with several realms, docs/publishing.md)."""
         super().__init__(max_body_bytes)
         self.realm, self.max_batch = realm, max_batch
 
-    def service(self) -> HttpPublishing | None:
-        return SERVICES.get(self.realm)
+    def service(self) -> HttpPublishing | RealmOfTheToken | None:
+        if self.realm is not None:
+            return SERVICES.get(self.realm)
+        return RealmOfTheToken() if SERVICES else None
 
     def unavailable_message(self) -> str:
+        if self.realm is None:
+            return "HTTP publishing is not ready: no realm's authenticator has joined yet."
         return f"HTTP publishing on realm '{self.realm}' is not ready: the authenticator has not joined it."
 
-    def handle(self, service: HttpPublishing, token: str | None, body: bytes, peer: str, headers) -> Answer | Deferred:
+    def handle(self, service, token: str | None, body: bytes, peer: str, headers) -> Answer | Deferred:
+        if isinstance(service, RealmOfTheToken):
+            service = service.of(token)
+            if isinstance(service, Rejected):
+                return RealmOfTheToken.refused(service, peer)
         return service.handle(token, body, peer, self.max_batch, headers.getRawHeaders(b"idempotency-key"))
 
-    def token_refused(self, service: HttpPublishing, rejection: Rejected, peer: str) -> Answer:
+    def token_refused(self, service, rejection: Rejected, peer: str) -> Answer:
+        if isinstance(service, RealmOfTheToken):
+            return RealmOfTheToken.refused(rejection, peer)
         return service._token_refused(rejection, peer)
 
     def count(self, outcome: str) -> None:
-        metrics.HTTP_PUBLISHES.labels(outcome, "none").inc()
+        metrics.HTTP_PUBLISHES.labels(self.realm or metrics.NO_REALM, outcome, "none").inc()
 
     def trusted_proxies(self) -> frozenset[str]:
-        service = SERVICES.get(self.realm)
+        # One value per router worker (the node check makes every realm's component agree).
+        service = SERVICES.get(self.realm) if self.realm is not None else next(iter(SERVICES.values()), None)
         return getattr(service, "trusted_proxies", frozenset())
 
-    @classmethod
-    def body_refused(cls, request, limit: int) -> None:
+    def body_refused(self, request, limit: int) -> None:
         """body_limit answered 413 before the body was read (and logged it): counted."""
-        metrics.HTTP_PUBLISHES.labels("too_large", "none").inc()
+        metrics.HTTP_PUBLISHES.labels(self.realm or metrics.NO_REALM, "too_large", "none").inc()
+
+
+class RealmOfTheToken:
+    """POST /publish without a fixed realm: the realm's service is chosen by the realm the token
+    names (its claims.realm_claim), read before the signature is checked -- that realm's own
+    verification then checks the signature and the same binding, so a token can only reach a
+    realm whose keys signed it for that realm. With one realm, that realm."""
+
+    _log = None
+
+    @staticmethod
+    def of(token: str | None) -> HttpPublishing | Rejected:
+        services = list(SERVICES.values())
+        if token is None or len(services) == 1:
+            return services[0]  # its refusal of a missing token names its realm
+        named = [
+            s for s in services
+            if s._settings.claims.realm_claim
+            and s.realm in claimed_realms(token, s._settings.claims.realm_claim, s._settings.max_token_bytes)
+        ]  # fmt: skip
+        if len(named) == 1:
+            return named[0]
+        if not named:
+            return Rejected(Reason.WRONG_REALM, "it names no realm this router serves (claims.realm_claim)")
+        return Rejected(Reason.WRONG_REALM, "it names several realms; publish with a token for one")
+
+    @classmethod
+    def refused(cls, rejection: Rejected, peer: str) -> Answer:
+        """401 before any realm is known: counted and logged under realm "none", no realm named."""
+        if cls._log is None:
+            from twisted.logger import Logger
+
+            cls._log = Logger(namespace="authenticator.endpoints.publish")
+        status = TOKEN_STATUS.get(rejection.reason, 401)
+        metrics.HTTP_PUBLISHES.labels(metrics.NO_REALM, "token_refused", rejection.reason.code).inc()
+        cls._log.warn(
+            "http publish refused: status={status} reason={reason} detail={detail} authid=None peer={peer} jti=None",
+            status=status, reason=rejection.reason.code, detail=clip(rejection.detail or "-", 300), peer=peer,
+        )  # fmt: skip
+        headers = {"WWW-Authenticate": 'Bearer error="invalid_token"'} if status == 401 else {}
+        return Answer(status, {"error": rejection.reason.uri, "message": rejection.message}, headers)
 
 
 def _duration(seconds: float) -> str:
@@ -428,9 +479,10 @@ def publish_resource(extra: Mapping) -> PublishResource:
     unknown = unknown_keys(where, extra, RESOURCE_KEYS)
     if unknown:
         problems.append(unknown)
-    realm = extra.get("realm")
-    if not isinstance(realm, str) or not realm:
-        problems.append(f"{where}: 'realm' must name the realm to publish on, such as \"realm1\"")
+    realm = extra.get("realm")  # absent: the realm the token names
+    if realm is not None and (not isinstance(realm, str) or not realm):
+        problems.append(f"{where}: 'realm' must name the realm to publish on, such as \"realm1\" (or be left out: "
+                        "the realm the token names)")  # fmt: skip
     limits = {}
     for key, default in (("max_body_bytes", DEFAULT_MAX_BODY_BYTES), ("max_batch", DEFAULT_MAX_BATCH)):
         value = extra.get(key, default)

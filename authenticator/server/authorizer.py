@@ -7,11 +7,11 @@ the per-role cache budget, logs a denial once with its reason and counts the ans
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
 
 from authenticator.core.logtext import clip
-from authenticator.core.policy import ACTIONS, Decision, request_problem
+from authenticator.core.policy import ACTIONS, Decision, Grant, request_problem
 from authenticator.core.presence import events_problem, events_topic
 from authenticator.core.settings import Settings
 from authenticator.endpoints import metrics
@@ -26,9 +26,12 @@ class Authorizer:
         own_procedures: Iterable[str],
         *,
         linked: bool = False,
+        grants: Callable[[dict], Iterable[Grant]] = lambda session: (),
     ) -> None:
         self._settings = settings
         self._token_roles = token_roles  # the roles of the token a session logged in with (the keeper's table)
+        # What that token granted (its caps claim), from the same table: never from the session's authextra.
+        self.session_grants = grants
         self._log = log
         self._own_procedures = frozenset(own_procedures)
         # The realm has router links: what they cannot carry is refused (request_problem's `linked`).
@@ -42,7 +45,7 @@ class Authorizer:
     def authorize(self, session: dict, uri, action, options) -> dict:
         decision = self.decide(
             authrole=session.get("authrole"), authid=session.get("authid"), roles=self._token_roles(session),
-            action=action, uri=uri, options=options, cache_budget=True,
+            action=action, uri=uri, options=options, cache_budget=True, grants=self.session_grants(session),
         )  # fmt: skip
         answer = decision.as_crossbar_answer()
         if decision.allow and action == "call" and uri in self._own_procedures:
@@ -50,10 +53,10 @@ class Authorizer:
         return answer
 
     def decide(self, *, authrole, authid, roles: Iterable[str], action, uri, options, cache_budget: bool = False,
-               via: str = "wamp") -> Decision:  # fmt: skip
+               via: str = "wamp", grants: Sequence[Grant] = ()) -> Decision:  # fmt: skip
         """The one decision of WebSocket sessions and HTTP publications: the request checks, the
         policy, the denial's log line and the count. `cache_budget`: the answer goes to Crossbar,
-        which may cache it."""
+        which may cache it. `grants`: what the session's token granted (never cacheable)."""
         match = (options or {}).get("match", "exact")
         keeps_history = (
             action == "publish" and isinstance(uri, str) and self._settings.policy.history_for(uri) is not None
@@ -68,7 +71,7 @@ class Authorizer:
             # cacheable: Crossbar would hand the answer to every session of the role, for any match.
             decision = replace(self._settings.policy.decide(
                 authrole=authrole, authid=authid, action="presence", uri=events_topic(uri), match="exact",
-                session_roles=sorted(roles),
+                session_roles=sorted(roles), grants=grants,
             ), cacheable=False)  # fmt: skip
         else:
             decision = self._settings.policy.decide(
@@ -79,6 +82,7 @@ class Authorizer:
                 match=match,
                 session_roles=sorted(roles),
                 retain=bool((options or {}).get("retain")),
+                grants=grants,
             )
         if decision.cacheable:
             decision = self._within_budget(decision, authrole) if cache_budget else replace(decision, cacheable=False)
@@ -88,8 +92,8 @@ class Authorizer:
                 action=clip(action, 20), uri=clip(uri, 200), authid=authid, role=authrole, via=via,
                 reason=clip(decision.reason, 500),
             )  # fmt: skip
-        labels = (action if action in ACTIONS else "other", "allow" if decision.allow else "deny",
-                  "yes" if decision.cacheable else "no")  # fmt: skip
+        labels = (metrics.realm_label(self._settings), action if action in ACTIONS else "other",
+                  "allow" if decision.allow else "deny", "yes" if decision.cacheable else "no")  # fmt: skip
         counter = self._counters.get(labels)
         if counter is None:  # a bounded set: 5 actions x 2 outcomes x 2
             counter = self._counters[labels] = metrics.AUTHORIZATIONS.labels(*labels)

@@ -22,7 +22,12 @@ from twisted.internet.task import deferLater
 from twisted.internet.threads import blockingCallFromThread
 from twisted.python.threadpool import ThreadPool
 
-from authenticator.config.node_config import deprecated_path_lines, realm_has_rlinks, smallest_max_message_size
+from authenticator.config.node_config import (
+    authenticator_realms,
+    deprecated_path_lines,
+    realm_has_rlinks,
+    smallest_max_message_size,
+)
 from authenticator.config.settings import ConfigError, load_settings
 from authenticator.config.stop import stop_for_configuration
 from authenticator.contract import AUTHENTICATE, AUTHENTICATE_HEADERS, AUTHORIZE, HISTORY, PRESENCE, REFRESH, REVOKE
@@ -62,7 +67,9 @@ IO_THREADS = 4
 SHUTDOWN_REASON = "wamp.close.system_shutdown"
 SHUTDOWN_MESSAGE = "The router is stopping; reconnect (another router may take you)."
 SHUTDOWN_GOODBYE_SECONDS = 2
-# The longest authid or jti revoke accepts (tokens are at most max_token_bytes anyway).
+# The roles of every realm's policy in this router worker (one component per realm): only other
+# roles (router links) may relay a YIELD's forward_for (patches/forwarded_yields.py).
+POLICY_ROLES_OF_THIS_WORKER: set[str] = set()
 
 
 class AuthenticatorComponent(ApplicationSession):
@@ -74,15 +81,19 @@ class AuthenticatorComponent(ApplicationSession):
         cbdir = Path(extra.pop("cbdir", "."))
         self._node_config = node_config_file(cbdir)
         # Read once and validated: a bad configuration stops the router's start with its message.
+        self.realm = config.realm
+        self._node, unreadable = read_node(self._node_config)
         where = f"{self._node_config or cbdir}: the authenticator component's extra"
+        realms = authenticator_realms(self._node)
+        if len(realms) > 1:
+            where = f"{self._node_config or cbdir}: the authenticator component of realm {self.realm!r}: its extra"
         try:
-            self.settings = load_settings(extra, cbdir)
+            self.settings = load_settings(extra, cbdir, realm=self.realm, node_realms=realms)
         except ConfigError as error:
             stop_for_configuration([f"{where}: {error}"])
         except Exception as error:  # noqa: BLE001 - a value of a type no check foresaw: still one line
             stop_for_configuration([f"{where}: unreadable ({type(error).__name__}: {clip(str(error), 300)})"])
-        self._node, unreadable = read_node(self._node_config)
-        problems = unreadable or node_problems(self._node, self._node_config, self.settings)
+        problems = unreadable or node_problems(self._node, self._node_config, self.settings, self.realm)
         if problems:
             stop_for_configuration(problems)
         if self._node is not None:  # 0.1's dotted paths: they work, this release only
@@ -96,7 +107,9 @@ class AuthenticatorComponent(ApplicationSession):
         # Before the transports open: an early 413 names the client behind a trusted proxy from the first request.
         body_limit.trust_forwarded_for(self.settings.trusted_proxies)
         # Roles the policy does not know are static ones (router links): they may relay results.
-        guard.apply("forwarded-yields", drop_forwarded_yields, lambda role: role not in self.settings.policy.roles,
+        # Several realms in this worker: a role is a policy role if any realm's policy defines it.
+        POLICY_ROLES_OF_THIS_WORKER.update(self.settings.policy.roles)
+        guard.apply("forwarded-yields", drop_forwarded_yields, lambda role: role not in POLICY_ROLES_OF_THIS_WORKER,
                     self.log.warn)  # fmt: skip
         # Before any router.authorize is wrapped per router (HTTP publishing, history): router links
         # relay pattern subscriptions and undisclosed events (patches/rlink_events.py).
@@ -104,13 +117,14 @@ class AuthenticatorComponent(ApplicationSession):
         self.verifier = TokenVerifier(self.settings)
         self.keeper = SessionKeeper(
             grace_seconds=self.settings.expiry_grace_seconds, join_timeout_seconds=self.settings.join_timeout_seconds,
-            behind_proxies=self.settings.behind_proxies, kill=self._kill, log=self.log,
+            behind_proxies=self.settings.behind_proxies, kill=self._kill, log=self.log, realm=self.realm,
         )  # fmt: skip
         self.jwks = JwksRefresher(self.settings, self.log)
         self._io = ThreadPool(minthreads=1, maxthreads=IO_THREADS, name="authenticator-io")
         # Router links (several nodes) cannot carry a publication's eligible/exclude options.
         self.authorizer = Authorizer(self.settings, self.keeper.token_roles, self.log, OWN_PROCEDURES,
-                                     linked=realm_has_rlinks(self._node, config.realm))  # fmt: skip
+                                     linked=realm_has_rlinks(self._node, config.realm),
+                                     grants=self.keeper.grants)  # fmt: skip
         self.admission = Admission(self.verifier, self.jwks, self.store, self._io, self.settings, self.log)
         self.procedures = Procedures(self.settings, self.admission, self.keeper, self.store, self._io, self.log)
         self.presence = Presence(self.settings, self.authorizer, self.keeper.token_roles, self.publish, self._io,
@@ -138,8 +152,7 @@ class AuthenticatorComponent(ApplicationSession):
         await self._follow_sessions()
         self.keeper.start()
         self.jwks.start()
-        metrics.ACTIVE_SESSIONS.roles = tuple(self.settings.policy.roles)
-        metrics.ACTIVE_SESSIONS.count = self._count_sessions
+        metrics.ACTIVE_SESSIONS.serve(self.realm, tuple(self.settings.policy.roles), self._count_sessions)
         listen = getattr(self.store, "listen_for_revocations", None)
         if listen is not None:  # several routers: end our sessions when another one revokes
             stop = listen(
@@ -250,7 +263,7 @@ class AuthenticatorComponent(ApplicationSession):
         anonymous = self.settings.policy.anonymous_role
         if anonymous is None:
             raise self._refuse(Rejected(Reason.MISSING_TOKEN, "anonymous access is off"), peer, "none") from None
-        metrics.AUTHENTICATIONS.labels("anonymous", "none").inc()
+        metrics.AUTHENTICATIONS.labels(self.realm, "anonymous", "none").inc()
         # Always return extra: without it Crossbar would hand on the client's own HELLO authextra.
         return {"role": anonymous, "extra": {"roles": [anonymous], "exp": None}}
 
@@ -270,7 +283,7 @@ class AuthenticatorComponent(ApplicationSession):
 
     def _admitted(self, identity: Identity, carrier: str, details) -> dict:
         extra = self.keeper.admitted(identity, details.get("session"))
-        metrics.AUTHENTICATIONS.labels("accepted", "none").inc()
+        metrics.AUTHENTICATIONS.labels(self.realm, "accepted", "none").inc()
         self.log.info(
             "authentication accepted: authid={authid} role={role} via={via} peer={peer} jti={jti}",
             authid=identity.authid, role=identity.role, via=carrier,
@@ -282,7 +295,7 @@ class AuthenticatorComponent(ApplicationSession):
         raise self._refuse(as_rejection(failure.value), peer, carrier)
 
     def _refuse(self, rejection: Rejected, peer, carrier: str) -> ApplicationError:
-        metrics.AUTHENTICATIONS.labels("refused", rejection.reason.code).inc()
+        metrics.AUTHENTICATIONS.labels(self.realm, "refused", rejection.reason.code).inc()
         self.log.warn(
             "authentication refused: reason={reason} detail={detail} authid={authid} via={via} peer={peer} jti={jti}",
             reason=rejection.reason.code, detail=rejection.detail or "-", authid=rejection.authid,
@@ -340,7 +353,7 @@ class AuthenticatorComponent(ApplicationSession):
         super().disconnect()
 
     def onLeave(self, details):
-        metrics.ACTIVE_SESSIONS.count = None
+        metrics.ACTIVE_SESSIONS.stop(self.realm)
         if getattr(self, "http_publishing", None) is not None:
             self.http_publishing.stop()
         self.keeper.stop()

@@ -69,12 +69,12 @@ class JwksRefresher:
         return [key for u in urls for key in fetch_jwks(u.url, u.algorithms, u.timeout_seconds)]
 
     def _install(self, keys) -> None:
-        metrics.JWKS_FETCHES.labels("ok").inc()
+        metrics.JWKS_FETCHES.labels(metrics.realm_label(self._settings), "ok").inc()
         self._settings.keys.replace_remote(keys)
         self._log.info("authenticator: JWKS fetched, {n} key(s): {kids}", n=len(keys), kids=[k.kid for k in keys])
 
     def _failed(self, failure) -> None:
-        metrics.JWKS_FETCHES.labels("failed").inc()
+        metrics.JWKS_FETCHES.labels(metrics.realm_label(self._settings), "failed").inc()
         self._log.warn("authenticator: JWKS fetch failed ({error}); keeping cached keys", error=failure.value)
 
     def _done(self, result):

@@ -32,25 +32,25 @@ class Procedures:
         """A connected client presents a newer token; its session's deadline moves, no reconnect."""
         live = self.keeper.session(_caller(details))
         if live is None:
-            metrics.REFRESHES.labels("refused", Reason.REFRESH_REFUSED.code).inc()
+            metrics.REFRESHES.labels(metrics.realm_label(self.settings), "refused", Reason.REFRESH_REFUSED.code).inc()
             raise ApplicationError(
                 Reason.REFRESH_REFUSED.uri, "Only a session that logged in with a token can refresh."
             )
         try:
             identity = await maybeDeferred(self.admission.check, token)
-            refusal = refresh_refusal(live.authid, live.roles, identity)
+            refusal = refresh_refusal(live.authid, live.roles, identity, live.grants)
             if refusal is not None:
                 raise refusal
         except Rejected as rejection:
-            metrics.REFRESHES.labels("refused", rejection.reason.code).inc()
+            metrics.REFRESHES.labels(metrics.realm_label(self.settings), "refused", rejection.reason.code).inc()
             self.log.warn("refresh refused: reason={reason} detail={detail} authid={authid} session={sid}",
                           reason=rejection.reason.code, detail=rejection.detail or "-", authid=live.authid,
                           sid=live.session_id)  # fmt: skip
             raise ApplicationError(rejection.reason.uri, rejection.message) from None
         except Exception as error:  # noqa: BLE001 - the same rule as logins: the type only, never the message
-            metrics.REFRESHES.labels("refused", Reason.INTERNAL_ERROR.code).inc()
+            metrics.REFRESHES.labels(metrics.realm_label(self.settings), "refused", Reason.INTERNAL_ERROR.code).inc()
             raise self._internal(error, "refresh") from None
-        metrics.REFRESHES.labels("accepted", "none").inc()
+        metrics.REFRESHES.labels(metrics.realm_label(self.settings), "accepted", "none").inc()
         self.keeper.refreshed(live, identity)
         self.log.info("session refreshed: authid={authid} session={sid} exp={exp}", authid=live.authid,
                       sid=live.session_id, exp=identity.expires_at)  # fmt: skip
@@ -79,7 +79,7 @@ class Procedures:
             raise ApplicationError(Reason.STORE_UNAVAILABLE.uri, Rejected(Reason.STORE_UNAVAILABLE).message) from None
         except Exception as error:  # noqa: BLE001 - the same rule as logins: the type only, never the message
             raise self._internal(error, "revoke") from None
-        _count_revocation(authid, jti, "here")
+        _count_revocation(metrics.realm_label(self.settings), authid, jti, "here")
         ended = self.keeper.revoke(authid, jti)
         by = details.caller_authid if details else None
         self.log.warn("revoked: authid={authid} jti={jti} by={by} sessions_ended={n}", authid=authid, jti=jti,
@@ -91,7 +91,7 @@ class Procedures:
 
     def revoked_elsewhere(self, authid: str | None, jti: str | None) -> None:
         """Another router revoked (the Redis store's announcement): end our sessions it covers."""
-        _count_revocation(authid, jti, "elsewhere")
+        _count_revocation(metrics.realm_label(self.settings), authid, jti, "elsewhere")
         ended = self.keeper.revoke(authid, jti)
         if ended:
             self.log.warn("revoked on another router: authid={authid} jti={jti} sessions_ended={n}", authid=authid,
@@ -115,7 +115,7 @@ def _caller(details) -> int | None:
     return details.caller if details is not None else None
 
 
-def _count_revocation(authid, jti, origin: str) -> None:
+def _count_revocation(realm: str, authid, jti, origin: str) -> None:
     for kind, value in (("authid", authid), ("jti", jti)):
         if value is not None:
-            metrics.REVOCATIONS.labels(kind, origin).inc()
+            metrics.REVOCATIONS.labels(realm, kind, origin).inc()

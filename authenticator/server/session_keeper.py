@@ -16,6 +16,7 @@ from twisted.internet import reactor, task
 
 from authenticator.contract import AUTHEXTRA_LOGIN_KEY
 from authenticator.core.live_sessions import LiveSession, LiveSessions
+from authenticator.core.policy import Grant
 from authenticator.core.reasons import Reason
 from authenticator.core.tokens import Identity
 from authenticator.endpoints import metrics
@@ -37,8 +38,10 @@ class SessionKeeper:
         log,
         clock=reactor,
         wall_clock: Callable[[], float] = time.time,
+        realm: str = metrics.NO_REALM,
     ) -> None:
         self.table = LiveSessions()
+        self._realm = realm  # the metrics' realm label
         self._grace = grace_seconds
         self._join_timeout = join_timeout_seconds
         self._behind_proxies = behind_proxies
@@ -89,7 +92,7 @@ class SessionKeeper:
                 # left running it would have no expiry and no revocation could reach it.
                 self._log.warn("session ended: reason=expired (joined after its login was dropped) session={sid}",
                                sid=session_id)  # fmt: skip
-                metrics.SESSIONS_ENDED.labels(Reason.EXPIRED.code).inc()
+                metrics.SESSIONS_ENDED.labels(self._realm, Reason.EXPIRED.code).inc()
                 self._kill(session_id, Reason.EXPIRED, EXPIRED_MESSAGE)
             return
         if live.revoked:
@@ -135,13 +138,24 @@ class SessionKeeper:
         the client sent). A session not in the table (anonymous, static) has none beyond its role.
         Behind proxies a session may act before its join event reached us: then its login key,
         unguessable, finds the pending login."""
+        live = self._acting(session)
+        return frozenset() if live is None else live.roles
+
+    def grants(self, session: dict) -> tuple[Grant, ...]:
+        """What the token a session logged in with granted (its caps claim), found as its roles are:
+        from our table by the session id (or the login key), never from what the session says. Gone
+        with the session: a new session has what its own token grants."""
+        live = self._acting(session)
+        return () if live is None else live.grants
+
+    def _acting(self, session: dict) -> LiveSession | None:
         live = self.table.find(session.get("session"))
         if live is None and self._behind_proxies:
             key = (session.get("authextra") or {}).get(LOGIN_KEY)
             live = self.table.find(key) if isinstance(key, str) else None
         if live is None or live.revoked or live.expired:  # to be ended at its join: grants nothing more
-            return frozenset()
-        return live.roles
+            return None
+        return live
 
     # -- timers and kills ---------------------------------------------------------------------
 
@@ -174,7 +188,7 @@ class SessionKeeper:
 
     def _end(self, live: LiveSession, reason: Reason, message: str) -> None:
         self._forget(live.session_id)
-        metrics.SESSIONS_ENDED.labels(reason.code).inc()
+        metrics.SESSIONS_ENDED.labels(self._realm, reason.code).inc()
         self._kill(live.session_id, reason, message)
 
     def _forget(self, session_id) -> None:

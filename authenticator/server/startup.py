@@ -42,10 +42,12 @@ def read_node(config_file: Path | None) -> tuple[dict | None, list[str]]:
         return None, [f"{config_file}: cannot be read to check it: {type(error).__name__}"]
 
 
-def node_problems(config: dict | None, config_file: Path | None, settings: Settings) -> list[str]:
+def node_problems(
+    config: dict | None, config_file: Path | None, settings: Settings, realm: str | None = None
+) -> list[str]:
     if config is None:
         return []
-    return [p.line(config_file) for p in check_node(config, settings.policy.roles)]
+    return [p.line(config_file) for p in check_node(config, settings.policy.roles, realm)]
 
 
 def ready_line(config: dict | None, settings: Settings, realm: str, config_file: Path | None = None) -> str:

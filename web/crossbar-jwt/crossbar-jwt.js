@@ -89,6 +89,7 @@ export const FINAL_REASONS = new Set([
   "authenticator.error.invalid_signature",
   "authenticator.error.invalid_issuer",
   "authenticator.error.invalid_audience",
+  "authenticator.error.wrong_realm",
   "authenticator.error.lifetime_too_long",
   "wamp.error.no_such_realm",
   "wamp.error.no_such_role",
