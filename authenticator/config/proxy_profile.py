@@ -53,7 +53,7 @@ def proxy_config(config: dict, proxies: int, internal_port: int = INTERNAL_PORT)
         raise ValueError("at least one proxy worker")
     config = with_current_paths(config)  # a copy; a 0.1 config derives as a current one
     router = config["workers"][0]
-    realm = router["realms"][0]
+    realms = router["realms"]  # one or several (tenants): each gets its routes and its proxy-authenticator role
     # The proxies take the transports that carry a WebSocket; the others stay where they are.
     public = [t for t in router["transports"] if not _without_websocket(t)]
     kept = [t for t in router["transports"] if _without_websocket(t)]
@@ -82,20 +82,8 @@ def proxy_config(config: dict, proxies: int, internal_port: int = INTERNAL_PORT)
                     **({"forwarded_port": public_port} if isinstance(public_port, int) else {}),
                 }  # fmt: skip
     router["transports"].extend(kept)
-    realm["roles"].append(
-        {
-            "name": PROXY_AUTHENTICATOR_ROLE,
-            "permissions": [
-                {
-                    "uri": AUTHENTICATE,
-                    "match": "prefix",  # authenticate and authenticate_headers
-                    "allow": {"call": True, "register": False, "publish": False, "subscribe": False},
-                    "disclose": {"caller": False, "publisher": False},
-                    "cache": True,
-                }
-            ],
-        }
-    )
+    for realm in realms:
+        realm["roles"].append(_proxy_authenticator_role())
     hello_timeout, extra = DEFAULT_HELLO_TIMEOUT_SECONDS, {}
     for component in router.get("components", []):
         if component.get("classname") in COMPONENT_CLASSES:
@@ -105,18 +93,21 @@ def proxy_config(config: dict, proxies: int, internal_port: int = INTERNAL_PORT)
     hardening = {"hello_timeout_seconds": hello_timeout, "request_bodies": _forwarded_bodies(hosted, extra)}
     if extra.get("trusted_proxies"):
         hardening["trusted_proxies"] = list(extra["trusted_proxies"])
-    # Every role a client session can get must have a route to the router worker.
-    client_roles = [r["name"] for r in realm["roles"] if r["name"] != "authenticator"]
+    # Every role a client session can get, on every realm, must have a route to the router worker.
+    routes = {
+        realm["name"]: {r["name"]: [BACKEND] for r in realm["roles"] if r["name"] != "authenticator"}
+        for realm in realms
+    }
     for i in range(proxies):
         config["workers"].append(
             {
                 "type": "proxy",
                 "id": f"proxy{i + 1}",
                 "options": copy.deepcopy(router.get("options", {})),
-                "routes": {realm["name"]: {role: [BACKEND] for role in client_roles}},
+                "routes": copy.deepcopy(routes),
                 "connections": {
                     BACKEND: {
-                        "realm": realm["name"],
+                        "realm": realms[0]["name"],  # each client session's backend joins the client's own realm
                         "transport": {
                             "type": "rawsocket",
                             "endpoint": {"type": "unix", "path": ROUTER_SOCKET},
@@ -130,6 +121,22 @@ def proxy_config(config: dict, proxies: int, internal_port: int = INTERNAL_PORT)
             }
         )
     return config
+
+
+def _proxy_authenticator_role() -> dict:
+    """The role of the proxies' service session on a realm: it may call the dynamic authenticators."""
+    return {
+        "name": PROXY_AUTHENTICATOR_ROLE,
+        "permissions": [
+            {
+                "uri": AUTHENTICATE,
+                "match": "prefix",  # authenticate and authenticate_headers
+                "allow": {"call": True, "register": False, "publish": False, "subscribe": False},
+                "disclose": {"caller": False, "publisher": False},
+                "cache": True,
+            }
+        ],
+    }
 
 
 def _without_websocket(transport: dict) -> bool:

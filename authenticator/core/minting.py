@@ -17,3 +17,11 @@ def user_claims(sub: str, roles: Iterable[str], ttl: int, *, now: float | None =
     if jti:
         claims["jti"] = uuid.uuid4().hex
     return claims
+
+
+def realm_binding(claim_rules) -> dict:
+    """The claim that names the realm a token is for (ClaimRules.realm_claim: "aud", another claim,
+    or None on a node with one realm), as this project's issuers add it."""
+    if claim_rules.realm_claim is None or claim_rules.realm is None:
+        return {}
+    return {claim_rules.realm_claim: claim_rules.realm}

@@ -9,6 +9,11 @@ configuration as the authenticator.
     GET  /auth/token   -> {"token", "exp"}: a short-lived JWT for the logged-in user, every call
     POST /auth/backend-publish {"user", "text"} (admins): the other path, as your backend would
                        take it: mint a `backend` token here, on the server, and POST /publish
+    POST /auth/shares  {"doc", "user", "seconds"} (admins): share the document channel app.doc.<doc>
+                       with one user for a while (authenticator/demo/shares.py)
+    GET  /auth/shares  -> {"shares", "min_seconds", "max_seconds"}: the live shares with the logged-in user
+    GET  /auth/shares/<doc>/token -> {"token", "exp", "topic"}: a grant token for a live share: the
+                       user's authid and roles, `caps` naming the document's topic, `exp` = the share's end
 
 It runs inside the router worker: whatever it parses or computes is the router's to pay. A body
 over `max_body_bytes` is answered 413 unread (the app declares the bound to
@@ -39,13 +44,16 @@ from werkzeug.security import check_password_hash
 from authenticator.config.key_files import load_hmac_secret
 from authenticator.config.node_config import (
     authenticator_component,
+    authenticator_realms,
     crossbar_config_file,
+    find_components,
     load_node_config,
     running_config_file,
 )
 from authenticator.config.settings import load_issuer_settings, load_settings
 from authenticator.core.json_guard import nesting_exceeds
-from authenticator.core.minting import user_claims
+from authenticator.core.minting import realm_binding, user_claims
+from authenticator.demo.shares import DOC_ID, SEND_SHARE, ShareBook, ShareRefused, read_share_request
 
 # Checked against when a username is unknown, so both paths cost one hash check (no user probing).
 _DUMMY_HASH = "scrypt:32768:8:1$0000000000000000$" + "0" * 128
@@ -173,14 +181,20 @@ def create_app(cbdir: Path, config_file: Path | None = None) -> Flask:
     # The node config the router was started with (crossbar start --config), else Crossbar's choice.
     config_file = config_file or running_config_file(cbdir) or crossbar_config_file(cbdir)
     node = load_node_config(config_file)  # read once: the component's extra and the public ports
-    extra = dict(authenticator_component(node, config_file).get("extra", {}))
+    # Several realms: the demo issuer mints for the realm whose component has the "issuer" entry.
+    components = [found[3] for found in find_components(node)] or [authenticator_component(node, config_file)]
+    component = next((c for c in components if "issuer" in (c.get("extra") or {})), components[0])
+    extra = dict(component.get("extra", {}))
     limits = load_issuer_settings(extra.pop("issuer", {}))
-    settings = load_settings(extra, cbdir)
+    settings = load_settings(extra, cbdir, realm=component.get("realm"), node_realms=authenticator_realms(node))
+    for_realm = realm_binding(settings.claims)  # the claim that names the realm, if the node has several
     key = settings.keys.signing_key()
     users = json.loads((cbdir / limits.users_file).read_text(encoding="utf-8"))
     ttl = limits.token_ttl_seconds
     cookie_name = settings.cookie.name if settings.cookie else None
     limiter = LoginLimiter(limits.login_attempts_per_minute, limits.login_tracked_addresses)
+    shares = ShareBook(limits.max_shares)
+    caps_claim = settings.claims.caps_claim  # the claim a grant token lists its grants in
     direct_ports = public_ports(node)
 
     app = Flask(__name__)
@@ -242,7 +256,7 @@ def create_app(cbdir: Path, config_file: Path | None = None) -> Flask:
         authid = session.get("authid")
         if authid not in users:
             return jsonify(error="Not logged in: POST /auth/login first."), 401
-        claims = user_claims(authid, users[authid]["roles"], ttl)
+        claims = {**user_claims(authid, users[authid]["roles"], ttl), **for_realm}
         encoded = key.sign(claims)
         response = jsonify(token=encoded, exp=claims["exp"])
         response.headers["Cache-Control"] = "no-store"
@@ -259,12 +273,64 @@ def create_app(cbdir: Path, config_file: Path | None = None) -> Flask:
         body = login_body(request.get_data(cache=False)) if request.is_json else None  # JSON only: no CSRF
         if body is None or not all(isinstance(body.get(k), str) and body[k] for k in ("user", "text")):
             return jsonify(error='Send {"user": "...", "text": "..."} as JSON.'), 400
-        token = key.sign(user_claims("demo-backend", ["backend"], 30))
+        token = key.sign({**user_claims("demo-backend", ["backend"], 30), **for_realm})
         publication = {"topic": f"app.user.{body['user']}.notifications", "args": [body["text"]]}
         # The router's own port, as seen by this request (behind proxies: the router worker's).
         url = f"http://127.0.0.1:{request.environ['SERVER_PORT']}/publish"
         status, answer = _post_json(url, publication, token)
         return jsonify(status=status, answer=answer), 200 if status == 200 else 502
+
+    def logged_in() -> str | None:
+        authid = session.get("authid")
+        return authid if authid in users else None
+
+    @app.get("/shares")
+    def live_shares():
+        authid = logged_in()
+        if authid is None:
+            return jsonify(error="Not logged in: POST /auth/login first."), 401
+        answer = jsonify(shares=[share.as_json() for share in shares.live_for(authid)],
+                         min_seconds=limits.share_min_seconds, max_seconds=limits.share_max_seconds)  # fmt: skip
+        answer.headers["Cache-Control"] = "no-store"
+        return answer
+
+    @app.post("/shares")
+    def share_document():
+        """The admin shares app.doc.<doc> with one user for `seconds`: that user may then fetch a grant token."""
+        authid = logged_in()
+        if authid is None or "admin" not in users[authid]["roles"]:
+            return jsonify(error="Only a logged-in admin may share a document: log in as an admin (root)."), 403
+        body = login_body(request.get_data(cache=False)) if request.is_json else None  # JSON only: no CSRF
+        if body is None:
+            return jsonify(error=f"The body is not a JSON object. {SEND_SHARE}"), 400
+        try:
+            doc, user, seconds = read_share_request(body, users, limits.share_min_seconds, limits.share_max_seconds)
+            share = shares.add(doc, user, authid, seconds)
+        except ShareRefused as refused:
+            answer = jsonify(error=refused.message)
+            if refused.retry_after is not None:
+                answer.headers["Retry-After"] = str(refused.retry_after)
+            return answer, refused.status
+        return jsonify(share.as_json())
+
+    @app.get("/shares/<doc>/token")
+    def grant_token(doc: str):
+        """The logged-in user's grant token for a live share: `caps` names the document's topic only,
+        and the token ends with the share (the router ends the session that uses it then)."""
+        authid = logged_in()
+        if authid is None:
+            return jsonify(error="Not logged in: POST /auth/login first."), 401
+        share = shares.find(doc, authid) if DOC_ID.fullmatch(doc) else None
+        left = share.exp - int(time.time()) if share else 0
+        if share is None or left < 1:
+            return jsonify(error="No live share of this document with you: it has ended or was never shared. "
+                                 "Ask the admin to share it (again)."), 404  # fmt: skip
+        claims = {**user_claims(authid, users[authid]["roles"], left), **for_realm}
+        claims["exp"] = share.exp
+        claims[caps_claim] = share.caps()
+        answer = jsonify(token=key.sign(claims), exp=share.exp, topic=share.topic)
+        answer.headers["Cache-Control"] = "no-store"
+        return answer
 
     return app
 
