@@ -81,19 +81,21 @@ class AuthenticatorComponent(ApplicationSession):
         cbdir = Path(extra.pop("cbdir", "."))
         self._node_config = node_config_file(cbdir)
         # Read once and validated: a bad configuration stops the router's start with its message.
-        self.realm = config.realm
+        self.served_realm = config.realm
         self._node, unreadable = read_node(self._node_config)
         where = f"{self._node_config or cbdir}: the authenticator component's extra"
         realms = authenticator_realms(self._node)
         if len(realms) > 1:
-            where = f"{self._node_config or cbdir}: the authenticator component of realm {self.realm!r}: its extra"
+            where = (
+                f"{self._node_config or cbdir}: the authenticator component of realm {self.served_realm!r}: its extra"
+            )
         try:
-            self.settings = load_settings(extra, cbdir, realm=self.realm, node_realms=realms)
+            self.settings = load_settings(extra, cbdir, realm=self.served_realm, node_realms=realms)
         except ConfigError as error:
             stop_for_configuration([f"{where}: {error}"])
         except Exception as error:  # noqa: BLE001 - a value of a type no check foresaw: still one line
             stop_for_configuration([f"{where}: unreadable ({type(error).__name__}: {clip(str(error), 300)})"])
-        problems = unreadable or node_problems(self._node, self._node_config, self.settings, self.realm)
+        problems = unreadable or node_problems(self._node, self._node_config, self.settings, self.served_realm)
         if problems:
             stop_for_configuration(problems)
         if self._node is not None:  # 0.1's dotted paths: they work, this release only
@@ -117,7 +119,7 @@ class AuthenticatorComponent(ApplicationSession):
         self.verifier = TokenVerifier(self.settings)
         self.keeper = SessionKeeper(
             grace_seconds=self.settings.expiry_grace_seconds, join_timeout_seconds=self.settings.join_timeout_seconds,
-            behind_proxies=self.settings.behind_proxies, kill=self._kill, log=self.log, realm=self.realm,
+            behind_proxies=self.settings.behind_proxies, kill=self._kill, log=self.log, realm=self.served_realm,
         )  # fmt: skip
         self.jwks = JwksRefresher(self.settings, self.log)
         self._io = ThreadPool(minthreads=1, maxthreads=IO_THREADS, name="authenticator-io")
@@ -152,7 +154,7 @@ class AuthenticatorComponent(ApplicationSession):
         await self._follow_sessions()
         self.keeper.start()
         self.jwks.start()
-        metrics.ACTIVE_SESSIONS.serve(self.realm, tuple(self.settings.policy.roles), self._count_sessions)
+        metrics.ACTIVE_SESSIONS.serve(self.served_realm, tuple(self.settings.policy.roles), self._count_sessions)
         listen = getattr(self.store, "listen_for_revocations", None)
         if listen is not None:  # several routers: end our sessions when another one revokes
             stop = listen(
@@ -263,7 +265,7 @@ class AuthenticatorComponent(ApplicationSession):
         anonymous = self.settings.policy.anonymous_role
         if anonymous is None:
             raise self._refuse(Rejected(Reason.MISSING_TOKEN, "anonymous access is off"), peer, "none") from None
-        metrics.AUTHENTICATIONS.labels(self.realm, "anonymous", "none").inc()
+        metrics.AUTHENTICATIONS.labels(self.served_realm, "anonymous", "none").inc()
         # Always return extra: without it Crossbar would hand on the client's own HELLO authextra.
         return {"role": anonymous, "extra": {"roles": [anonymous], "exp": None}}
 
@@ -283,7 +285,7 @@ class AuthenticatorComponent(ApplicationSession):
 
     def _admitted(self, identity: Identity, carrier: str, details) -> dict:
         extra = self.keeper.admitted(identity, details.get("session"))
-        metrics.AUTHENTICATIONS.labels(self.realm, "accepted", "none").inc()
+        metrics.AUTHENTICATIONS.labels(self.served_realm, "accepted", "none").inc()
         self.log.info(
             "authentication accepted: authid={authid} role={role} via={via} peer={peer} jti={jti}",
             authid=identity.authid, role=identity.role, via=carrier,
@@ -295,7 +297,7 @@ class AuthenticatorComponent(ApplicationSession):
         raise self._refuse(as_rejection(failure.value), peer, carrier)
 
     def _refuse(self, rejection: Rejected, peer, carrier: str) -> ApplicationError:
-        metrics.AUTHENTICATIONS.labels(self.realm, "refused", rejection.reason.code).inc()
+        metrics.AUTHENTICATIONS.labels(self.served_realm, "refused", rejection.reason.code).inc()
         self.log.warn(
             "authentication refused: reason={reason} detail={detail} authid={authid} via={via} peer={peer} jti={jti}",
             reason=rejection.reason.code, detail=rejection.detail or "-", authid=rejection.authid,
@@ -353,7 +355,7 @@ class AuthenticatorComponent(ApplicationSession):
         super().disconnect()
 
     def onLeave(self, details):
-        metrics.ACTIVE_SESSIONS.stop(self.realm)
+        metrics.ACTIVE_SESSIONS.stop(self.served_realm)
         if getattr(self, "http_publishing", None) is not None:
             self.http_publishing.stop()
         self.keeper.stop()

@@ -57,13 +57,13 @@ class Client(ApplicationSession):
 
 def connect(
     url: str, ticket: str | None = None, *, authmethods=None, authid=None, authextra=None, headers=None,
-    tls_ca=None, bind_address: str | None = None,
+    tls_ca=None, bind_address: str | None = None, realm: str = REALM,
 ) -> defer.Deferred:  # fmt: skip
-    """Connect and join; fires with the joined Client, or fails with Refused."""
+    """Connect and join `realm`; fires with the joined Client, or fails with Refused."""
     if authmethods is None:
         authmethods = ["ticket"] if ticket is not None else ["anonymous"]
     joined: defer.Deferred = defer.Deferred()
-    config = ComponentConfig(realm=REALM)
+    config = ComponentConfig(realm=realm)
 
     def make():
         return Client(config, ticket, authmethods, authid, authextra, joined)
