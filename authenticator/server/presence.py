@@ -48,17 +48,19 @@ class Presence:
         self._stop_listening = None
         self.shared = None
         self._ttl = settings.presence.ttl_seconds
+        self._realm = settings.claims.realm  # its own Redis channel of joins and leaves
         if settings.store.redis_url:
             import redis
 
-            from authenticator.server.redis_presence import RedisPresence
+            from authenticator.server.redis_presence import RedisPresence, events_channel
 
             timeout = settings.store.timeout_seconds
             self._client_factory = lambda: redis.Redis.from_url(
                 settings.store.redis_url, socket_timeout=timeout, socket_connect_timeout=timeout
             )
             self._where = redis_url.shown(settings.store.redis_url)  # never log a password (userinfo or query)
-            self.shared = RedisPresence(self._client_factory(), node=secrets.token_hex(8), ttl_seconds=self._ttl)
+            self.shared = RedisPresence(self._client_factory(), node=secrets.token_hex(8), ttl_seconds=self._ttl,
+                                        channel=events_channel(settings.claims.realm))  # fmt: skip
             self._errors = (redis.RedisError, OSError)
             self._refresh = task.LoopingCall(self._refresh_entries)
             self._refresh.clock = clock
@@ -66,13 +68,14 @@ class Presence:
     def start(self) -> None:
         if self.shared is None:
             return
-        from authenticator.server.redis_presence import listen_for_events
+        from authenticator.server.redis_presence import events_channel, listen_for_events
 
         self._stop_listening = listen_for_events(
             self._client_factory,
             lambda topic, event, authid: reactor.callFromThread(self._announce, Change(event, topic, authid)),
             lambda problem: reactor.callFromThread(self._log.warn, "authenticator: {problem}", problem=problem),
             self._where,
+            channel=events_channel(self._realm),
         )
         self._refresh.start(self._ttl / 3, now=False)
 
@@ -188,6 +191,7 @@ class Presence:
         decision = self._authorizer.decide(
             authrole=caller.get("authrole"), authid=caller.get("authid"), roles=self._token_roles(caller),
             action="presence", uri=topic, options={"match": "exact"}, via="presence",
+            grants=self._authorizer.session_grants(caller),
         )  # fmt: skip
         if not decision.allow:
             raise ApplicationError("wamp.error.not_authorized", decision.reason)

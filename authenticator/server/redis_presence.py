@@ -30,6 +30,12 @@ from collections.abc import Callable, Iterable
 
 KEY_PREFIX = "crossbar-jwt:presence:"
 EVENTS_CHANNEL = "crossbar-jwt:presence-events"
+
+
+def events_channel(realm: str | None) -> str:
+    """A realm's channel: Redis pub/sub ignores the database number, so two realms that keep their
+    state in two databases of one server would otherwise hear each other's joins and leaves."""
+    return f"{EVENTS_CHANNEL}:{realm}" if realm else EVENTS_CHANNEL
 # Stale entries one script drops (a read leaves the others out anyway, the next script drops them).
 CLEAN_LIMIT = 1000
 KEY_TTL_FACTOR = 2  # the keys of a topic outlive its last change by twice the TTL
@@ -106,8 +112,9 @@ def keys(topic: str) -> list[str]:
 
 
 class RedisPresence:
-    def __init__(self, client, *, node: str, ttl_seconds: float) -> None:
+    def __init__(self, client, *, node: str, ttl_seconds: float, channel: str = EVENTS_CHANNEL) -> None:
         self._redis, self.node, self._ttl_ms = client, node, int(ttl_seconds * 1000)
+        self._channel = channel
         self._add = client.register_script(_ADD)
         self._remove = client.register_script(_REMOVE)
         self._read = client.register_script(_READ)
@@ -121,7 +128,7 @@ class RedisPresence:
         pipe = self._redis.pipeline(transaction=False)
         for operation in operations:
             topic = operation[1]
-            common = [EVENTS_CHANNEL, topic, CLEAN_LIMIT, self.member(operation[2])]
+            common = [self._channel, topic, CLEAN_LIMIT, self.member(operation[2])]
             if operation[0] == "add":
                 self._add(keys=keys(topic), args=[*common, operation[3], self._ttl_ms, KEY_TTL_FACTOR], client=pipe)
             else:
@@ -130,13 +137,13 @@ class RedisPresence:
 
     def read(self, topic: str) -> list[str]:
         """The authid of each live member of topic (one per session, on any router)."""
-        found = self._read(keys=keys(topic), args=[EVENTS_CHANNEL, topic, CLEAN_LIMIT])
+        found = self._read(keys=keys(topic), args=[self._channel, topic, CLEAN_LIMIT])
         return [a.decode() if isinstance(a, bytes) else a for a in found]
 
 
 def listen_for_events(
     client_factory: Callable[[], object], on_event: Callable[[str, str, str], None],
-    on_problem: Callable[[str], None], where: str,
+    on_problem: Callable[[str], None], where: str, channel: str = EVENTS_CHANNEL,
 ) -> threading.Event:  # fmt: skip
     """Call on_event(topic, event, authid) for every announcement any router's script makes, from a
     daemon thread (the caller hands it to its reactor); reconnects after an error. Set the returned
@@ -148,7 +155,7 @@ def listen_for_events(
             pubsub = None
             try:
                 pubsub = client_factory().pubsub(ignore_subscribe_messages=True)
-                pubsub.subscribe(EVENTS_CHANNEL)
+                pubsub.subscribe(channel)
                 while not stop.is_set():
                     message = pubsub.get_message(timeout=1.0)
                     if message is not None:
