@@ -56,6 +56,7 @@ FINAL_ROUTER_REASONS = frozenset(
         "invalid_audience",
         "wrong_realm",
         "lifetime_too_long",
+        "grant_not_allowed",
     )
 ) | frozenset({"wamp.error.no_such_realm", "wamp.error.no_such_role", "wamp.error.no_auth_method"})
 

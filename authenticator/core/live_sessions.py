@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from authenticator.core.policy import Grant
 from authenticator.core.tokens import Identity
 
 
@@ -30,6 +31,9 @@ class LiveSession:
     revoked: bool = False  # revoked while pending: ended as soon as it joins
     expired: bool = False  # its deadline passed while pending: ended as soon as it joins
     timer: Any = field(default=None, repr=False)
+    # What its token granted (the caps claim): fixed for the session's life, as its roles are (a
+    # refresh with other grants is refused); gone with the session.
+    grants: tuple[Grant, ...] = ()
 
 
 class LiveSessions:
@@ -44,6 +48,7 @@ class LiveSessions:
             session_id=key,
             authid=identity.authid,
             roles=frozenset(identity.roles),
+            grants=identity.grants,
             jti=identity.jti,
             issued_at=identity.issued_at,
             deadline=None if identity.expires_at is None else identity.expires_at + grace,

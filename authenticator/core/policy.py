@@ -7,7 +7,9 @@ Rules are written in Crossbar's permission vocabulary (uri, match, allow, disclo
 2. The role-wide rules of the session's roles and every role they inherit: the first rule that
    allows the action on every URI the request can touch decides ALLOW.
 3. The per-user rules (``{authid}`` replaced by the session's authid): likewise, ALLOW.
-4. Otherwise DENY (deny by default).
+4. The session's grants (the token's ``caps`` claim, each admitted at login by a ``grantable``
+   rule of the session's roles: authenticator/core/grants.py): likewise, ALLOW, never cacheable.
+5. Otherwise DENY (deny by default).
 
 Crossbar caches an authorizer's answer under (realm, authrole, uri, action) -- without the
 authid, the match type or the request's options -- hands it to every later session of that role,
@@ -18,8 +20,10 @@ and never evicts it. So an ALLOW is cacheable only when all of these hold (:meth
   ``retain``);
 - a role-wide rule of the authrole or a role it inherits allows it, for every match type of that
   URI: then every session of the role gets the same answer, whatever its authid, its extra token
-  roles or its match type. Per-user answers, answers from extra roles, and denials (another
-  session of the role may be the user a per-user rule names) are never cached;
+  roles or its match type. Per-user answers, answers from extra roles, answers from a session's
+  grants, and denials (another session of the role may be the user a per-user rule names, or hold
+  a grant) are never cached. Grants are consulted after the rules and only add: they never change
+  an answer the rules gave, so a cacheable answer holds for every session whatever it was granted;
 - the component still has room in its cache budget: Crossbar's cache grows with every distinct
   URI, so the component stops marking answers cacheable after a bounded number of them.
 """
@@ -81,6 +85,9 @@ class Rule:
     # Whether the topics of this rule keep their events for recovery (None: they do not). A
     # property of the topics, not of who is allowed: Policy.history_for reads it.
     history: History | None = None
+    # What a token's grants (caps claim) may give within this rule's URIs, to sessions of the rule's
+    # role and of every role inheriting it (authenticator/core/grants.py). Empty: nothing.
+    grantable: frozenset[str] = frozenset()
 
     @property
     def per_user(self) -> bool:
@@ -90,7 +97,7 @@ class Rule:
     def label(self) -> str:
         return f"role '{self.role}' rule #{self.index + 1} ({self.match} '{self.uri}')"
 
-    def grants(self, action: str, retain: bool) -> bool:
+    def allows(self, action: str, retain: bool) -> bool:
         return action in self.allow and (not retain or self.retain)
 
     def discloses(self, action: str) -> bool:
@@ -105,6 +112,25 @@ class Role:
 
 
 @dataclass(frozen=True)
+class Grant:
+    """One entry of a token's grants claim, admitted at login (authenticator/core/grants.py): `uri`
+    with ``{authid}`` already replaced, and the grantable rule that admitted it (its disclose applies)."""
+
+    index: int  # its position in the claim
+    uri: str
+    match: str
+    allow: frozenset[str]
+    rule: Rule
+
+    @property
+    def label(self) -> str:
+        return f"grant #{self.index + 1} ({self.match} '{self.uri}': {', '.join(sorted(self.allow))})"
+
+    def as_claim(self) -> dict:
+        return {"uri": self.uri, "match": self.match, "allow": sorted(self.allow)}
+
+
+@dataclass(frozen=True)
 class Decision:
     allow: bool
     cacheable: bool
@@ -112,6 +138,7 @@ class Decision:
     step: int
     reason: str
     rule: Rule | None = None
+    grant: Grant | None = None
 
     def as_crossbar_answer(self) -> dict:
         # 'disclose' must always be present: without it Crossbar 26.10's broker raises
@@ -161,6 +188,7 @@ class Policy:
         match: str = "exact",
         session_roles: Sequence[str] = (),
         retain: bool = False,
+        grants: Sequence[Grant] = (),
     ) -> Decision:
         if action not in ACTIONS:
             return Decision(False, False, False, 1, f"unknown action '{action}'")
@@ -172,7 +200,7 @@ class Policy:
         rules = [rule for name in self._definition_order(all_roles) for rule in self.roles[name].rules]
 
         for rule in rules:
-            if not rule.per_user and rule.grants(action, retain) and covers(rule.match, rule.uri, match, uri):
+            if not rule.per_user and rule.allows(action, retain) and covers(rule.match, rule.uri, match, uri):
                 cacheable = (
                     action in CACHEABLE_ACTIONS
                     and rule.role in authrole_roles
@@ -182,7 +210,7 @@ class Policy:
 
         if authid is not None and authid_problem(authid, None) is None:
             for rule in rules:
-                if rule.per_user and rule.grants(action, retain):
+                if rule.per_user and rule.allows(action, retain):
                     concrete = rule.uri.replace(AUTHID_PLACEHOLDER, authid)
                     if covers(rule.match, concrete, match, uri):
                         return Decision(
@@ -194,8 +222,19 @@ class Policy:
                             rule,
                         )
 
+        if not retain:
+            # A session's own grants: they differ between sessions of the role, so never cacheable.
+            # Never with retain: a retained event outlives the session its grant belonged to.
+            for grant in grants:
+                if action in grant.allow and covers(grant.match, grant.uri, match, uri):
+                    return Decision(True, False, grant.rule.discloses(action), 4,
+                                    f"allowed by the session's {grant.label}", grant.rule, grant)  # fmt: skip
+
         what = f"{action} with retain" if retain else action
-        return Decision(False, False, False, 4, f"no rule of role '{authrole}' allows {what} on {match} '{uri}'")
+        granted = " or grant of the session" if grants else ""
+        return Decision(
+            False, False, False, 5, f"no rule of role '{authrole}'{granted} allows {what} on {match} '{uri}'"
+        )
 
     def history_for(self, topic: str) -> tuple[Rule, History] | None:
         """The history a topic keeps: the first rule, in policy order, whose URIs include the topic
@@ -211,18 +250,24 @@ class Policy:
 
     def may_grant_presence(self, topic: str) -> bool:
         """Whether some rule of some role could grant `presence` on this exact topic (``{authid}``
-        standing for any one component): the router tracks who is subscribed to such topics only."""
+        standing for any one component), by itself or through a token's grant: the router tracks
+        who is subscribed to such topics only."""
         for role in self.roles.values():
             for rule in role.rules:
-                if "presence" in rule.allow:
+                if "presence" in rule.allow or "presence" in rule.grantable:
                     pattern = topic_pattern(rule.uri, rule.match)
                     if pattern.match(topic) if rule.match == "prefix" else pattern.fullmatch(topic):
                         return True
         return False
 
+    def grantable_rules(self, roles: Iterable[str]) -> list[Rule]:
+        """The rules with `grantable` of these roles and every role they inherit, in policy order."""
+        names = frozenset().union(*(self.closure(r) for r in roles if r in self.roles))
+        return [rule for name in self._definition_order(names) for rule in self.roles[name].rules if rule.grantable]
+
     def _role_wide_allow(self, roles: frozenset[str], action: str, uri: str, match: str) -> bool:
         return any(
-            not rule.per_user and rule.grants(action, False) and covers(rule.match, rule.uri, match, uri)
+            not rule.per_user and rule.allows(action, False) and covers(rule.match, rule.uri, match, uri)
             for name in roles
             for rule in self.roles[name].rules
         )
@@ -439,7 +484,7 @@ def _load_rule(role: str, index: int, spec: object) -> Rule:
         raise PolicyError(f"{where} must be an object with 'uri', 'match' and 'allow'")
     if "cache" in spec:
         raise PolicyError(f"{where}: remove 'cache'; the authorizer decides what Crossbar may cache")
-    _refuse_unknown(where, spec, ("uri", "match", "allow", "disclose", "retain", "history"))
+    _refuse_unknown(where, spec, ("uri", "match", "allow", "disclose", "retain", "history", "grantable"))
     uri, match = spec.get("uri"), spec.get("match", "exact")
     if not isinstance(uri, str) or not uri:
         raise PolicyError(f"{where} needs a non-empty 'uri'")
@@ -463,7 +508,8 @@ def _load_rule(role: str, index: int, spec: object) -> Rule:
         # user for an {authid} rule); a prefix or wildcard rule would let a client pin an event
         # on every URI it can invent.
         raise PolicyError(f"{where}: 'retain' needs an exact rule that allows publish")
-    history = _load_history(where, spec.get("history"), allow)
+    grantable = _load_grantable(where, uri, match, spec.get("grantable", []))
+    history = _load_history(where, spec.get("history"), allow, grantable)
     return Rule(
         role=role,
         index=index,
@@ -474,10 +520,46 @@ def _load_rule(role: str, index: int, spec: object) -> Rule:
         disclose_caller=bool(disclose.get("caller", False)),
         retain=retain,
         history=history,
+        grantable=grantable,
     )
 
 
-def _load_history(where: str, spec: object, allow: Mapping) -> History | None:
+# What no token's grant may ever reach: the router's meta API and this authenticator's procedures
+# (refresh, revoke, history, presence) and presence feeds. A grant there could make a user an
+# admin of sessions; the operator cannot mark them grantable either.
+RESERVED_PREFIXES = ("wamp.", "authenticator.")
+
+
+def touches_reserved(uri: str, match: str) -> bool:
+    """Whether some URI of (uri, match) -- ``{authid}`` standing for any component -- is under a
+    reserved prefix (RESERVED_PREFIXES)."""
+    if uri.split(".")[0] == AUTHID_PLACEHOLDER:
+        return True  # the user "wamp" would make it "wamp...."
+    if match == "exact":
+        return uri.startswith(RESERVED_PREFIXES)
+    if match == "prefix":
+        # "wam" reaches "wamp.session.kill" as well as "wamp." does
+        return any(uri.startswith(p) or p.startswith(uri) for p in RESERVED_PREFIXES)
+    parts = uri.split(".")
+    # A wildcard has a fixed length: one of a single component cannot reach "wamp.x".
+    return len(parts) > 1 and parts[0] in ("", *(p.rstrip(".") for p in RESERVED_PREFIXES))
+
+
+def _load_grantable(where: str, uri: str, match: str, spec: object) -> frozenset[str]:
+    if not isinstance(spec, list) or not all(isinstance(a, str) for a in spec):
+        raise PolicyError(f"{where}: 'grantable' lists actions a token may grant here, e.g. [\"subscribe\"]")
+    unknown = [a for a in spec if a not in ACTIONS]
+    if unknown:
+        raise PolicyError(f"{where}: 'grantable' may list {', '.join(ACTIONS)}, not {unknown[0][:32]!r}")
+    if spec and touches_reserved(uri, match):
+        raise PolicyError(
+            f"{where}: '{uri}' ({match}) reaches {' or '.join(p + '*' for p in RESERVED_PREFIXES)}, which no token "
+            "may be granted; make it grantable under your application's URIs only"
+        )
+    return frozenset(spec)
+
+
+def _load_history(where: str, spec: object, allow: Mapping, grantable: frozenset[str]) -> History | None:
     if spec is None:
         return None
     example = '"history": {"size": 100, "ttl_seconds": 600}'
@@ -493,9 +575,12 @@ def _load_history(where: str, spec: object, allow: Mapping) -> History | None:
         raise PolicyError(
             f"{where}: 'history.ttl_seconds' must be from 1 to {MAX_HISTORY_TTL_SECONDS} (7 days), e.g. {example}"
         )
-    if not allow.get("subscribe"):
+    if not allow.get("subscribe") and "subscribe" not in grantable:
         # Readers of a history are the topic's subscribers: the rule names the topics they may read.
-        raise PolicyError(f"{where}: 'history' needs a rule that allows subscribe (readers are its subscribers)")
+        raise PolicyError(
+            f"{where}: 'history' needs a rule that allows subscribe, or makes it grantable (readers are its "
+            "subscribers)"
+        )
     return History(size=size, ttl_seconds=float(ttl))
 
 

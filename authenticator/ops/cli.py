@@ -136,13 +136,19 @@ def decode(token, cbdir, config_name) -> None:
         click.echo(f"REFUSED {rejection.reason.uri}\n{rejection.message}", err=True)
         sys.exit(1)
     click.echo(f"ACCEPTED authid={identity.authid} role={identity.role} roles={','.join(identity.roles)}")
+    click.echo(f"grants: {len(identity.grants) or 'none'}")
+    for grant in identity.grants:
+        click.echo(f"  {grant.label}, grantable by {grant.rule.label}")
     click.echo(json.dumps(dict(identity.claims), indent=2, sort_keys=True))
 
 
 @main.command()
 @click.option("--authid", default=None, help="The session's authid.")
 @click.option("--role", default=None, help="The session's role (or give --token).")
-@click.option("--token", "token_value", default=None, help="Take authid and roles from this token.")
+@click.option("--token", "token_value", default=None, help="Take authid, roles and grants from this token.")
+@click.option("--caps", "caps", default=None, metavar="JSON",
+              help='The session\'s grants, as a token\'s caps claim carries them: \'[{"uri": "app.doc.42", "match": '
+              '"exact", "allow": ["subscribe"]}]\' (checked against the policy\'s grantable rules).')  # fmt: skip
 @click.option(
     "--match",
     type=click.Choice(MATCHES),
@@ -153,20 +159,25 @@ def decode(token, cbdir, config_name) -> None:
 @click.argument("action", type=click.Choice(ACTIONS))
 @click.argument("uri")
 @node_options
-def explain(authid, role, token_value, match, action, uri, cbdir, config_name) -> None:
-    """Say whether ACTION on URI is allowed, which step and rule decided, and if it is cacheable."""
+def explain(authid, role, token_value, caps, match, action, uri, cbdir, config_name) -> None:
+    """Say whether ACTION on URI is allowed, which step, rule or grant decided, and if it is cacheable."""
     settings = _settings(cbdir, config_name)
     roles: tuple[str, ...] = ()
+    grants: tuple = ()
+    if token_value and caps is not None:
+        raise click.UsageError("give --caps or --token (a token's grants are its caps claim), not both")
     if token_value:
         try:
             identity = TokenVerifier(settings).verify(token_value)
         except Rejected as rejection:
             raise click.ClickException(f"the token would be refused: {rejection}") from rejection
-        authid, role, roles = identity.authid, identity.role, identity.roles
+        authid, role, roles, grants = identity.authid, identity.role, identity.roles, identity.grants
     if not role:
         raise click.UsageError("give --role (and --authid), or --token")
+    if caps is not None:
+        grants = _explained_grants(settings, caps, role, authid)
     decision = settings.policy.decide(
-        authrole=role, authid=authid, action=action, uri=uri, match=match, session_roles=roles
+        authrole=role, authid=authid, action=action, uri=uri, match=match, session_roles=roles, grants=grants
     )
     click.echo(f"{'ALLOW' if decision.allow else 'DENY'} {action} {match} '{uri}' for authid={authid} role={role}")
     click.echo(f"decided at step {decision.step}: {decision.reason}")
@@ -175,6 +186,23 @@ def explain(authid, role, token_value, match, action, uri, cbdir, config_name) -
         + ("; publisher/caller disclosed" if decision.disclose else "")
     )
     sys.exit(0 if decision.allow else 1)
+
+
+def _explained_grants(settings: Settings, caps: str, role: str, authid: str | None) -> tuple:
+    """--caps as the router would admit it in a token of this role and authid."""
+    from authenticator.core.grants import read_grants
+
+    if not authid:
+        raise click.UsageError("--caps needs --authid (a grant's {authid} is the session's)")
+    try:
+        value = json.loads(caps)
+    except json.JSONDecodeError as error:
+        raise click.UsageError(f"--caps is not JSON: {error}") from None
+    try:
+        return read_grants(value, claim=settings.claims.caps_claim, policy=settings.policy, roles=(role,),
+                           authid=authid, max_uri_length=settings.limits.max_uri_length)  # fmt: skip
+    except Rejected as rejection:
+        raise click.ClickException(f"a token with these grants would be refused: {rejection}") from rejection
 
 
 @main.command()

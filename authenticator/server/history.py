@@ -203,6 +203,7 @@ class History:
         decision = self._authorizer.decide(
             authrole=caller.get("authrole"), authid=caller.get("authid"), roles=self._token_roles(caller),
             action="subscribe", uri=topic, options={"match": "exact"}, via="history",
+            grants=self._authorizer.session_grants(caller),
         )  # fmt: skip
         if not decision.allow:
             raise ApplicationError(

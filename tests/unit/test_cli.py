@@ -61,7 +61,7 @@ def test_explain_says_which_rule_decided_and_whether_it_is_cacheable(cbdir):
     )
     assert allowed.exit_code == 0 and "ALLOW" in allowed.output and "rule #2" in allowed.output
     assert "cacheable by Crossbar: no" in allowed.output
-    assert denied.exit_code == 1 and "DENY" in denied.output and "step 4" in denied.output
+    assert denied.exit_code == 1 and "DENY" in denied.output and "step 5" in denied.output
 
 
 def test_explain_takes_authid_and_roles_from_a_token(cbdir):

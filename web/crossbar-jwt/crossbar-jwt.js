@@ -91,6 +91,7 @@ export const FINAL_REASONS = new Set([
   "authenticator.error.invalid_audience",
   "authenticator.error.wrong_realm",
   "authenticator.error.lifetime_too_long",
+  "authenticator.error.grant_not_allowed",
   "wamp.error.no_such_realm",
   "wamp.error.no_such_role",
   "wamp.error.no_auth_method",
