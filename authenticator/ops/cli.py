@@ -16,15 +16,17 @@ from authenticator.config.key_files import load_hmac_secret
 from authenticator.config.node_checks import check_node
 from authenticator.config.node_config import (
     authenticator_component,
+    authenticator_realms,
     crossbar_config_file,
     deprecated_path_lines,
+    find_components,
     load_node_config,
     websocket_url,
 )
 from authenticator.config.settings import DEFAULT_EXTRA, ConfigError, Settings, key_sources, load_settings
 from authenticator.contract import REVOKE
 from authenticator.core.keys import KeyConfigError
-from authenticator.core.minting import user_claims
+from authenticator.core.minting import realm_binding, user_claims
 from authenticator.core.policy import ACTIONS, MATCHES
 from authenticator.core.reasons import Rejected
 from authenticator.core.tokens import TokenVerifier
@@ -49,25 +51,37 @@ def _derivable_node_config(cbdir: str, config_name: str | None) -> tuple[Path, d
     return path, config
 
 
-def _extra(cbdir: str, config_name: str | None) -> dict:
+def _extra(cbdir: str, config_name: str | None, realm: str | None = None) -> dict:
     path, config = _node_config(cbdir, config_name)
     try:
-        return dict(authenticator_component(config, path).get("extra", {}))
+        return dict(authenticator_component(config, path, realm).get("extra", {}))
     except ConfigError as error:
         raise click.ClickException(f"configuration: {error}") from error
 
 
-def _settings(cbdir: str, config_name: str | None, *, generate_secret: bool = False) -> Settings:
-    """The router's settings, keys resolved exactly as the router resolves them (environment
-    variable first, then the secret file); says on stderr where the keys came from, because a
-    JWT_SECRET in this shell that differs from the router's is the usual cause of a CLI that
-    accepts what the router refuses."""
+def _settings(cbdir: str, config_name: str | None, *, generate_secret: bool = False, realm: str | None = None
+              ) -> Settings:  # fmt: skip
+    """The settings of the router's component (of `realm`, on a node with several), keys resolved
+    exactly as the router resolves them (environment variable first, then the secret file); says on
+    stderr where the keys came from, because a JWT_SECRET in this shell that differs from the
+    router's is the usual cause of a CLI that accepts what the router refuses."""
+    path, config = _node_config(cbdir, config_name)
     try:
-        settings = load_settings(_extra(cbdir, config_name), Path(cbdir), generate_secret=generate_secret)
+        component = authenticator_component(config, path, realm)
+        settings = load_settings(dict(component.get("extra", {})), Path(cbdir), generate_secret=generate_secret,
+                                 realm=component.get("realm"), node_realms=authenticator_realms(config))  # fmt: skip
     except ConfigError as error:
         raise click.ClickException(f"configuration: {error}") from error
-    click.echo(f"keys: {key_sources(settings)}", err=True)
+    realms = authenticator_realms(config)
+    click.echo(f"keys: {key_sources(settings)}" + (f"; realm: {component.get('realm')}" if len(realms) > 1 else ""),
+               err=True)  # fmt: skip
     return settings
+
+
+# token, decode and explain: which realm's keys, claim rules and policy (docs/configuration.md#several-realms).
+realm_option = click.option(
+    "--realm", default=None, help="The realm whose keys, claims and policy apply (required on a node with several)."
+)
 
 
 def node_options(command):
@@ -106,15 +120,16 @@ def main() -> None:
     metavar="NAME=JSON",
     help="An extra claim; the value is parsed as JSON when it can be.",
 )
+@realm_option
 @node_options
-def token(sub, roles, ttl, kid, jti, extra_claims, cbdir, config_name) -> None:
-    """Print a token signed with the configured shared secret."""
-    settings = _settings(cbdir, config_name, generate_secret=True)
+def token(sub, roles, ttl, kid, jti, extra_claims, realm, cbdir, config_name) -> None:
+    """Print a token signed with the configured shared secret (for the realm, on a node with several)."""
+    settings = _settings(cbdir, config_name, generate_secret=True, realm=realm)
     try:
         key = settings.keys.signing_key(kid)
     except ValueError as error:
         raise click.ClickException(str(error)) from error
-    claims = user_claims(sub, [r for r in roles.split(",") if r], ttl, jti=jti)
+    claims = {**user_claims(sub, [r for r in roles.split(",") if r], ttl, jti=jti), **realm_binding(settings.claims)}
     for item in extra_claims:
         name, _, value = item.partition("=")
         try:
@@ -126,12 +141,13 @@ def token(sub, roles, ttl, kid, jti, extra_claims, cbdir, config_name) -> None:
 
 @main.command()
 @click.argument("token", required=False)
+@realm_option
 @node_options
-def decode(token, cbdir, config_name) -> None:
-    """Verify TOKEN (or stdin) as the router would, and print its claims or the refusal."""
+def decode(token, realm, cbdir, config_name) -> None:
+    """Verify TOKEN (or stdin) as the router would (on the realm), and print its claims or the refusal."""
     token = token if token is not None else sys.stdin.read().strip()
     try:
-        identity = TokenVerifier(_settings(cbdir, config_name)).verify(token)
+        identity = TokenVerifier(_settings(cbdir, config_name, realm=realm)).verify(token)
     except Rejected as rejection:
         click.echo(f"REFUSED {rejection.reason.uri}\n{rejection.message}", err=True)
         sys.exit(1)
@@ -158,10 +174,11 @@ def decode(token, cbdir, config_name) -> None:
 )
 @click.argument("action", type=click.Choice(ACTIONS))
 @click.argument("uri")
+@realm_option
 @node_options
-def explain(authid, role, token_value, caps, match, action, uri, cbdir, config_name) -> None:
-    """Say whether ACTION on URI is allowed, which step, rule or grant decided, and if it is cacheable."""
-    settings = _settings(cbdir, config_name)
+def explain(authid, role, token_value, caps, match, action, uri, realm, cbdir, config_name) -> None:
+    """Say whether ACTION on URI is allowed (on --realm), which step, rule or grant decided, and if it is cacheable."""
+    settings = _settings(cbdir, config_name, realm=realm)
     roles: tuple[str, ...] = ()
     grants: tuple = ()
     if token_value and caps is not None:
@@ -271,26 +288,39 @@ def check(cbdir, config_name) -> None:
     """Check the node config and the authenticator's configuration as the router does at start,
     without starting it: one line per problem, exit status 1 if there is any (for CI)."""
     path, config = _node_config(cbdir, config_name)
-    try:
-        extra = dict(authenticator_component(config, path).get("extra", {}))
-    except ConfigError as error:
-        raise click.ClickException(f"configuration: {error}") from error
-    try:
-        settings = load_settings(extra, Path(cbdir), generate_secret=None)
-    except ConfigError as error:
-        click.echo(f"{path}: the authenticator component's extra: {error}", err=True)
-        sys.exit(1)
-    except Exception as error:  # noqa: BLE001 - a value of a type no check foresaw: still one line
-        click.echo(f"{path}: the authenticator component's extra: unreadable ({type(error).__name__})", err=True)
-        sys.exit(1)
-    problems = check_node(config, settings.policy.roles)
+    components = [found[3] for found in find_components(config)]
+    if not components:
+        try:
+            authenticator_component(config, path)  # says what is missing
+        except ConfigError as error:
+            raise click.ClickException(f"configuration: {error}") from error
+    realms = authenticator_realms(config)
+    checked, problems = [], []
+    for component in components:  # one per realm
+        realm = component.get("realm")
+        where = f"{path}: the authenticator component's extra"
+        if len(realms) > 1:
+            where = f"{path}: the authenticator component of realm {realm!r}: its extra"
+        try:
+            settings = load_settings(dict(component.get("extra", {})), Path(cbdir), generate_secret=None, realm=realm,
+                                     node_realms=realms)  # fmt: skip
+        except ConfigError as error:
+            click.echo(f"{where}: {error}", err=True)
+            sys.exit(1)
+        except Exception as error:  # noqa: BLE001 - a value of a type no check foresaw: still one line
+            click.echo(f"{where}: unreadable ({type(error).__name__})", err=True)
+            sys.exit(1)
+        checked.append((realm, settings))
+        problems += [p for p in check_node(config, settings.policy.roles, realm) if p not in problems]
     for problem in problems:
         click.echo(problem.line(path), err=True)
     if problems:
         sys.exit(1)
     for line in deprecated_path_lines(config, path):  # works in this release: a warning, not a failure
         click.echo(f"warning: {line}", err=True)
-    click.echo(f"OK {path}: roles {', '.join(settings.policy.roles)}; keys: {key_sources(settings)}")
+    for realm, settings in checked:
+        named = f" realm {realm}:" if len(realms) > 1 else ""
+        click.echo(f"OK {path}:{named} roles {', '.join(settings.policy.roles)}; keys: {key_sources(settings)}")
 
 
 @main.command()
