@@ -11,6 +11,7 @@ the fix. Used at start (the component) and by `python -m authenticator check`.
 from __future__ import annotations
 
 import difflib
+import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -125,6 +126,19 @@ def _realms_problems(config: Mapping) -> Iterable[Problem]:
                 "another Redis database number: redis://host:6379/1)"
             ))  # fmt: skip
         stores[location] = realm
+    # Settings of the router worker, not of a realm: every realm's component must say the same.
+    for key, read in WORKER_WIDE.items():
+        values = {}
+        for w, c, _worker, component in components:
+            extra = component.get("extra") if isinstance(component.get("extra"), Mapping) else {}
+            values.setdefault(w, []).append((c, component.get("realm"), read(extra)))
+        for w, found in values.items():
+            if len({json.dumps(v, sort_keys=True) for _c, _realm, v in found}) > 1:
+                realms = ", ".join(repr(r) for _c, r, _v in found)
+                yield Problem(f"workers[{w}].components[{found[-1][0]}].extra", (
+                    f"{key} differs between the realms of this router worker ({realms}); it applies to the whole "
+                    "worker: give every realm's component the same value"
+                ))  # fmt: skip
     if len(components) > 1:
         for where, service in _websockets(config):
             for method, auth in (service.get("auth") or {}).items():
@@ -133,6 +147,13 @@ def _realms_problems(config: Mapping) -> Iterable[Problem]:
                         "this node serves several realms, each authenticated by its own component: remove "
                         "'authenticator-realm' so that Crossbar asks the component of the realm the client names"
                     ))  # fmt: skip
+
+
+# Component settings that act on the whole router worker (its transports), whichever realm says them.
+WORKER_WIDE = {
+    "'limits.hello_timeout_seconds'": lambda extra: (extra.get("limits") or {}).get("hello_timeout_seconds"),
+    "'trusted_proxies'": lambda extra: sorted(extra.get("trusted_proxies") or []),
+}
 
 
 def _store_location(store: Mapping) -> str | None:
