@@ -122,6 +122,122 @@ function applyPresence({ event, authid }) {
   else if (event === "leave") online.delete(authid);
 }
 
+// -- documents shared with me: each in a WAMP session of its own, with a grant token ---------------
+// The admin shares app.doc.<id> with one user for a while (POST /auth/shares). The demo issuer then
+// mints that user a grant token for it (GET /auth/shares/<id>/token): their authid and roles, a
+// `caps` claim naming that one topic (subscribe), and `exp` = the share's end. The page opens a
+// second session with it, only for the document: the router ends that session at the token's exp
+// (authenticator.error.expired), and the grant is gone with it. docs/authorization.md, "Demo:
+// sharing a document".
+const EXPIRED = "authenticator.error.expired";
+const documents = new Map(); // doc id -> {item, connection, state}
+
+function documentEntry(doc) {
+  let entry = documents.get(doc);
+  if (!entry) {
+    const item = document.createElement("li");
+    item.dataset.doc = doc;
+    const title = document.createElement("strong");
+    title.textContent = `document ${doc}`;
+    const status = document.createElement("p");
+    status.className = "status";
+    const messages = document.createElement("ul");
+    messages.className = "log";
+    item.append(title, " ", `app.doc.${doc}`, status, messages);
+    $("documents").append(item);
+    entry = { item, connection: null, state: null };
+    documents.set(doc, entry);
+  }
+  return entry;
+}
+
+function showDocument(entry, state, text) {
+  entry.state = state;
+  entry.item.dataset.state = state;
+  entry.item.querySelector(".status").textContent = text;
+}
+
+const clock = (exp) => new Date(exp * 1000).toLocaleTimeString();
+
+// The live shares with me (GET /auth/shares): each one not open yet is opened. Called at login and
+// whenever a notification says something was shared with me.
+async function refreshShares(mine) {
+  let body;
+  try {
+    const response = await fetch("/auth/shares", { credentials: "same-origin", cache: "no-store" });
+    body = await response.json();
+    if (!response.ok) throw new Error(body.error || `/auth/shares answered ${response.status}`);
+  } catch (error) {
+    $("documents-error").textContent = `could not list the documents shared with you: ${error.message}`;
+    return;
+  }
+  if (mine !== generation) return;
+  $("documents-error").textContent = "";
+  $("share-minutes").min = String(body.min_seconds / 60);
+  $("share-minutes").max = String(body.max_seconds / 60);
+  for (const share of body.shares) openDocument(share, mine);
+}
+
+async function openDocument(share, mine) {
+  const entry = documentEntry(share.doc);
+  if (entry.state === "opening" || entry.state === "open") return;
+  showDocument(entry, "opening", `shared by ${share.by} until ${clock(share.exp)}: opening…`);
+  const response = await fetch(`/auth/shares/${encodeURIComponent(share.doc)}/token`,
+                               { credentials: "same-origin", cache: "no-store" });  // never kept by a cache
+  const grant = await response.json();
+  if (mine !== generation) return;
+  if (!response.ok) {
+    showDocument(entry, "refused", grant.error || `/auth/shares answered ${response.status}`);
+    return;
+  }
+  // Plain AutobahnJS, not the kit: this session lives exactly as long as its grant token, with no
+  // refresh and no reconnect (a new token would have to come from a new share).
+  const connection = new autobahn.Connection({
+    url: WS_URL, realm: "realm1", authmethods: ["ticket"], onchallenge: () => grant.token, max_retries: 0,
+  });
+  entry.connection = connection;
+  connection.onopen = async (session) => {
+    if (entry.connection !== connection) { connection.close(); return; } // logged out meanwhile
+    try {
+      await session.subscribe(grant.topic, ([text], kw, event) => {
+        const line = document.createElement("li");
+        const who = document.createElement("strong");
+        who.textContent = event.publisher_authid || "";
+        line.append(who, " ", String(text));
+        entry.item.querySelector(".log").append(line);
+      });
+      showDocument(entry, "open", `shared by ${share.by} until ${clock(grant.exp)} (session ${session.id})`);
+    } catch (error) {
+      showDocument(entry, "refused", `the router refused the subscription: ${error.error}. Ask the admin to share it again.`);
+      connection.close();
+    }
+  };
+  connection.onclose = (reason, details) => {
+    if (entry.connection !== connection) return true;
+    entry.connection = null;
+    if (details && details.reason === EXPIRED) {
+      showDocument(entry, "expired", `grant expired at ${clock(grant.exp)}: the router ended its session `
+        + `(${EXPIRED}). Ask the admin to share the document again.`);
+    } else if (entry.state !== "refused") {
+      const why = details && details.reason ? `${details.reason}: ${details.message || ""}` : reason;
+      showDocument(entry, "closed", `the document's session ended (${why}). Reload the page to open it again `
+        + "while the share lasts.");
+    }
+    return true; // no reconnect: the grant token was for this one session
+  };
+  connection.open();
+}
+
+function closeDocuments() {
+  for (const entry of documents.values()) {
+    const connection = entry.connection;
+    entry.connection = null;
+    if (connection && connection.isOpen) connection.close();
+  }
+  documents.clear();
+  $("documents").replaceChildren();
+}
+
 async function fetchToken() {
   const response = await fetch("/auth/token", { credentials: "same-origin", cache: "no-store" });
   if (!response.ok) throw new Error("not logged in");
@@ -133,6 +249,7 @@ let generation = 0; // callbacks of a replaced connection (log in, log out) do n
 function start() {
   const mine = ++generation;
   if (client) client.close();
+  closeDocuments();
   client = connect({
     url: WS_URL,
     realm: "realm1",
@@ -164,8 +281,11 @@ function start() {
   const topic = `app.user.${me.authid}.notifications`;
   $("notifications-topic").textContent = topic;
   openList("notifications", topic);
-  client.subscribe(topic, ([text], kw, event) => addItem("notifications", text, null, event.position), {
-    recover: true, onRecovered: (result) => recovered("notifications", result) });
+  client.subscribe(topic, ([text], kw, event) => {
+    addItem("notifications", text, null, event.position);
+    if (kw && kw.share) refreshShares(mine); // "root shared document 42 with you"
+  }, { recover: true, onRecovered: (result) => recovered("notifications", result) });
+  refreshShares(mine);
   online = new Set();
   showOnline();
   client.subscribe(PRESENCE_TOPIC_PREFIX + CHAT, (args, change) => {
@@ -190,6 +310,7 @@ function renderAccount() {
   $("account-panel").hidden = !loggedIn;
   $("chat-panel").hidden = !loggedIn;
   $("notifications-panel").hidden = !loggedIn;
+  $("documents-panel").hidden = !loggedIn;
   $("admin-panel").hidden = !me.roles.includes("admin");
   $("account-name").textContent = me.authid || "";
   $("account-roles").textContent = me.roles.join(", ");
@@ -231,7 +352,7 @@ function adminAction(form, action) {
     try {
       $("admin-result").textContent = await action();
     } catch (error) {
-      $("admin-result").textContent = `refused: ${error.error || error}`;
+      $("admin-result").textContent = `refused: ${error.error || error.message || error}`;
     }
   });
 }
@@ -257,6 +378,23 @@ adminAction("announce-form", async () => {
 adminAction("revoke-form", async () => {
   const result = await client.session.call("authenticator.revoke", [], { authid: $("revoke-user").value });
   return `revoked; live sessions ended: ${result.sessions_ended}`;
+});
+
+// Share a document: the demo issuer records the share (POST /auth/shares, as the logged-in admin),
+// then this page tells the user on their notifications topic; their page fetches its grant token.
+adminAction("share-form", async () => {
+  const [doc, user] = [$("share-doc").value, $("share-user").value];
+  const response = await post("/auth/shares", { doc, user, seconds: Math.round(Number($("share-minutes").value) * 60) });
+  const share = await response.json();
+  if (!response.ok) throw new Error(share.error);
+  await client.session.publish(`app.user.${user}.notifications`,
+    [`${me.authid} shared document ${doc} with you until ${clock(share.exp)}`], { share: doc }, { acknowledge: true });
+  return `shared document ${doc} (${share.topic}) with ${user} until ${clock(share.exp)}`;
+});
+adminAction("write-form", async () => {
+  const doc = $("write-doc").value;
+  await client.session.publish(`app.doc.${doc}`, [$("write-text").value], {}, { acknowledge: true });
+  return `written to app.doc.${doc}`;
 });
 
 (async () => {

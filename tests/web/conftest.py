@@ -30,8 +30,8 @@ def web_router(workdir: Path, **issuer) -> RouterProcess:
         # The page tests log in many times a minute from one address; the login rate limit has
         # its own tests (tests/router/test_issuer_limits.py).
         extra["issuer"].update({"login_attempts_per_minute": 600, **issuer})
-        if "token_ttl_seconds" in issuer:
-            extra["session"]["expiry_grace_seconds"] = 1
+        if "token_ttl_seconds" in issuer or "share_min_seconds" in issuer:  # short tokens, or short shares'
+            extra["session"]["expiry_grace_seconds"] = 1  # grant tokens: their sessions end 1 s after exp
 
     return RouterProcess(workdir, env={"JWT_SECRET": TEST_SECRET}, edit_config=configure).start()
 

@@ -2,6 +2,8 @@
 the page refreshes its token before exp, and reconnects by itself with fresh tokens after an
 expiry it could not refresh and after router restarts."""
 
+import time
+
 import pytest
 from playwright.sync_api import expect
 
@@ -12,7 +14,7 @@ PASSWORDS = {"alice": "alice-demo-password", "bob": "bob-demo-password", "root":
 
 @pytest.fixture(scope="module")
 def router(tmp_path_factory):
-    node = web_router(tmp_path_factory.mktemp("web"))
+    node = web_router(tmp_path_factory.mktemp("web"), share_min_seconds=1)  # a document shared for seconds
     yield node
     node.stop()
 
@@ -123,6 +125,58 @@ def test_an_admin_revokes_bob_and_bobs_page_shows_why_and_stays_closed(router, o
     expect(bob.locator("#reason")).to_have_attribute("data-reason", "authenticator.error.revoked")
     expect(bob.locator("#state")).to_have_text("closed")
     assert bob.evaluate("connection.isRetrying") is False
+
+
+def test_the_admin_shares_a_document_with_alice_and_her_grant_ends_with_its_token(router, open_page):
+    """Root shares app.doc.<id> with alice for 9 s: alice's page fetches a grant token (caps: that
+    topic) and opens a session of its own for it; root writes, alice reads; bob (same role) sees
+    nothing and may not subscribe; at the token's exp the router ends the grant's session and the
+    page says so, while alice's own session goes on."""
+    alice, bob, root = open_page(router), open_page(router), open_page(router)
+    for page, name in ((alice, "alice"), (bob, "bob"), (root, "root")):
+        log_in(page, name)
+    doc = f"plan-{time.monotonic_ns()}"  # the router and its share book outlive a test
+    own_session = session_id(alice)
+    offset = router.log_size()
+    root.fill("#share-doc", doc)
+    root.fill("#share-user", "alice")
+    root.fill("#share-minutes", "0.15")  # 9 s: the router's issuer.share_min_seconds is 1 here
+    root.click("#share-form button")
+    expect(root.locator("#admin-result")).to_contain_text(f"shared document {doc} (app.doc.{doc}) with alice until")
+    document = alice.locator(f"#documents li[data-doc='{doc}']")
+    expect(document).to_have_attribute("data-state", "open")
+    expect(document.locator(".status")).to_contain_text("shared by root until")
+    root.fill("#write-doc", doc)
+    root.fill("#write-text", "draft v1")
+    root.click("#write-form button")
+    expect(root.locator("#admin-result")).to_have_text(f"written to app.doc.{doc}")
+    expect(document.locator(".log li")).to_have_text(["root draft v1"])
+    # bob: nothing shown, no grant token, no subscription, checked once a later marker reached him
+    root.fill("#notify-user", "bob")
+    root.fill("#notify-text", "marker for bob")
+    root.click("#notify-wamp")
+    expect(bob.locator("#notifications li").last).to_have_text("marker for bob")
+    expect(bob.locator("#documents li")).to_have_count(0)
+    status, error = bob.evaluate(
+        f"fetch('/auth/shares/{doc}/token').then(async r => [r.status, (await r.json()).error])"
+    )
+    assert status == 404 and "No live share of this document with you" in error, (status, error)
+    error = bob.evaluate(f"connection.session.subscribe('app.doc.{doc}', () => {{}}).then(() => 'ok', e => e.error)")
+    assert error == "wamp.error.not_authorized"
+    # alice's own session has no grant: only the grant token's session may read the document
+    error = alice.evaluate(f"connection.session.subscribe('app.doc.{doc}', () => {{}}).then(() => 'ok', e => e.error)")
+    assert error == "wamp.error.not_authorized"
+    # the grant ends with its token: the router ends that session at exp (+ the 1 s grace here)
+    expect(document).to_have_attribute("data-state", "expired", timeout=30000)
+    expect(document.locator(".status")).to_contain_text("grant expired at")
+    expect(document.locator(".status")).to_contain_text("authenticator.error.expired")
+    router.wait_for_log("session ended: reason=expired authid=alice", after=offset)
+    assert session_id(alice) == own_session
+    expect(alice.locator("#state")).to_have_text("connected")
+    status, error = alice.evaluate(
+        f"fetch('/auth/shares/{doc}/token').then(async r => [r.status, (await r.json()).error])"
+    )
+    assert status == 404 and "Ask the admin to share it (again)" in error, (status, error)
 
 
 @pytest.fixture
