@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import copy
 import json
+import time
 
 import pytest
 import pytest_twisted
 import treq
+from autobahn.wamp.exception import ApplicationError
+from autobahn.wamp.types import PublishOptions
 from twisted.internet import threads
 
 from tests.conftest import DEPLOYMENTS
@@ -128,9 +131,7 @@ async def test_the_same_authid_in_two_realms_is_two_users_revoked_in_one_only(te
         root_b.leave()
 
 
-def _acknowledged():
-    from autobahn.wamp.types import PublishOptions
-
+def _acknowledged() -> PublishOptions:
     return PublishOptions(acknowledge=True)
 
 
@@ -223,3 +224,38 @@ async def test_metrics_are_labelled_by_realm(tenants):
     assert grew(total, realm=B, outcome="accepted") == 1
     assert value(after, "crossbar_jwt_active_sessions", realm=B, role="user") >= 1
     assert value(after, "crossbar_jwt_active_sessions_scrape_ok", realm=A) == 1
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_session_refreshes_only_with_a_token_of_its_realm_and_expires_in_it(tenants):
+    name = unique("grace")
+    in_a = await connect(tenants.url, token_for(A, name, ttl=60), realm=A)
+    short = await connect(tenants.url, token_for(B, name, ttl=1), realm=B)  # the same user id, in B, for 1 s
+    try:
+        try:
+            await in_a.call("authenticator.refresh", token_for(B, name, ttl=120))
+            raise AssertionError("a token of realm B refreshed a session of realm A")
+        except ApplicationError as error:
+            assert error.error == WRONG_REALM
+        assert (await in_a.call("authenticator.refresh", token_for(A, name, ttl=120)))["exp"] > time.time() + 100
+        goodbye = await short.left  # B's session ends at its own exp (+ grace); A's is untouched
+        assert goodbye.reason == tenants.close_reason("authenticator.error.expired")
+        await in_a.publish(f"app.chat.{unique('room')}", "alive", options=_acknowledged())
+    finally:
+        in_a.leave()
+
+
+@pytest_twisted.ensureDeferred
+async def test_history_is_kept_per_realm(tenants):
+    topic = f"app.chat.{unique('room')}"
+    for realm in (A, B):
+        status, answer = await post(tenants, {"topic": topic, "args": [f"in {realm}"]},
+                                    token_for(realm, "app", ["backend"]))  # fmt: skip
+        assert status == 200, answer
+    for realm in (A, B):
+        reader = await connect(tenants.url, token_for(realm, unique("reader")), realm=realm)
+        try:
+            kept = await reader.call("authenticator.history", topic)
+        finally:
+            reader.leave()
+        assert [e["args"] for e in kept["events"]] == [[f"in {realm}"]]
