@@ -5,7 +5,9 @@
   come from what the authenticator verified, not from the session);
 - a role-wide *exact* rule: Crossbar's cache ignores the match type, so its ALLOW must not be
   cached, or a later prefix request on the same URI would get it (in both orders);
-- a callee that may register cannot answer as someone else (forward_for in its YIELD)."""
+- a callee that may register cannot answer as someone else (forward_for in its YIELD);
+- grants (caps) that give publish: a publication decision a session kept from its grant is never
+  another session's, and POST /publish decides with the grants of the backend's token."""
 
 from __future__ import annotations
 
@@ -32,6 +34,9 @@ CALL_RULE = {"uri": "app.svc.", "match": "prefix", "allow": {"call": True}, "dis
 # Each user's status topic keeps its last event (retain).
 STATUS_RULE = {"uri": "app.status.{authid}", "match": "exact", "allow": {"publish": True, "subscribe": True},
                "retain": True}  # fmt: skip
+# Tokens of users may grant subscribe and publish on boards, tokens of the backend publish.
+BOARD_RULE = {"uri": "app.board.", "match": "prefix", "grantable": ["subscribe", "publish"]}
+BACKEND_BOARD_RULE = {"uri": "app.board.", "match": "prefix", "grantable": ["publish"]}
 
 
 def custom_policy(config: dict) -> None:
@@ -40,7 +45,8 @@ def custom_policy(config: dict) -> None:
     policy = router["components"][0]["extra"]["policy"]
     policy["roles"] += EXTRA_ROLES
     user = next(role for role in policy["roles"] if role["name"] == "user")
-    user["rules"] += [EXACT_RULE, SERVICE_RULE, CALL_RULE, STATUS_RULE]
+    user["rules"] += [EXACT_RULE, SERVICE_RULE, CALL_RULE, STATUS_RULE, BOARD_RULE]
+    next(role for role in policy["roles"] if role["name"] == "backend")["rules"].append(BACKEND_BOARD_RULE)
 
 
 @pytest.fixture(scope="module", params=list(DEPLOYMENTS))
@@ -249,3 +255,69 @@ async def test_a_session_asks_once_per_topic_and_keeps_at_most_32_topics(node):
         assert after - after_one_topic == 31 + 2 * 2  # 31 kept topics once each, the last 2 twice each
     finally:
         client.leave()
+
+
+# -- grants that give publish (caps) ---------------------------------------------------------------
+
+
+def board_grant(topic: str, *actions: str) -> list[dict]:
+    return [{"uri": topic, "match": "exact", "allow": list(actions)}]
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_publish_decision_kept_from_a_grant_is_never_another_sessions(node):
+    """alice's session reuses the ALLOW its grant gave (patch session-publish-decisions); bob of the
+    same role and alice's next session without the grant are each asked about and refused."""
+    alice_id, bob_id, topic = unique("alice"), unique("bob"), f"app.board.{unique('b')}"
+    ack = PublishOptions(acknowledge=True)
+    alice = await connect(node.url, mint(alice_id, ["user"], caps=board_grant(topic, "publish", "subscribe")))
+    bob = await connect(node.url, mint(bob_id, ["user"]))
+    reader = await connect(node.url, mint(unique("reader"), ["user"], caps=board_grant(topic, "subscribe")))
+    try:
+        inbox = Inbox()
+        await reader.subscribe(inbox, topic)
+        for n in range(3):
+            await alice.publish(topic, n, options=ack)
+        for intruder, authid in ((bob, bob_id), (await connect(node.url, mint(alice_id, ["user"])), alice_id)):
+            offset = node.log_size()
+            assert await wamp_error(intruder.publish(topic, "intruder", options=ack)) == NOT_AUTHORIZED
+            node.wait_for_log(f"authorization denied: publish {topic} authid={authid} role=user via=wamp reason=no "
+                              f"rule of role 'user' allows publish on exact '{topic}'", after=offset)  # fmt: skip
+            if intruder is not bob:
+                intruder.leave()
+        await alice.publish(topic, "marker", options=ack)
+        assert [(await inbox.next())[0][0] for _ in range(4)] == [0, 1, 2, "marker"]
+    finally:
+        for client in (alice, bob, reader):
+            client.leave()
+
+
+@pytest_twisted.ensureDeferred
+async def test_post_publish_decides_with_the_grants_of_the_backends_token(node):
+    from tests.router.test_http_publish import post
+
+    topic, other = f"app.board.{unique('b')}", f"app.board.{unique('b')}"
+    reader = await connect(node.url, mint(unique("reader"), ["user"], caps=board_grant(topic, "subscribe")))
+    try:
+        inbox = Inbox()
+        await reader.subscribe(inbox, topic)
+        token = mint(unique("billing"), ["backend"], caps=board_grant(topic, "publish"))
+        status, _, answer = await post(node, {"topic": topic, "args": ["granted"]}, token)
+        assert status == 200 and "id" in answer, answer
+        assert (await inbox.next())[0] == ("granted",)
+        status, _, answer = await post(node, {"topic": other, "args": ["not granted"]}, token)
+        assert status == 403 and answer["error"] == NOT_AUTHORIZED, answer
+        assert (
+            f"no rule of role 'backend' or grant of the session allows publish on exact '{other}'"
+            in (answer["message"])
+        )
+        # without the grant the backend role may not publish there at all
+        status, _, answer = await post(node, {"topic": topic, "args": ["x"]}, mint(unique("billing"), ["backend"]))
+        assert status == 403 and answer["error"] == NOT_AUTHORIZED, answer
+        # a grant the backend role may not carry refuses the token, as at a WebSocket login
+        wider = mint(unique("billing"), ["backend"], caps=board_grant(topic, "subscribe"))
+        status, _, answer = await post(node, {"topic": topic, "args": ["x"]}, wider)
+        assert status == 401 and answer["error"] == "authenticator.error.grant_not_allowed", answer
+        assert "grant #1 (exact" in answer["message"]
+    finally:
+        reader.leave()
