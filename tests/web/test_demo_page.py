@@ -115,18 +115,7 @@ def test_logging_in_prints_no_auto_reconnect_disabled_warning(router, open_page)
     assert not [line for line in page.console if "auto-reconnect disabled" in line], page.console
 
 
-def test_an_admin_revokes_bob_and_bobs_page_shows_why_and_stays_closed(router, open_page):
-    bob, root = open_page(router), open_page(router)
-    log_in(bob, "bob")
-    log_in(root, "root")
-    root.fill("#revoke-user", "bob")
-    root.click("#revoke-form button")
-    expect(root.locator("#admin-result")).to_contain_text("live sessions ended: 1")
-    expect(bob.locator("#reason")).to_have_attribute("data-reason", "authenticator.error.revoked")
-    expect(bob.locator("#state")).to_have_text("closed")
-    assert bob.evaluate("connection.isRetrying") is False
-
-
+# Before the revocation test: bob's revocation covers his tokens minted in the next seconds.
 def test_the_admin_shares_a_document_with_alice_and_her_grant_ends_with_its_token(router, open_page):
     """Root shares app.doc.<id> with alice for 9 s: alice's page fetches a grant token (caps: that
     topic) and opens a session of its own for it; root writes, alice reads; bob (same role) sees
@@ -177,6 +166,18 @@ def test_the_admin_shares_a_document_with_alice_and_her_grant_ends_with_its_toke
         f"fetch('/auth/shares/{doc}/token').then(async r => [r.status, (await r.json()).error])"
     )
     assert status == 404 and "Ask the admin to share it (again)" in error, (status, error)
+
+
+def test_an_admin_revokes_bob_and_bobs_page_shows_why_and_stays_closed(router, open_page):
+    bob, root = open_page(router), open_page(router)
+    log_in(bob, "bob")
+    log_in(root, "root")
+    root.fill("#revoke-user", "bob")
+    root.click("#revoke-form button")
+    expect(root.locator("#admin-result")).to_contain_text("live sessions ended: 1")
+    expect(bob.locator("#reason")).to_have_attribute("data-reason", "authenticator.error.revoked")
+    expect(bob.locator("#state")).to_have_text("closed")
+    assert bob.evaluate("connection.isRetrying") is False
 
 
 @pytest.fixture
