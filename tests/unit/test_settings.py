@@ -38,6 +38,11 @@ def secret(monkeypatch):
             "'issuer' has unknown key 'token_ttl_second' (did you mean 'token_ttl_seconds'?)",
         ),
         ({"issuer": {"max_body_bytes": 1}}, "'issuer.max_body_bytes' must be a whole number"),
+        ({"issuer": {"max_shares": 0}}, "'issuer.max_shares' must be a whole number from 1 to 100000"),
+        (
+            {"issuer": {"share_min_seconds": 600, "share_max_seconds": 60}},
+            "'issuer.share_min_seconds' must not be more than 'issuer.share_max_seconds'",
+        ),
         ({"anonymous_role": []}, "'anonymous_role' must be a role name"),
         ({"keys": [{"secret_env": 5}]}, "keys[0].secret_env must be a non-empty string"),
         ({"bearer_header": 1}, "'bearer_header'"),
