@@ -9,8 +9,8 @@ authorizer: ~8 % of the fan-out rate (issue 23).
 
 This wraps the router's ``authorize``: a decision is kept on the session it was made for, per
 topic, when the session's role is decided by this project's authorizer (the policy is fixed for a
-process, and a session's authid and token roles never change: a refresh with other roles is
-refused). It is reused only for a PUBLISH whose options no decision reads
+process, and a session's authid, token roles and grants never change: a refresh with other roles
+or other grants is refused). It is reused only for a PUBLISH whose options no decision reads
 (core.policy.publish_decision_reusable): one with ``forward_for``, ``retain``, ``eligible``/
 ``exclude`` or any option this code does not know is decided afresh, before any reuse. Only
 allows are kept (a denial is decided, logged and counted each time), at most
