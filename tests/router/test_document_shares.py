@@ -107,3 +107,11 @@ async def test_only_alice_gets_a_grant_token_and_it_reads_that_document_only_unt
     finally:
         reader.leave()
         plain.leave()
+    assert grant["token"].rsplit(".", 1)[1] not in router.log()  # a grant token is a token: never logged
+
+
+def test_a_share_request_over_the_issuers_body_bound_is_refused_413_unread(router):
+    root = Visitor(router).log_in("root")
+    status, body, _ = root.send("POST", "/auth/shares", b'{"doc": "' + b"x" * 100_000 + b'"}')
+    assert status == 413 and "4096 bytes" in body["error"]
+    assert router.process.poll() is None
