@@ -153,3 +153,19 @@ async def test_a_refresh_cannot_widen_or_narrow_a_sessions_grants(router):
         assert answer["exp"] > 0
     finally:
         session.leave()
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_history_procedure_reads_with_the_callers_grants(router):
+    """authenticator.history decides as a subscription would, grants included: alice's grant lets
+    her past the authorization (app.doc. keeps no history in the shipped policy: no_history), bob is
+    refused not_authorized."""
+    topic = f"app.doc.{unique('d')}"
+    alice = await connect(router.url, granted(unique("alice"), (topic, "exact")))
+    bob = await connect(router.url, mint(unique("bob"), ["user"]))
+    try:
+        assert await wamp_error(alice.call("authenticator.history", topic)) == "authenticator.error.no_history"
+        assert await wamp_error(bob.call("authenticator.history", topic)) == NOT_AUTHORIZED
+    finally:
+        alice.leave()
+        bob.leave()
