@@ -62,6 +62,8 @@ _DUMMY_HASH = "scrypt:32768:8:1$0000000000000000$" + "0" * 128
 # stack and kills the whole node instead of raising RecursionError.
 MAX_JSON_DEPTH = 4
 SEND = 'Send a JSON object {"username": "...", "password": "..."} with Content-Type: application/json.'
+# The advice of a 413 (any path of the app): what each path that takes a body expects.
+SEND_SMALL = f'{SEND} A share (POST /auth/shares): {{"doc": "42", "user": "alice", "seconds": 300}}.'
 
 
 class LoginLimiter:
@@ -204,11 +206,11 @@ def create_app(cbdir: Path, config_file: Path | None = None) -> Flask:
         MAX_CONTENT_LENGTH=limits.max_body_bytes,  # the same bound, should a body reach the app
     )  # fmt: skip
     # Declared to authenticator/patches/body_limit.py: bodies over it are refused 413 while they arrive.
-    app.max_body_bytes, app.too_large_advice = limits.max_body_bytes, SEND
+    app.max_body_bytes, app.too_large_advice = limits.max_body_bytes, SEND_SMALL
 
     @app.errorhandler(RequestEntityTooLarge)
     def too_large(_error):
-        return jsonify(error=f"The request body is larger than {limits.max_body_bytes} bytes. {SEND}"), 413
+        return jsonify(error=f"The request body is larger than {limits.max_body_bytes} bytes. {SEND_SMALL}"), 413
 
     @app.post("/login")
     def login():
