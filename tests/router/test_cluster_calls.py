@@ -12,6 +12,7 @@ import pytest_twisted
 from autobahn.wamp.types import RegisterOptions
 
 from tests.support.cluster import start_cluster
+from tests.support.router import stop_all
 from tests.support.tokens import mint, unique
 from tests.support.wamp import Inbox, connect
 
@@ -45,8 +46,7 @@ def linked_for_calls(tmp_path_factory):
     redis_server = RedisServer(tmp_path_factory.mktemp("calls-redis")).start()
     nodes = start_cluster(tmp_path_factory, "calls-node", 2, redis_server.url, edit_config=_with_calls)
     yield nodes
-    for node in nodes:
-        node.stop()
+    stop_all(nodes)
     redis_server.stop()
 
 

@@ -19,7 +19,7 @@ from authenticator.core.idempotency import KeysUnavailable, State, fingerprint, 
 from authenticator.server.redis_idempotency import RedisIdempotency, _key
 from tests.router.test_http_publish import backend_token, post
 from tests.support.redis_server import RedisServer
-from tests.support.router import RouterProcess, free_port, wait_for
+from tests.support.router import RouterProcess, free_port, start_all, stop_all, wait_for
 from tests.support.tokens import TEST_SECRET, mint, unique
 from tests.support.wamp import Inbox, connect
 
@@ -199,6 +199,7 @@ async def test_a_key_too_long_or_not_visible_ascii_is_400_with_the_reason_and_ne
         message = json.loads(text)["message"]
         assert message.startswith("The Idempotency-Key header must be 1 to 128 visible ASCII characters"), message
         assert reason in message, message
+
     def refusal_lines():
         return [line for line in router.log()[offset:].splitlines() if "http publish refused" in line]
 
@@ -236,15 +237,15 @@ def two_routers(tmp_path_factory, redis_server):
     def configure(config):
         config["workers"][0]["components"][0]["extra"]["store"] = {"redis_url": redis_server.url}
 
-    nodes = [
+    nodes = start_all([
         RouterProcess(
             tmp_path_factory.mktemp(f"idempotency-router{i}"), env={"JWT_SECRET": TEST_SECRET}, edit_config=configure
-        ).start()  # fmt: skip
+        )
         for i in (1, 2)
-    ]
+    ])  # fmt: skip
     yield nodes
-    for node in nodes:
-        assert node.stop() == 0, node.log()[-3000:]
+    for node, status in zip(nodes, stop_all(nodes), strict=True):
+        assert status == 0, node.log()[-3000:]
 
 
 @pytest_twisted.ensureDeferred

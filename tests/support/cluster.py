@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.support.router import REPO, RouterProcess, port_answers
+from tests.support.router import REPO, RouterProcess, port_answers, start_all, stop_all
 from tests.support.tokens import TEST_SECRET
 
 LINKED_LINE = "rlink remote session ready"
@@ -72,14 +72,12 @@ def start_cluster(tmp_path_factory, name: str, nodes: int, redis_url: str, *, ed
         port = generated["workers"][0]["transports"][0]["endpoint"]["port"]
         routers.append(RouterProcess(workdir, env={"JWT_SECRET": TEST_SECRET}, edit_config=replace, port=port,
                                      loglevel=loglevel))  # fmt: skip
+    start_all(routers)  # at once: a node's links retry until the others answer
     try:
-        for router in routers:
-            router.start()
         for router in routers:
             wait_linked(router, nodes - 1)
     except BaseException:
-        for router in routers:  # none outlives a failed start
-            router.stop()
+        stop_all(routers)  # none outlives a failed start
         raise
     return routers
 
