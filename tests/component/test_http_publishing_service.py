@@ -6,6 +6,7 @@ from twisted.internet.defer import maybeDeferred
 
 from authenticator.core.reasons import Reason, Rejected
 from authenticator.core.tokens import Identity
+from authenticator.endpoints import metrics
 from authenticator.endpoints.publish import HttpPublishing
 
 BACKEND = Identity("billing", "backend", ("backend",), None, None, None, {})
@@ -45,6 +46,7 @@ def service(admission, pool=None):
     publishing = HttpPublishing.__new__(HttpPublishing)  # no router: the pool is a stand-in
     publishing.realm, publishing._admission, publishing._authorizer = "realm1", admission, Allows()
     publishing._settings, publishing._log, publishing.pool = Limits, Log(), pool
+    publishing._published_count = metrics.HTTP_PUBLISHES.labels("realm1", "published", "none")
     return publishing
 
 

@@ -11,6 +11,7 @@ from twisted.python.threadpool import ThreadPool
 
 from authenticator.core.idempotency import KeysUnavailable, MemoryIdempotency
 from authenticator.core.settings import PublishSettings
+from authenticator.endpoints import metrics
 from authenticator.endpoints.publish import HttpPublishing
 from tests.component.test_http_publishing_service import Admits, Allows, Log
 
@@ -67,6 +68,7 @@ def service(keys, io_pool):
     publishing._settings, publishing._log, publishing.pool = Settings, Log(), Pool()
     publishing.keys, publishing._keys_io, publishing.key_calls_waiting = keys, io_pool, 0
     publishing._forgotten_logged = 0
+    publishing._published_count = metrics.HTTP_PUBLISHES.labels("realm1", "published", "none")
     return publishing
 
 
