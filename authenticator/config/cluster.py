@@ -24,7 +24,7 @@ import ipaddress
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
-from authenticator.config.node_config import websocket_url, with_current_paths
+from authenticator.config.node_config import authenticator_realms, websocket_url, with_current_paths
 from authenticator.contract import COMPONENT_CLASSES
 
 # The realm role of the other nodes' link sessions. They only subscribe: the events of a topic
@@ -97,6 +97,13 @@ def link_exposure_refusal(hosts: Sequence[str]) -> str | None:
 def refusals(config: Mapping) -> list[str]:
     """What the source config asks for that router links cannot carry: one line each, what and what to do."""
     lines = []
+    realms = authenticator_realms(config)
+    if len(realms) > 1:
+        lines.append(
+            f"the node serves the realms {', '.join(realms)}: cluster-config links one realm (its router links, "
+            "link role and Redis store are written for it); derive a cluster per realm from a config with that "
+            "realm, or link the realms by hand (docs/scaling.md#several-nodes)"
+        )
     for role in _component_extra(config).get("policy", {}).get("roles", []):
         for rule in role.get("rules", []):
             where = f"policy role '{role.get('name')}' rule '{rule.get('uri')}'"

@@ -188,3 +188,33 @@ def test_the_cli_asks_for_the_realm_and_uses_that_realms_keys_and_policy(node_di
     checked = run("check", "--cbdir", node_dir)
     assert checked.exit_code == 0, checked.output
     assert f"realm {A}:" in checked.output and f"realm {B}:" in checked.output
+
+
+# -- derived configs ------------------------------------------------------------------------------
+
+
+def test_the_scale_out_derivation_routes_every_realm_and_the_production_one_changes_every_component():
+    from authenticator.config.production_profile import production_config
+    from authenticator.config.proxy_profile import PROXY_AUTHENTICATOR_ROLE, proxy_config
+
+    scaled = proxy_config(two_realm_node(), 2)
+    router, proxies = scaled["workers"][0], scaled["workers"][1:]
+    for realm in router["realms"]:
+        assert PROXY_AUTHENTICATOR_ROLE in [r["name"] for r in realm["roles"]], realm["name"]
+    for proxy in proxies:
+        assert sorted(proxy["routes"]) == [A, B]
+        for realm in (A, B):
+            assert set(proxy["routes"][realm]) == {"anonymous", "user", "admin", "backend", PROXY_AUTHENTICATOR_ROLE}
+    assert [c["extra"]["session"]["behind_proxies"] for c in router["components"]] == [True, True]
+    assert messages(scaled, A) == [] and messages(scaled, B) == []
+
+    production = production_config(two_realm_node())
+    extras = [c["extra"] for c in production["workers"][0]["components"]]
+    assert [(e["generate_secret"], e["anonymous_role"], "issuer" in e) for e in extras] == [(False, None, False)] * 2
+
+
+def test_cluster_config_refuses_a_node_with_several_realms_saying_what_to_do():
+    from authenticator.config.cluster import refusals
+
+    lines = refusals(two_realm_node())
+    assert lines[0].startswith(f"the node serves the realms {A}, {B}: cluster-config links one realm")
