@@ -435,8 +435,10 @@ class RealmOfTheToken:
     @staticmethod
     def of(token: str | None) -> HttpPublishing | Rejected:
         services = list(SERVICES.values())
-        if token is None or len(services) == 1:
-            return services[0]  # its refusal of a missing token names its realm
+        if len(services) == 1:
+            return services[0]
+        if token is None:  # refused without naming any realm (the realms of a router are not told to strangers)
+            return Rejected(Reason.MISSING_TOKEN)
         named = [
             s for s in services
             if s._settings.claims.realm_claim
@@ -461,8 +463,12 @@ class RealmOfTheToken:
             "http publish refused: status={status} reason={reason} detail={detail} authid=None peer={peer} jti=None",
             status=status, reason=rejection.reason.code, detail=clip(rejection.detail or "-", 300), peer=peer,
         )  # fmt: skip
-        headers = {"WWW-Authenticate": 'Bearer error="invalid_token"'} if status == 401 else {}
-        return Answer(status, {"error": rejection.reason.uri, "message": rejection.message}, headers)
+        message, headers = rejection.message, {}
+        if rejection.reason is Reason.MISSING_TOKEN:  # RFC 6750 3.1: no error code without a token
+            message, headers = f"{rejection.reason.what}. {BEARER_ADVICE}", {"WWW-Authenticate": "Bearer"}
+        elif status == 401:
+            headers = {"WWW-Authenticate": 'Bearer error="invalid_token"'}
+        return Answer(status, {"error": rejection.reason.uri, "message": message}, headers)
 
 
 def _duration(seconds: float) -> str:

@@ -199,6 +199,13 @@ async def test_http_publishing_publishes_into_the_realm_the_token_names(tenants)
         status, answer = await post(tenants, {"topic": topic}, token_for("tenant-c", "app", ["backend"]))
         assert (status, answer["error"]) == (401, WRONG_REALM)
         assert "it names no realm this router serves" in answer["message"]
+        # without a token: refused, and no realm of the router is named to a stranger
+        response = await treq.post(f"http://127.0.0.1:{tenants.port}/publish", data=b'{"topic": "app.chat.x"}',
+                                   headers={"Content-Type": ["application/json"]}, timeout=10)  # fmt: skip
+        answer = json.loads(await response.text())
+        assert (response.code, answer["error"]) == (401, "authenticator.error.missing_token")
+        assert response.headers.getRawHeaders("WWW-Authenticate") == ["Bearer"]
+        assert A not in json.dumps(answer) and B not in json.dumps(answer)
     finally:
         in_a.leave()
         in_b.leave()
