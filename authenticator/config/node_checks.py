@@ -139,13 +139,30 @@ def _realms_problems(config: Mapping) -> Iterable[Problem]:
                     f"{key} differs between the realms of this router worker ({realms}); it applies to the whole "
                     "worker: give every realm's component the same value"
                 ))  # fmt: skip
-    if len(components) > 1:
+    served = {component.get("realm") for _w, _c, _worker, component in components}
+    realm_names = []
+    for w, worker in enumerate(config.get("workers", [])):
+        for r, realm in enumerate(worker.get("realms", []) or []):
+            if not isinstance(realm, Mapping):
+                continue
+            realm_names.append(realm.get("name"))
+            authorized = [role.get("name") for role in realm.get("roles", []) or []
+                          if isinstance(role, Mapping) and role.get("authorizer") == AUTHORIZE]  # fmt: skip
+            if authorized and components and realm.get("name") not in served:
+                roles = ", ".join(map(str, authorized))
+                yield Problem(f"workers[{w}].realms[{r}]", (
+                    f"realm {realm.get('name')!r} has roles authorized by {AUTHORIZE!r} ({roles}) but no authenticator "
+                    f"component: add one with \"realm\": {json.dumps(realm.get('name'))} (each realm's own keys and "
+                    "policy; docs/configuration.md#several-realms-tenants)"
+                ))  # fmt: skip
+    if len(components) > 1 or len(realm_names) > 1:
         for where, service in _websockets(config):
             for method, auth in (service.get("auth") or {}).items():
                 if isinstance(auth, Mapping) and auth.get("type") == "dynamic" and "authenticator-realm" in auth:
                     yield Problem(f"{where}.auth.{method}.authenticator-realm", (
-                        "this node serves several realms, each authenticated by its own component: remove "
-                        "'authenticator-realm' so that Crossbar asks the component of the realm the client names"
+                        "this node has several realms, each authenticated by its own component (a component refuses "
+                        "logins to any other realm): remove 'authenticator-realm' so that Crossbar asks the component "
+                        "of the realm the client names"
                     ))  # fmt: skip
 
 

@@ -250,10 +250,12 @@ class AuthenticatorComponent(ApplicationSession):
 
     def authenticate(self, realm, authid, details):
         """WAMP-ticket: the ticket is the token."""
+        self._refuse_other_realms(realm, "ticket", details)
         return self._login(details.get("ticket"), "ticket", details)
 
     def authenticate_headers(self, realm, authid, details):
         """WAMP-anonymous, dynamic: a token in the upgrade's headers, else the anonymous role."""
+        self._refuse_other_realms(realm, "none", details)
         peer = session_peer(details, self.settings.trusted_proxies)
         try:
             token, carrier = token_from_headers(_headers(details), self.settings)
@@ -268,6 +270,16 @@ class AuthenticatorComponent(ApplicationSession):
         metrics.AUTHENTICATIONS.labels(self.served_realm, "anonymous", "none").inc()
         # Always return extra: without it Crossbar would hand on the client's own HELLO authextra.
         return {"role": anonymous, "extra": {"roles": [anonymous], "exp": None}}
+
+    def _refuse_other_realms(self, realm, carrier: str, details) -> None:
+        """This component's keys and policy are its realm's: a login to any other realm (a path whose
+        'authenticator-realm' sends it here) is refused, whatever the token says."""
+        if realm != self.served_realm:
+            shown = clip(realm, 80) if isinstance(realm, str) else type(realm).__name__
+            detail = (f"the client joins realm {shown!r}, and this authenticator serves realm {self.served_realm!r} "
+                      "only; give that realm an authenticator component of its own")  # fmt: skip
+            peer = session_peer(details, self.settings.trusted_proxies)
+            raise self._refuse(Rejected(Reason.WRONG_REALM, detail), peer, carrier) from None
 
     def _login(self, token, carrier: str, details):
         """The login hot path: plain calls while no I/O is needed, so that with reusable tokens and

@@ -168,3 +168,23 @@ async def test_logins_do_not_queue_without_bound_behind_a_slow_store(component, 
     for login in waiting:
         assert (await login)["role"] == "user"
     assert component.admission.store_checks_waiting == 0
+
+
+@pytest.mark.parametrize("procedure", ["authenticate", "authenticate_headers"])
+def test_a_login_to_another_realm_is_refused_whatever_the_token_says(component, procedure):
+    """A path whose 'authenticator-realm' sends the logins of a realm without a component here (the
+    node check refuses that config; this holds should one start anyway): this component's keys and
+    policy are realm1's, so a login to any other realm is refused wrong_realm."""
+    token = mint("alice", ["admin"])
+    details = {
+        **DETAILS,
+        "ticket": token,
+        "transport": {"peer": "tcp4:127.0.0.1:4242", "http_headers_received": {"authorization": f"Bearer {token}"}},
+    }
+    with pytest.raises(ApplicationError) as caught:
+        getattr(component, procedure)("internal", None, details)
+    assert caught.value.error == "authenticator.error.wrong_realm"
+    assert (
+        "the client joins realm 'internal', and this authenticator serves realm 'realm1' only" in caught.value.args[0]
+    )
+    assert getattr(component, procedure)("realm1", None, details)["authid"] == "alice"

@@ -147,7 +147,7 @@ def test_a_realm_with_two_components_and_a_fixed_authenticator_realm_are_refused
     lines = messages(two_realm_node(second))
     assert any(f"workers[0].components[2].realm: realm '{A}' has a second authenticator component" in line
                for line in lines)  # fmt: skip
-    assert any("ws.auth.ticket.authenticator-realm: this node serves several realms" in line for line in lines)
+    assert any("ws.auth.ticket.authenticator-realm: this node has several realms" in line for line in lines)
 
 
 # -- the CLI -------------------------------------------------------------------------------------
@@ -218,3 +218,13 @@ def test_cluster_config_refuses_a_node_with_several_realms_saying_what_to_do():
 
     lines = refusals(two_realm_node())
     assert lines[0].startswith(f"the node serves the realms {A}, {B}: cluster-config links one realm")
+
+
+def test_a_realm_authorized_by_the_authenticator_without_a_component_of_its_own_is_refused():
+    def third(router):
+        router["realms"].append({**copy.deepcopy(router["realms"][0]), "name": "tenant-c"})
+
+    lines = messages(two_realm_node(third))
+    assert any("workers[0].realms[2]: realm 'tenant-c' has roles authorized by 'authenticator.authorize' "
+               "(anonymous, user, admin, backend" in line and 'add one with "realm": "tenant-c"' in line
+               for line in lines), lines  # fmt: skip
