@@ -289,7 +289,7 @@ def _load_claims(spec: object, realm: str | None = None, node_realms: tuple[str,
         raise ConfigError("'claims.max_lifetime_seconds' must be a whole number of seconds, or null")
     return ClaimRules(
         authid, tuple(roles), tuple(required), float(leeway), max_length, tuple(issuers), tuple(audience), lifetime,
-        realm=realm, realm_claim=_realm_claim(spec, realm, node_realms),
+        realm=realm, realm_claim=_realm_claim(spec, realm, node_realms), node_realms=tuple(dict.fromkeys(node_realms)),
     )  # fmt: skip
 
 

@@ -35,6 +35,7 @@ class ClaimRules:
     # a node with one realm). A node with several realms binds by "aud" unless told otherwise.
     realm: str | None = None
     realm_claim: str | None = None
+    node_realms: tuple[str, ...] = ()  # every realm of the node: a token may name only one of them
 
 
 @dataclass(frozen=True)

@@ -294,7 +294,8 @@ class TokenVerifier:
             raise Rejected(Reason.INVALID_CLAIM, "'aud' must be a string or a list of strings", jti=jti)
         self._check_realm(claims, named, jti)
         if aud is not None:
-            accepted = (*rules.audiences, rules.realm) if rules.realm_claim == "aud" else rules.audiences
+            # Bound by aud without audiences configured: the realm is the audience (checked above).
+            accepted = (rules.realm,) if rules.realm_claim == "aud" and not rules.audiences else rules.audiences
             if not set(named) & set(accepted):
                 # RFC 7519 4.1.3: a recipient not named in a present 'aud' must refuse the token.
                 expected = ", ".join(rules.audiences) or "none configured (set claims.audience)"
@@ -313,6 +314,11 @@ class TokenVerifier:
             if rules.realm not in audiences:
                 raise Rejected(Reason.WRONG_REALM, f"its aud names {_shown(audiences)}; this is realm {rules.realm!r}",
                                jti=jti)  # fmt: skip
+            others = [name for name in rules.node_realms if name in audiences and name != rules.realm]
+            if others:  # a token is for one realm: one naming two would open both (and be used once in each)
+                named = _shown([rules.realm, *others])
+                detail = f"its aud names this router's realms {named}; a token is for one realm"
+                raise Rejected(Reason.WRONG_REALM, detail, jti=jti)
             return
         value = _claim(claims, rules.realm_claim)
         if value is None:

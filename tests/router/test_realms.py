@@ -94,6 +94,10 @@ async def test_a_token_for_one_realm_is_refused_on_the_other_though_both_share_i
         refused = await refusal(tenants.url, mint(alice, ["user"]), realm=realm)
         assert refused.reason == "authenticator.error.missing_claim"
         assert f"'aud' (the realm the token is for, here '{realm}')" in refused.message
+    # a token naming both realms is for neither (it would open both, and be used once in each)
+    for realm in (A, B):
+        refused = await refusal(tenants.url, mint(alice, ["user"], aud=[A, B]), realm=realm)
+        assert refused.reason == WRONG_REALM and "a token is for one realm" in refused.message
     session = await connect(tenants.url, token_for(A, alice), realm=A)  # and on its own realm it joins
     try:
         assert (session.details.realm, session.details.authid) == (A, alice)

@@ -55,8 +55,18 @@ def test_on_a_node_with_several_realms_aud_must_name_the_realm(shipped_extra, tm
 def test_a_configured_audience_and_the_realm_are_both_checked(shipped_extra, tmp_path):
     on_a = verifier_for(shipped_extra, tmp_path, A, audience=["my-api"])
     assert on_a.verify(token(aud=["my-api", A])).authid == "alice"
-    assert on_a.verify(token(aud=A)).authid == "alice"  # the realm is an audience of its own
+    assert refused(on_a, token(aud=A)).reason is Reason.INVALID_AUDIENCE  # the configured audience is still required
     assert refused(on_a, token(aud="my-api")).reason is Reason.WRONG_REALM
+
+
+def test_a_token_that_names_two_realms_of_the_node_is_refused_on_both(shipped_extra, tmp_path):
+    both = token(aud=[A, B])
+    for realm in (A, B):
+        rejection = refused(verifier_for(shipped_extra, tmp_path, realm), both)
+        assert rejection.reason is Reason.WRONG_REALM
+        assert "a token is for one realm" in rejection.detail
+    # another audience beside the realm is no other realm of this node
+    assert verifier_for(shipped_extra, tmp_path, A).verify(token(aud=[A, "tenant-z"])).authid == "alice"
 
 
 def test_the_operator_may_bind_by_a_claim_of_their_own(shipped_extra, tmp_path):
