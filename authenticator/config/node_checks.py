@@ -25,7 +25,6 @@ from authenticator.contract import (
     COMPONENT_CLASS,
     PRESENCE_TOPIC_PREFIX,
 )
-from authenticator.core import redis_url
 
 # What the component's static role must allow besides registering its procedures: presence tracks
 # subscriptions from Crossbar's meta events and publishes join/leave events (docs/recovery.md#presence).
@@ -122,8 +121,8 @@ def _realms_problems(config: Mapping) -> Iterable[Problem]:
         if location in stores:
             yield Problem(f"{where}.extra.store", (
                 f"realm {realm!r} shares its token store ({location}) with realm {stores[location]!r}: a revocation "
-                "or a used token of one would count in the other; give each realm its own (another SQLite file, or "
-                "another Redis database number: redis://host:6379/1)"
+                "or a used token of one would count in the other; give each realm its own SQLite file (or use Redis, "
+                "which realms may share: their keys are kept apart)"
             ))  # fmt: skip
         stores[location] = realm
     # Settings of the router worker, not of a realm: every realm's component must say the same.
@@ -174,10 +173,10 @@ WORKER_WIDE = {
 
 
 def _store_location(store: Mapping) -> str | None:
-    """Where a component's token store is (a Redis URL without its password; a SQLite file name)."""
-    url = store.get("redis_url")
-    if isinstance(url, str) and url:
-        return redis_url.database(url)
+    """The SQLite file of a component's token store; None for Redis, which realms may share: on a
+    node with several realms every key, stream and channel carries the realm (core/redis_url.realm_namespace)."""
+    if store.get("redis_url"):
+        return None
     name = store.get("sqlite", "tokens.sqlite")
     return f"sqlite {name}" if isinstance(name, str) else None
 

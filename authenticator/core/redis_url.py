@@ -26,17 +26,16 @@ def holds_secret(url: str) -> bool:
     return any(name.lower() == "password" for name, _value in parse_qsl(parts.query, keep_blank_values=True))
 
 
-def database(url: str) -> str:
-    """The Redis database a URL names, as one comparable text: scheme, host, port (6379 when not
-    given) and database number (0 when not given; a ``db`` query parameter counts), no password."""
-    parts = urlsplit(url)
-    if parts.scheme == "unix":
-        db = dict(parse_qsl(parts.query)).get("db", "0")
-        return f"unix://{parts.path} db {db}"
-    host = (parts.hostname or "localhost").lower()
-    try:
-        port = parts.port or 6379
-    except ValueError:
-        port = parts.netloc.rpartition(":")[2]
-    db = parts.path.strip("/") or dict(parse_qsl(parts.query)).get("db", "0")
-    return f"{parts.scheme}://{host}:{port} db {db}"
+def realm_namespace(claim_rules) -> str:
+    """What every Redis key, stream and channel of a realm carries after "crossbar-jwt:" on a node
+    with several realms ("" with one: the keys of a single-realm deployment do not change). Realms
+    may then share one Redis database. Names outside [A-Za-z0-9_.-] (a brace would change a key's
+    hash tag) are written as a digest."""
+    realm = claim_rules.realm
+    if realm is None or len(set(claim_rules.node_realms)) < 2:
+        return ""
+    if not realm or any(not (c.isascii() and (c.isalnum() or c in "_.-")) for c in realm):
+        import hashlib
+
+        realm = "h-" + hashlib.sha256(realm.encode("utf-8", "surrogatepass")).hexdigest()[:24]
+    return f"realm:{realm}:"

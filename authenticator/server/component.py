@@ -31,6 +31,7 @@ from authenticator.config.node_config import (
 from authenticator.config.settings import ConfigError, load_settings
 from authenticator.config.stop import stop_for_configuration
 from authenticator.contract import AUTHENTICATE, AUTHENTICATE_HEADERS, AUTHORIZE, HISTORY, PRESENCE, REFRESH, REVOKE
+from authenticator.core import redis_url
 from authenticator.core.carriers import token_from_headers
 from authenticator.core.logtext import clip
 from authenticator.core.peer_address import session_peer
@@ -102,7 +103,8 @@ class AuthenticatorComponent(ApplicationSession):
             for line in deprecated_path_lines(self._node, self._node_config):
                 self.log.warn("authenticator: {line}", line=line)
         try:
-            self.store = open_store(self.settings.store, leeway_seconds=self.settings.claims.leeway_seconds)
+            self.store = open_store(self.settings.store, leeway_seconds=self.settings.claims.leeway_seconds,
+                                    namespace=redis_url.realm_namespace(self.settings.claims))  # fmt: skip
         except StoreUnavailable as error:
             stop_for_configuration([f"{where}: 'store': {error}"])
         guard.apply("hello-timeout", install_hello_timeout, self.settings.limits.hello_timeout_seconds)

@@ -78,11 +78,12 @@ class History:
         if redis_url:
             import redis
 
+            from authenticator.core.redis_url import realm_namespace
             from authenticator.server.redis_history import RedisHistory
 
             timeout = settings.store.timeout_seconds
             client = redis.Redis.from_url(redis_url, socket_timeout=timeout, socket_connect_timeout=timeout)
-            self.store = RedisHistory(client, clock=time.time)
+            self.store = RedisHistory(client, clock=time.time, namespace=realm_namespace(settings.claims))
             self._errors = (redis.RedisError, OSError)
             self._writer = ThreadPool(minthreads=1, maxthreads=1, name="authenticator-history")
             # Reads on threads of their own: a slow Redis never holds the logins' store threads.

@@ -60,7 +60,8 @@ class Presence:
             )
             self._where = redis_url.shown(settings.store.redis_url)  # never log a password (userinfo or query)
             self.shared = RedisPresence(self._client_factory(), node=secrets.token_hex(8), ttl_seconds=self._ttl,
-                                        channel=events_channel(settings.claims.realm))  # fmt: skip
+                                        channel=events_channel(settings.claims.realm),
+                                        namespace=redis_url.realm_namespace(settings.claims))  # fmt: skip
             self._errors = (redis.RedisError, OSError)
             self._refresh = task.LoopingCall(self._refresh_entries)
             self._refresh.clock = clock

@@ -65,9 +65,9 @@ return {epoch, top, entries}
 """
 
 
-def _keys(topic: str) -> list[str]:
+def _keys(topic: str, prefix: str = KEY_PREFIX) -> list[str]:
     tag = hashlib.sha256(topic.encode("utf-8", "surrogatepass")).hexdigest()[:32]
-    return [f"{KEY_PREFIX}{{{tag}}}:meta", f"{KEY_PREFIX}{{{tag}}}:events"]
+    return [f"{prefix}{{{tag}}}:meta", f"{prefix}{{{tag}}}:events"]
 
 
 def _new_epoch() -> str:
@@ -75,8 +75,10 @@ def _new_epoch() -> str:
 
 
 class RedisHistory:
-    def __init__(self, client, clock, new_epoch=_new_epoch) -> None:
+    def __init__(self, client, clock, new_epoch=_new_epoch, namespace: str = "") -> None:
+        """namespace: the realm's part of every key on a node with several realms (core/redis_url.realm_namespace)."""
         self._redis, self._clock, self._new_epoch = client, clock, new_epoch
+        self._prefix = KEY_PREFIX.replace("crossbar-jwt:", "crossbar-jwt:" + namespace, 1)
         self._append = client.register_script(_APPEND)
         self._read = client.register_script(_READ)
 
@@ -85,7 +87,7 @@ class RedisHistory:
         event = json.dumps({"args": list(args or ()), "kwargs": dict(kwargs or {}), "publisher": publisher_authid},
                            separators=(",", ":"))  # fmt: skip
         epoch, top = self._append(
-            keys=_keys(topic),
+            keys=_keys(topic, self._prefix),
             args=[size, _ms(ttl_seconds), self._new_epoch(), round(self._clock() * 1000), event, META_TTL_FACTOR],
         )
         return Position(int(top), _text(epoch))
@@ -97,7 +99,7 @@ class RedisHistory:
             raise ValueError(f"limit must be from 1 to {MAX_LIMIT}")
         first_wanted = -1 if since is None else since.offset + 1
         epoch, top, entries = self._read(
-            keys=_keys(topic),
+            keys=_keys(topic, self._prefix),
             args=[first_wanted, limit, self._new_epoch(), _ms(ttl_seconds) * META_TTL_FACTOR],
         )
         epoch, top = _text(epoch), int(top)

@@ -86,7 +86,8 @@ def open_idempotency(settings: Settings) -> MemoryIdempotency | RedisIdempotency
     if settings.store.redis_url:
         return RedisIdempotency.from_url(settings.store.redis_url, timeout_seconds=settings.store.timeout_seconds,
                                          window_seconds=publish.idempotency_window_seconds,
-                                         max_keys=publish.idempotency_max_keys)  # fmt: skip
+                                         max_keys=publish.idempotency_max_keys,
+                                         namespace=redis_url.realm_namespace(settings.claims))  # fmt: skip
     return MemoryIdempotency(window_seconds=publish.idempotency_window_seconds, max_keys=publish.idempotency_max_keys)
 
 
@@ -95,9 +96,13 @@ class RedisIdempotency:
 
     def __init__(
         self, client, *, window_seconds: float, url_shown: str, max_keys: int = DEFAULT_MAX_KEYS,
-        pending_seconds: float = PENDING_SECONDS, clock: Callable[[], float] = time.time,
+        pending_seconds: float = PENDING_SECONDS, clock: Callable[[], float] = time.time, namespace: str = "",
     ) -> None:  # fmt: skip
         import redis
+
+        # Several realms: each its own keys and budget (core/redis_url.realm_namespace).
+        self._key_prefix = KEY_PREFIX.replace("crossbar-jwt:", "crossbar-jwt:" + namespace, 1)
+        self._budget_prefix = BUDGET_PREFIX.replace("crossbar-jwt:", "crossbar-jwt:" + namespace, 1)
 
         self._redis, self.window_seconds, self._url_shown = client, window_seconds, url_shown
         self.max_keys, self._clock = max_keys, clock
@@ -108,24 +113,26 @@ class RedisIdempotency:
         self._finish = client.register_script(_FINISH)
 
     @classmethod
-    def from_url(cls, url: str, *, timeout_seconds: float, window_seconds: float, max_keys: int) -> RedisIdempotency:
+    def from_url(cls, url: str, *, timeout_seconds: float, window_seconds: float, max_keys: int,
+                 namespace: str = "") -> RedisIdempotency:  # fmt: skip
         import redis
         from redis.backoff import NoBackoff
         from redis.retry import Retry
 
         client = redis.Redis.from_url(url, socket_timeout=timeout_seconds, socket_connect_timeout=timeout_seconds,
                                       retry=Retry(NoBackoff(), 0))  # fmt: skip
-        return cls(client, window_seconds=window_seconds, url_shown=redis_url.shown(url), max_keys=max_keys)
+        return cls(client, window_seconds=window_seconds, url_shown=redis_url.shown(url), max_keys=max_keys,
+                   namespace=namespace)  # fmt: skip
 
     def reserve(self, requests) -> list[Claim]:
         requests = list(requests)
         owners = [secrets.token_hex(8) for _ in requests]
         # The period (window-long) this reservation counts in; the counter outlives it by a window.
-        budget = f"{BUDGET_PREFIX}{int(self._clock() * 1000) // self._window_ms}"
+        budget = f"{self._budget_prefix}{int(self._clock() * 1000) // self._window_ms}"
         try:
             pipe = self._redis.pipeline(transaction=False)
             for (name, bound_to), owner in zip(requests, owners, strict=True):
-                self._reserve(keys=[_key(name), budget], client=pipe, args=[
+                self._reserve(keys=[_key(name, self._key_prefix), budget], client=pipe, args=[
                     _pending(owner, bound_to), self._pending_ms, 2 * self._window_ms, self.max_keys,
                 ])  # fmt: skip
             found = pipe.execute()
@@ -152,7 +159,7 @@ class RedisIdempotency:
         try:
             pipe = self._redis.pipeline(transaction=False)
             for name, reserved, new, ttl_ms in changes:
-                self._finish(keys=[_key(name)], args=[reserved, new, ttl_ms], client=pipe)
+                self._finish(keys=[_key(name, self._key_prefix)], args=[reserved, new, ttl_ms], client=pipe)
             pipe.execute()
         except self._errors as error:
             raise KeysUnavailable(f"Redis idempotency store at {self._url_shown}: {type(error).__name__}") from error
@@ -161,8 +168,8 @@ class RedisIdempotency:
         self._redis.close()
 
 
-def _key(name: bytes) -> str:
-    return KEY_PREFIX + name.hex()
+def _key(name: bytes, prefix: str = KEY_PREFIX) -> str:
+    return prefix + name.hex()
 
 
 def _pending(owner: str, bound_to: bytes) -> str:

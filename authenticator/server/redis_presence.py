@@ -36,6 +36,8 @@ def events_channel(realm: str | None) -> str:
     """A realm's channel: Redis pub/sub ignores the database number, so two realms that keep their
     state in two databases of one server would otherwise hear each other's joins and leaves."""
     return f"{EVENTS_CHANNEL}:{realm}" if realm else EVENTS_CHANNEL
+
+
 # Stale entries one script drops (a read leaves the others out anyway, the next script drops them).
 CLEAN_LIMIT = 1000
 KEY_TTL_FACTOR = 2  # the keys of a topic outlive its last change by twice the TTL
@@ -106,14 +108,16 @@ return authids
 )
 
 
-def keys(topic: str) -> list[str]:
+def keys(topic: str, prefix: str = KEY_PREFIX) -> list[str]:
     tag = hashlib.sha256(topic.encode("utf-8", "surrogatepass")).hexdigest()[:32]
-    return [f"{KEY_PREFIX}{{{tag}}}:{name}" for name in ("members", "expiry", "counts")]
+    return [f"{prefix}{{{tag}}}:{name}" for name in ("members", "expiry", "counts")]
 
 
 class RedisPresence:
-    def __init__(self, client, *, node: str, ttl_seconds: float, channel: str = EVENTS_CHANNEL) -> None:
+    def __init__(self, client, *, node: str, ttl_seconds: float, channel: str = EVENTS_CHANNEL,
+                 namespace: str = "") -> None:  # fmt: skip
         self._redis, self.node, self._ttl_ms = client, node, int(ttl_seconds * 1000)
+        self._prefix = KEY_PREFIX.replace("crossbar-jwt:", "crossbar-jwt:" + namespace, 1)  # the realm's keys
         self._channel = channel
         self._add = client.register_script(_ADD)
         self._remove = client.register_script(_REMOVE)
@@ -130,14 +134,18 @@ class RedisPresence:
             topic = operation[1]
             common = [self._channel, topic, CLEAN_LIMIT, self.member(operation[2])]
             if operation[0] == "add":
-                self._add(keys=keys(topic), args=[*common, operation[3], self._ttl_ms, KEY_TTL_FACTOR], client=pipe)
+                self._add(
+                    keys=keys(topic, self._prefix),
+                    args=[*common, operation[3], self._ttl_ms, KEY_TTL_FACTOR],
+                    client=pipe,
+                )
             else:
-                self._remove(keys=keys(topic), args=common, client=pipe)
+                self._remove(keys=keys(topic, self._prefix), args=common, client=pipe)
         pipe.execute()
 
     def read(self, topic: str) -> list[str]:
         """The authid of each live member of topic (one per session, on any router)."""
-        found = self._read(keys=keys(topic), args=[self._channel, topic, CLEAN_LIMIT])
+        found = self._read(keys=keys(topic, self._prefix), args=[self._channel, topic, CLEAN_LIMIT])
         return [a.decode() if isinstance(a, bytes) else a for a in found]
 
 

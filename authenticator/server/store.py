@@ -61,12 +61,15 @@ class TokenStore(Protocol):
     def close(self) -> None: ...
 
 
-def open_store(spec: StoreSpec, *, leeway_seconds: float) -> GuardedStore:
+def open_store(spec: StoreSpec, *, leeway_seconds: float, namespace: str = "") -> GuardedStore:
     """The configured store behind its circuit breaker; `leeway_seconds` is the claim leeway the
-    verifier allows (claims.leeway_seconds), which every revocation by authid covers."""
+    verifier allows (claims.leeway_seconds), which every revocation by authid covers; `namespace`:
+    the realm's part of every Redis key (core/redis_url.realm_namespace)."""
     if spec.redis_url:
         return GuardedStore(
-            RedisStore(spec.redis_url, timeout_seconds=spec.timeout_seconds, leeway_seconds=leeway_seconds)
+            RedisStore(
+                spec.redis_url, timeout_seconds=spec.timeout_seconds, leeway_seconds=leeway_seconds, namespace=namespace
+            )  # fmt: skip
         )
     assert spec.sqlite_path is not None
     return GuardedStore(
@@ -337,8 +340,13 @@ class RedisStore:
     def revoked(self, *, authid, jti, issued_at, now):
         raise NotImplementedError("RedisStore answers revocations through admit, on the I/O thread")
 
-    def __init__(self, url: str, *, timeout_seconds: float = 1.0, leeway_seconds: float = 0.0) -> None:
+    def __init__(self, url: str, *, timeout_seconds: float = 1.0, leeway_seconds: float = 0.0,
+                 namespace: str = "") -> None:  # fmt: skip
         import redis  # only deployments that configure Redis need the client
+
+        # Several realms: each its own keys and stream (one Redis may serve them all).
+        self.PREFIX = RedisStore.PREFIX + namespace
+        self.STREAM = self.PREFIX + "revocations"
         from redis.backoff import NoBackoff
         from redis.retry import Retry
 

@@ -3,7 +3,8 @@ authenticator component per realm (its own keys, claim rules, policy and token s
 bound to its realm by `aud` (docs/configuration.md#several-realms).
 
 Both realms share one HMAC secret (the hard case: the signature alone cannot tell the realms
-apart) and each has a JWKS of its own."""
+apart) and one Redis database (revocations, single use, history, presence and idempotency keys:
+every key, stream and channel carries the realm), and each has a JWKS of its own."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from twisted.internet import threads
 from tests.conftest import DEPLOYMENTS
 from tests.router.test_metrics import scrape, value
 from tests.support.keys import JwksServer, new_private_key, public_jwk
+from tests.support.redis_server import RedisServer
 from tests.support.router import RouterProcess
 from tests.support.tokens import TEST_SECRET, mint, unique
 from tests.support.wamp import Inbox, connect, refusal, wamp_error
@@ -31,7 +33,7 @@ NOT_AUTHORIZED = "wamp.error.not_authorized"
 ONLY_IN_B = "app.tenant."  # realm B's users may subscribe here; realm A's policy has no such rule
 
 
-def two_realms(jwks: dict[str, JwksServer]):
+def two_realms(jwks: dict[str, JwksServer], redis_url: str):
     """The shipped config with realm1 replaced by realms A and B, each with its own component."""
 
     def configure(config):
@@ -48,7 +50,7 @@ def two_realms(jwks: dict[str, JwksServer]):
                 {"algorithms": ["HS256"], "secret_env": "JWT_SECRET"},  # the same secret in both realms
                 {"jwks_url": jwks[name].url, "algorithms": ["RS256"], "min_refetch_seconds": 0.1},
             ]
-            extra["store"] = {"sqlite": f"tokens-{name}.sqlite"}
+            extra["store"] = {"redis_url": redis_url}  # one database for both realms
             if name == B:
                 extra.pop("issuer", None)  # the demo issuer mints for realm A
                 user = next(r for r in extra["policy"]["roles"] if r["name"] == "user")
@@ -61,14 +63,22 @@ def two_realms(jwks: dict[str, JwksServer]):
     return configure
 
 
+@pytest.fixture(scope="module")
+def redis_server(tmp_path_factory):
+    server = RedisServer(tmp_path_factory.mktemp("realms-redis")).start()
+    yield server
+    server.stop()
+
+
 @pytest.fixture(scope="module", params=list(DEPLOYMENTS))
-def tenants(request, tmp_path_factory):
+def tenants(request, tmp_path_factory, redis_server):
     jwks = {A: JwksServer(), B: JwksServer()}
     keys = {A: new_private_key("rsa"), B: new_private_key("rsa")}
     for name in (A, B):
         jwks[name].keys = [public_jwk(keys[name], f"{name}-1")]
     node = RouterProcess(tmp_path_factory.mktemp(f"realms-{request.param}"), env={"JWT_SECRET": TEST_SECRET},
-                         edit_config=two_realms(jwks), proxies=DEPLOYMENTS[request.param]).start()  # fmt: skip
+                         edit_config=two_realms(jwks, redis_server.url),
+                         proxies=DEPLOYMENTS[request.param]).start()  # fmt: skip
     node.jwks, node.keys = jwks, keys
     yield node
     assert node.stop() == 0, node.log()[-3000:]
@@ -179,8 +189,10 @@ async def test_a_realms_jwks_rotation_does_not_reach_the_other_realm(tenants):
     assert (await refusal(tenants.url, old, realm=A)).reason == "authenticator.error.unknown_key"
 
 
-async def post(node, body: dict, token: str) -> tuple[int, dict]:
+async def post(node, body: dict, token: str, key: str | None = None) -> tuple[int, dict]:
     headers = {"Content-Type": ["application/json"], "Authorization": [f"Bearer {token}"]}
+    if key is not None:
+        headers["Idempotency-Key"] = [key]
     response = await treq.post(f"http://127.0.0.1:{node.port}/publish", data=json.dumps(body).encode(),
                                headers=headers, timeout=10)  # fmt: skip
     return response.code, json.loads(await response.text())
@@ -270,3 +282,32 @@ async def test_history_is_kept_per_realm(tenants):
         finally:
             reader.leave()
         assert [e["args"] for e in kept["events"]] == [[f"in {realm}"]]
+
+
+@pytest_twisted.ensureDeferred
+async def test_presence_and_idempotency_keys_are_per_realm_in_one_redis(tenants):
+    topic = f"app.chat.{unique('room')}"
+    watcher = await connect(tenants.url, token_for(A, unique("watcher")), realm=A)
+    clients = [watcher]
+    try:
+        events = Inbox()
+        await watcher.subscribe(lambda event, authid: events((event, authid)), f"authenticator.presence.{topic}")
+        other = await connect(tenants.url, token_for(B, unique("bea")), realm=B)  # realm B, the same topic
+        clients.append(other)
+        await other.subscribe(Inbox(), topic)
+        marker = await connect(tenants.url, token_for(A, unique("ann")), realm=A)
+        clients.append(marker)
+        await marker.subscribe(Inbox(), topic)
+        # A's feed hears A's join, and never B's, which came first
+        assert (await events.next())[0] == (("join", marker.details.authid),)
+        answer = await watcher.call("authenticator.presence", topic)
+        assert answer["authids"] == [marker.details.authid]
+        # one Idempotency-Key in both realms: two publications, neither a replay of the other's
+        key = unique("order-")
+        for realm in (A, B):
+            backend = token_for(realm, "app", ["backend"])
+            status, answer = await post(tenants, {"topic": topic, "args": [realm]}, backend, key=key)
+            assert status == 200 and "id" in answer, (realm, answer)
+    finally:
+        for client in clients:
+            client.leave()
