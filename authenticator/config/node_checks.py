@@ -25,6 +25,7 @@ from authenticator.contract import (
     COMPONENT_CLASS,
     PRESENCE_TOPIC_PREFIX,
 )
+from authenticator.core.settings import DEFAULT_HELLO_TIMEOUT_SECONDS
 
 # What the component's static role must allow besides registering its procedures: presence tracks
 # subscriptions from Crossbar's meta events and publishes join/leave events (docs/recovery.md#presence).
@@ -167,7 +168,9 @@ def _realms_problems(config: Mapping) -> Iterable[Problem]:
 
 # Component settings that act on the whole router worker (its transports), whichever realm says them.
 WORKER_WIDE = {
-    "'limits.hello_timeout_seconds'": lambda extra: (extra.get("limits") or {}).get("hello_timeout_seconds"),
+    "'limits.hello_timeout_seconds'": lambda extra: (extra.get("limits") or {}).get(
+        "hello_timeout_seconds", DEFAULT_HELLO_TIMEOUT_SECONDS
+    ),  # the value in effect: the default when not set
     "'trusted_proxies'": lambda extra: sorted(extra.get("trusted_proxies") or []),
 }
 

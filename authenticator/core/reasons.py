@@ -73,7 +73,7 @@ class Reason(Enum):
     WRONG_REALM = (
         "wrong_realm",
         "The token was issued for another realm",
-        "Connect to the realm the token names, or mint a token for this realm.",
+        "Use a token minted for the one realm you join or publish to (its aud, or the router's realm claim, names it).",
     )
     LIFETIME_TOO_LONG = (
         "lifetime_too_long",

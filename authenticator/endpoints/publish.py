@@ -67,6 +67,10 @@ from authenticator.patches import body_limit
 # Crossbar hands a ``resource`` path nothing but its own extra, so the two meet here, in the one
 # router worker process they share.
 SERVICES: dict[str, HttpPublishing] = {}
+# Every realm of this router worker, with the claim that binds a token to it and the token bound:
+# filled by each realm's component as it is built (before any transport opens), so a realm whose
+# component has not joined yet is known to exist (503), not taken for another.
+REALMS: dict[str, tuple[str | None, int]] = {}
 RESOURCE_KEYS = ("realm", "max_body_bytes", "max_batch")
 BEARER_ADVICE = (
     "Send the JWT in an 'Authorization: Bearer <token>' header (a cookie is never taken here: a browser "
@@ -404,6 +408,8 @@ class PublishResource(BearerJsonResource):
             service = service.of(token)
             if isinstance(service, Rejected):
                 return RealmOfTheToken.refused(service, peer)
+            if isinstance(service, Answer):
+                return service
         return service.handle(token, body, peer, self.max_batch, headers.getRawHeaders(b"idempotency-key"))
 
     def token_refused(self, service, rejection: Rejected, peer: str) -> Answer:
@@ -433,22 +439,26 @@ class RealmOfTheToken:
     _log = None
 
     @staticmethod
-    def of(token: str | None) -> HttpPublishing | Rejected:
-        services = list(SERVICES.values())
-        if len(services) == 1:
-            return services[0]
+    def of(token: str | None) -> HttpPublishing | Rejected | Answer:
+        realms = {**REALMS, **{s.realm: (s._settings.claims.realm_claim, s._settings.max_token_bytes)
+                               for s in SERVICES.values()}}  # fmt: skip
+        if len(realms) == 1 and SERVICES:
+            return next(iter(SERVICES.values()))
         if token is None:  # refused without naming any realm (the realms of a router are not told to strangers)
             return Rejected(Reason.MISSING_TOKEN)
         named = [
-            s for s in services
-            if s._settings.claims.realm_claim
-            and s.realm in claimed_realms(token, s._settings.claims.realm_claim, s._settings.max_token_bytes)
-        ]  # fmt: skip
-        if len(named) == 1:
-            return named[0]
+            realm for realm, (claim, limit) in realms.items() if claim and realm in claimed_realms(token, claim, limit)
+        ]
         if not named:
             return Rejected(Reason.WRONG_REALM, "it names no realm this router serves (claims.realm_claim)")
-        return Rejected(Reason.WRONG_REALM, "it names several realms; publish with a token for one")
+        if len(named) > 1:
+            return Rejected(Reason.WRONG_REALM, "it names several realms; publish with a token for one")
+        service = SERVICES.get(named[0])
+        if service is None:  # its component has not joined (yet): retry, as for a router that is starting
+            metrics.HTTP_PUBLISHES.labels(metrics.NO_REALM, "unavailable", "none").inc()
+            message = "HTTP publishing on the token's realm is not ready: its authenticator has not joined it. Retry."
+            return Answer(503, {"error": "wamp.error.no_such_realm", "message": message}, {"Retry-After": "1"})
+        return service
 
     @classmethod
     def refused(cls, rejection: Rejected, peer: str) -> Answer:

@@ -38,6 +38,7 @@ from authenticator.core.peer_address import session_peer
 from authenticator.core.reasons import Reason, Rejected, as_rejection
 from authenticator.core.tokens import Identity, TokenVerifier
 from authenticator.endpoints import metrics
+from authenticator.endpoints.publish import REALMS as PUBLISH_REALMS
 from authenticator.endpoints.publish import HttpPublishing
 from authenticator.patches import body_limit
 from authenticator.patches.event_positions import install_history_tap
@@ -97,6 +98,14 @@ class AuthenticatorComponent(ApplicationSession):
         except Exception as error:  # noqa: BLE001 - a value of a type no check foresaw: still one line
             stop_for_configuration([f"{where}: unreadable ({type(error).__name__}: {clip(str(error), 300)})"])
         problems = unreadable or node_problems(self._node, self._node_config, self.settings, self.served_realm)
+        # POST /publish without a fixed realm: this realm exists from now on, joined or not.
+        PUBLISH_REALMS[self.served_realm] = (self.settings.claims.realm_claim, self.settings.max_token_bytes)
+        if self._node is None and self.settings.claims.realm_claim is None:
+            self.log.warn(
+                "authenticator: the node config could not be found, so whether this node serves several realms is "
+                "unknown: tokens are bound to realm {realm} only if claims.realm_claim is set (set it to \"aud\" on "
+                "a node with several realms)", realm=self.served_realm,
+            )  # fmt: skip
         if problems:
             stop_for_configuration(problems)
         if self._node is not None:  # 0.1's dotted paths: they work, this release only

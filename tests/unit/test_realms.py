@@ -265,3 +265,10 @@ def test_a_realm_authorized_by_the_authenticator_without_a_component_of_its_own_
     assert any("workers[0].realms[2]: realm 'tenant-c' has roles authorized by 'authenticator.authorize' "
                "(anonymous, " in line and 'add one with "realm": "tenant-c"' in line
                for line in lines), lines  # fmt: skip
+
+
+def test_the_worker_wide_check_compares_the_values_in_effect():
+    def default_spelled_out(router):
+        router["components"][1]["extra"].setdefault("limits", {})["hello_timeout_seconds"] = 10  # the default
+
+    assert messages(two_realm_node(default_spelled_out)) == []
