@@ -211,10 +211,22 @@ async def test_http_publishing_publishes_into_the_realm_the_token_names(tenants)
         assert (await inbox_b.next())[0] == ("for b",)
         assert (await post(tenants, {"topic": topic, "args": ["marker"]}, token_for(A, "app", ["backend"])))[0] == 200
         assert (await inbox_a.next())[0] == ("marker",)  # A's first event: B's publication never reached A
-        # a token that names no realm of this router is refused before any realm's service sees it
+        # a token that names no realm of this router is refused before any realm's service sees it,
+        # counted under realm "none"
+        before = await threads.deferToThread(scrape, tenants)
         status, answer = await post(tenants, {"topic": topic}, token_for("tenant-c", "app", ["backend"]))
         assert (status, answer["error"]) == (401, WRONG_REALM)
         assert "it names no realm this router serves" in answer["message"]
+        after = await threads.deferToThread(scrape, tenants)
+        refused = {"realm": "none", "outcome": "token_refused", "reason": "wrong_realm"}
+        http = "crossbar_jwt_http_publishes_total"
+        assert value(after, http, **refused) - value(before, http, **refused) == 1
+        # the realm a token names only chooses whose keys verify it: A's name with B's key is refused
+        forged = token_for(A, "app", ["backend"], algorithm="RS256", secret=tenants.keys[B], headers={"kid": f"{B}-1"})
+        status, answer = await post(tenants, {"topic": topic, "args": ["forged"]}, forged)
+        assert (status, answer["error"]) == (401, "authenticator.error.unknown_key")
+        await post(tenants, {"topic": topic, "args": ["marker 2"]}, token_for(A, "app", ["backend"]))
+        assert (await inbox_a.next())[0] == ("marker 2",)  # and nothing was published
         # without a token: refused, and no realm of the router is named to a stranger
         response = await treq.post(f"http://127.0.0.1:{tenants.port}/publish", data=b'{"topic": "app.chat.x"}',
                                    headers={"Content-Type": ["application/json"]}, timeout=10)  # fmt: skip
