@@ -2,6 +2,7 @@
 refuses — each problem one line at the top of the output, naming the file, the place and the fix,
 with no traceback."""
 
+import copy
 import json
 import os
 import stat
@@ -178,3 +179,19 @@ def test_a_short_secret_stops_the_start_and_says_how_to_make_a_good_one(tmp_path
     message = str(caught.value)
     assert "8 bytes; at least 32 are needed" in message and "secrets.token_urlsafe" in message
     assert "changeme" not in message
+
+
+def test_with_several_realms_a_bad_configuration_stops_the_start_naming_the_realm(tmp_path):
+    """Each realm's component is checked at start as the single one is; its lines name its realm."""
+    from tests.router.test_realms import A, B
+
+    def two_realms(config):
+        router = config["workers"][0]
+        realm, component = router["realms"][0], router["components"][0]
+        router["realms"] = [{**copy.deepcopy(realm), "name": name} for name in (A, B)]
+        router["components"] = [{**copy.deepcopy(component), "realm": name} for name in (A, B)]
+        router["components"][0]["extra"]["claims"]["realm_claim"] = None
+
+    (line,) = refused_start(tmp_path, two_realms)
+    assert (f"config.json: the authenticator component of realm '{A}': its extra: 'claims.realm_claim' cannot be "
+            f"null: this node serves the realms {A}, {B}") in line  # fmt: skip
