@@ -5,7 +5,7 @@
 // or a reload the page shows what it missed, once each and in order ("recovered N missed"). The
 // page keeps what its lists show in sessionStorage (its own data; the kit keeps its positions
 // there too), so a reload shows the earlier ones and the kit adds those it missed.
-import { connect, PRESENCE_PROCEDURE, PRESENCE_TOPIC_PREFIX } from "crossbar-jwt";
+import { connect, PRESENCE_PROCEDURE, PRESENCE_TOPIC_PREFIX, refreshDelay } from "crossbar-jwt";
 
 const $ = (id) => document.getElementById(id);
 const WS_URL = `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/ws`;
@@ -124,13 +124,16 @@ function applyPresence({ event, authid }) {
 
 // -- documents shared with me: each in a WAMP session of its own, with a grant token ---------------
 // The admin shares app.doc.<id> with one user for a while (POST /auth/shares). The demo issuer then
-// mints that user a grant token for it (GET /auth/shares/<id>/token): their authid and roles, a
-// `caps` claim naming that one topic (subscribe), and `exp` = the share's end. The page opens a
-// second session with it, only for the document: the router ends that session at the token's exp
-// (authenticator.error.expired), and the grant is gone with it. docs/authorization.md, "Demo:
-// sharing a document".
+// mints that user a grant token for it (GET /auth/shares/<id>/token): their authid, the one role
+// "document-reader" (none of their own rights), a `caps` claim naming that one topic (subscribe),
+// and a login token's short exp, never past the share's end. The page opens a second session with
+// it, only for the document, and refreshes that session with the next grant token before exp (the
+// same role and caps: the router accepts it). Once the share has ended the issuer mints none, and
+// the router ends the session at the last token's exp (authenticator.error.expired): the grant is
+// gone with it. docs/authorization.md, "Demo: sharing a document".
 const EXPIRED = "authenticator.error.expired";
-const documents = new Map(); // doc id -> {item, connection, state}
+const REFRESH = "authenticator.refresh";
+const documents = new Map(); // doc id -> {item, connection, state, exp, timer, refreshed}
 
 function documentEntry(doc) {
   let entry = documents.get(doc);
@@ -145,7 +148,7 @@ function documentEntry(doc) {
     messages.className = "log";
     item.append(title, " ", `app.doc.${doc}`, status, messages);
     $("documents").append(item);
-    entry = { item, connection: null, state: null };
+    entry = { item, connection: null, state: null, exp: null, timer: null, refreshed: 0 };
     documents.set(doc, entry);
   }
   return entry;
@@ -158,6 +161,47 @@ function showDocument(entry, state, text) {
 }
 
 const clock = (exp) => new Date(exp * 1000).toLocaleTimeString();
+const grantUrl = (doc) => `/auth/shares/${encodeURIComponent(doc)}/token`;
+
+function showOpen(entry, share, session) {
+  const refreshed = entry.refreshed ? `, grant token refreshed ${entry.refreshed}×` : "";
+  showDocument(entry, "open", `shared by ${share.by} until ${clock(share.exp)} (session ${session.id}${refreshed})`);
+  entry.item.dataset.session = String(session.id);
+  entry.item.dataset.refreshed = String(entry.refreshed);
+}
+
+// Before the grant token's exp: the next grant token, handed to authenticator.refresh. It carries
+// the same role and caps, so the router accepts it and the session goes on. The page stops when
+// the issuer answers 404 (the share has ended) or the next token would end no later than this one
+// (it ends with the share): the router then ends the session at that exp. A refresh the router
+// refuses stops it too; an issuer that does not answer is asked again a second later.
+function refreshGrant(entry, connection, share, delay) {
+  clearTimeout(entry.timer);
+  entry.timer = setTimeout(async () => {
+    const session = connection.session;
+    if (entry.connection !== connection || !session || !session.isOpen) return;
+    let next;
+    try {
+      const response = await fetch(grantUrl(share.doc), { credentials: "same-origin", cache: "no-store" });
+      next = await response.json();
+      if (response.status === 404) return; // the share has ended: no more grant tokens
+      if (!response.ok) throw new Error(next.error || `${grantUrl(share.doc)} answered ${response.status}`);
+    } catch {
+      if (entry.exp > Date.now() / 1000) refreshGrant(entry, connection, share, 1);
+      return;
+    }
+    if (entry.connection !== connection || !(next.exp > entry.exp)) return; // this token ends with the share
+    try {
+      const answer = await session.call(REFRESH, [next.token]);
+      entry.exp = answer.exp;
+      entry.refreshed += 1;
+      showOpen(entry, share, session);
+      refreshGrant(entry, connection, share, refreshDelay(answer.expires_in));
+    } catch {
+      // refused (say, by an older policy): the session ends at the current token's exp
+    }
+  }, delay * 1000);
+}
 
 // The live shares with me (GET /auth/shares): each one not open yet is opened. Called at login and
 // whenever a notification says something was shared with me.
@@ -182,16 +226,17 @@ async function openDocument(share, mine) {
   const entry = documentEntry(share.doc);
   if (entry.state === "opening" || entry.state === "open") return;
   showDocument(entry, "opening", `shared by ${share.by} until ${clock(share.exp)}: opening…`);
-  const response = await fetch(`/auth/shares/${encodeURIComponent(share.doc)}/token`,
-                               { credentials: "same-origin", cache: "no-store" });  // never kept by a cache
+  const response = await fetch(grantUrl(share.doc), { credentials: "same-origin", cache: "no-store" }); // never kept by a cache
   const grant = await response.json();
   if (mine !== generation) return;
   if (!response.ok) {
     showDocument(entry, "refused", grant.error || `/auth/shares answered ${response.status}`);
     return;
   }
-  // Plain AutobahnJS, not the kit: this session lives exactly as long as its grant token, with no
-  // refresh and no reconnect (a new token would have to come from a new share).
+  // Plain AutobahnJS, not the kit: this session lives as long as the share (refreshGrant) and is
+  // never reconnected (a new session would need a new share, or a reload while it lasts).
+  entry.exp = grant.exp;
+  entry.refreshed = 0;
   const connection = new autobahn.Connection({
     url: WS_URL, realm: "realm1", authmethods: ["ticket"], onchallenge: () => grant.token, max_retries: 0,
   });
@@ -206,7 +251,8 @@ async function openDocument(share, mine) {
         line.append(who, " ", String(text));
         entry.item.querySelector(".log").append(line);
       });
-      showDocument(entry, "open", `shared by ${share.by} until ${clock(grant.exp)} (session ${session.id})`);
+      showOpen(entry, share, session);
+      refreshGrant(entry, connection, share, refreshDelay(grant.expires_in));
     } catch (error) {
       showDocument(entry, "refused", `the router refused the subscription: ${error.error}. Ask the admin to share it again.`);
       connection.close();
@@ -215,8 +261,9 @@ async function openDocument(share, mine) {
   connection.onclose = (reason, details) => {
     if (entry.connection !== connection) return true;
     entry.connection = null;
+    clearTimeout(entry.timer);
     if (details && details.reason === EXPIRED) {
-      showDocument(entry, "expired", `grant expired at ${clock(grant.exp)}: the router ended its session `
+      showDocument(entry, "expired", `grant expired at ${clock(entry.exp)}: the router ended its session `
         + `(${EXPIRED}). Ask the admin to share the document again.`);
     } else if (entry.state !== "refused") {
       const why = details && details.reason ? `${details.reason}: ${details.message || ""}` : reason;
@@ -232,6 +279,7 @@ function closeDocuments() {
   for (const entry of documents.values()) {
     const connection = entry.connection;
     entry.connection = null;
+    clearTimeout(entry.timer);
     if (connection && connection.isOpen) connection.close();
   }
   documents.clear();

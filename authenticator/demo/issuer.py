@@ -12,8 +12,10 @@ configuration as the authenticator.
     POST /auth/shares  {"doc", "user", "seconds"} (admins): share the document channel app.doc.<doc>
                        with one user for a while (authenticator/demo/shares.py)
     GET  /auth/shares  -> {"shares", "min_seconds", "max_seconds"}: the live shares with the logged-in user
-    GET  /auth/shares/<doc>/token -> {"token", "exp", "topic"}: a grant token for a live share: the
-                       user's authid and roles, `caps` naming the document's topic, `exp` = the share's end
+    GET  /auth/shares/<doc>/token -> {"token", "exp", "expires_in", "topic"}: a grant token for a live
+                       share: the user's authid, the one role "document-reader", `caps` naming the
+                       document's topic, `exp` as a login token's but never past the share's end
+                       (the page refreshes its document session with the next one; 404 once it ended)
 
 It runs inside the router worker: whatever it parses or computes is the router's to pay. A body
 over `max_body_bytes` is answered 413 unread (the app declares the bound to
@@ -53,7 +55,14 @@ from authenticator.config.node_config import (
 from authenticator.config.settings import load_issuer_settings, load_settings
 from authenticator.core.json_guard import nesting_exceeds
 from authenticator.core.minting import realm_binding, user_claims
-from authenticator.demo.shares import DOC_ID, SEND_SHARE, ShareBook, ShareRefused, read_share_request
+from authenticator.demo.shares import (
+    DOC_ID,
+    GRANT_ROLE,
+    SEND_SHARE,
+    ShareBook,
+    ShareRefused,
+    read_share_request,
+)
 
 # Checked against when a username is unknown, so both paths cost one hash check (no user probing).
 _DUMMY_HASH = "scrypt:32768:8:1$0000000000000000$" + "0" * 128
@@ -317,20 +326,26 @@ def create_app(cbdir: Path, config_file: Path | None = None) -> Flask:
 
     @app.get("/shares/<doc>/token")
     def grant_token(doc: str):
-        """The logged-in user's grant token for a live share: `caps` names the document's topic only,
-        and the token ends with the share (the router ends the session that uses it then)."""
+        """The logged-in user's grant token for a live share: the role GRANT_ROLE only (never the
+        user's roles: the token opens that document, not a login), `caps` naming the document's
+        topic only, and a login token's short life, never past the share's end. The page fetches
+        the next one before exp and refreshes its session with it (the same roles and caps, so the
+        router accepts it); once the share has ended this answers 404, the page stops refreshing,
+        and the router ends the session at the last token's exp. Minted tokens stay valid until
+        their exp: a shorter life is what bounds a share that is not renewed."""
         authid = logged_in()
         if authid is None:
             return jsonify(error="Not logged in: POST /auth/login first."), 401
         share = shares.find(doc, authid) if DOC_ID.fullmatch(doc) else None
-        left = share.exp - int(time.time()) if share else 0
-        if share is None or left < 1:
+        now = time.time()
+        exp = share.grant_exp(ttl, now) if share else None
+        if exp is None:
             return jsonify(error="No live share of this document with you: it has ended or was never shared. "
                                  "Ask the admin to share it (again)."), 404  # fmt: skip
-        claims = {**user_claims(authid, users[authid]["roles"], left), **for_realm}
-        claims["exp"] = share.exp
+        claims = {**user_claims(authid, [GRANT_ROLE], ttl, now=now), **for_realm}
+        claims["exp"] = exp
         claims[caps_claim] = share.caps()
-        answer = jsonify(token=key.sign(claims), exp=share.exp, topic=share.topic)
+        answer = jsonify(token=key.sign(claims), exp=exp, expires_in=round(exp - now, 3), topic=share.topic)
         answer.headers["Cache-Control"] = "no-store"
         return answer
 

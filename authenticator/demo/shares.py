@@ -3,10 +3,13 @@ the demo issuer mints that user a *grant token* for it (Mercure's model: the tok
 may read). Pure: the clock is injected; the issuer (authenticator/demo/issuer.py) serves it.
 
 A share is (document id, user, end). It names one topic, ``app.doc.<id>``; the grant token the
-issuer mints for it carries ``caps`` naming exactly that topic, and its ``exp`` is the share's end,
-so the router ends the session that uses it when the share ends (docs/authorization.md, "Demo:
-sharing a document"). The book holds at most ``max_shares`` live shares (memory of the router
-worker, which hosts the issuer); ended ones are dropped as the book is used.
+issuer mints for it carries the user's authid, the one role ``GRANT_ROLE`` (never the user's own
+roles) and ``caps`` naming exactly that topic, and it lives as long as a login token (the issuer's
+``token_ttl_seconds``), never past the share's end. The page refreshes the session with a new grant
+token while the share lasts; once it has ended the issuer mints none, and the router ends the
+session at the last token's ``exp`` (docs/authorization.md, "Demo: sharing a document"). The book
+holds at most ``max_shares`` live shares (memory of the router worker, which hosts the issuer);
+ended ones are dropped as the book is used.
 """
 
 from __future__ import annotations
@@ -19,6 +22,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 DOC_TOPIC_PREFIX = "app.doc."
+# The only role a grant token carries. The shipped policy gives it nothing but a grantable rule on
+# app.doc. (subscribe) and authenticator.refresh: a grant token that leaked, or a page that misused
+# its session, reaches the one document its caps name and nothing of its user's rights (chat,
+# notifications, an admin's revoke). Carrying the user's roles instead would make it a login token.
+GRANT_ROLE = "document-reader"
 # A document id is one URI component: lower-case letters, digits, "_" and "-", at most 32.
 DOC_ID = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}")
 SEND_SHARE = 'Send {"doc": "42", "user": "alice", "seconds": 300} as JSON.'
@@ -39,7 +47,7 @@ class Share:
     doc: str
     user: str
     by: str
-    exp: int  # the share's end, seconds since the epoch: the grant token's exp
+    exp: int  # the share's end, seconds since the epoch: no grant token for it outlives it
 
     @property
     def topic(self) -> str:
@@ -48,6 +56,12 @@ class Share:
     def caps(self) -> list[dict]:
         """The grant a token for this share carries: the document's topic, to subscribe, nothing more."""
         return [{"uri": self.topic, "match": "exact", "allow": ["subscribe"]}]
+
+    def grant_exp(self, ttl: int, now: float) -> int | None:
+        """The exp of a grant token for this share minted at `now`: `ttl` seconds away (the issuer's
+        token_ttl_seconds, as a login token), never past the share's end; None once it has ended."""
+        exp = min(int(now) + ttl, self.exp)
+        return exp if exp > now else None
 
     def as_json(self) -> dict:
         return {"doc": self.doc, "user": self.user, "by": self.by, "topic": self.topic, "exp": self.exp}

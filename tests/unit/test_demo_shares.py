@@ -1,9 +1,13 @@
 """The demo issuer's document shares (authenticator/demo/shares.py): a share is one document for one
 user until its end, the book is bounded, and a request is checked before anything is kept."""
 
+import json
+
 import pytest
 
-from authenticator.demo.shares import ShareBook, ShareRefused, read_share_request
+from authenticator.core.policy import load_policy
+from authenticator.demo.shares import GRANT_ROLE, ShareBook, ShareRefused, read_share_request
+from tests.support.router import REPO
 
 USERS = {"alice": {}, "bob": {}, "root": {}}
 
@@ -24,6 +28,23 @@ def test_a_share_is_for_its_user_only_and_grants_exactly_the_documents_topic_to_
     assert book.find("42", "alice") == share and book.live_for("alice") == [share]
     assert book.find("42", "bob") is None and book.live_for("bob") == []
     assert book.find("43", "alice") is None
+
+
+def test_a_grant_token_lives_a_login_tokens_life_and_never_past_the_shares_end():
+    clock = Clock()
+    share = ShareBook(10, clock).add("42", "alice", "root", 300)
+    assert share.grant_exp(60, clock.now) == 1_000_060  # the issuer's token_ttl_seconds, not the share's 300 s
+    assert share.grant_exp(60, clock.now + 270.5) == 1_000_300  # the last one ends with the share
+    assert share.grant_exp(60, clock.now + 300) is None  # ended: none
+
+
+def test_a_grant_token_carries_the_minimal_role_the_shipped_policy_defines_with_no_rights_of_its_own():
+    extra = json.loads((REPO / ".crossbar" / "config.json").read_text())["workers"][0]["components"][0]["extra"]
+    policy = load_policy(extra["policy"], anonymous_role=extra["anonymous_role"])
+    assert GRANT_ROLE == "document-reader" and policy.closure(GRANT_ROLE) == {GRANT_ROLE}  # inherits nothing
+    for action, uri in (("subscribe", "app.chat.lobby"), ("subscribe", "app.public.x"), ("subscribe", "app.doc.42"),
+                        ("subscribe", "app.user.alice.notifications"), ("publish", "app.doc.42")):  # fmt: skip
+        assert not policy.decide(authrole=GRANT_ROLE, authid="alice", action=action, uri=uri).allow, (action, uri)
 
 
 def test_a_share_ends_at_its_end():

@@ -2,6 +2,7 @@
 the page refreshes its token before exp, and reconnects by itself with fresh tokens after an
 expiry it could not refresh and after router restarts."""
 
+import re
 import time
 
 import pytest
@@ -14,7 +15,7 @@ PASSWORDS = {"alice": "alice-demo-password", "bob": "bob-demo-password", "root":
 
 @pytest.fixture(scope="module")
 def router(tmp_path_factory):
-    node = web_router(tmp_path_factory.mktemp("web"), share_min_seconds=1)  # a document shared for seconds
+    node = web_router(tmp_path_factory.mktemp("web"))
     yield node
     node.stop()
 
@@ -115,26 +116,38 @@ def test_logging_in_prints_no_auto_reconnect_disabled_warning(router, open_page)
     assert not [line for line in page.console if "auto-reconnect disabled" in line], page.console
 
 
-# Before the revocation test: bob's revocation covers his tokens minted in the next seconds.
-def test_the_admin_shares_a_document_with_alice_and_her_grant_ends_with_its_token(router, open_page):
-    """Root shares app.doc.<id> with alice for 9 s: alice's page fetches a grant token (caps: that
-    topic) and opens a session of its own for it; root writes, alice reads; bob (same role) sees
-    nothing and may not subscribe; at the token's exp the router ends the grant's session and the
-    page says so, while alice's own session goes on."""
+@pytest.fixture
+def sharing_router(tmp_path):
+    """A router whose issuer mints 5-second tokens (logins and grants) and shares documents for seconds."""
+    node = web_router(tmp_path, token_ttl_seconds=5, share_min_seconds=1)
+    yield node
+    node.stop()
+
+
+def test_the_admin_shares_a_document_with_alice_and_her_grant_ends_with_its_token(sharing_router, open_page):
+    """Root shares app.doc.<id> with alice for 15 s: alice's page fetches a grant token (role
+    document-reader, caps: that topic, a 5 s life) and opens a session of its own for it, which it
+    refreshes with the next grant token while the share lasts; root writes, alice reads; bob (same
+    role) sees nothing and may not subscribe; once the share has ended the router ends the grant's
+    session at the last token's exp, the share's end, and the page says so, while alice's own
+    session goes on."""
+    router = sharing_router
     alice, bob, root = open_page(router), open_page(router), open_page(router)
     for page, name in ((alice, "alice"), (bob, "bob"), (root, "root")):
         log_in(page, name)
-    doc = f"plan-{time.monotonic_ns()}"  # the router and its share book outlive a test
+    doc = f"plan-{time.monotonic_ns()}"
     own_session = session_id(alice)
     offset = router.log_size()
     root.fill("#share-doc", doc)
     root.fill("#share-user", "alice")
-    root.fill("#share-minutes", "0.15")  # 9 s: the router's issuer.share_min_seconds is 1 here
+    root.fill("#share-minutes", "0.25")  # 15 s, three grant tokens' lives: issuer.share_min_seconds is 1 here
     root.click("#share-form button")
     expect(root.locator("#admin-result")).to_contain_text(f"shared document {doc} (app.doc.{doc}) with alice until")
+    share_end = re.search(r" until (.+)$", root.locator("#admin-result").text_content()).group(1)
     document = alice.locator(f"#documents li[data-doc='{doc}']")
     expect(document).to_have_attribute("data-state", "open")
-    expect(document.locator(".status")).to_contain_text("shared by root until")
+    expect(document.locator(".status")).to_contain_text(f"shared by root until {share_end}")
+    grant_session = document.get_attribute("data-session")
     root.fill("#write-doc", doc)
     root.fill("#write-text", "draft v1")
     root.click("#write-form button")
@@ -155,11 +168,18 @@ def test_the_admin_shares_a_document_with_alice_and_her_grant_ends_with_its_toke
     # alice's own session has no grant: only the grant token's session may read the document
     error = alice.evaluate(f"connection.session.subscribe('app.doc.{doc}', () => {{}}).then(() => 'ok', e => e.error)")
     assert error == "wamp.error.not_authorized"
-    # the grant ends with its token: the router ends that session at exp (+ the 1 s grace here)
+    # the page refreshes the grant's session with the next grant token: the same session reads on
+    router.wait_for_log(f"session refreshed: authid=alice session={grant_session} ", after=offset)
+    expect(document.locator(".status")).to_contain_text("grant token refreshed")
+    root.fill("#write-text", "draft v2")
+    root.click("#write-form button")
+    expect(document.locator(".log li")).to_have_text(["root draft v1", "root draft v2"])
+    # the share ends: no more grant tokens, and the router ends that session at the last token's
+    # exp, the share's end (+ the 1 s grace here), not at the first token's
     expect(document).to_have_attribute("data-state", "expired", timeout=30000)
-    expect(document.locator(".status")).to_contain_text("grant expired at")
+    expect(document.locator(".status")).to_contain_text(f"grant expired at {share_end}")
     expect(document.locator(".status")).to_contain_text("authenticator.error.expired")
-    router.wait_for_log("session ended: reason=expired authid=alice", after=offset)
+    router.wait_for_log(f"session ended: reason=expired authid=alice session={grant_session}", after=offset)
     assert session_id(alice) == own_session
     expect(alice.locator("#state")).to_have_text("connected")
     status, error = alice.evaluate(
