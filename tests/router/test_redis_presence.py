@@ -17,7 +17,7 @@ from twisted.internet import reactor, task
 from authenticator.core.presence import PresenceTable
 from authenticator.server.redis_presence import EVENTS_CHANNEL, RedisPresence
 from tests.support.redis_server import RedisServer
-from tests.support.router import RouterProcess
+from tests.support.router import RouterProcess, start_all, stop_all
 from tests.support.tokens import TEST_SECRET, mint, unique
 from tests.support.wamp import Inbox, connect
 
@@ -43,11 +43,23 @@ def _node(workdir, redis_url):
 
 
 @pytest.fixture(scope="module")
-def two_routers(tmp_path_factory, redis_server):
-    nodes = [_node(tmp_path_factory.mktemp(f"presence-router{i}"), redis_server.url).start() for i in (1, 2)]
+def routers(tmp_path_factory, redis_server):
+    """Three routers sharing Redis, started at once: the two the tests share, and one a test kills."""
+    workdirs = [tmp_path_factory.mktemp(name) for name in ("presence-router1", "presence-router2", "presence-doomed")]
+    nodes = start_all([_node(workdir, redis_server.url) for workdir in workdirs])
     yield nodes
-    for node in nodes:
-        node.stop()
+    stop_all(nodes)
+
+
+@pytest.fixture(scope="module")
+def two_routers(routers):
+    return routers[:2]
+
+
+@pytest.fixture(scope="module")
+def doomed(routers):
+    """A router of its own for the test that kills it (no other test uses it)."""
+    return routers[2]
 
 
 async def user(router, name):
@@ -102,10 +114,9 @@ async def test_two_routers_share_one_answer_and_one_stream_of_events(two_routers
 
 
 @pytest_twisted.ensureDeferred
-async def test_a_killed_routers_members_leave_within_the_ttl(two_routers, redis_server, tmp_path_factory):
+async def test_a_killed_routers_members_leave_within_the_ttl(two_routers, doomed):
     first, _ = two_routers
     topic = f"app.chat.{unique('room')}"
-    doomed = _node(tmp_path_factory.mktemp("presence-doomed"), redis_server.url).start()
     watcher = await user(first, unique("alice"))
     try:
         events = await feed(watcher, topic)

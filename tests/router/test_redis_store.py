@@ -12,7 +12,7 @@ from twisted.internet import reactor, task
 
 from authenticator.server.store import BLOCK_SECONDS, RedisStore, StoreUnavailable
 from tests.support.redis_server import RedisServer
-from tests.support.router import RouterProcess, wait_for
+from tests.support.router import RouterProcess, start_all, stop_all, wait_for
 from tests.support.tokens import TEST_SECRET, mint
 from tests.support.wamp import Refused, connect, refusal
 
@@ -35,10 +35,9 @@ def _node(workdir, redis_url):
 
 @pytest.fixture(scope="module")
 def two_routers(tmp_path_factory, redis_server):
-    nodes = [_node(tmp_path_factory.mktemp(f"redis-router{i}"), redis_server.url).start() for i in (1, 2)]
+    nodes = start_all([_node(tmp_path_factory.mktemp(f"redis-router{i}"), redis_server.url) for i in (1, 2)])
     yield nodes
-    for node in nodes:
-        node.stop()
+    stop_all(nodes)
 
 
 def token(sub="alice", roles=("user",), **claims):
