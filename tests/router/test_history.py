@@ -7,11 +7,12 @@ import time
 import pytest
 import pytest_twisted
 from autobahn.wamp.types import PublishOptions, SubscribeOptions
-from twisted.internet import reactor, task
+from twisted.internet import defer, reactor, task
 
 from tests.router.test_http_publish import backend_token, post
+from tests.router.test_idempotent_publish import DETAILS, key, only_these_then_the_marker
 from tests.support.event_details import details_of, record_event_details
-from tests.support.router import RouterProcess
+from tests.support.router import RouterProcess, start_all, stop_all
 from tests.support.tokens import TEST_SECRET, mint, unique
 from tests.support.wamp import Inbox, connect, wamp_error
 
@@ -202,11 +203,8 @@ def small_history(config):
 
 
 @pytest.fixture(scope="module")
-def small_router(tmp_path_factory):
-    node = RouterProcess(tmp_path_factory.mktemp("history"), env={"JWT_SECRET": TEST_SECRET},
-                         edit_config=small_history, loglevel="warn").start()  # fmt: skip
-    yield node
-    node.stop()
+def small_router(own_routers):
+    return own_routers[0]
 
 
 @pytest_twisted.ensureDeferred
@@ -284,22 +282,28 @@ def redis_server(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def two_routers(tmp_path_factory, redis_server):
+def own_routers(tmp_path_factory, redis_server):
+    """This file's routers, started (and stopped) at once: the router with small histories, and two
+    routers whose store is one Redis."""
+
     def shared(config):
         config["workers"][0]["components"][0]["extra"]["store"] = {"redis_url": redis_server.url}
 
-    nodes = [
-        RouterProcess(
-            tmp_path_factory.mktemp(f"history-redis{i}"),
-            env={"JWT_SECRET": TEST_SECRET},
-            edit_config=shared,
-            loglevel="warn",
-        ).start()  # fmt: skip
-        for i in (1, 2)
-    ]
+    nodes = start_all([
+        RouterProcess(tmp_path_factory.mktemp("history"), env={"JWT_SECRET": TEST_SECRET},
+                      edit_config=small_history, loglevel="warn"),
+        *(RouterProcess(tmp_path_factory.mktemp(f"history-redis{i}"), env={"JWT_SECRET": TEST_SECRET},
+                        edit_config=shared, loglevel="warn") for i in (1, 2)),
+    ])  # fmt: skip
     yield nodes
-    for node in nodes:
-        node.stop()
+    statuses = stop_all(nodes)
+    for node, status in zip(nodes[1:], statuses[1:], strict=True):  # the two sharing Redis
+        assert status == 0, node.log()[-3000:]
+
+
+@pytest.fixture(scope="module")
+def two_routers(own_routers):
+    return own_routers[1:]
 
 
 @pytest_twisted.ensureDeferred
@@ -330,6 +334,76 @@ async def test_two_routers_with_redis_keep_one_stream_per_topic(two_routers):
     finally:
         for client in (admin_one, admin_two, bob_two):
             client.leave()
+
+
+# The idempotency keys of POST /publish across routers (test_idempotent_publish.py): those routers
+# only share Redis too, so their tests run on these two (before the Redis outage below).
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_retry_that_reaches_another_router_gets_the_first_answer_and_publishes_nothing(two_routers):
+    first, second = two_routers
+    bob_id = unique("bob")
+    topic = f"app.user.{bob_id}.notifications"
+    sessions = [await connect(node.url, mint(bob_id)) for node in two_routers]
+    inboxes = [Inbox(), Inbox()]
+    try:
+        for session, inbox in zip(sessions, inboxes, strict=True):
+            await session.subscribe(inbox, topic, options=DETAILS)
+        backend, once = unique("backend"), {"Idempotency-Key": key()}
+        body = {"topic": topic, "args": ["once"]}
+        status, _, answer = await post(first, body, backend_token(backend), headers=once)
+        assert status == 200, answer
+        status, headers, again = await post(second, body, backend_token(backend), headers=once)
+        assert (status, again) == (200, answer)
+        assert headers.getRawHeaders("idempotent-replayed") == ["true"]
+        await only_these_then_the_marker(first, inboxes[0], topic, [("once",)])
+        await only_these_then_the_marker(second, inboxes[1], topic, [])
+    finally:
+        for session in sessions:
+            session.leave()
+
+
+@pytest_twisted.ensureDeferred
+async def test_concurrent_duplicates_on_two_routers_publish_once(two_routers):
+    """20 requests with one key, 10 to each router at once: one publication. Each answer is its id
+    (the first, or a replay) or 409 in progress with Retry-After; a retry of a 409 gets the id."""
+    bob_id = unique("bob")
+    topic = f"app.user.{bob_id}.notifications"
+    sessions = [await connect(node.url, mint(bob_id)) for node in two_routers]
+    inboxes = [Inbox(), Inbox()]
+    try:
+        for session, inbox in zip(sessions, inboxes, strict=True):
+            await session.subscribe(inbox, topic, options=DETAILS)
+        backend, once = unique("backend"), {"Idempotency-Key": key()}
+        body = {"topic": topic, "args": ["once"]}
+        answers = await defer.gatherResults(
+            [
+                defer.ensureDeferred(post(node, body, backend_token(backend), headers=once))
+                for _ in range(10)
+                for node in two_routers
+            ]  # fmt: skip
+        )
+        ids = {answer["id"] for status, _, answer in answers if status == 200}
+        busy = [(headers, answer) for status, headers, answer in answers if status == 409]
+        assert len(ids) == 1, answers
+        assert all(status in (200, 409) for status, _, _ in answers), answers
+        for headers, answer in busy:
+            assert answer["error"] == "authenticator.error.idempotency_key_in_use"
+            assert headers.getRawHeaders("retry-after") == ["1"]
+        status, _, answer = await post(two_routers[1], body, backend_token(backend), headers=once)
+        assert status == 200 and answer["id"] in ids, answer
+        received = []
+        for node, inbox in zip(two_routers, inboxes, strict=True):
+            status, _, marker = await post(node, {"topic": topic, "args": ["marker"]}, backend_token())
+            assert status == 200, marker
+            while (event := await inbox.next())[0] != ("marker",):
+                received.append(event)
+            assert inbox.events == []
+        assert [(args, kwargs["details"].publication) for args, kwargs in received] == [(("once",), ids.pop())]
+    finally:
+        for session in sessions:
+            session.leave()
 
 
 @pytest_twisted.ensureDeferred

@@ -1,7 +1,7 @@
 """Issue 22, publishing without loss: POST /publish with an idempotency key, through real routers
-(both deployments; two routers sharing a real redis-server). A retry with the key gets the first
-answer and publishes nothing; every "nothing else arrived" is proved by a later marker event that
-the subscriber receives next."""
+(both deployments) and a real redis-server. A retry with the key gets the first answer and
+publishes nothing; every "nothing else arrived" is proved by a later marker event that the
+subscriber receives next. Two routers sharing Redis: their tests run on test_history.py's two."""
 
 from __future__ import annotations
 
@@ -19,8 +19,8 @@ from authenticator.core.idempotency import KeysUnavailable, State, fingerprint, 
 from authenticator.server.redis_idempotency import RedisIdempotency, _key
 from tests.router.test_http_publish import backend_token, post
 from tests.support.redis_server import RedisServer
-from tests.support.router import RouterProcess, free_port, start_all, stop_all, wait_for
-from tests.support.tokens import TEST_SECRET, mint, unique
+from tests.support.router import free_port, wait_for
+from tests.support.tokens import mint, unique
 from tests.support.wamp import Inbox, connect
 
 DETAILS = SubscribeOptions(details_arg="details")
@@ -222,7 +222,9 @@ async def test_a_key_in_the_body_and_the_header_at_once_is_refused(router):
     assert status == 200, answer
 
 
-# -- several routers sharing Redis ---------------------------------------------------------------
+# -- the Redis store itself, against a redis-server ----------------------------------------------
+# (a retry reaching another router and concurrent duplicates on two routers run on test_history.py's
+# two routers sharing Redis: the same configuration, started once for both files)
 
 
 @pytest.fixture(scope="module")
@@ -230,91 +232,6 @@ def redis_server(tmp_path_factory):
     server = RedisServer(tmp_path_factory.mktemp("redis-idempotency")).start()
     yield server
     server.stop()
-
-
-@pytest.fixture(scope="module")
-def two_routers(tmp_path_factory, redis_server):
-    def configure(config):
-        config["workers"][0]["components"][0]["extra"]["store"] = {"redis_url": redis_server.url}
-
-    nodes = start_all([
-        RouterProcess(
-            tmp_path_factory.mktemp(f"idempotency-router{i}"), env={"JWT_SECRET": TEST_SECRET}, edit_config=configure
-        )
-        for i in (1, 2)
-    ])  # fmt: skip
-    yield nodes
-    for node, status in zip(nodes, stop_all(nodes), strict=True):
-        assert status == 0, node.log()[-3000:]
-
-
-@pytest_twisted.ensureDeferred
-async def test_a_retry_that_reaches_another_router_gets_the_first_answer_and_publishes_nothing(two_routers):
-    first, second = two_routers
-    bob_id = unique("bob")
-    topic = f"app.user.{bob_id}.notifications"
-    sessions = [await connect(node.url, mint(bob_id)) for node in two_routers]
-    inboxes = [Inbox(), Inbox()]
-    try:
-        for session, inbox in zip(sessions, inboxes, strict=True):
-            await session.subscribe(inbox, topic, options=DETAILS)
-        backend, once = unique("backend"), {"Idempotency-Key": key()}
-        body = {"topic": topic, "args": ["once"]}
-        status, _, answer = await post(first, body, backend_token(backend), headers=once)
-        assert status == 200, answer
-        status, headers, again = await post(second, body, backend_token(backend), headers=once)
-        assert (status, again) == (200, answer)
-        assert headers.getRawHeaders("idempotent-replayed") == ["true"]
-        await only_these_then_the_marker(first, inboxes[0], topic, [("once",)])
-        await only_these_then_the_marker(second, inboxes[1], topic, [])
-    finally:
-        for session in sessions:
-            session.leave()
-
-
-@pytest_twisted.ensureDeferred
-async def test_concurrent_duplicates_on_two_routers_publish_once(two_routers):
-    """20 requests with one key, 10 to each router at once: one publication. Each answer is its id
-    (the first, or a replay) or 409 in progress with Retry-After; a retry of a 409 gets the id."""
-    bob_id = unique("bob")
-    topic = f"app.user.{bob_id}.notifications"
-    sessions = [await connect(node.url, mint(bob_id)) for node in two_routers]
-    inboxes = [Inbox(), Inbox()]
-    try:
-        for session, inbox in zip(sessions, inboxes, strict=True):
-            await session.subscribe(inbox, topic, options=DETAILS)
-        backend, once = unique("backend"), {"Idempotency-Key": key()}
-        body = {"topic": topic, "args": ["once"]}
-        answers = await defer.gatherResults(
-            [
-                defer.ensureDeferred(post(node, body, backend_token(backend), headers=once))
-                for _ in range(10)
-                for node in two_routers
-            ]  # fmt: skip
-        )
-        ids = {answer["id"] for status, _, answer in answers if status == 200}
-        busy = [(headers, answer) for status, headers, answer in answers if status == 409]
-        assert len(ids) == 1, answers
-        assert all(status in (200, 409) for status, _, _ in answers), answers
-        for headers, answer in busy:
-            assert answer["error"] == "authenticator.error.idempotency_key_in_use"
-            assert headers.getRawHeaders("retry-after") == ["1"]
-        status, _, answer = await post(two_routers[1], body, backend_token(backend), headers=once)
-        assert status == 200 and answer["id"] in ids, answer
-        received = []
-        for node, inbox in zip(two_routers, inboxes, strict=True):
-            status, _, marker = await post(node, {"topic": topic, "args": ["marker"]}, backend_token())
-            assert status == 200, marker
-            while (event := await inbox.next())[0] != ("marker",):
-                received.append(event)
-            assert inbox.events == []
-        assert [(args, kwargs["details"].publication) for args, kwargs in received] == [(("once",), ids.pop())]
-    finally:
-        for session in sessions:
-            session.leave()
-
-
-# -- the Redis store itself, against the same redis-server ----------------------------------------
 
 
 def redis_keys(server, **options) -> RedisIdempotency:
