@@ -123,6 +123,7 @@ def history_with_redis(redis_url: str, timeout: float = 5.0, log=None):
         limits=SimpleNamespace(max_uri_length=2048),
         store=SimpleNamespace(redis_url=redis_url, timeout_seconds=timeout),
         history=HistorySettings(),
+        claims=SimpleNamespace(realm="realm1", node_realms=("realm1",)),
     )
     return History(settings, authorizer=None, token_roles=lambda caller: (), log=log)
 

@@ -248,8 +248,9 @@ def test_validly_signed_claims_of_any_shape_are_accepted_exactly_when_valid_and_
 
 
 def expected_session_role(roles) -> str:
-    """The shipped policy: admin outranks user, which outranks backend (defined earlier, unrelated), then anonymous."""
-    return next(role for role in ("admin", "user", "backend", "anonymous") if role in roles)
+    """The shipped policy: admin outranks user (it inherits it), which outranks the unrelated roles
+    defined before it, the later first: document-reader, backend, then anonymous."""
+    return next(role for role in ("admin", "user", "document-reader", "backend", "anonymous") if role in roles)
 
 
 def test_every_valid_token_is_accepted_with_its_user_and_most_privileged_role(verifier_at_now):

@@ -190,7 +190,8 @@ def test_a_redis_password_in_the_url_is_never_in_a_presence_log_line():
     for url in ("unix:///nonexistent/redis.sock?db=0&password=s3cret", "redis://u:s3cret@127.0.0.1:1/0"):
         settings = SimpleNamespace(
             policy=None, limits=SimpleNamespace(max_uri_length=512), presence=SimpleNamespace(ttl_seconds=30),
-            store=SimpleNamespace(redis_url=url, timeout_seconds=0.3), claims=SimpleNamespace(realm="realm1"),
+            store=SimpleNamespace(redis_url=url, timeout_seconds=0.3),
+            claims=SimpleNamespace(realm="realm1", node_realms=("realm1",)),
         )  # fmt: skip
         presence = Presence(settings, None, None, None, None, Log())
         presence._send_failed(Failure(ConnectionError("refused")), 3)
