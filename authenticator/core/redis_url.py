@@ -26,6 +26,17 @@ def holds_secret(url: str) -> bool:
     return any(name.lower() == "password" for name, _value in parse_qsl(parts.query, keep_blank_values=True))
 
 
+# What every Redis name of this project starts with; a realm's namespace follows it.
+KEY_ROOT = "crossbar-jwt:"
+
+
+def in_namespace(name: str, namespace: str) -> str:
+    """A Redis name ("crossbar-jwt:history:", ...) in a realm's namespace (realm_namespace)."""
+    if not name.startswith(KEY_ROOT):
+        raise ValueError(f"a Redis name of this project starts with {KEY_ROOT!r}")
+    return KEY_ROOT + namespace + name[len(KEY_ROOT) :]
+
+
 def realm_namespace(claim_rules) -> str:
     """What every Redis key, stream and channel of a realm carries after "crossbar-jwt:" on a node
     with several realms ("" with one: the keys of a single-realm deployment do not change). Realms

@@ -23,6 +23,7 @@ import json
 import secrets
 
 from authenticator.core.history import EPOCH_CHARS, MAX_LIMIT, Answer, KeptEvent, Position, answer
+from authenticator.core.redis_url import in_namespace
 
 KEY_PREFIX = "crossbar-jwt:history:"
 META_TTL_FACTOR = 10
@@ -78,7 +79,7 @@ class RedisHistory:
     def __init__(self, client, clock, new_epoch=_new_epoch, namespace: str = "") -> None:
         """namespace: the realm's part of every key on a node with several realms (core/redis_url.realm_namespace)."""
         self._redis, self._clock, self._new_epoch = client, clock, new_epoch
-        self._prefix = KEY_PREFIX.replace("crossbar-jwt:", "crossbar-jwt:" + namespace, 1)
+        self._prefix = in_namespace(KEY_PREFIX, namespace)
         self._append = client.register_script(_APPEND)
         self._read = client.register_script(_READ)
 

@@ -101,8 +101,8 @@ class RedisIdempotency:
         import redis
 
         # Several realms: each its own keys and budget (core/redis_url.realm_namespace).
-        self._key_prefix = KEY_PREFIX.replace("crossbar-jwt:", "crossbar-jwt:" + namespace, 1)
-        self._budget_prefix = BUDGET_PREFIX.replace("crossbar-jwt:", "crossbar-jwt:" + namespace, 1)
+        self._key_prefix = redis_url.in_namespace(KEY_PREFIX, namespace)
+        self._budget_prefix = redis_url.in_namespace(BUDGET_PREFIX, namespace)
 
         self._redis, self.window_seconds, self._url_shown = client, window_seconds, url_shown
         self.max_keys, self._clock = max_keys, clock

@@ -28,6 +28,8 @@ import json
 import threading
 from collections.abc import Callable, Iterable
 
+from authenticator.core.redis_url import in_namespace
+
 KEY_PREFIX = "crossbar-jwt:presence:"
 EVENTS_CHANNEL = "crossbar-jwt:presence-events"
 
@@ -117,7 +119,7 @@ class RedisPresence:
     def __init__(self, client, *, node: str, ttl_seconds: float, channel: str = EVENTS_CHANNEL,
                  namespace: str = "") -> None:  # fmt: skip
         self._redis, self.node, self._ttl_ms = client, node, int(ttl_seconds * 1000)
-        self._prefix = KEY_PREFIX.replace("crossbar-jwt:", "crossbar-jwt:" + namespace, 1)  # the realm's keys
+        self._prefix = in_namespace(KEY_PREFIX, namespace)  # the realm's keys
         self._channel = channel
         self._add = client.register_script(_ADD)
         self._remove = client.register_script(_REMOVE)

@@ -345,7 +345,7 @@ class RedisStore:
         import redis  # only deployments that configure Redis need the client
 
         # Several realms: each its own keys and stream (one Redis may serve them all).
-        self.PREFIX = RedisStore.PREFIX + namespace
+        self.PREFIX = redis_url.in_namespace(RedisStore.PREFIX, namespace)
         self.STREAM = self.PREFIX + "revocations"
         from redis.backoff import NoBackoff
         from redis.retry import Retry
