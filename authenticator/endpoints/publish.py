@@ -440,14 +440,12 @@ class RealmOfTheToken:
 
     @staticmethod
     def of(token: str | None) -> HttpPublishing | Rejected | Answer:
-        realms = {**REALMS, **{s.realm: (s._settings.claims.realm_claim, s._settings.max_token_bytes)
-                               for s in SERVICES.values()}}  # fmt: skip
-        if len(realms) == 1 and SERVICES:
+        if len(REALMS) <= 1 and SERVICES:  # one realm (its component registered itself before it joined)
             return next(iter(SERVICES.values()))
         if token is None:  # refused without naming any realm (the realms of a router are not told to strangers)
             return Rejected(Reason.MISSING_TOKEN)
         named = [
-            realm for realm, (claim, limit) in realms.items() if claim and realm in claimed_realms(token, claim, limit)
+            realm for realm, (claim, limit) in REALMS.items() if claim and realm in claimed_realms(token, claim, limit)
         ]
         if not named:
             return Rejected(Reason.WRONG_REALM, "it names no realm this router serves (claims.realm_claim)")
