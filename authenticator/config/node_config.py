@@ -134,6 +134,14 @@ def authenticator_realms(config: Mapping | None) -> tuple[str, ...]:
     return tuple(str(found[3].get("realm")) for found in find_components(config))
 
 
+def extra_place(config_file, realm: str | None, node_realms: tuple[str, ...]) -> str:
+    """Where a component's configuration errors are, as the start and `check` name it: with several
+    realms, the realm's component."""
+    if len(node_realms) > 1:
+        return f"{config_file}: the authenticator component of realm {realm!r}: its extra"
+    return f"{config_file}: the authenticator component's extra"
+
+
 def realm_has_rlinks(config: Mapping | None, realm: str) -> bool:
     """Whether a router worker with an authenticator component links `realm` to other nodes (its
     ``realms[].rlinks``, as `cluster-config` writes them)."""

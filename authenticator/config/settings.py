@@ -75,7 +75,6 @@ def load_settings(
     if not isinstance(single_use, bool):
         raise ConfigError("'single_use' must be true or false")
     claims = _load_claims(extra.get("claims", {}), realm, node_realms)
-    claims = replace(claims, caps_claim=_caps_claim(extra.get("claims", {})))
     if "issuer" in extra:
         load_issuer_settings(extra["issuer"])  # used by the demo issuer; checked here, at start
     if single_use and "jti" not in claims.required:
@@ -290,6 +289,7 @@ def _load_claims(spec: object, realm: str | None = None, node_realms: tuple[str,
     return ClaimRules(
         authid, tuple(roles), tuple(required), float(leeway), max_length, tuple(issuers), tuple(audience), lifetime,
         realm=realm, realm_claim=_realm_claim(spec, realm, node_realms), node_realms=tuple(dict.fromkeys(node_realms)),
+        caps_claim=_caps_claim(spec),
     )  # fmt: skip
 
 

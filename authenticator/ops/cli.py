@@ -19,6 +19,7 @@ from authenticator.config.node_config import (
     authenticator_realms,
     crossbar_config_file,
     deprecated_path_lines,
+    extra_place,
     find_components,
     load_node_config,
     websocket_url,
@@ -298,9 +299,7 @@ def check(cbdir, config_name) -> None:
     checked, problems = [], []
     for component in components:  # one per realm
         realm = component.get("realm")
-        where = f"{path}: the authenticator component's extra"
-        if len(realms) > 1:
-            where = f"{path}: the authenticator component of realm {realm!r}: its extra"
+        where = extra_place(path, realm, realms)
         try:
             settings = load_settings(dict(component.get("extra", {})), Path(cbdir), generate_secret=None, realm=realm,
                                      node_realms=realms)  # fmt: skip

@@ -25,6 +25,7 @@ from twisted.python.threadpool import ThreadPool
 from authenticator.config.node_config import (
     authenticator_realms,
     deprecated_path_lines,
+    extra_place,
     realm_has_rlinks,
     smallest_max_message_size,
 )
@@ -85,12 +86,8 @@ class AuthenticatorComponent(ApplicationSession):
         # Read once and validated: a bad configuration stops the router's start with its message.
         self.served_realm = config.realm
         self._node, unreadable = read_node(self._node_config)
-        where = f"{self._node_config or cbdir}: the authenticator component's extra"
         realms = authenticator_realms(self._node)
-        if len(realms) > 1:
-            where = (
-                f"{self._node_config or cbdir}: the authenticator component of realm {self.served_realm!r}: its extra"
-            )
+        where = extra_place(self._node_config or cbdir, self.served_realm, realms)
         try:
             self.settings = load_settings(extra, cbdir, realm=self.served_realm, node_realms=realms)
         except ConfigError as error:
