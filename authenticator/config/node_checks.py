@@ -103,9 +103,17 @@ def check_node(config: Mapping, policy_roles: Iterable[str], realm: str | None =
 
 
 def _realms_problems(config: Mapping) -> Iterable[Problem]:
-    """Several realms (tenants): one component each, each with its own token store, and every
-    realm authenticated by its own component."""
+    """Several realms (tenants): one component each, each with its own token store, every realm
+    authenticated by its own component, and the worker's own settings alike in all of them."""
     components = find_components(config)
+    yield from _component_problems(components)
+    yield from _worker_wide_problems(components)
+    yield from _realms_without_a_component(config, components)
+    yield from _authenticator_realm_problems(config, components)
+
+
+def _component_problems(components: list) -> Iterable[Problem]:
+    """A realm with a second component; two realms on one SQLite file."""
     seen: dict[object, str] = {}
     stores: dict[str, str] = {}
     for w, c, _worker, component in components:
@@ -126,9 +134,12 @@ def _realms_problems(config: Mapping) -> Iterable[Problem]:
                 "which realms may share: their keys are kept apart)"
             ))  # fmt: skip
         stores[location] = realm
-    # Settings of the router worker, not of a realm: every realm's component must say the same.
+
+
+def _worker_wide_problems(components: list) -> Iterable[Problem]:
+    """Settings of the router worker, not of a realm: every realm's component must say the same."""
     for key, read in WORKER_WIDE.items():
-        values = {}
+        values: dict[int, list] = {}
         for w, c, _worker, component in components:
             extra = component.get("extra") if isinstance(component.get("extra"), Mapping) else {}
             values.setdefault(w, []).append((c, component.get("realm"), read(extra)))
@@ -139,31 +150,43 @@ def _realms_problems(config: Mapping) -> Iterable[Problem]:
                     f"{key} differs between the realms of this router worker ({realms}); it applies to the whole "
                     "worker: give every realm's component the same value"
                 ))  # fmt: skip
+
+
+def _realms_without_a_component(config: Mapping, components: list) -> Iterable[Problem]:
+    """A realm whose roles name our authorizer, but no component of ours serves it."""
+    if not components:
+        return
     served = {component.get("realm") for _w, _c, _worker, component in components}
-    realm_names = []
     for w, worker in enumerate(config.get("workers", [])):
         for r, realm in enumerate(worker.get("realms", []) or []):
-            if not isinstance(realm, Mapping):
+            if not isinstance(realm, Mapping) or realm.get("name") in served:
                 continue
-            realm_names.append(realm.get("name"))
             authorized = [role.get("name") for role in realm.get("roles", []) or []
                           if isinstance(role, Mapping) and role.get("authorizer") == AUTHORIZE]  # fmt: skip
-            if authorized and components and realm.get("name") not in served:
+            if authorized:
                 roles = ", ".join(map(str, authorized))
                 yield Problem(f"workers[{w}].realms[{r}]", (
                     f"realm {realm.get('name')!r} has roles authorized by {AUTHORIZE!r} ({roles}) but no authenticator "
                     f"component: add one with \"realm\": {json.dumps(realm.get('name'))} (each realm's own keys and "
                     "policy; docs/configuration.md#several-realms-tenants)"
                 ))  # fmt: skip
-    if len(components) > 1 or len(realm_names) > 1:
-        for where, service in _websockets(config):
-            for method, auth in (service.get("auth") or {}).items():
-                if isinstance(auth, Mapping) and auth.get("type") == "dynamic" and "authenticator-realm" in auth:
-                    yield Problem(f"{where}.auth.{method}.authenticator-realm", (
-                        "this node has several realms, each authenticated by its own component (a component refuses "
-                        "logins to any other realm): remove 'authenticator-realm' so that Crossbar asks the component "
-                        "of the realm the client names"
-                    ))  # fmt: skip
+
+
+def _authenticator_realm_problems(config: Mapping, components: list) -> Iterable[Problem]:
+    """'authenticator-realm' on a node with several realms: one realm's component would be asked
+    for another's logins (and refuse them)."""
+    realms = [realm for worker in config.get("workers", []) for realm in worker.get("realms", []) or []
+              if isinstance(realm, Mapping)]  # fmt: skip
+    if len(components) < 2 and len(realms) < 2:
+        return
+    for where, service in _websockets(config):
+        for method, auth in (service.get("auth") or {}).items():
+            if isinstance(auth, Mapping) and auth.get("type") == "dynamic" and "authenticator-realm" in auth:
+                yield Problem(f"{where}.auth.{method}.authenticator-realm", (
+                    "this node has several realms, each authenticated by its own component (a component refuses "
+                    "logins to any other realm): remove 'authenticator-realm' so that Crossbar asks the component "
+                    "of the realm the client names"
+                ))  # fmt: skip
 
 
 # Component settings that act on the whole router worker (its transports), whichever realm says them.
