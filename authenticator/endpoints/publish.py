@@ -142,7 +142,7 @@ class HttpPublishing:
             keys = idempotency_keys(batch, items, key_header)
         except BodyProblem as problem:
             self._log_refusal(400, INVALID_ARGUMENT, str(problem), identity.authid, peer)
-            metrics.HTTP_PUBLISHES.labels(self.realm, "invalid", "none").inc()
+            self._count("invalid")
             return Answer(400, Refusal(INVALID_ARGUMENT, str(problem)).answer())
         if any(keys):
             return self._with_keys(identity, batch, items, keys, peer)
@@ -194,7 +194,7 @@ class HttpPublishing:
 
     def _not_published(self, claim: Claim, key: str, identity: Identity, peer: str) -> Replayed | Refusal:
         if claim.state is State.DONE:
-            metrics.HTTP_PUBLISHES.labels(self.realm, "replayed", "none").inc()
+            self._count("replayed")
             return Replayed(claim.publication_id)
         if claim.state is State.IN_PROGRESS:
             status, error, outcome = 409, KEY_IN_USE, "in_progress"
@@ -211,7 +211,7 @@ class HttpPublishing:
             status, error, outcome = 503, STORE_UNAVAILABLE, "unavailable"
             message = "The router holds as many idempotency keys in flight as it may; nothing was published. Retry."
         self._log_refusal(status, error, message, identity.authid, peer)
-        metrics.HTTP_PUBLISHES.labels(self.realm, outcome, "none").inc()
+        self._count(outcome)
         return Refusal(error, message)
 
     def _remember(self, outcomes: list, batch: bool, owned: dict) -> Answer | Deferred:
@@ -260,7 +260,7 @@ class HttpPublishing:
 
     def _keys_unavailable(self, error: Exception, identity: Identity, peer: str) -> Answer:
         self._log_refusal(503, STORE_UNAVAILABLE, "idempotency keys: " + str(error), identity.authid, peer)
-        metrics.HTTP_PUBLISHES.labels(self.realm, "unavailable", "store_unavailable").inc()
+        self._count("unavailable", "store_unavailable")
         return Answer(503, Refusal(STORE_UNAVAILABLE, KEYS_UNAVAILABLE).answer(), {"Retry-After": "1"})
 
     def _note_forgotten(self) -> None:
@@ -280,20 +280,20 @@ class HttpPublishing:
             return self._publish_one(identity, item, peer)
         except Exception as error:  # noqa: BLE001 - logged by its type only
             self._log.warn("http publish failed: internal error {kind}", kind=type(error).__name__)
-            metrics.HTTP_PUBLISHES.labels(self.realm, "failed", "none").inc()
+            self._count("failed")
             return Refusal("wamp.error.runtime_error", "The router could not publish this; retry, or read its log.")
 
     def _publish_one(self, identity: Identity, item: Publication | Refusal, peer: str):
         if isinstance(item, Refusal):
             self._log_refusal(400, item.error, item.message, identity.authid, peer)
-            metrics.HTTP_PUBLISHES.labels(self.realm, "invalid", "none").inc()
+            self._count("invalid")
             return item
         decision = self._authorizer.decide(
             authrole=identity.role, authid=identity.authid, roles=identity.roles, action="publish",
             uri=item.topic, options=item.options, via="http", grants=identity.grants,
         )  # fmt: skip
         if not decision.allow:
-            metrics.HTTP_PUBLISHES.labels(self.realm, "denied", "none").inc()
+            self._count("denied")
             return Refusal(
                 NOT_AUTHORIZED,
                 f"Not authorized to publish to '{clip(item.topic, 200)}' as '{identity.authid}' (role "
@@ -305,6 +305,9 @@ class HttpPublishing:
         )
         return published.addCallbacks(self._published, self._broker_refused, errbackArgs=(identity, item, peer))
 
+    def _count(self, outcome: str, reason: str = "none") -> None:
+        metrics.HTTP_PUBLISHES.labels(self.realm, outcome, reason).inc()
+
     def _published(self, publication_id: int) -> int:
         self._published_count.inc()  # the hot path: the child looked up once
         return publication_id
@@ -313,24 +316,24 @@ class HttpPublishing:
         error = getattr(failure.value, "error", None)
         if error == NOT_AUTHORIZED:  # the broker's own refusals (e.g. wamp.* topics)
             self._log_refusal(403, error, "refused by the broker", identity.authid, peer)
-            metrics.HTTP_PUBLISHES.labels(self.realm, "denied", "none").inc()
+            self._count("denied")
             return Refusal(NOT_AUTHORIZED, f"The router refused to publish to '{clip(item.topic, 200)}'.")
         if error in (INVALID_ARGUMENT, "wamp.error.invalid_uri"):
             text = clip(failure.value.args[0] if failure.value.args else error, 300)
             self._log_refusal(400, error, text, identity.authid, peer)
-            metrics.HTTP_PUBLISHES.labels(self.realm, "invalid", "none").inc()
+            self._count("invalid")
             return Refusal(INVALID_ARGUMENT, text)  # a permanent error: 400, not "retry"
         if error == "wamp.error.authorization_failed" and HISTORY_UNAVAILABLE in str(failure.value.args[:1]):
             # a topic that keeps history, and its store could not keep the event: nothing was sent
             self._log_refusal(503, HISTORY_UNAVAILABLE, "the history store cannot be reached", identity.authid, peer)
-            metrics.HTTP_PUBLISHES.labels(self.realm, "failed", "none").inc()
+            self._count("failed")
             return Refusal(HISTORY_UNAVAILABLE, f"'{clip(item.topic, 200)}' keeps history and its store cannot be "
                            "reached: nothing was sent to subscribers (after a timeout the event may have been kept). "
                            "Retry (with the same Idempotency-Key).")  # fmt: skip
         kind = error or type(failure.value).__name__
         self._log.warn("http publish failed: {kind} topic={topic} authid={authid} peer={peer}", kind=clip(kind, 100),
                        topic=clip(item.topic, 200), authid=identity.authid, peer=peer)  # fmt: skip
-        metrics.HTTP_PUBLISHES.labels(self.realm, "failed", "none").inc()
+        self._count("failed")
         return Refusal("wamp.error.runtime_error", "The router could not publish this; retry, or read the router log.")
 
     @staticmethod
@@ -351,7 +354,7 @@ class HttpPublishing:
 
     def _token_refused(self, rejection: Rejected, peer: str) -> Answer:
         status = TOKEN_STATUS.get(rejection.reason, 401)
-        metrics.HTTP_PUBLISHES.labels(self.realm, "token_refused", rejection.reason.code).inc()
+        self._count("token_refused", rejection.reason.code)
         self._log_refusal(status, rejection.reason.code, rejection.detail or "-", rejection.authid, peer,
                           jti=rejection.jti)  # fmt: skip
         message = rejection.message
@@ -427,7 +430,7 @@ class PublishResource(BearerJsonResource):
 
     def body_refused(self, request, limit: int) -> None:
         """body_limit answered 413 before the body was read (and logged it): counted."""
-        metrics.HTTP_PUBLISHES.labels(self.realm or metrics.NO_REALM, "too_large", "none").inc()
+        self.count("too_large")
 
 
 class RealmOfTheToken:
