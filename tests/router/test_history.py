@@ -340,16 +340,27 @@ async def test_two_routers_with_redis_keep_one_stream_per_topic(two_routers):
 # only share Redis too, so their tests run on these two (before the Redis outage below).
 
 
-@pytest_twisted.ensureDeferred
-async def test_a_retry_that_reaches_another_router_gets_the_first_answer_and_publishes_nothing(two_routers):
-    first, second = two_routers
+async def bob_listening_on_each(routers) -> tuple[str, list, list[Inbox]]:
+    """Bob's notification topic, and a session of his subscribed to it on each router with its inbox."""
     bob_id = unique("bob")
     topic = f"app.user.{bob_id}.notifications"
-    sessions = [await connect(node.url, mint(bob_id)) for node in two_routers]
-    inboxes = [Inbox(), Inbox()]
+    sessions = [await connect(node.url, mint(bob_id)) for node in routers]
+    inboxes = [Inbox() for _ in routers]
     try:
         for session, inbox in zip(sessions, inboxes, strict=True):
             await session.subscribe(inbox, topic, options=DETAILS)
+    except BaseException:
+        for session in sessions:
+            session.leave()
+        raise
+    return topic, sessions, inboxes
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_retry_that_reaches_another_router_gets_the_first_answer_and_publishes_nothing(two_routers):
+    first, second = two_routers
+    topic, sessions, inboxes = await bob_listening_on_each(two_routers)
+    try:
         backend, once = unique("backend"), {"Idempotency-Key": key()}
         body = {"topic": topic, "args": ["once"]}
         status, _, answer = await post(first, body, backend_token(backend), headers=once)
@@ -368,13 +379,8 @@ async def test_a_retry_that_reaches_another_router_gets_the_first_answer_and_pub
 async def test_concurrent_duplicates_on_two_routers_publish_once(two_routers):
     """20 requests with one key, 10 to each router at once: one publication. Each answer is its id
     (the first, or a replay) or 409 in progress with Retry-After; a retry of a 409 gets the id."""
-    bob_id = unique("bob")
-    topic = f"app.user.{bob_id}.notifications"
-    sessions = [await connect(node.url, mint(bob_id)) for node in two_routers]
-    inboxes = [Inbox(), Inbox()]
+    topic, sessions, inboxes = await bob_listening_on_each(two_routers)
     try:
-        for session, inbox in zip(sessions, inboxes, strict=True):
-            await session.subscribe(inbox, topic, options=DETAILS)
         backend, once = unique("backend"), {"Idempotency-Key": key()}
         body = {"topic": topic, "args": ["once"]}
         answers = await defer.gatherResults(
